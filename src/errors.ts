@@ -1,0 +1,70 @@
+/**
+ * Typed errors. Every error heartline raises or emits is a {@link HeartlineError}
+ * with a stable `code` from {@link ErrorCodes}; the table is the documented contract
+ * (docs/errors.md lists each code, and a test keeps the two in step).
+ */
+
+/** Stable error codes with a one-line meaning each. */
+export const ErrorCodes = {
+  HL_ERR_INVALID_ARGUMENT: 'An option or argument has an invalid value.',
+  HL_ERR_FRAME_TOO_LARGE: 'A frame announced a length above the configured maximum.',
+  HL_ERR_UNKNOWN_FRAME: 'A frame had a type this protocol version does not define.',
+  HL_ERR_MALFORMED_FRAME: 'A frame was truncated, too long for its type or held an invalid field.',
+  HL_ERR_UNSUPPORTED_VERSION: 'The peer speaks a protocol version this end does not support.',
+  HL_ERR_UNEXPECTED_FRAME: 'A valid frame arrived in a state where it is not allowed.',
+  HL_ERR_HANDSHAKE_TIMEOUT: 'The handshake did not complete in time.',
+  HL_ERR_CONNECT_TIMEOUT: 'The TCP connection could not be established in time.',
+  HL_ERR_HEARTBEAT_TIMEOUT: 'Nothing was heard from the peer within the heartbeat timeout.',
+  HL_ERR_WRITE_STALL: 'Outgoing bytes did not drain within the write timeout.',
+  HL_ERR_CONNECTION_CLOSED: 'The connection is closed; nothing more can be sent on it.',
+  HL_ERR_BUFFER_FULL: 'The replay buffer reached its hard cap; the message was not accepted.',
+  HL_ERR_CIRCUIT_OPEN: 'The client is failing fast while its circuit breaker is open.',
+  HL_ERR_SESSION_LOST: 'The session could not be resumed; unacknowledged messages were handed back.',
+  HL_ERR_AUTH_FAILED: 'The server refused the credentials.',
+  HL_ERR_OVERLOADED: 'The server refused the connection because it is overloaded.',
+  HL_ERR_POLICY_VIOLATION: 'The peer broke a protocol policy (for example pinging too often).',
+  HL_ERR_ABORTED: 'The operation was aborted through an AbortSignal.',
+  HL_ERR_GAVE_UP: 'The client stopped reconnecting after its maximum number of attempts.',
+  HL_ERR_SOCKET: 'The operating system reported a socket error.',
+} as const;
+
+/** One of the stable error codes. */
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** Base class of every error heartline produces. */
+export class HeartlineError extends Error {
+  /** Stable, documented error code. */
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'HeartlineError';
+    this.code = code;
+  }
+}
+
+/** Raised by the decoder for bytes that do not form a valid frame. */
+export class ProtocolError extends HeartlineError {
+  constructor(
+    code: Extract<
+      ErrorCode,
+      | 'HL_ERR_FRAME_TOO_LARGE'
+      | 'HL_ERR_UNKNOWN_FRAME'
+      | 'HL_ERR_MALFORMED_FRAME'
+      | 'HL_ERR_UNSUPPORTED_VERSION'
+      | 'HL_ERR_UNEXPECTED_FRAME'
+    >,
+    message: string,
+  ) {
+    super(code, message);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** Raised for an invalid option; the message names the option. */
+export class InvalidArgumentError extends HeartlineError {
+  constructor(message: string) {
+    super('HL_ERR_INVALID_ARGUMENT', message);
+    this.name = 'InvalidArgumentError';
+  }
+}

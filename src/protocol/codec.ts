@@ -1,0 +1,479 @@
+/**
+ * The pure codec: frames to bytes and bytes to frames. No sockets, no timers, no clock.
+ *
+ * Wire format (PROTOCOL.md is normative): u32 big-endian length, then that many bytes of
+ * which the first is the frame type and the rest the payload. Integers are big-endian;
+ * u64 fields carry values up to 2^53 - 1 so that JavaScript numbers hold them exactly.
+ */
+
+import { ProtocolError } from '../errors.js';
+import {
+  type AckFrame,
+  type CloseFrame,
+  type DataFrame,
+  DEFAULT_MAX_FRAME,
+  type Frame,
+  FrameType,
+  HELLO_FLAG_RESUME,
+  type HelloFrame,
+  ID_BYTES,
+  LENGTH_BYTES,
+  type PingFrame,
+  type PongFrame,
+  PROTOCOL_VERSION,
+  type SettingsFrame,
+  WELCOME_FLAG_RESUMED,
+  type WelcomeFrame,
+} from './frames.js';
+
+const TWO_32 = 0x1_0000_0000;
+/** Largest high word of a u64 that still fits in Number.MAX_SAFE_INTEGER. */
+const MAX_SAFE_HIGH = 0x1f_ffff;
+const ZERO_ID = new Uint8Array(ID_BYTES);
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Fixed payload sizes (without the type byte). */
+const HELLO_FIXED = 1 + 1 + 4 + 4 + ID_BYTES + ID_BYTES + 8 + 2 + 2 + 2;
+const WELCOME_SIZE = 1 + 1 + ID_BYTES + ID_BYTES + 4 + 4 + 8 + 4;
+const PING_SIZE = 4 + 8;
+const DATA_HEADER = 8;
+const ACK_SIZE = 8;
+const CLOSE_FIXED = 2 + 4;
+const SETTINGS_SIZE = 4 + 4;
+
+/** Bytes a DATA frame adds around its payload (length prefix, type, seq). */
+export const DATA_OVERHEAD = LENGTH_BYTES + 1 + DATA_HEADER;
+
+/** The largest DATA payload that fits in a frame of `maxFrame` bytes. */
+export function maxPayload(maxFrame: number): number {
+  return maxFrame - 1 - DATA_HEADER;
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding
+
+function header(type: number, payloadLength: number): Buffer {
+  const buf = Buffer.allocUnsafe(LENGTH_BYTES + 1 + payloadLength);
+  buf.writeUInt32BE(1 + payloadLength, 0);
+  buf[LENGTH_BYTES] = type;
+  return buf;
+}
+
+function writeU64(buf: Buffer, value: number, offset: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(`u64 field out of range: ${value}`);
+  }
+  buf.writeUInt32BE(Math.floor(value / TWO_32), offset);
+  buf.writeUInt32BE(value >>> 0, offset + 4);
+}
+
+function writeU32(buf: Buffer, value: number, offset: number): void {
+  if (!Number.isInteger(value) || value < 0 || value >= TWO_32) {
+    throw new RangeError(`u32 field out of range: ${value}`);
+  }
+  buf.writeUInt32BE(value, offset);
+}
+
+function writeId(buf: Buffer, id: Uint8Array, offset: number): void {
+  if (id.length !== ID_BYTES) throw new RangeError(`ids are ${ID_BYTES} bytes, got ${id.length}`);
+  buf.set(id, offset);
+}
+
+function shortField(bytes: Uint8Array, name: string): Uint8Array {
+  if (bytes.length > 0xffff) throw new RangeError(`${name} is over 65535 bytes`);
+  return bytes;
+}
+
+export function encodeHello(f: Omit<HelloFrame, 'type'>): Buffer {
+  const auth = shortField(f.auth, 'auth');
+  const clientId = shortField(Buffer.from(f.clientId, 'utf8'), 'clientId');
+  const traceId = shortField(Buffer.from(f.traceId, 'utf8'), 'traceId');
+  const buf = header(FrameType.HELLO, HELLO_FIXED + auth.length + clientId.length + traceId.length);
+  let o = LENGTH_BYTES + 1;
+  buf[o++] = f.version;
+  buf[o++] = f.resume ? HELLO_FLAG_RESUME : 0;
+  writeU32(buf, f.interval, o);
+  writeU32(buf, f.timeout, o + 4);
+  o += 8;
+  writeId(buf, f.resume?.sessionId ?? ZERO_ID, o);
+  writeId(buf, f.resume?.token ?? ZERO_ID, o + ID_BYTES);
+  o += 2 * ID_BYTES;
+  writeU64(buf, f.resume?.lastReceived ?? 0, o);
+  o += 8;
+  for (const field of [auth, clientId, traceId]) {
+    buf.writeUInt16BE(field.length, o);
+    buf.set(field, o + 2);
+    o += 2 + field.length;
+  }
+  return buf;
+}
+
+export function encodeWelcome(f: Omit<WelcomeFrame, 'type'>): Buffer {
+  const buf = header(FrameType.WELCOME, WELCOME_SIZE);
+  let o = LENGTH_BYTES + 1;
+  buf[o++] = f.version;
+  buf[o++] = f.resumed ? WELCOME_FLAG_RESUMED : 0;
+  writeId(buf, f.sessionId, o);
+  writeId(buf, f.token, o + ID_BYTES);
+  o += 2 * ID_BYTES;
+  writeU32(buf, f.interval, o);
+  writeU32(buf, f.timeout, o + 4);
+  writeU64(buf, f.lastReceived, o + 8);
+  writeU32(buf, f.sessionTtl, o + 16);
+  return buf;
+}
+
+function encodeProbe(type: number, seq: number, timestamp: number): Buffer {
+  const buf = header(type, PING_SIZE);
+  writeU32(buf, seq, LENGTH_BYTES + 1);
+  writeU64(buf, timestamp, LENGTH_BYTES + 5);
+  return buf;
+}
+
+/** PING with the sender's seq and monotonic timestamp in microseconds. */
+export function encodePing(seq: number, timestamp: number): Buffer {
+  return encodeProbe(FrameType.PING, seq, timestamp);
+}
+
+/** PONG echoing a PING's seq and timestamp. */
+export function encodePong(seq: number, timestamp: number): Buffer {
+  return encodeProbe(FrameType.PONG, seq, timestamp);
+}
+
+export function encodeData(seq: number, payload: Uint8Array): Buffer {
+  const buf = header(FrameType.DATA, DATA_HEADER + payload.length);
+  writeU64(buf, seq, LENGTH_BYTES + 1);
+  buf.set(payload, LENGTH_BYTES + 1 + DATA_HEADER);
+  return buf;
+}
+
+export function encodeAck(seq: number): Buffer {
+  const buf = header(FrameType.ACK, ACK_SIZE);
+  writeU64(buf, seq, LENGTH_BYTES + 1);
+  return buf;
+}
+
+export function encodeClose(code: number, reason = '', retryAfter = 0): Buffer {
+  if (!Number.isInteger(code) || code < 0 || code > 0xffff) {
+    throw new RangeError(`close code out of range: ${code}`);
+  }
+  const text = Buffer.from(reason, 'utf8');
+  const buf = header(FrameType.CLOSE, CLOSE_FIXED + text.length);
+  buf.writeUInt16BE(code, LENGTH_BYTES + 1);
+  writeU32(buf, retryAfter, LENGTH_BYTES + 3);
+  buf.set(text, LENGTH_BYTES + 1 + CLOSE_FIXED);
+  return buf;
+}
+
+export function encodeSettings(interval: number, timeout: number): Buffer {
+  const buf = header(FrameType.SETTINGS, SETTINGS_SIZE);
+  writeU32(buf, interval, LENGTH_BYTES + 1);
+  writeU32(buf, timeout, LENGTH_BYTES + 5);
+  return buf;
+}
+
+/** Encodes any frame; the per-type functions above avoid the dispatch on hot paths. */
+export function encodeFrame(frame: Frame): Buffer {
+  switch (frame.type) {
+    case FrameType.HELLO:
+      return encodeHello(frame);
+    case FrameType.WELCOME:
+      return encodeWelcome(frame);
+    case FrameType.PING:
+      return encodePing(frame.seq, frame.timestamp);
+    case FrameType.PONG:
+      return encodePong(frame.seq, frame.timestamp);
+    case FrameType.DATA:
+      return encodeData(frame.seq, frame.payload);
+    case FrameType.ACK:
+      return encodeAck(frame.seq);
+    case FrameType.CLOSE:
+      return encodeClose(frame.code, frame.reason, frame.retryAfter);
+    case FrameType.SETTINGS:
+      return encodeSettings(frame.interval, frame.timeout);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoding
+
+function malformed(message: string): ProtocolError {
+  return new ProtocolError('HL_ERR_MALFORMED_FRAME', message);
+}
+
+/** A bounds-checked reader over one frame's payload. */
+class Reader {
+  private offset = 0;
+  constructor(
+    private readonly buf: Buffer,
+    private readonly frameName: string,
+  ) {}
+
+  private need(n: number): number {
+    const at = this.offset;
+    if (at + n > this.buf.length) throw malformed(`${this.frameName} frame is truncated`);
+    this.offset = at + n;
+    return at;
+  }
+
+  u8(): number {
+    return this.buf[this.need(1)]!;
+  }
+  u16(): number {
+    return this.buf.readUInt16BE(this.need(2));
+  }
+  u32(): number {
+    return this.buf.readUInt32BE(this.need(4));
+  }
+  u64(): number {
+    const at = this.need(8);
+    const high = this.buf.readUInt32BE(at);
+    if (high > MAX_SAFE_HIGH) throw malformed(`${this.frameName} has a u64 above 2^53 - 1`);
+    return high * TWO_32 + this.buf.readUInt32BE(at + 4);
+  }
+  bytes(n: number): Buffer {
+    const at = this.need(n);
+    return this.buf.subarray(at, at + n);
+  }
+  string(n: number): string {
+    try {
+      return utf8.decode(this.bytes(n));
+    } catch (err) {
+      if (err instanceof ProtocolError) throw err;
+      throw malformed(`${this.frameName} holds invalid UTF-8`);
+    }
+  }
+  rest(): Buffer {
+    const at = this.offset;
+    this.offset = this.buf.length;
+    return this.buf.subarray(at);
+  }
+  end(): void {
+    if (this.offset !== this.buf.length) throw malformed(`${this.frameName} frame is too long`);
+  }
+}
+
+function checkVersion(version: number, frameName: string): void {
+  if (version !== PROTOCOL_VERSION) {
+    throw new ProtocolError(
+      'HL_ERR_UNSUPPORTED_VERSION',
+      `${frameName} asks for protocol version ${version}; this end speaks ${PROTOCOL_VERSION}`,
+    );
+  }
+}
+
+function isZero(bytes: Uint8Array): boolean {
+  for (const b of bytes) if (b !== 0) return false;
+  return true;
+}
+
+/**
+ * Decodes one frame body (the type byte and payload, without the length prefix).
+ * Throws {@link ProtocolError} for anything that is not a valid frame.
+ */
+export function decodeBody(body: Buffer): Frame {
+  const type = body[0];
+  const r = new Reader(body.subarray(1), frameName(type));
+  let frame: Frame;
+  switch (type) {
+    case FrameType.HELLO: {
+      const version = r.u8();
+      checkVersion(version, 'HELLO');
+      const flags = r.u8();
+      if ((flags & ~HELLO_FLAG_RESUME) !== 0) throw malformed('HELLO has unknown flags');
+      const interval = r.u32();
+      const timeout = r.u32();
+      const sessionId = Uint8Array.from(r.bytes(ID_BYTES));
+      const token = Uint8Array.from(r.bytes(ID_BYTES));
+      const lastReceived = r.u64();
+      const resumeFlag = (flags & HELLO_FLAG_RESUME) !== 0;
+      if (!resumeFlag && (!isZero(sessionId) || !isZero(token) || lastReceived !== 0)) {
+        throw malformed('HELLO without the resume flag must carry zero session fields');
+      }
+      const auth = Uint8Array.from(r.bytes(r.u16()));
+      const clientId = r.string(r.u16());
+      const traceId = r.string(r.u16());
+      frame = {
+        type: FrameType.HELLO,
+        version,
+        interval,
+        timeout,
+        auth,
+        resume: resumeFlag ? { sessionId, token, lastReceived } : null,
+        clientId,
+        traceId,
+      };
+      break;
+    }
+    case FrameType.WELCOME: {
+      const version = r.u8();
+      checkVersion(version, 'WELCOME');
+      const flags = r.u8();
+      if ((flags & ~WELCOME_FLAG_RESUMED) !== 0) throw malformed('WELCOME has unknown flags');
+      frame = {
+        type: FrameType.WELCOME,
+        version,
+        resumed: (flags & WELCOME_FLAG_RESUMED) !== 0,
+        sessionId: Uint8Array.from(r.bytes(ID_BYTES)),
+        token: Uint8Array.from(r.bytes(ID_BYTES)),
+        interval: r.u32(),
+        timeout: r.u32(),
+        lastReceived: r.u64(),
+        sessionTtl: r.u32(),
+      };
+      break;
+    }
+    case FrameType.PING:
+    case FrameType.PONG:
+      frame = { type, seq: r.u32(), timestamp: r.u64() } as PingFrame | PongFrame;
+      break;
+    case FrameType.DATA:
+      frame = { type: FrameType.DATA, seq: r.u64(), payload: r.rest() } satisfies DataFrame;
+      break;
+    case FrameType.ACK:
+      frame = { type: FrameType.ACK, seq: r.u64() } satisfies AckFrame;
+      break;
+    case FrameType.CLOSE: {
+      const code = r.u16();
+      const retryAfter = r.u32();
+      const rest = r.rest();
+      let reason: string;
+      try {
+        reason = utf8.decode(rest);
+      } catch {
+        throw malformed('CLOSE reason is invalid UTF-8');
+      }
+      frame = { type: FrameType.CLOSE, code, retryAfter, reason } satisfies CloseFrame;
+      break;
+    }
+    case FrameType.SETTINGS:
+      frame = {
+        type: FrameType.SETTINGS,
+        interval: r.u32(),
+        timeout: r.u32(),
+      } satisfies SettingsFrame;
+      break;
+    default:
+      throw new ProtocolError('HL_ERR_UNKNOWN_FRAME', `unknown frame type 0x${hex(type)}`);
+  }
+  r.end();
+  return frame;
+}
+
+function hex(type: number | undefined): string {
+  return (type ?? 0).toString(16).padStart(2, '0');
+}
+
+function frameName(type: number | undefined): string {
+  for (const [name, value] of Object.entries(FrameType)) if (value === type) return name;
+  return `0x${hex(type)}`;
+}
+
+/** Options of {@link Decoder}. */
+export interface DecoderOptions {
+  /** Largest accepted frame (type byte + payload) in bytes. @default 1048576 */
+  maxFrame?: number;
+}
+
+/**
+ * Incremental decoder. Feed it any chunking of a byte stream; it yields the same frames.
+ * An announced length is checked against `maxFrame` before any byte of the frame is
+ * buffered beyond what arrived, so a hostile length never causes an allocation. After it
+ * throws, the decoder stays failed: the stream cannot be re-synchronised.
+ */
+export class Decoder {
+  readonly maxFrame: number;
+  private chunks: Buffer[] = [];
+  private head = 0;
+  private buffered = 0;
+  private failure: ProtocolError | null = null;
+
+  constructor(options: DecoderOptions = {}) {
+    this.maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
+  }
+
+  /** Bytes received but not yet returned as frames. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** Decodes every complete frame in the bytes received so far. */
+  push(chunk: Uint8Array): Frame[] {
+    if (this.failure) throw this.failure;
+    const frames: Frame[] = [];
+    if (chunk.length > 0) {
+      this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+      this.buffered += chunk.length;
+    }
+    try {
+      while (this.buffered >= LENGTH_BYTES) {
+        const length = this.peekLength();
+        if (length === 0) throw malformed('a frame must hold at least its type byte');
+        if (length > this.maxFrame) {
+          throw new ProtocolError(
+            'HL_ERR_FRAME_TOO_LARGE',
+            `frame of ${length} bytes exceeds the maximum of ${this.maxFrame}`,
+          );
+        }
+        if (this.buffered < LENGTH_BYTES + length) break;
+        this.consume(LENGTH_BYTES);
+        frames.push(decodeBody(this.consume(length)));
+      }
+    } catch (err) {
+      this.failure = err as ProtocolError;
+      this.chunks = [];
+      this.buffered = 0;
+      throw err;
+    }
+    return frames;
+  }
+
+  private peekLength(): number {
+    const first = this.chunks[0]!;
+    if (first.length - this.head >= LENGTH_BYTES) return first.readUInt32BE(this.head);
+    const bytes = Buffer.allocUnsafe(LENGTH_BYTES);
+    let filled = 0;
+    let offset = this.head;
+    for (const c of this.chunks) {
+      const n = Math.min(c.length - offset, LENGTH_BYTES - filled);
+      c.copy(bytes, filled, offset, offset + n);
+      filled += n;
+      offset = 0;
+      if (filled === LENGTH_BYTES) break;
+    }
+    return bytes.readUInt32BE(0);
+  }
+
+  /** Removes `n` buffered bytes (n <= buffered) and returns them, copying only if split. */
+  private consume(n: number): Buffer {
+    const first = this.chunks[0]!;
+    const available = first.length - this.head;
+    this.buffered -= n;
+    if (available > n) {
+      const out = first.subarray(this.head, this.head + n);
+      this.head += n;
+      return out;
+    }
+    if (available === n) {
+      const out = first.subarray(this.head);
+      this.chunks.shift();
+      this.head = 0;
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0]!;
+      const take = Math.min(c.length - this.head, n - filled);
+      c.copy(out, filled, this.head, this.head + take);
+      filled += take;
+      if (this.head + take === c.length) {
+        this.chunks.shift();
+        this.head = 0;
+      } else {
+        this.head += take;
+      }
+    }
+    return out;
+  }
+}
