@@ -42,6 +42,7 @@ export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
  * - refused: ECONNREFUSED while connecting
  * - connect-timeout, handshake-timeout, heartbeat-timeout, write-stall: our own timers
  * - protocol-error, frame-too-large, unsupported-version: the peer sent bad bytes
+ * - keepalive-timeout: the kernel gave up on the peer (TCP keepalive or TCP_USER_TIMEOUT)
  * - local: this end called close()
  * - remote: the peer sent CLOSE(normal)
  * - going-away, overloaded, auth-failed, policy-violation, session-expired, superseded:
@@ -56,6 +57,7 @@ export type CloseReason =
   | 'handshake-timeout'
   | 'heartbeat-timeout'
   | 'write-stall'
+  | 'keepalive-timeout'
   | 'protocol-error'
   | 'frame-too-large'
   | 'unsupported-version'

@@ -1,0 +1,111 @@
+/**
+ * `heartline connect`: a client that sends each stdin line as a message and prints each
+ * message it receives. It reconnects and resumes by default. At stdin EOF it waits until
+ * everything it sent is acknowledged (across reconnects), then exits 0.
+ */
+
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { connect as connectClient } from '../client/client.js';
+import { parseServerList } from '../client/servers.js';
+import { InvalidArgumentError } from '../errors.js';
+import { ExitCode, intFlag, UsageError } from './args.js';
+import { EventOutput, reportConnection } from './output.js';
+
+export const connectHelp = `Usage: heartline connect HOST:PORT[,HOST:PORT...] [options]
+
+Connects to a heartline server. Each line read from stdin is sent as one message; each
+message received is printed. At the end of stdin it waits until the server has
+acknowledged everything sent, then exits 0. Reconnects and resumes by default.
+
+Options:
+  --interval MS        heartbeat interval to ask for (the server decides)
+  --timeout MS         heartbeat timeout to ask for (the server decides)
+  --no-reconnect       exit on the first lost connection instead of reconnecting
+  --max-attempts N     give up after N failed attempts in a row (default unlimited)
+  --auth TOKEN         credentials for the server's authenticate hook
+  --client-id ID       an id of your choosing, sent in the handshake
+  --trace-id ID        a trace id for the server's logs
+  --json               one JSON event per line on stdout
+  -h, --help           show this help
+
+Examples:
+  echo hello | heartline connect 127.0.0.1:7000
+  heartline connect 10.0.0.1:7000,10.0.0.2:7000 --json < messages.txt`;
+
+export async function connect(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      interval: { type: 'string' },
+      timeout: { type: 'string' },
+      'no-reconnect': { type: 'boolean', default: false },
+      'max-attempts': { type: 'string' },
+      auth: { type: 'string' },
+      'client-id': { type: 'string' },
+      'trace-id': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (positionals.length !== 1)
+    throw new UsageError('expected exactly one HOST:PORT[,HOST:PORT...]');
+  let servers: ReturnType<typeof parseServerList>;
+  try {
+    servers = parseServerList(positionals[0]!);
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
+    throw err;
+  }
+  const out = new EventOutput(values.json);
+  const conn = connectClient({
+    servers,
+    interval: intFlag('interval', values.interval, 1),
+    timeout: intFlag('timeout', values.timeout, 1),
+    reconnect: !values['no-reconnect'],
+    maxAttempts: intFlag('max-attempts', values['max-attempts'], 1),
+    ...(values.auth !== undefined ? { auth: values.auth } : {}),
+    ...(values['client-id'] !== undefined ? { clientId: values['client-id'] } : {}),
+    ...(values['trace-id'] !== undefined ? { traceId: values['trace-id'] } : {}),
+  });
+  reportConnection(out, conn, { messages: values.json });
+  if (!values.json)
+    conn.on('message', (data) => process.stdout.write(`${data.toString('utf8')}\n`));
+  conn.on('open', (e) => {
+    if (!e.resumed) out.event('open', { conn: conn.id, session: e.sessionId, remote: conn.remote });
+  });
+
+  return new Promise<number>((resolve) => {
+    let stdinDone = false;
+    const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
+    rl.on('line', (line) => {
+      if (conn.closed) return;
+      if (!conn.send(line)) {
+        rl.pause();
+        conn.once('drain', () => rl.resume());
+      }
+    });
+    // Rejected when a session is lost (its messages are re-sent below): wait again.
+    const closeWhenAcked = (): void => {
+      if (conn.closed) return;
+      conn.whenAcked().then(() => conn.close(), closeWhenAcked);
+    };
+    rl.on('close', () => {
+      stdinDone = true;
+      closeWhenAcked();
+    });
+    conn.on('session-lost', (e) => {
+      // What the lost session never delivered is sent again in the new session.
+      for (const m of e.unacked) conn.send(m);
+    });
+    conn.once('close', (info) => {
+      rl.close();
+      const ok = info.reason === 'local' && stdinDone;
+      resolve(ok ? ExitCode.OK : ExitCode.FAILURE);
+    });
+    const stop = () => conn.close();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}

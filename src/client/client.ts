@@ -1,0 +1,403 @@
+/**
+ * The client: dials a server from its list, runs the handshake, and after any close that
+ * is not final comes back by itself with exponential backoff and jitter, resuming its
+ * session so that nothing sent is lost or delivered twice.
+ */
+
+import { connect as netConnect, type Socket } from 'node:net';
+import { type CircuitState, Connection, type GiveUpEvent, sessionIdString } from '../connection.js';
+import { HeartlineError } from '../errors.js';
+import { fixedDetector } from '../health/index.js';
+import { type CloseInfo, Link } from '../link.js';
+import {
+  boolOption,
+  type CommonOptions,
+  heartbeatSettings,
+  intOption,
+  numberOption,
+  type ResolvedCommon,
+  resolveCommon,
+} from '../options.js';
+import { CloseCode, FINAL_REASONS } from '../protocol/close-codes.js';
+import { encodeHello } from '../protocol/codec.js';
+import { type Frame, FrameType, PROTOCOL_VERSION, type WelcomeFrame } from '../protocol/frames.js';
+import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
+import { TimingWheel } from '../time/wheel.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+import { parseServerList, type ServerAddress, ServerRotation } from './servers.js';
+
+/** Client defaults. */
+export const CLIENT_DEFAULTS = Object.freeze({
+  /** TCP connect deadline (ms). */
+  connectTimeout: 10_000,
+  /** A connection healthy this long resets the backoff attempt count (ms). */
+  stableAfter: 10_000,
+  /** Consecutive failed attempts that open the circuit breaker. */
+  circuitThreshold: 3,
+  /** Attempts before giving up (Infinity: never). */
+  maxAttempts: Number.POSITIVE_INFINITY,
+});
+
+/** Options of {@link connect}. */
+export interface ClientOptions extends CommonOptions {
+  /** Server host (with `port`), or use `servers`. @default '127.0.0.1' */
+  host?: string;
+  /** Server port (with `host`). */
+  port?: number;
+  /** Several servers as "h1:p1,h2:p2" or an array; tried in shuffled order with failover. */
+  servers?: string | ReadonlyArray<string | ServerAddress>;
+  /** Heartbeat interval to ask for (ms; the server decides). @default the server's */
+  interval?: number;
+  /** Heartbeat timeout to ask for (ms; the server decides). @default the server's */
+  timeout?: number;
+  /** Credentials for the server's authenticate hook. */
+  auth?: string | Uint8Array;
+  /** An id of the application's choosing, sent in HELLO. */
+  clientId?: string;
+  /** A trace id carried in HELLO for the server's logs. */
+  traceId?: string;
+  /** Reconnect after a close that is not final. @default true */
+  reconnect?: boolean;
+  /** Backoff policy between attempts. @default 500 ms x2 up to 30 s, full jitter */
+  backoff?: BackoffOptions;
+  /** Attempts (since the last stable connection) before 'give-up'. @default Infinity */
+  maxAttempts?: number;
+  /** TCP connect deadline (ms). @default 10000 */
+  connectTimeout?: number;
+  /** Healthy this long resets the attempt count (ms). @default 10000 */
+  stableAfter?: number;
+  /** Consecutive failed attempts that open the circuit. @default 3 */
+  circuitThreshold?: number;
+  /** Throw HL_ERR_CIRCUIT_OPEN from send() while the circuit is open, instead of buffering. @default false */
+  failFast?: boolean;
+  /** Closes the connection when aborted. */
+  signal?: AbortSignal;
+  /** Randomness for server shuffling and jitter. @default Math.random */
+  random?: () => number;
+  /** Opens the socket to an address (a TLS socket, for instance). @default net.connect */
+  createSocket?: (address: ServerAddress) => Socket;
+}
+
+interface ResolvedClient extends ResolvedCommon {
+  readonly servers: readonly ServerAddress[];
+  readonly interval: number;
+  readonly timeout: number;
+  readonly auth: Uint8Array;
+  readonly clientId: string;
+  readonly traceId: string;
+  readonly reconnect: boolean;
+  readonly maxAttempts: number;
+  readonly connectTimeout: number;
+  readonly stableAfter: number;
+  readonly circuitThreshold: number;
+  readonly failFast: boolean;
+  readonly random: () => number;
+}
+
+function resolveClient(o: ClientOptions): ResolvedClient {
+  const clock: Clock = o.clock ?? systemClock;
+  const common = resolveCommon(o, clock, fixedDetector());
+  const servers =
+    o.servers !== undefined
+      ? parseServerList(o.servers)
+      : parseServerList([{ host: o.host ?? '127.0.0.1', port: o.port as number }]);
+  const auth =
+    o.auth === undefined
+      ? new Uint8Array(0)
+      : typeof o.auth === 'string'
+        ? Buffer.from(o.auth)
+        : o.auth;
+  return Object.freeze({
+    ...common,
+    servers,
+    interval: intOption('interval', o.interval, 0, 0, 0xffff_ffff),
+    timeout: intOption('timeout', o.timeout, 0, 0, 0xffff_ffff),
+    auth,
+    clientId: o.clientId ?? '',
+    traceId: o.traceId ?? '',
+    reconnect: boolOption('reconnect', o.reconnect, true),
+    maxAttempts: numberOption('maxAttempts', o.maxAttempts, CLIENT_DEFAULTS.maxAttempts, 1),
+    connectTimeout: intOption(
+      'connectTimeout',
+      o.connectTimeout,
+      CLIENT_DEFAULTS.connectTimeout,
+      1,
+    ),
+    stableAfter: intOption('stableAfter', o.stableAfter, CLIENT_DEFAULTS.stableAfter, 0),
+    circuitThreshold: intOption(
+      'circuitThreshold',
+      o.circuitThreshold,
+      CLIENT_DEFAULTS.circuitThreshold,
+      1,
+    ),
+    failFast: boolOption('failFast', o.failFast, false),
+    random: o.random ?? Math.random,
+  });
+}
+
+/** One wheel per clock, shared by every client in the process. */
+const wheels = new WeakMap<Clock, TimingWheel>();
+function wheelFor(clock: Clock): TimingWheel {
+  let wheel = wheels.get(clock);
+  if (!wheel) {
+    wheel = new TimingWheel(clock);
+    wheels.set(clock, wheel);
+  }
+  return wheel;
+}
+
+/** The client end of a session. Create it with {@link connect}. */
+export class ClientConnection extends Connection {
+  private readonly cfg: ResolvedClient;
+  private readonly rotation: ServerRotation;
+  private readonly backoff: Backoff;
+  private readonly createSocket: (address: ServerAddress) => Socket;
+  private pending: Link | null = null;
+  private token: Uint8Array | null = null;
+  private attempts = 0;
+  private failures = 0;
+  private circuitState: CircuitState = 'closed';
+  private retryTimer: ClockTimer | null = null;
+  private connectTimer: ClockTimer | null = null;
+  private stableTimer: ClockTimer | null = null;
+  private readonly onAbort = () => this.close(CloseCode.NORMAL, 'aborted');
+  private readonly signal: AbortSignal | undefined;
+
+  constructor(options: ClientOptions) {
+    const cfg = resolveClient(options);
+    super(cfg, wheelFor(cfg.clock), 'c');
+    this.cfg = cfg;
+    this.rotation = new ServerRotation(cfg.servers, cfg.random);
+    this.backoff = new Backoff({ random: cfg.random, ...options.backoff });
+    this.createSocket =
+      options.createSocket ?? ((a) => netConnect({ host: a.host, port: a.port, noDelay: true }));
+    this.signal = options.signal;
+    if (this.signal?.aborted) {
+      queueMicrotask(() => this.onAbort());
+      return;
+    }
+    this.signal?.addEventListener('abort', this.onAbort, { once: true });
+    this.dial();
+  }
+
+  /** The circuit-breaker view of the connection. */
+  get circuit(): CircuitState {
+    return this.circuitState;
+  }
+
+  /** The server address in use or being tried. */
+  get server(): ServerAddress {
+    return this.rotation.current;
+  }
+
+  /** Closes for good: no more reconnects. */
+  override close(code: number = CloseCode.NORMAL, reason = ''): void {
+    if (this.closed) return;
+    this.clearTimers();
+    const pending = this.pending;
+    this.pending = null;
+    pending?.close('local', code, reason);
+    super.close(code, reason);
+  }
+
+  override onFrame(link: Link, frame: Frame): void {
+    if (link === this.pending) {
+      if (frame.type !== FrameType.WELCOME) {
+        link.unexpected('the server must answer HELLO with WELCOME or CLOSE');
+        return;
+      }
+      this.onWelcome(link, frame);
+      return;
+    }
+    super.onFrame(link, frame);
+  }
+
+  override onClose(link: Link, info: CloseInfo): void {
+    if (link === this.pending) {
+      this.pending = null;
+      this.clearConnectTimer();
+      if (this.closed) return;
+      this.health.transition(['connecting'], 'disconnected', info.reason);
+      this.afterFailure(info, true);
+      return;
+    }
+    super.onClose(link, info);
+  }
+
+  protected override onControlFrame(link: Link, frame: Frame): void {
+    if (frame.type === FrameType.SETTINGS) {
+      const settings = heartbeatSettings(frame.interval, frame.timeout);
+      this.settings = settings;
+      link.beat?.retune(settings);
+      return;
+    }
+    super.onControlFrame(link, frame);
+  }
+
+  protected override beforeSend(): void {
+    if (this.cfg.failFast && this.circuitState === 'open') {
+      throw new HeartlineError('HL_ERR_CIRCUIT_OPEN', 'the server is unreachable (circuit open)');
+    }
+  }
+
+  protected linkLost(info: CloseInfo): void {
+    this.clearTimer('stableTimer');
+    this.afterFailure(info, false);
+  }
+
+  protected override onFinish(): void {
+    this.clearTimers();
+    this.signal?.removeEventListener('abort', this.onAbort);
+  }
+
+  private dial(): void {
+    if (this.closed) return;
+    this.health.transition(['disconnected'], 'connecting', 'reconnecting');
+    if (this.circuitState === 'open') this.setCircuit('half-open');
+    const address = this.rotation.current;
+    let socket: Socket;
+    try {
+      socket = this.createSocket(address);
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      queueMicrotask(() => {
+        this.health.transition(['connecting'], 'disconnected', 'error');
+        this.afterFailure({ reason: 'error', message: error.message, error }, true);
+      });
+      return;
+    }
+    const link = new Link(socket, this.config, this.wheel, this);
+    this.pending = link;
+    this.connectTimer = this.config.clock.setTimeout(() => {
+      this.connectTimer = null;
+      link.fail(
+        'connect-timeout',
+        `no connection to ${address.host}:${address.port} within ${this.cfg.connectTimeout} ms`,
+      );
+    }, this.cfg.connectTimeout);
+    socket.once('connect', () => {
+      this.clearConnectTimer();
+      if (link !== this.pending) return;
+      const sessionId = this.sessionId;
+      link.write(
+        encodeHello({
+          version: PROTOCOL_VERSION,
+          interval: this.cfg.interval,
+          timeout: this.cfg.timeout,
+          auth: this.cfg.auth,
+          resume:
+            sessionId !== null && this.token
+              ? {
+                  sessionId: Buffer.from(sessionId, 'hex'),
+                  token: this.token,
+                  lastReceived: this.inbound.lastReceived,
+                }
+              : null,
+          clientId: this.cfg.clientId,
+          traceId: this.cfg.traceId,
+        }),
+      );
+      link.startHandshakeTimer();
+    });
+  }
+
+  private onWelcome(link: Link, welcome: WelcomeFrame): void {
+    this.pending = null;
+    const sessionId = sessionIdString(welcome.sessionId);
+    if (welcome.resumed && sessionId !== this.sessionId) {
+      link.unexpected('WELCOME resumed a session this client did not ask for');
+      return;
+    }
+    if (!welcome.resumed && this.sessionId !== null) this.loseSession();
+    this.token = welcome.token;
+    this.failures = 0;
+    this.setCircuit('closed');
+    this.clearTimer('stableTimer');
+    this.stableTimer = this.config.clock.setTimeout(() => {
+      this.stableTimer = null;
+      this.attempts = 0;
+      this.backoff.reset();
+    }, this.cfg.stableAfter);
+    const settings = heartbeatSettings(welcome.interval, welcome.timeout);
+    this.attach(
+      link,
+      settings,
+      sessionId,
+      welcome.resumed,
+      welcome.resumed ? welcome.lastReceived : 0,
+    );
+  }
+
+  /** Decides what follows a lost link or a failed attempt. */
+  private afterFailure(info: CloseInfo, attemptFailed: boolean): void {
+    if (this.closed) return;
+    if (!this.cfg.reconnect || FINAL_REASONS.has(info.reason)) {
+      this.finish(info);
+      return;
+    }
+    if (attemptFailed) {
+      this.failures++;
+      if (this.circuitState === 'half-open' || this.failures >= this.cfg.circuitThreshold) {
+        this.setCircuit('open');
+      }
+    }
+    if (this.attempts >= this.cfg.maxAttempts) {
+      this.giveUp(info);
+      return;
+    }
+    this.attempts++;
+    this.rotation.advance();
+    // GOING_AWAY means "this server is draining": go elsewhere at once, no backoff.
+    let delay = info.reason === 'going-away' ? 0 : this.backoff.next();
+    if (info.reason === 'overloaded' && info.retryAfter !== undefined) {
+      delay = Math.max(delay, info.retryAfter);
+    }
+    this.emit('reconnecting', { attempt: this.attempts, delayMs: delay, reason: info.reason });
+    this.retryTimer = this.config.clock.setTimeout(() => {
+      this.retryTimer = null;
+      this.dial();
+    }, delay);
+  }
+
+  private giveUp(info: CloseInfo): void {
+    const event: GiveUpEvent = {
+      attempts: this.attempts,
+      unacked: this.outbound.takeAll().map((p) => Buffer.from(p)),
+    };
+    this.emit('give-up', event);
+    this.finish({
+      ...info,
+      message: `gave up after ${this.attempts} attempts: ${info.message}`,
+      error: new HeartlineError('HL_ERR_GAVE_UP', `gave up after ${this.attempts} attempts`, {
+        cause: info.error,
+      }),
+    });
+  }
+
+  private setCircuit(state: CircuitState): void {
+    if (state === this.circuitState) return;
+    this.circuitState = state;
+    this.emit('circuit', state);
+  }
+
+  private clearConnectTimer(): void {
+    this.clearTimer('connectTimer');
+  }
+
+  private clearTimer(name: 'retryTimer' | 'connectTimer' | 'stableTimer'): void {
+    const t = this[name];
+    if (t !== null) this.config.clock.clearTimeout(t);
+    this[name] = null;
+  }
+
+  private clearTimers(): void {
+    this.clearTimer('retryTimer');
+    this.clearTimer('connectTimer');
+    this.clearTimer('stableTimer');
+  }
+}
+
+/** Connects to a heartline server; reconnects and resumes by default. */
+export function connect(options: ClientOptions): ClientConnection {
+  return new ClientConnection(options);
+}

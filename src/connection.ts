@@ -1,0 +1,492 @@
+/**
+ * The public Connection: one end of a session, which may outlive several links (TCP
+ * connections). It owns the health state, the sequence numbers, the replay buffer and
+ * the acks, so that a resumed session delivers every message exactly once, in order.
+ * The client and server subclasses decide what happens when a link is lost.
+ */
+
+import { EventEmitter } from 'node:events';
+import { type ErrorCode, HeartlineError } from './errors.js';
+import { HealthMachine, type HealthState, type StateChange } from './health/index.js';
+import type { CloseInfo, Link, LinkOwner } from './link.js';
+import type { HeartbeatSettings, ResolvedCommon } from './options.js';
+import { CloseCode, type CloseReason } from './protocol/close-codes.js';
+import { encodeAck, encodeData, maxPayload } from './protocol/codec.js';
+import { type Frame, FrameType } from './protocol/frames.js';
+import { InboundTracker, OutboundBuffer } from './session/index.js';
+import type { TimingWheel, WheelTimer } from './time/wheel.js';
+
+/** Details of a received message. */
+export interface MessageInfo {
+  /** Sequence number of the message within its session and direction (from 1). */
+  seq: number;
+}
+
+/** Emitted each time a link completes its handshake. */
+export interface OpenEvent {
+  sessionId: string;
+  /** True when an existing session was resumed. */
+  resumed: boolean;
+  /** Messages re-sent to the peer because it had not received them. */
+  replayed: number;
+}
+
+/** Emitted when the peer could not resume the session. */
+export interface SessionLostEvent {
+  /** The session that was lost. */
+  sessionId: string;
+  /** Every message sent in that session that the peer never acknowledged, in order. */
+  unacked: Buffer[];
+}
+
+/** The typed events of a {@link Connection}. */
+export interface ConnectionEvents {
+  /** Health state changed. */
+  state: [change: StateChange];
+  /** A message arrived, exactly once and in order within the session. */
+  message: [data: Buffer, info: MessageInfo];
+  /** A new RTT sample (ms); `connection.rtt` holds the smoothed estimate. */
+  rtt: [sampleMs: number];
+  /** A handshake completed: a new session or a resumed one. */
+  open: [event: OpenEvent];
+  /** The session was resumed on a new link. */
+  resumed: [event: OpenEvent];
+  /** The session could not be resumed; its unacknowledged messages are handed back. */
+  'session-lost': [event: SessionLostEvent];
+  /** The current link was lost; the session may still resume. */
+  disconnect: [info: CloseInfo];
+  /** The replay buffer fell below its high-water mark after send() returned false. */
+  drain: [];
+  /** The connection ended for good. Emitted once. */
+  close: [info: CloseInfo];
+  /** Client only: the next connection attempt is scheduled. */
+  reconnecting: [event: ReconnectingEvent];
+  /** Client only: max attempts reached; every unacknowledged message is handed back. */
+  'give-up': [event: GiveUpEvent];
+  /** Client only: the circuit-breaker view changed. */
+  circuit: [state: CircuitState];
+}
+
+/** Emitted before each reconnection attempt. */
+export interface ReconnectingEvent {
+  /** Attempts since the connection was last stable (1 for the first retry). */
+  attempt: number;
+  /** How long the client waits before this attempt (ms). */
+  delayMs: number;
+  /** Why the previous link or attempt ended. */
+  reason: CloseReason;
+}
+
+/** Emitted when the client stops reconnecting. */
+export interface GiveUpEvent {
+  attempts: number;
+  /** Every message sent that the server never acknowledged, in order. */
+  unacked: Buffer[];
+}
+
+/**
+ * The circuit-breaker view of a client: closed while connected, open after consecutive
+ * failed attempts, half-open while a probe attempt runs.
+ */
+export type CircuitState = 'closed' | 'open' | 'half-open';
+
+/** Counters of one connection. */
+export interface ConnectionStats {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  links: number;
+}
+
+let nextConnectionId = 0;
+
+/** Converts a session id to its printed form. */
+export function sessionIdString(id: Uint8Array): string {
+  return Buffer.from(id).toString('hex');
+}
+
+/**
+ * One end of a session. Created by `createServer` (on 'connection') and by `connect`.
+ */
+export abstract class Connection extends EventEmitter<ConnectionEvents> implements LinkOwner {
+  /** Stable id of this connection, the same in every event about it. */
+  readonly id: string;
+  /** Session id (hex), once a handshake has given one. */
+  sessionId: string | null = null;
+  /** The granted heartbeat settings, once a handshake has given them. */
+  settings: HeartbeatSettings | null = null;
+  readonly stats: ConnectionStats = {
+    messagesIn: 0,
+    messagesOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    links: 0,
+  };
+  protected link: Link | null = null;
+  protected outbound: OutboundBuffer;
+  protected inbound: InboundTracker;
+  /** Next sequence number to hand to the link. */
+  protected nextSend = 1;
+  protected readonly health: HealthMachine;
+  private readonly ackTimer: WheelTimer;
+  private wasFull = false;
+  private lastRtt: number | undefined;
+  private lastHeard = 0;
+  private finalInfo: CloseInfo | null = null;
+  private ackWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
+
+  protected constructor(
+    protected readonly config: ResolvedCommon,
+    protected readonly wheel: TimingWheel,
+    idPrefix: string,
+  ) {
+    super();
+    this.id = `${idPrefix}${++nextConnectionId}`;
+    this.outbound = this.newOutbound();
+    this.inbound = new InboundTracker({ ackEvery: config.ackEvery });
+    this.health = new HealthMachine((change) => this.emit('state', change));
+    this.ackTimer = wheel.timer(() => this.sendAck());
+  }
+
+  /** Current health state. */
+  get state(): HealthState {
+    return this.health.state;
+  }
+
+  /** Smoothed round-trip time in ms (RFC 6298 SRTT), or undefined before any sample. */
+  get rtt(): number | undefined {
+    return this.link?.beat?.rtt.srtt ?? this.lastRtt;
+  }
+
+  /** Remote address of the current link (host:port), or null while disconnected. */
+  get remote(): string | null {
+    return this.link?.remote ?? null;
+  }
+
+  /** Monotonic ms when anything was last heard from the peer. */
+  get lastHeardAt(): number {
+    return this.link?.lastReceived ?? this.lastHeard;
+  }
+
+  /** Bytes held for replay (sent or queued, not yet acknowledged). */
+  get bufferedBytes(): number {
+    return this.outbound.bytes;
+  }
+
+  /** Messages sent and not yet acknowledged by the peer. */
+  get unackedCount(): number {
+    return this.outbound.size;
+  }
+
+  /**
+   * Resolves once every message sent so far has been acknowledged by the peer; rejects
+   * if the connection closes first with messages still unacknowledged.
+   */
+  whenAcked(): Promise<void> {
+    if (this.outbound.size === 0) return Promise.resolve();
+    if (this.closed) {
+      return Promise.reject(
+        new HeartlineError('HL_ERR_CONNECTION_CLOSED', `connection ${this.id} is closed`),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      this.ackWaiters.push({ resolve, reject });
+    });
+  }
+
+  /** True once the connection ended for good. */
+  get closed(): boolean {
+    return this.health.state === 'closed';
+  }
+
+  /**
+   * Sends one message. It is queued in the replay buffer until the peer acknowledges it,
+   * so it survives a lost link. Returns false once the buffer passes its high-water mark
+   * ('drain' follows); throws HL_ERR_BUFFER_FULL at the hard cap and
+   * HL_ERR_CONNECTION_CLOSED after close.
+   */
+  send(data: Uint8Array | string): boolean {
+    if (this.closed) {
+      throw new HeartlineError('HL_ERR_CONNECTION_CLOSED', `connection ${this.id} is closed`);
+    }
+    const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    if (payload.length > maxPayload(this.config.maxFrame)) {
+      throw new HeartlineError(
+        'HL_ERR_FRAME_TOO_LARGE',
+        `message of ${payload.length} bytes exceeds the maximum of ${maxPayload(this.config.maxFrame)}`,
+      );
+    }
+    this.beforeSend();
+    this.outbound.push(payload);
+    this.stats.messagesOut++;
+    this.flush();
+    const full = this.outbound.full;
+    if (full) this.wasFull = true;
+    return !full;
+  }
+
+  /** Closes the connection for good, telling the peer with CLOSE(code, reason). */
+  close(code: number = CloseCode.NORMAL, reason = ''): void {
+    if (this.closed) return;
+    const link = this.link;
+    this.link = null;
+    if (link) {
+      this.sendAck();
+      link.close('local', code, reason);
+    }
+    this.finish({ reason: 'local', code, message: reason });
+  }
+
+  /** Async iteration over received messages; ends when the connection closes. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
+    const queue: Buffer[] = [];
+    let wake: (() => void) | null = null;
+    let done = this.closed;
+    const onMessage = (data: Buffer) => {
+      queue.push(data);
+      wake?.();
+    };
+    const onClose = () => {
+      done = true;
+      wake?.();
+    };
+    this.on('message', onMessage);
+    this.once('close', onClose);
+    try {
+      while (true) {
+        const next = queue.shift();
+        if (next !== undefined) {
+          yield next;
+          continue;
+        }
+        if (done) return;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = null;
+      }
+    } finally {
+      this.off('message', onMessage);
+      this.off('close', onClose);
+    }
+  }
+
+  // ---- LinkOwner -------------------------------------------------------------------
+
+  onFrame(link: Link, frame: Frame): void {
+    if (link !== this.link) return;
+    switch (frame.type) {
+      case FrameType.DATA:
+        this.onDataFrame(link, frame.seq, frame.payload as Buffer);
+        return;
+      case FrameType.ACK:
+        this.onAck(link, frame.seq);
+        return;
+      default:
+        this.onControlFrame(link, frame);
+    }
+  }
+
+  onLiveness(link: Link, event: 'suspect' | 'alive' | 'dead'): void {
+    if (link !== this.link) return;
+    const s = this.settings;
+    if (event === 'suspect') {
+      this.health.transition(['healthy'], 'suspect', `nothing heard for ${s?.suspectAfter} ms`);
+    } else if (event === 'alive') {
+      this.health.transition(['suspect'], 'healthy', 'traffic resumed');
+    } else {
+      this.health.transition(['healthy', 'suspect'], 'dead', 'heartbeat-timeout');
+    }
+  }
+
+  onRtt(link: Link, sampleMs: number): void {
+    if (link !== this.link) return;
+    this.lastRtt = link.beat?.rtt.srtt;
+    this.emit('rtt', sampleMs);
+  }
+
+  onWritable(link: Link): void {
+    if (link === this.link) this.flush();
+  }
+
+  onClose(link: Link, info: CloseInfo): void {
+    this.stats.bytesIn += link.stats.bytesIn;
+    this.stats.bytesOut += link.stats.bytesOut;
+    if (link !== this.link) return;
+    this.detach(link);
+    if (this.closed) return;
+    this.health.transition(
+      ['connecting', 'healthy', 'suspect', 'dead'],
+      'disconnected',
+      info.reason,
+    );
+    this.emit('disconnect', info);
+    this.linkLost(info);
+  }
+
+  // ---- for subclasses ----------------------------------------------------------------
+
+  /** A link was lost while the connection is not closed: resume, retry or finish. */
+  protected abstract linkLost(info: CloseInfo): void;
+
+  /** Handles frames other than DATA and ACK after the handshake. */
+  protected onControlFrame(link: Link, frame: Frame): void {
+    link.unexpected(`unexpected frame type ${frame.type} after the handshake`);
+  }
+
+  /** Hook before a message is buffered (the client fails fast while its circuit is open). */
+  protected beforeSend(): void {}
+
+  protected newOutbound(): OutboundBuffer {
+    return new OutboundBuffer({
+      highWaterMark: this.config.highWaterMark,
+      maxBytes: this.config.maxBufferedBytes,
+    });
+  }
+
+  /**
+   * Puts a handshaken link in place. `peerLastReceived` is the highest seq the peer has
+   * from us: everything up to it counts as acknowledged and the rest is re-sent.
+   */
+  protected attach(
+    link: Link,
+    settings: HeartbeatSettings,
+    sessionId: string,
+    resumed: boolean,
+    peerLastReceived: number,
+  ): void {
+    this.link = link;
+    this.stats.links++;
+    link.owner = this;
+    this.settings = settings;
+    this.sessionId = sessionId;
+    link.startHeartbeat(settings, this.config.detector(settings, this.config.clock.now()));
+    const acked = Math.max(this.outbound.acked, Math.min(peerLastReceived, this.outbound.lastSeq));
+    if (acked > this.outbound.acked) this.applyAck(acked);
+    this.nextSend = acked + 1;
+    // The peer learned our last received seq from the handshake: nothing is owed.
+    this.inbound.reset(this.inbound.lastReceived);
+    const replayed = this.outbound.lastSeq - acked;
+    this.health.transition(
+      ['connecting', 'disconnected'],
+      'healthy',
+      resumed ? 'session resumed' : 'handshake complete',
+    );
+    const event: OpenEvent = { sessionId, resumed, replayed };
+    this.emit('open', event);
+    if (resumed) this.emit('resumed', event);
+    this.flush();
+  }
+
+  /** Forgets the current link (it closed or was superseded). */
+  protected detach(link: Link): void {
+    if (link !== this.link) return;
+    this.lastHeard = link.lastReceived;
+    this.lastRtt = link.beat?.rtt.srtt ?? this.lastRtt;
+    this.link = null;
+    this.ackTimer.cancel();
+  }
+
+  /** Starts a fresh session: hands back what the peer never acknowledged. */
+  protected loseSession(): SessionLostEvent | null {
+    const sessionId = this.sessionId;
+    const unacked = this.outbound.takeAll().map((p) => Buffer.from(p));
+    this.inbound.reset(0);
+    this.nextSend = 1;
+    this.sessionId = null;
+    this.rejectAckWaiters(
+      'HL_ERR_SESSION_LOST',
+      'the session was lost before everything was acknowledged',
+    );
+    if (sessionId === null) return null;
+    const event = { sessionId, unacked };
+    this.emit('session-lost', event);
+    return event;
+  }
+
+  /** Ends the connection for good and emits 'close' once. */
+  protected finish(info: CloseInfo): void {
+    if (this.finalInfo) return;
+    this.finalInfo = info;
+    this.ackTimer.cancel();
+    this.health.transition(
+      ['connecting', 'healthy', 'suspect', 'dead', 'disconnected'],
+      'closed',
+      info.reason,
+    );
+    this.onFinish(info);
+    this.rejectAckWaiters('HL_ERR_CONNECTION_CLOSED', `connection ${this.id} closed`);
+    this.emit('close', info);
+  }
+
+  /** Subclass cleanup when the connection ends (timers, registries). */
+  protected onFinish(_info: CloseInfo): void {}
+
+  /** The reason the connection closed, once it has. */
+  get closeInfo(): CloseInfo | null {
+    return this.finalInfo;
+  }
+
+  /** Writes queued DATA while the socket has room, ACKs riding ahead of it. */
+  protected flush(): void {
+    const link = this.link;
+    if (!link) return;
+    while (this.nextSend <= this.outbound.lastSeq && link.writable) {
+      const payload = this.outbound.get(this.nextSend);
+      if (payload === undefined) break;
+      if (this.inbound.ackPending) this.sendAck();
+      link.write(encodeData(this.nextSend, payload));
+      this.nextSend++;
+    }
+  }
+
+  private onDataFrame(link: Link, seq: number, payload: Buffer): void {
+    const verdict = this.inbound.accept(seq);
+    if (verdict === 'gap') {
+      link.unexpected(`DATA seq ${seq} skips ahead of ${this.inbound.lastReceived + 1}`);
+      return;
+    }
+    if (verdict === 'deliver') {
+      this.stats.messagesIn++;
+      this.emit('message', payload, { seq });
+    }
+    if (this.link !== link) return;
+    if (this.inbound.ackDue || verdict === 'duplicate') this.sendAck();
+    else if (!this.ackTimer.armed) this.ackTimer.arm(this.config.ackDelay);
+  }
+
+  private onAck(link: Link, seq: number): void {
+    if (seq > this.outbound.lastSeq || seq >= this.nextSend) {
+      link.unexpected(`ACK ${seq} for a message never sent`);
+      return;
+    }
+    if (seq > this.outbound.acked) this.applyAck(seq);
+  }
+
+  private applyAck(seq: number): void {
+    this.outbound.ack(seq);
+    if (this.outbound.size === 0 && this.ackWaiters.length > 0) {
+      const waiters = this.ackWaiters;
+      this.ackWaiters = [];
+      for (const w of waiters) w.resolve();
+    }
+    if (this.wasFull && !this.outbound.full) {
+      this.wasFull = false;
+      this.emit('drain');
+    }
+  }
+
+  private rejectAckWaiters(code: ErrorCode, message: string): void {
+    const waiters = this.ackWaiters;
+    this.ackWaiters = [];
+    for (const w of waiters) w.reject(new HeartlineError(code, message));
+  }
+
+  private sendAck(): void {
+    this.ackTimer.cancel();
+    const link = this.link;
+    if (!link || !this.inbound.ackPending) return;
+    link.write(encodeAck(this.inbound.takeAck()));
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * heartline: heartbeats, health and resumable sessions for long-lived TCP connections.
+ * @packageDocumentation
+ */
+
+export { Backoff, type BackoffOptions, type JitterMode } from './client/backoff.js';
+export { CLIENT_DEFAULTS, ClientConnection, type ClientOptions, connect } from './client/client.js';
+export { parseServerList, type ServerAddress } from './client/servers.js';
+export {
+  type CircuitState,
+  Connection,
+  type ConnectionEvents,
+  type ConnectionStats,
+  type GiveUpEvent,
+  type MessageInfo,
+  type OpenEvent,
+  type ReconnectingEvent,
+  type SessionLostEvent,
+} from './connection.js';
+export {
+  type ErrorCode,
+  ErrorCodes,
+  HeartlineError,
+  InvalidArgumentError,
+  ProtocolError,
+} from './errors.js';
+export * from './health/index.js';
+export type { CloseInfo } from './link.js';
+export {
+  CONNECTION_DEFAULTS,
+  type CommonOptions,
+  HEARTBEAT_DEFAULTS,
+  type HeartbeatSettings,
+} from './options.js';
+export {
+  CloseCode,
+  type CloseReason,
+  FINAL_REASONS,
+  reasonForCode,
+} from './protocol/close-codes.js';
+export * as codec from './protocol/codec.js';
+export * from './protocol/frames.js';
+export {
+  type Authenticate,
+  createServer,
+  type HelloInfo,
+  type PeerInfo,
+  type RejectEvent,
+  SERVER_DEFAULTS,
+  Server,
+  type ServerEvents,
+  type ServerOptions,
+} from './server/server.js';
+export { ServerConnection } from './server/server-connection.js';
+export { type Clock, systemClock } from './time/clock.js';
+export { FakeClock } from './time/fake-clock.js';
+export { TimingWheel, type WheelTimer } from './time/wheel.js';

@@ -1,0 +1,108 @@
+/**
+ * The server's end of a session. When its link is lost it waits up to the session TTL
+ * for the client to resume, holding what it sent and what it received; after that the
+ * session expires and the connection closes with 'session-expired'.
+ */
+
+import { Connection } from '../connection.js';
+import type { CloseInfo, Link } from '../link.js';
+import type { HeartbeatSettings, ResolvedCommon } from '../options.js';
+import { CloseCode } from '../protocol/close-codes.js';
+import { encodeSettings } from '../protocol/codec.js';
+import type { TimingWheel, WheelTimer } from '../time/wheel.js';
+
+/** Hooks the server gives each of its connections. */
+export interface ServerConnectionHost {
+  /** The connection ended for good: forget it. */
+  release(conn: ServerConnection): void;
+}
+
+export class ServerConnection extends Connection {
+  /** The client's self-chosen id from HELLO (may be empty). */
+  readonly clientId: string;
+  /** The trace id from HELLO (may be empty). */
+  readonly traceId: string;
+  /** The identity the authenticate hook returned, bound to the session. */
+  readonly identity: string | null;
+  /** The session id this connection was created with (sessionId is cleared if it is lost). */
+  readonly sessionKey: string;
+  /** The resume token (16 bytes); compared in constant time by the server. */
+  readonly token: Uint8Array;
+  private readonly ttlTimer: WheelTimer;
+
+  constructor(
+    config: ResolvedCommon,
+    wheel: TimingWheel,
+    private readonly host: ServerConnectionHost,
+    private readonly sessionTtl: number,
+    init: {
+      sessionId: string;
+      token: Uint8Array;
+      clientId: string;
+      traceId: string;
+      identity: string | null;
+    },
+  ) {
+    super(config, wheel, 'c');
+    this.sessionId = init.sessionId;
+    this.sessionKey = init.sessionId;
+    this.token = init.token;
+    this.clientId = init.clientId;
+    this.traceId = init.traceId;
+    this.identity = init.identity;
+    this.ttlTimer = wheel.timer(() => {
+      // Nothing disappears silently: the application gets back what the client never acked.
+      this.loseSession();
+      this.finish({
+        reason: 'session-expired',
+        code: CloseCode.SESSION_EXPIRED,
+        message: `no resume within the session TTL of ${this.sessionTtl} ms`,
+      });
+    });
+  }
+
+  /** Attaches the first link or a resuming one (the server already sent WELCOME). */
+  attachLink(
+    link: Link,
+    settings: HeartbeatSettings,
+    resumed: boolean,
+    peerLastReceived: number,
+  ): void {
+    this.ttlTimer.cancel();
+    const old = this.link;
+    if (old) {
+      // A newer connection resumed this session: the old link is half-open or about to be.
+      this.detach(old);
+      old.close('superseded', CloseCode.SUPERSEDED, 'a newer connection resumed this session');
+    }
+    this.attach(link, settings, this.sessionKey, resumed, peerLastReceived);
+  }
+
+  /** Highest DATA seq received from the client (goes into WELCOME on resume). */
+  get lastReceived(): number {
+    return this.inbound.lastReceived;
+  }
+
+  /** Changes the heartbeat settings in-band: tells the client with SETTINGS, then applies them. */
+  retune(settings: HeartbeatSettings): void {
+    this.settings = settings;
+    const link = this.link;
+    if (!link) return;
+    link.write(encodeSettings(settings.interval, settings.timeout));
+    link.beat?.retune(settings);
+  }
+
+  protected linkLost(info: CloseInfo): void {
+    // A deliberate close by the client ends the session; anything else may resume.
+    if (info.reason === 'remote' || info.reason === 'local') {
+      this.finish(info);
+      return;
+    }
+    this.ttlTimer.arm(this.sessionTtl);
+  }
+
+  protected override onFinish(): void {
+    this.ttlTimer.cancel();
+    this.host.release(this);
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * The sender's replay buffer: numbers outgoing messages and keeps each one until the peer
+ * acknowledges it, so that after a reconnect everything unacknowledged can be resent in
+ * order. Pure: no sockets, no timers.
+ *
+ * Sequence numbers are contiguous, so the buffer only stores payloads: the message at queue
+ * position k has seq `acked + 1 + k`.
+ */
+
+import { HeartlineError, InvalidArgumentError } from '../errors.js';
+
+/** Options for {@link OutboundBuffer}. Every field is optional; see {@link OUTBOUND_DEFAULTS}. */
+export interface OutboundOptions {
+  /**
+   * Buffered bytes at which {@link OutboundBuffer.full} turns true and send() starts
+   * returning false, asking the application to wait for a drain.
+   * @default 1 MiB
+   */
+  highWaterMark?: number;
+  /**
+   * Hard cap on buffered bytes; a push that would pass it is refused with
+   * `HL_ERR_BUFFER_FULL`. Must be >= highWaterMark.
+   * @default 16 MiB
+   */
+  maxBytes?: number;
+}
+
+/**
+ * Default soft limit. The buffer holds everything sent in the last round trip plus whatever
+ * piles up during a reconnect, so it sits well above a socket's 16 KiB stream mark; 1 MiB
+ * still bounds memory per connection in a server with thousands of them.
+ */
+export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
+/**
+ * Default hard cap: 16x the soft limit, so an application that ignores back-pressure for a
+ * short outage is not failed at once, while a runaway producer still hits a bound.
+ */
+export const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
+
+/** The resolved defaults of {@link OutboundOptions}. */
+export const OUTBOUND_DEFAULTS: Readonly<Required<OutboundOptions>> = Object.freeze({
+  highWaterMark: DEFAULT_HIGH_WATER_MARK,
+  maxBytes: DEFAULT_MAX_BYTES,
+});
+
+/**
+ * Consumed slots at the front are dropped once there are at least this many and they make
+ * up half the array, so compaction is O(1) amortised per message and the array never holds
+ * more than about twice the live entries.
+ */
+const COMPACT_MIN = 1024;
+
+/** One buffered message as yielded by {@link OutboundBuffer.after}. */
+export interface OutboundMessage {
+  /** Its sequence number (from 1). */
+  seq: number;
+  /** The payload as pushed (not copied). */
+  payload: Uint8Array;
+}
+
+/**
+ * Replay buffer for one direction of one session.
+ *
+ * Payloads are kept by reference, not copied: the caller must not modify a payload after
+ * pushing it, or a resend after resume would carry different bytes.
+ */
+export class OutboundBuffer {
+  readonly #highWaterMark: number;
+  readonly #maxBytes: number;
+
+  /** Payloads; live entries are `#queue[#head ..]`, holes before #head are undefined. */
+  #queue: (Uint8Array | undefined)[] = [];
+  #head = 0;
+  #bytes = 0;
+  #lastSeq = 0;
+  #acked = 0;
+  /** Bumped by takeAll() so that iterators from after() stop instead of crossing sessions. */
+  #generation = 0;
+
+  /**
+   * @param options Read once and never mutated.
+   * @throws {InvalidArgumentError} naming the option when a value is out of range or the
+   *   two limits conflict.
+   */
+  constructor(options: OutboundOptions = {}) {
+    const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
+    const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+    if (!Number.isSafeInteger(highWaterMark) || highWaterMark < 0) {
+      throw new InvalidArgumentError(
+        `outbound.highWaterMark must be an integer >= 0, got ${String(highWaterMark)}`,
+      );
+    }
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
+      throw new InvalidArgumentError(
+        `outbound.maxBytes must be an integer >= 1, got ${String(maxBytes)}`,
+      );
+    }
+    // A cap below the soft limit would fail pushes before back-pressure ever showed.
+    if (maxBytes < highWaterMark) {
+      throw new InvalidArgumentError(
+        `outbound.maxBytes (${maxBytes}) must be >= outbound.highWaterMark (${highWaterMark})`,
+      );
+    }
+    this.#highWaterMark = highWaterMark;
+    this.#maxBytes = maxBytes;
+  }
+
+  /** Bytes held (sum of payload lengths). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Messages held (unacknowledged). */
+  get size(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  /** Highest sequence number assigned; 0 before the first push. */
+  get lastSeq(): number {
+    return this.#lastSeq;
+  }
+
+  /** Highest sequence number acknowledged by the peer; 0 before the first ack. */
+  get acked(): number {
+    return this.#acked;
+  }
+
+  /** True while bytes >= highWaterMark: send() returns false and the caller should wait. */
+  get full(): boolean {
+    return this.#bytes >= this.#highWaterMark;
+  }
+
+  /**
+   * Assigns the next sequence number (starting at 1) and keeps the payload until it is
+   * acknowledged.
+   * @returns The assigned sequence number.
+   * @throws {HeartlineError} `HL_ERR_BUFFER_FULL` if the payload would take the buffer past
+   *   maxBytes; nothing is changed then.
+   * @throws {InvalidArgumentError} if `payload` is not a Uint8Array.
+   */
+  push(payload: Uint8Array): number {
+    if (!(payload instanceof Uint8Array)) {
+      throw new InvalidArgumentError('payload must be a Uint8Array');
+    }
+    if (this.#bytes + payload.length > this.#maxBytes) {
+      throw new HeartlineError(
+        'HL_ERR_BUFFER_FULL',
+        `replay buffer full: ${this.#bytes} + ${payload.length} bytes would pass maxBytes (${this.#maxBytes})`,
+      );
+    }
+    this.#queue.push(payload);
+    this.#bytes += payload.length;
+    return ++this.#lastSeq;
+  }
+
+  /**
+   * Cumulative acknowledgement: frees every message with seq <= `seq`.
+   * @returns How many messages were freed (0 for a repeated ack), or -1 if the ack is above
+   *   {@link lastSeq} or below {@link acked}; it is ignored then. The caller treats an ack
+   *   above lastSeq as a protocol error (the peer acknowledged something never sent).
+   * @throws {InvalidArgumentError} if `seq` is not a safe integer (a caller bug: the decoder
+   *   only produces integers).
+   */
+  ack(seq: number): number {
+    if (!Number.isSafeInteger(seq)) {
+      throw new InvalidArgumentError(`ack seq must be a safe integer, got ${String(seq)}`);
+    }
+    if (seq > this.#lastSeq || seq < this.#acked) return -1;
+    const freed = seq - this.#acked;
+    const queue = this.#queue;
+    const end = this.#head + freed;
+    for (let i = this.#head; i < end; i++) {
+      // Entries in [head, head + size) are always present.
+      this.#bytes -= queue[i]!.length;
+      queue[i] = undefined;
+    }
+    this.#head = end;
+    this.#acked = seq;
+    if (this.#head === queue.length) {
+      // Empty: start over without copying.
+      queue.length = 0;
+      this.#head = 0;
+    } else if (this.#head >= COMPACT_MIN && this.#head * 2 >= queue.length) {
+      this.#queue = queue.slice(this.#head);
+      this.#head = 0;
+    }
+    return freed;
+  }
+
+  /**
+   * The payload with sequence number `seq` while it is still buffered (acked < seq <=
+   * lastSeq), otherwise undefined. O(1): lets a writer walk forward one seq at a time as the
+   * socket drains, without holding an iterator across writes.
+   */
+  get(seq: number): Uint8Array | undefined {
+    if (!Number.isSafeInteger(seq) || seq <= this.#acked || seq > this.#lastSeq) return undefined;
+    return this.#queue[this.#head + (seq - this.#acked - 1)];
+  }
+
+  /**
+   * Messages with seq > `after`, in order, for resending after a resume. The range is fixed
+   * when this is called: messages pushed later are not yielded (they go out through the
+   * normal send path, and yielding them too would send them twice). Messages acknowledged
+   * while iterating are skipped; after {@link takeAll} the iterator ends.
+   * @throws {InvalidArgumentError} at once if `after` is not a safe integer.
+   */
+  after(after: number): IterableIterator<OutboundMessage> {
+    // Validated here rather than in the generator, whose body only runs on the first next().
+    if (!Number.isSafeInteger(after)) {
+      throw new InvalidArgumentError(`after must be a safe integer, got ${String(after)}`);
+    }
+    return this.#iterate(Math.max(after, this.#acked) + 1, this.#lastSeq);
+  }
+
+  *#iterate(first: number, last: number): Generator<OutboundMessage, void, undefined> {
+    const generation = this.#generation;
+    let seq = first;
+    while (generation === this.#generation) {
+      // Re-read the front on every step: an ack may have freed (and compacted) meanwhile.
+      if (seq <= this.#acked) seq = this.#acked + 1;
+      if (seq > last) return;
+      const payload = this.#queue[this.#head + (seq - this.#acked - 1)]!;
+      yield { seq, payload };
+      seq++;
+    }
+  }
+
+  /**
+   * Empties the buffer and returns every unacknowledged payload in order, for handing back
+   * to the application when the session is lost or the client gives up. The sequence
+   * restarts at 1 and {@link acked} at 0 (a new session).
+   */
+  takeAll(): Uint8Array[] {
+    const out = this.#queue.slice(this.#head) as Uint8Array[];
+    this.#queue = [];
+    this.#head = 0;
+    this.#bytes = 0;
+    this.#lastSeq = 0;
+    this.#acked = 0;
+    this.#generation++;
+    return out;
+  }
+}

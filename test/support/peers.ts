@@ -1,0 +1,97 @@
+/**
+ * Test peers: a server on a free loopback port, clients that close themselves after the
+ * test, and a raw protocol peer that speaks frames by hand (to freeze it, make it send
+ * garbage, or cut it with FIN or RST at a precise moment).
+ */
+
+import { connect as netConnect, type Socket } from 'node:net';
+import type { TestContext } from 'node:test';
+import { type ClientConnection, type ClientOptions, connect } from '../../src/client/client.js';
+import { Decoder, encodeHello } from '../../src/protocol/codec.js';
+import { type Frame, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
+import { createServer, type Server, type ServerOptions } from '../../src/server/server.js';
+import { onceEvent, waitFor } from './wait.js';
+
+/** Starts a server on 127.0.0.1:0 and closes it when the test ends. */
+export async function startServer(
+  t: TestContext,
+  options: ServerOptions = {},
+): Promise<{ server: Server; port: number }> {
+  const server = createServer(options);
+  const { port } = await server.listen(0, '127.0.0.1');
+  t.after(() => server.close());
+  return { server, port };
+}
+
+/** Connects a client and closes it when the test ends. */
+export function startClient(t: TestContext, options: ClientOptions): ClientConnection {
+  const conn = connect(options);
+  t.after(() => conn.close());
+  return conn;
+}
+
+/** Resolves once the client completed its handshake. */
+export async function opened(conn: ClientConnection, timeout = 5000): Promise<void> {
+  if (conn.state === 'healthy') return;
+  await onceEvent(conn, 'open', { timeout });
+}
+
+/** A peer that speaks the wire protocol by hand. */
+export class RawPeer {
+  readonly frames: Frame[] = [];
+  readonly decoder = new Decoder();
+  ended = false;
+  closed = false;
+  error: Error | null = null;
+
+  private constructor(readonly socket: Socket) {
+    socket.on('data', (chunk) => {
+      try {
+        this.frames.push(...this.decoder.push(chunk));
+      } catch {
+        // a raw peer only records what it could parse
+      }
+    });
+    socket.on('end', () => {
+      this.ended = true;
+    });
+    socket.on('error', (err) => {
+      this.error = err;
+    });
+    socket.on('close', () => {
+      this.closed = true;
+    });
+  }
+
+  /** Opens a TCP connection; destroyed when the test ends. */
+  static async connect(t: TestContext, port: number): Promise<RawPeer> {
+    const socket = netConnect({ host: '127.0.0.1', port });
+    t.after(() => {
+      socket.destroy();
+    });
+    await onceEvent(socket, 'connect');
+    return new RawPeer(socket);
+  }
+
+  /** Sends HELLO and waits for the WELCOME. */
+  async handshake(interval = 0, timeout = 0): Promise<Frame> {
+    this.socket.write(
+      encodeHello({
+        version: PROTOCOL_VERSION,
+        interval,
+        timeout,
+        auth: new Uint8Array(0),
+        resume: null,
+        clientId: '',
+        traceId: '',
+      }),
+    );
+    await waitFor(() => this.frames.length > 0, { message: 'no WELCOME' });
+    return this.frames[0]!;
+  }
+
+  /** Stops reading and sending, leaving the socket open: a frozen peer. */
+  freeze(): void {
+    this.socket.pause();
+  }
+}
