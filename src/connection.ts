@@ -133,6 +133,8 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
   private wasFull = false;
   private lastRtt: number | undefined;
   private lastHeard = 0;
+  /** Remote address of the latest link (kept while disconnected). */
+  protected lastRemote: string | null = null;
   private finalInfo: CloseInfo | null = null;
   private ackWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
 
@@ -159,9 +161,9 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     return this.link?.beat?.rtt.srtt ?? this.lastRtt;
   }
 
-  /** Remote address of the current link (host:port), or null while disconnected. */
+  /** Remote address (host:port) of the current link, or of the last one while disconnected. */
   get remote(): string | null {
-    return this.link?.remote ?? null;
+    return this.link?.remote ?? this.lastRemote;
   }
 
   /** Monotonic ms when anything was last heard from the peer. */
@@ -357,6 +359,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     peerLastReceived: number,
   ): void {
     this.link = link;
+    this.lastRemote = link.remote;
     this.stats.links++;
     link.owner = this;
     this.settings = settings;

@@ -41,6 +41,7 @@ export class ServerConnection extends Connection {
       clientId: string;
       traceId: string;
       identity: string | null;
+      remote: string;
     },
   ) {
     super(config, wheel, 'c');
@@ -50,6 +51,7 @@ export class ServerConnection extends Connection {
     this.clientId = init.clientId;
     this.traceId = init.traceId;
     this.identity = init.identity;
+    this.lastRemote = init.remote;
     this.ttlTimer = wheel.timer(() => {
       // Nothing disappears silently: the application gets back what the client never acked.
       this.loseSession();

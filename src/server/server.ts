@@ -302,6 +302,7 @@ export class Server extends EventEmitter<ServerEvents> {
         clientId: hello.clientId,
         traceId: hello.traceId,
         identity,
+        remote: link.remote,
       },
     );
     this.sessions.set(conn.sessionKey, conn);
