@@ -8,17 +8,18 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 import { type ClientConnection, type ClientOptions, connect } from '../../src/client/client.js';
 import { Decoder, encodeHello } from '../../src/protocol/codec.js';
-import { type Frame, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
+import { type Frame, type HelloFrame, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
 import { createServer, type Server, type ServerOptions } from '../../src/server/server.js';
 import { onceEvent, waitFor } from './wait.js';
 
-/** Starts a server on 127.0.0.1:0 and closes it when the test ends. */
+/** Starts a server on 127.0.0.1 (a free port by default) and closes it when the test ends. */
 export async function startServer(
   t: TestContext,
   options: ServerOptions = {},
+  atPort = 0,
 ): Promise<{ server: Server; port: number }> {
   const server = createServer(options);
-  const { port } = await server.listen(0, '127.0.0.1');
+  const { port } = await server.listen(atPort, '127.0.0.1');
   t.after(() => server.close());
   return { server, port };
 }
@@ -73,17 +74,18 @@ export class RawPeer {
     return new RawPeer(socket);
   }
 
-  /** Sends HELLO and waits for the WELCOME. */
-  async handshake(interval = 0, timeout = 0): Promise<Frame> {
+  /** Sends HELLO (optionally resuming a session) and waits for the WELCOME. */
+  async handshake(hello: Partial<Omit<HelloFrame, 'type'>> = {}): Promise<Frame> {
     this.socket.write(
       encodeHello({
         version: PROTOCOL_VERSION,
-        interval,
-        timeout,
+        interval: 0,
+        timeout: 0,
         auth: new Uint8Array(0),
         resume: null,
         clientId: '',
         traceId: '',
+        ...hello,
       }),
     );
     await waitFor(() => this.frames.length > 0, { message: 'no WELCOME' });

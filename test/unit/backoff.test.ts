@@ -8,17 +8,7 @@ import {
   MAX_BACKOFF_DELAY,
 } from '../../src/client/backoff.js';
 import { InvalidArgumentError } from '../../src/errors.js';
-
-/** mulberry32: a tiny seeded PRNG returning uniform numbers in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../support/prng.js';
 
 /** A random source that replays `values` in a loop and counts its calls. */
 function scripted(values: number[]): { random: () => number; calls: () => number } {
