@@ -6,7 +6,7 @@
  * u64 fields carry values up to 2^53 - 1 so that JavaScript numbers hold them exactly.
  */
 
-import { ProtocolError } from '../errors.js';
+import { InvalidArgumentError, ProtocolError } from '../errors.js';
 import {
   type AckFrame,
   type CloseFrame,
@@ -30,7 +30,9 @@ const TWO_32 = 0x1_0000_0000;
 /** Largest high word of a u64 that still fits in Number.MAX_SAFE_INTEGER. */
 const MAX_SAFE_HIGH = 0x1f_ffff;
 const ZERO_ID = new Uint8Array(ID_BYTES);
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string, not a byte-order mark to strip;
+// without it "\uFEFFx" would decode as "x" and round trips would differ.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Fixed payload sizes (without the type byte). */
 const HELLO_FIXED = 1 + 1 + 4 + 4 + ID_BYTES + ID_BYTES + 8 + 2 + 2 + 2;
@@ -50,7 +52,9 @@ export function maxPayload(maxFrame: number): number {
 }
 
 // ---------------------------------------------------------------------------------------
-// Encoding
+// Encoding. A field outside its wire range throws InvalidArgumentError
+// (HL_ERR_INVALID_ARGUMENT) before anything is returned, so a bad value never reaches
+// the peer as a silently truncated one.
 
 function header(type: number, payloadLength: number): Buffer {
   const buf = Buffer.allocUnsafe(LENGTH_BYTES + 1 + payloadLength);
@@ -61,26 +65,34 @@ function header(type: number, payloadLength: number): Buffer {
 
 function writeU64(buf: Buffer, value: number, offset: number): void {
   if (!Number.isSafeInteger(value) || value < 0) {
-    throw new RangeError(`u64 field out of range: ${value}`);
+    throw new InvalidArgumentError(`u64 field out of range: ${value}`);
   }
   buf.writeUInt32BE(Math.floor(value / TWO_32), offset);
   buf.writeUInt32BE(value >>> 0, offset + 4);
 }
 
+function writeU8(buf: Buffer, value: number, offset: number): void {
+  if (!Number.isInteger(value) || value < 0 || value > 0xff) {
+    throw new InvalidArgumentError(`u8 field out of range: ${value}`);
+  }
+  buf[offset] = value;
+}
+
 function writeU32(buf: Buffer, value: number, offset: number): void {
   if (!Number.isInteger(value) || value < 0 || value >= TWO_32) {
-    throw new RangeError(`u32 field out of range: ${value}`);
+    throw new InvalidArgumentError(`u32 field out of range: ${value}`);
   }
   buf.writeUInt32BE(value, offset);
 }
 
 function writeId(buf: Buffer, id: Uint8Array, offset: number): void {
-  if (id.length !== ID_BYTES) throw new RangeError(`ids are ${ID_BYTES} bytes, got ${id.length}`);
+  if (id.length !== ID_BYTES)
+    throw new InvalidArgumentError(`ids are ${ID_BYTES} bytes, got ${id.length}`);
   buf.set(id, offset);
 }
 
 function shortField(bytes: Uint8Array, name: string): Uint8Array {
-  if (bytes.length > 0xffff) throw new RangeError(`${name} is over 65535 bytes`);
+  if (bytes.length > 0xffff) throw new InvalidArgumentError(`${name} is over 65535 bytes`);
   return bytes;
 }
 
@@ -90,7 +102,7 @@ export function encodeHello(f: Omit<HelloFrame, 'type'>): Buffer {
   const traceId = shortField(Buffer.from(f.traceId, 'utf8'), 'traceId');
   const buf = header(FrameType.HELLO, HELLO_FIXED + auth.length + clientId.length + traceId.length);
   let o = LENGTH_BYTES + 1;
-  buf[o++] = f.version;
+  writeU8(buf, f.version, o++);
   buf[o++] = f.resume ? HELLO_FLAG_RESUME : 0;
   writeU32(buf, f.interval, o);
   writeU32(buf, f.timeout, o + 4);
@@ -111,7 +123,7 @@ export function encodeHello(f: Omit<HelloFrame, 'type'>): Buffer {
 export function encodeWelcome(f: Omit<WelcomeFrame, 'type'>): Buffer {
   const buf = header(FrameType.WELCOME, WELCOME_SIZE);
   let o = LENGTH_BYTES + 1;
-  buf[o++] = f.version;
+  writeU8(buf, f.version, o++);
   buf[o++] = f.resumed ? WELCOME_FLAG_RESUMED : 0;
   writeId(buf, f.sessionId, o);
   writeId(buf, f.token, o + ID_BYTES);
@@ -155,7 +167,7 @@ export function encodeAck(seq: number): Buffer {
 
 export function encodeClose(code: number, reason = '', retryAfter = 0): Buffer {
   if (!Number.isInteger(code) || code < 0 || code > 0xffff) {
-    throw new RangeError(`close code out of range: ${code}`);
+    throw new InvalidArgumentError(`close code out of range: ${code}`);
   }
   const text = Buffer.from(reason, 'utf8');
   const buf = header(FrameType.CLOSE, CLOSE_FIXED + text.length);
@@ -272,6 +284,7 @@ function isZero(bytes: Uint8Array): boolean {
  * Throws {@link ProtocolError} for anything that is not a valid frame.
  */
 export function decodeBody(body: Buffer): Frame {
+  if (body.length === 0) throw malformed('a frame must hold at least its type byte');
   const type = body[0];
   const r = new Reader(body.subarray(1), frameName(type));
   let frame: Frame;
@@ -389,7 +402,14 @@ export class Decoder {
   private failure: ProtocolError | null = null;
 
   constructor(options: DecoderOptions = {}) {
-    this.maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
+    const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
+    // NaN or a fraction would silently disable the size guard; above 2^32 - 1 it is unreachable.
+    if (!Number.isInteger(maxFrame) || maxFrame < 1 || maxFrame > 0xffff_ffff) {
+      throw new InvalidArgumentError(
+        `maxFrame must be an integer from 1 to 4294967295, got ${maxFrame}`,
+      );
+    }
+    this.maxFrame = maxFrame;
   }
 
   /** Bytes received but not yet returned as frames. */
