@@ -230,6 +230,11 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
 
   /** Closes the connection for good, telling the peer with CLOSE(code, reason). */
   close(code: number = CloseCode.NORMAL, reason = ''): void {
+    this.closeLocal(code, reason);
+  }
+
+  /** The work of close(); `error` says why when the close is not the application's choice. */
+  protected closeLocal(code: number, reason: string, error?: HeartlineError): void {
     if (this.closed) return;
     const link = this.link;
     this.link = null;
@@ -237,7 +242,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
       this.sendAck();
       link.close('local', code, reason);
     }
-    this.finish({ reason: 'local', code, message: reason });
+    this.finish({ reason: 'local', code, message: reason, ...(error ? { error } : {}) });
   }
 
   /** Async iteration over received messages; ends when the connection closes. */

@@ -19,13 +19,15 @@ export const ErrorCodes = {
   HL_ERR_CONNECTION_CLOSED: 'The connection is closed; nothing more can be sent on it.',
   HL_ERR_BUFFER_FULL: 'The replay buffer reached its hard cap; the message was not accepted.',
   HL_ERR_CIRCUIT_OPEN: 'The client is failing fast while its circuit breaker is open.',
-  HL_ERR_SESSION_LOST: 'The session could not be resumed; unacknowledged messages were handed back.',
+  HL_ERR_SESSION_LOST:
+    'The session could not be resumed; unacknowledged messages were handed back.',
   HL_ERR_AUTH_FAILED: 'The server refused the credentials.',
   HL_ERR_OVERLOADED: 'The server refused the connection because it is overloaded.',
   HL_ERR_POLICY_VIOLATION: 'The peer broke a protocol policy (for example pinging too often).',
   HL_ERR_ABORTED: 'The operation was aborted through an AbortSignal.',
   HL_ERR_GAVE_UP: 'The client stopped reconnecting after its maximum number of attempts.',
   HL_ERR_SOCKET: 'The operating system reported a socket error.',
+  HL_ERR_INTERNAL: 'An unexpected failure inside heartline or an application hook.',
 } as const;
 
 /** One of the stable error codes. */

@@ -7,7 +7,7 @@
  */
 
 import type { Socket } from 'node:net';
-import { HeartlineError, ProtocolError } from './errors.js';
+import { type ErrorCode, HeartlineError, ProtocolError } from './errors.js';
 import type { FailureDetector } from './health/index.js';
 import { Heartbeat } from './heartbeat.js';
 import { classifySocketError, errnoCode } from './net/classify.js';
@@ -27,8 +27,10 @@ export interface CloseInfo {
   message: string;
   /** The peer's retry hint in ms (CLOSE overloaded). */
   retryAfter?: number;
-  /** The underlying error, with its OS `code` where there is one. */
-  error?: Error;
+  /** A typed error for every close that is not a clean one (its cause is the OS error). */
+  error?: HeartlineError;
+  /** The OS error code (ECONNRESET, EPIPE, ...) where there is one. */
+  errno?: string;
 }
 
 /** Receives what a link produces. */
@@ -60,6 +62,23 @@ const CODE_FOR_REASON: Partial<Record<CloseReason, number>> = {
   'handshake-timeout': CloseCode.HANDSHAKE_TIMEOUT,
   'write-stall': CloseCode.WRITE_STALL,
 };
+
+/** Typed error codes for the closes that are failures. */
+const ERROR_FOR_REASON: Partial<Record<CloseReason, ErrorCode>> = {
+  'connect-timeout': 'HL_ERR_CONNECT_TIMEOUT',
+  'handshake-timeout': 'HL_ERR_HANDSHAKE_TIMEOUT',
+  'heartbeat-timeout': 'HL_ERR_HEARTBEAT_TIMEOUT',
+  'write-stall': 'HL_ERR_WRITE_STALL',
+  'auth-failed': 'HL_ERR_AUTH_FAILED',
+  overloaded: 'HL_ERR_OVERLOADED',
+  'policy-violation': 'HL_ERR_POLICY_VIOLATION',
+  'unsupported-version': 'HL_ERR_UNSUPPORTED_VERSION',
+};
+
+function errorFor(reason: CloseReason, message: string): HeartlineError | undefined {
+  const code = ERROR_FOR_REASON[reason];
+  return code ? new HeartlineError(code, message) : undefined;
+}
 
 /** How long a closing link waits for its CLOSE frame to flush before destroying. */
 const CLOSE_GRACE_MS = 1000;
@@ -195,14 +214,15 @@ export class Link {
   }
 
   /** Ends the link at once for a local failure, sending the matching CLOSE code if any. */
-  fail(reason: CloseReason, message: string, error?: Error): void {
+  fail(reason: CloseReason, message: string, error?: HeartlineError): void {
     if (!this.open) return;
     const code = CODE_FOR_REASON[reason];
+    const typed = error ?? errorFor(reason, message);
     this.closing = {
       reason,
       message,
       ...(code !== undefined ? { code } : {}),
-      ...(error ? { error } : {}),
+      ...(typed ? { error: typed } : {}),
     };
     this.heartbeat?.stop();
     if (code !== undefined && !this.socket.destroyed && this.socket.writable) {
@@ -262,12 +282,17 @@ export class Link {
         hb.pong(frame.timestamp);
         return;
       case FrameType.CLOSE:
-        this.closing = {
-          reason: reasonForCode(frame.code),
-          code: frame.code,
-          message: frame.reason,
-          ...(frame.retryAfter > 0 ? { retryAfter: frame.retryAfter } : {}),
-        };
+        {
+          const reason = reasonForCode(frame.code);
+          const error = errorFor(reason, frame.reason || reason);
+          this.closing = {
+            reason,
+            code: frame.code,
+            message: frame.reason,
+            ...(frame.retryAfter > 0 ? { retryAfter: frame.retryAfter } : {}),
+            ...(error ? { error } : {}),
+          };
+        }
         this.heartbeat?.stop();
         this.socket.end();
         this.graceTimer = this.wheel.timer(() => this.socket.destroy());
@@ -294,8 +319,12 @@ export class Link {
             : 'protocol-error';
       this.fail(reason, err.message, err);
     } else {
-      const error = err instanceof Error ? err : new Error(String(err));
-      this.fail('protocol-error', error.message, error);
+      const message = err instanceof Error ? err.message : String(err);
+      this.fail(
+        'protocol-error',
+        message,
+        new HeartlineError('HL_ERR_MALFORMED_FRAME', message, { cause: err }),
+      );
     }
   }
 
@@ -313,13 +342,13 @@ export class Link {
   private onError(err: Error): void {
     if (this.closing) return;
     const reason = classifySocketError(err);
+    const errno = errnoCode(err);
     this.closing = {
       reason,
       message: err.message,
       error: new HeartlineError('HL_ERR_SOCKET', err.message, { cause: err }),
+      ...(errno ? { errno } : {}),
     };
-    const code = errnoCode(err);
-    if (code) Object.assign(this.closing.error as object, { errno: code });
   }
 
   private onSocketClose(): void {

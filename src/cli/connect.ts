@@ -59,7 +59,7 @@ export async function connect(argv: string[]): Promise<number> {
     throw err;
   }
   const out = new EventOutput(values.json);
-  const conn = connectClient({
+  const options = {
     servers,
     interval: intFlag('interval', values.interval, 1),
     timeout: intFlag('timeout', values.timeout, 1),
@@ -68,7 +68,15 @@ export async function connect(argv: string[]): Promise<number> {
     ...(values.auth !== undefined ? { auth: values.auth } : {}),
     ...(values['client-id'] !== undefined ? { clientId: values['client-id'] } : {}),
     ...(values['trace-id'] !== undefined ? { traceId: values['trace-id'] } : {}),
-  });
+  };
+  let conn: ReturnType<typeof connectClient>;
+  try {
+    conn = connectClient(options);
+  } catch (err) {
+    // An option the library refuses is a usage error: exit 2 with the help.
+    if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
+    throw err;
+  }
   reportConnection(out, conn, { messages: values.json });
   if (!values.json)
     conn.on('message', (data) => process.stdout.write(`${data.toString('utf8')}\n`));

@@ -85,10 +85,14 @@ export function reportConnection(
   if (options.messages) {
     conn.on('message', (data) => out.event('message', { ...base(), data: data.toString('utf8') }));
   }
+  // `code` is null (not left out) when the link ended without a CLOSE code (eof, reset,
+  // refused...), so that every documented field is always present.
   conn.on('disconnect', (i) =>
-    out.event('disconnect', { ...base(), reason: i.reason, code: i.code }),
+    out.event('disconnect', { ...base(), reason: i.reason, code: i.code ?? null }),
   );
-  conn.on('close', (i) => out.event('close', { ...base(), reason: i.reason, code: i.code }));
+  conn.on('close', (i) =>
+    out.event('close', { ...base(), reason: i.reason, code: i.code ?? null }),
+  );
   conn.on('resumed', (e) =>
     out.event('resumed', { ...base(), session: e.sessionId, replayed: e.replayed }),
   );
@@ -103,7 +107,7 @@ export function reportConnection(
     out.event('reconnecting', {
       ...base(),
       attempt: e.attempt,
-      delayMs: e.delayMs,
+      delayMs: Math.round(e.delayMs),
       reason: e.reason,
     }),
   );

@@ -3,9 +3,10 @@
  */
 
 import { parseArgs } from 'node:util';
+import { InvalidArgumentError } from '../errors.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { createServer } from '../server/server.js';
-import { ExitCode, intFlag } from './args.js';
+import { ExitCode, intFlag, UsageError } from './args.js';
 import { EventOutput, reportConnection } from './output.js';
 
 export const serveHelp = `Usage: heartline serve [options]
@@ -41,23 +42,35 @@ export async function serve(argv: string[]): Promise<number> {
     },
     strict: true,
   });
+  // Parsed up front so that a bad --port is a usage error (exit 2), not a listen
+  // failure (exit 1).
+  const port = intFlag('port', values.port, 0, 65535);
   const out = new EventOutput(values.json);
-  const server = createServer({
+  const options = {
     interval: intFlag('interval', values.interval, 1),
     timeout: intFlag('timeout', values.timeout, 1),
     sessionTtl: intFlag('session-ttl', values['session-ttl'], 0),
-  });
+  };
+  let server: ReturnType<typeof createServer>;
+  try {
+    server = createServer(options);
+  } catch (err) {
+    // Flags the library refuses together (say --timeout below 2 x --interval) are usage
+    // errors too: exit 2 with the help, not a stack trace.
+    if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
+    throw err;
+  }
   server.on('connection', (conn) => {
     out.event('connection', { conn: conn.id, remote: conn.remote, session: conn.sessionId });
     reportConnection(out, conn);
     if (values.echo) conn.on('message', (data) => conn.send(data));
   });
   server.on('rejected', (e) =>
-    out.event('rejected', { remote: e.remote, reason: e.info.reason, code: e.info.code }),
+    out.event('rejected', { remote: e.remote, reason: e.info.reason, code: e.info.code ?? null }),
   );
   let address: { port: number; address: string };
   try {
-    address = await server.listen(intFlag('port', values.port, 0, 65535), values.host);
+    address = await server.listen(port, values.host);
   } catch (err) {
     process.stderr.write(`heartline serve: cannot listen: ${(err as Error).message}\n`);
     return ExitCode.FAILURE;

@@ -160,7 +160,7 @@ export class ClientConnection extends Connection {
   private retryTimer: ClockTimer | null = null;
   private connectTimer: ClockTimer | null = null;
   private stableTimer: ClockTimer | null = null;
-  private readonly onAbort = () => this.close(CloseCode.NORMAL, 'aborted');
+  private readonly onAbort = () => this.abort();
   private readonly signal: AbortSignal | undefined;
 
   constructor(options: ClientOptions) {
@@ -190,14 +190,22 @@ export class ClientConnection extends Connection {
     return this.rotation.current;
   }
 
+  /** Closes because the AbortSignal fired: like close(), with an HL_ERR_ABORTED error. */
+  private abort(): void {
+    const error = new HeartlineError('HL_ERR_ABORTED', 'the connection was aborted', {
+      cause: this.signal?.reason,
+    });
+    this.closeLocal(CloseCode.NORMAL, 'aborted', error);
+  }
+
   /** Closes for good: no more reconnects. */
-  override close(code: number = CloseCode.NORMAL, reason = ''): void {
+  protected override closeLocal(code: number, reason: string, error?: HeartlineError): void {
     if (this.closed) return;
     this.clearTimers();
     const pending = this.pending;
     this.pending = null;
     pending?.close('local', code, reason);
-    super.close(code, reason);
+    super.closeLocal(code, reason, error);
   }
 
   override onFrame(link: Link, frame: Frame): void {
@@ -259,7 +267,9 @@ export class ClientConnection extends Connection {
     try {
       socket = this.createSocket(address);
     } catch (err) {
-      const error = err instanceof Error ? err : new Error(String(err));
+      const error = new HeartlineError('HL_ERR_SOCKET', `cannot open a socket: ${String(err)}`, {
+        cause: err,
+      });
       queueMicrotask(() => {
         this.health.transition(['connecting'], 'disconnected', 'error');
         this.afterFailure({ reason: 'error', message: error.message, error }, true);

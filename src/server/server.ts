@@ -11,6 +11,7 @@ import {
   createServer as netServer,
   type Socket,
 } from 'node:net';
+import { HeartlineError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
 import { type CloseInfo, Link, type LinkOwner } from '../link.js';
 import {
@@ -233,7 +234,9 @@ export class Server extends EventEmitter<ServerEvents> {
       return;
     }
     void this.handshake(link, frame).catch((err: unknown) => {
-      const error = err instanceof Error ? err : new Error(String(err));
+      const error = new HeartlineError('HL_ERR_INTERNAL', `handshake failed: ${String(err)}`, {
+        cause: err,
+      });
       link.close('internal-error', CloseCode.INTERNAL_ERROR, 'internal error');
       this.emit('rejected', {
         remote: link.remote,
