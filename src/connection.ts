@@ -8,6 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { type ErrorCode, HeartlineError } from './errors.js';
 import { HealthMachine, type HealthState, type StateChange } from './health/index.js';
+import type { HeartbeatStats } from './heartbeat.js';
 import type { CloseInfo, Link, LinkOwner } from './link.js';
 import type { HeartbeatSettings, ResolvedCommon } from './options.js';
 import { CloseCode, type CloseReason } from './protocol/close-codes.js';
@@ -133,6 +134,12 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
   private wasFull = false;
   private lastRtt: number | undefined;
   private lastHeard = 0;
+  private readonly beatTotals: HeartbeatStats = {
+    pingsSent: 0,
+    pongsReceived: 0,
+    pingsReceived: 0,
+    probes: 0,
+  };
   /** Remote address of the latest link (kept while disconnected). */
   protected lastRemote: string | null = null;
   private finalInfo: CloseInfo | null = null;
@@ -169,6 +176,18 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
   /** Monotonic ms when anything was last heard from the peer. */
   get lastHeardAt(): number {
     return this.link?.lastReceived ?? this.lastHeard;
+  }
+
+  /** Heartbeat counters over every link of this connection. */
+  get heartbeatStats(): HeartbeatStats {
+    const live = this.link?.beat?.stats;
+    const t = this.beatTotals;
+    return {
+      pingsSent: t.pingsSent + (live?.pingsSent ?? 0),
+      pongsReceived: t.pongsReceived + (live?.pongsReceived ?? 0),
+      pingsReceived: t.pingsReceived + (live?.pingsReceived ?? 0),
+      probes: t.probes + (live?.probes ?? 0),
+    };
   }
 
   /** Bytes held for replay (sent or queued, not yet acknowledged). */
@@ -320,6 +339,13 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
   onClose(link: Link, info: CloseInfo): void {
     this.stats.bytesIn += link.stats.bytesIn;
     this.stats.bytesOut += link.stats.bytesOut;
+    const beat = link.beat?.stats;
+    if (beat) {
+      this.beatTotals.pingsSent += beat.pingsSent;
+      this.beatTotals.pongsReceived += beat.pongsReceived;
+      this.beatTotals.pingsReceived += beat.pingsReceived;
+      this.beatTotals.probes += beat.probes;
+    }
     if (link !== this.link) return;
     this.detach(link);
     if (this.closed) return;
