@@ -143,6 +143,8 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
   /** Remote address of the latest link (kept while disconnected). */
   protected lastRemote: string | null = null;
   private finalInfo: CloseInfo | null = null;
+  /** Set by close() while the closing handshake runs. */
+  private closing: CloseInfo | null = null;
   private ackWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
 
   protected constructor(
@@ -190,6 +192,18 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     };
   }
 
+  /**
+   * Bytes received and sent over every link of this connection, the live one included
+   * (`stats.bytesIn`/`bytesOut` count only links that have closed).
+   */
+  get traffic(): { bytesIn: number; bytesOut: number } {
+    const live = this.link?.stats;
+    return {
+      bytesIn: this.stats.bytesIn + (live?.bytesIn ?? 0),
+      bytesOut: this.stats.bytesOut + (live?.bytesOut ?? 0),
+    };
+  }
+
   /** Bytes held for replay (sent or queued, not yet acknowledged). */
   get bufferedBytes(): number {
     return this.outbound.bytes;
@@ -228,7 +242,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
    * HL_ERR_CONNECTION_CLOSED after close.
    */
   send(data: Uint8Array | string): boolean {
-    if (this.closed) {
+    if (this.closed || this.closing) {
       throw new HeartlineError('HL_ERR_CONNECTION_CLOSED', `connection ${this.id} is closed`);
     }
     const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
@@ -254,14 +268,18 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
 
   /** The work of close(); `error` says why when the close is not the application's choice. */
   protected closeLocal(code: number, reason: string, error?: HeartlineError): void {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
+    const info: CloseInfo = { reason: 'local', code, message: reason, ...(error ? { error } : {}) };
     const link = this.link;
-    this.link = null;
-    if (link) {
-      this.sendAck();
-      link.close('local', code, reason);
+    if (!link) {
+      this.finish(info);
+      return;
     }
-    this.finish({ reason: 'local', code, message: reason, ...(error ? { error } : {}) });
+    // A closing handshake: CLOSE and FIN go out now, but what the peer sent before it saw
+    // them is still delivered; 'close' follows once the peer has closed its side too.
+    this.closing = info;
+    this.sendAck();
+    link.close('local', code, reason);
   }
 
   /** Async iteration over received messages; ends when the connection closes. */
@@ -349,6 +367,10 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     if (link !== this.link) return;
     this.detach(link);
     if (this.closed) return;
+    if (this.closing) {
+      this.finish(this.closing);
+      return;
+    }
     this.health.transition(
       ['connecting', 'healthy', 'suspect', 'dead'],
       'disconnected',
@@ -465,14 +487,17 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
   /** Writes queued DATA while the socket has room, ACKs riding ahead of it. */
   protected flush(): void {
     const link = this.link;
-    if (!link) return;
+    if (!link || this.nextSend > this.outbound.lastSeq || !link.writable) return;
+    // One write for the batch: a pending ACK rides in the same segment as the data.
+    link.socket.cork();
+    if (this.inbound.ackPending) this.sendAck();
     while (this.nextSend <= this.outbound.lastSeq && link.writable) {
       const payload = this.outbound.get(this.nextSend);
       if (payload === undefined) break;
-      if (this.inbound.ackPending) this.sendAck();
       link.write(encodeData(this.nextSend, payload));
       this.nextSend++;
     }
+    link.socket.uncork();
   }
 
   private onDataFrame(link: Link, seq: number, payload: Buffer): void {

@@ -104,6 +104,8 @@ export class Link {
   private drainsAtMark = 0;
   private closing: CloseInfo | null = null;
   private closed = false;
+  /** We sent CLOSE and FIN on purpose and keep reading until the peer closes. */
+  private halfClosed = false;
   private graceTimer: WheelTimer | null = null;
 
   constructor(
@@ -117,6 +119,9 @@ export class Link {
     const now = config.clock.now();
     this.lastSent = now;
     this.lastReceived = now;
+    // Read the address now: once the socket closes Node no longer reports it.
+    if (socket.remoteAddress !== undefined) void this.remote;
+    else socket.once('connect', () => void this.remote);
     this.stallTimer = wheel.timer(() => this.checkStall());
     this.handshakeTimer = wheel.timer(() =>
       this.fail('handshake-timeout', 'no handshake within the handshake timeout'),
@@ -198,6 +203,7 @@ export class Link {
   close(reason: CloseReason, code?: number, message = '', retryAfter = 0): void {
     if (!this.open) return;
     this.closing = { reason, message, ...(code !== undefined ? { code } : {}) };
+    this.halfClosed = true;
     this.heartbeat?.stop();
     this.handshakeTimer.cancel();
     this.stallTimer.cancel();
@@ -256,7 +262,8 @@ export class Link {
       return;
     }
     for (const frame of frames) {
-      if (this.closing || this.closed) return;
+      // After our own close() the peer's frames still count until its FIN (closing handshake).
+      if (this.closed || (this.closing && !this.halfClosed)) return;
       this.stats.framesIn++;
       this.dispatch(frame);
     }
@@ -282,6 +289,11 @@ export class Link {
         hb.pong(frame.timestamp);
         return;
       case FrameType.CLOSE:
+        if (this.halfClosed) {
+          // Both ends closed at once: ours is the reason we report.
+          this.halfClosed = false;
+          return;
+        }
         {
           const reason = reasonForCode(frame.code);
           const error = errorFor(reason, frame.reason || reason);
