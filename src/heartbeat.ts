@@ -8,6 +8,8 @@
  *   store per chunk instead of a timer reset per packet;
  * - probe: while SUSPECT, pings every quarter interval so a live peer clears the
  *   suspicion within a round trip and a dead one is confirmed on time.
+ * On a server it also polices the peer's PINGs (PROTOCOL.md 7.6): a peer pinging faster
+ * than its grant allows collects strikes, and the host closes it after `maxPingStrikes`.
  */
 
 import type { FailureDetector } from './health/index.js';
@@ -28,6 +30,8 @@ export interface HeartbeatHost {
   onLiveness(event: 'suspect' | 'alive' | 'dead'): void;
   /** A new RTT sample was folded into the estimate. */
   onRtt(sampleMs: number): void;
+  /** The peer reached `maxPingStrikes` PINGs sent faster than its grant allows. */
+  onPingFlood?(strikes: number): void;
 }
 
 /** Per-link heartbeat counters (grpc-js channelz keeps the same). */
@@ -55,6 +59,12 @@ export class Heartbeat {
   /** Arrival of the previous PING/PONG, and whether other frames came since (phi samples). */
   private lastBeat = Number.NaN;
   private otherSinceBeat = false;
+  /** Ping policing: credits left, their cap, ms per credit earned, last update, strikes. */
+  private credits = 0;
+  private creditCap = 0;
+  private creditGap = 1;
+  private creditAt = 0;
+  private strikes = 0;
 
   constructor(
     private readonly wheel: TimingWheel,
@@ -62,6 +72,8 @@ export class Heartbeat {
     settings: HeartbeatSettings,
     private readonly detector: FailureDetector,
     private readonly host: HeartbeatHost,
+    /** Police the peer's PINGs: strikes before onPingFlood; 0 disables (clients). */
+    private readonly maxPingStrikes = 0,
   ) {
     this.settings = settings;
     this.pingTimer = wheel.timer(() => this.maybePing());
@@ -79,6 +91,11 @@ export class Heartbeat {
     return this.suspect;
   }
 
+  /** Strikes the peer has collected for pinging too fast (always 0 when not policing). */
+  get pingStrikes(): number {
+    return this.strikes;
+  }
+
   /** (Re)starts from a healthy state; always cancels first so timers never leak. */
   start(): void {
     this.stop();
@@ -86,6 +103,7 @@ export class Heartbeat {
     const now = this.clock.now();
     this.detector.reset(now);
     this.lastHeard = now;
+    this.resetPingPolicy(now);
     this.armPing(now);
     this.armCheck(now);
   }
@@ -105,8 +123,12 @@ export class Heartbeat {
     this.detector.configure(settings);
     if (!this.running) return;
     const now = this.clock.now();
+    // A full allowance under the new grant: the peer pings on the old one until SETTINGS
+    // reaches it, which must not count against it.
+    this.resetPingPolicy(now);
     this.armPing(now);
-    this.armCheck(now);
+    // Re-evaluate at once: a longer budget may clear a suspicion, a shorter one confirm it.
+    this.check();
   }
 
   /** Called by the host on received bytes while suspect, to clear suspicion at once. */
@@ -116,7 +138,10 @@ export class Heartbeat {
 
   /** A PING (answered by the host) or PONG arrived: feeds adaptive detectors. */
   beat(now: number, isPing: boolean): void {
-    if (isPing) this.stats.pingsReceived++;
+    if (isPing) {
+      this.stats.pingsReceived++;
+      if (this.maxPingStrikes > 0) this.policePing(now);
+    }
     // Gaps while suspect are probe replies a quarter interval apart, not heartbeat gaps.
     if (!this.suspect && !this.otherSinceBeat && !Number.isNaN(this.lastBeat)) {
       this.detector.sample(now - this.lastBeat);
@@ -137,6 +162,38 @@ export class Heartbeat {
     if (!(sample >= 0 && sample <= MAX_RTT_SAMPLE_MS)) return;
     this.rtt.update(sample);
     this.host.onRtt(sample);
+  }
+
+  /**
+   * Credits for the peer's PINGs. A compliant peer sends at most one PING per interval,
+   * or one per quarter interval while it probes; credits come back twice as fast as
+   * that, so network jitter between two probes costs nothing. The cap covers every PING a
+   * compliant peer can send in one timeout (a regular one, the probes, and one spare):
+   * when a stalled path heals it may deliver all of them at once.
+   */
+  private resetPingPolicy(now: number): void {
+    const probeGap = Math.max(this.wheel.tickMs, this.settings.interval / 4);
+    this.creditGap = probeGap / 2;
+    this.creditCap = Math.ceil(this.settings.timeout / probeGap) + 2;
+    this.credits = this.creditCap;
+    this.creditAt = now;
+    this.strikes = 0;
+  }
+
+  /** Spends a credit for a PING received at `now`, or counts a strike when none is left. */
+  private policePing(now: number): void {
+    if (now > this.creditAt) {
+      this.credits = Math.min(this.creditCap, this.credits + (now - this.creditAt) / this.creditGap);
+      this.creditAt = now;
+    }
+    // Healthy spacing since the last strike has earned everything back: forgive.
+    if (this.credits >= this.creditCap) this.strikes = 0;
+    if (this.credits >= 1) {
+      this.credits -= 1;
+      return;
+    }
+    this.strikes++;
+    if (this.strikes >= this.maxPingStrikes) this.host.onPingFlood?.(this.strikes);
   }
 
   private sendPing(): void {

@@ -6,6 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { ExitCode, UsageError } from './args.js';
+import { chaos, chaosHelp } from './chaos.js';
 import { connect, connectHelp } from './connect.js';
 import { demo, demoHelp } from './demo.js';
 import { serve, serveHelp } from './serve.js';
@@ -20,6 +21,11 @@ const commands: Record<string, Command> = {
     summary: 'connect, send stdin lines, print messages',
   },
   demo: { run: demo, help: demoHelp, summary: 'watch a frozen client turn suspect, then dead' },
+  chaos: {
+    run: chaos,
+    help: chaosHelp,
+    summary: 'a fault-injecting TCP proxy (latency, freeze, RST, FIN)',
+  },
 };
 
 const mainHelp = `Usage: heartline <command> [options]
