@@ -1,0 +1,590 @@
+/**
+ * The heartbeat on a fake clock, driven through a stub host: when it pings, when it
+ * suspects, probes and declares death, and that it never leaks a timer. No sockets and
+ * no sleeps: every deadline is checked to the tick.
+ */
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  type DetectorFactory,
+  type FailureDetector,
+  fixedDetector,
+  phiDetector,
+} from '../../src/health/index.js';
+import { Heartbeat, type HeartbeatHost } from '../../src/heartbeat.js';
+import { type HeartbeatSettings, heartbeatSettings } from '../../src/options.js';
+import { FakeClock } from '../../src/time/fake-clock.js';
+import { TimingWheel } from '../../src/time/wheel.js';
+import { mulberry32 } from '../support/prng.js';
+
+const TICK = 10;
+const INTERVAL = 1000;
+const TIMEOUT = 3000;
+/** 1.5 x interval, as heartbeatSettings derives it. */
+const SUSPECT_AFTER = 1500;
+
+interface PingRecord {
+  seq: number;
+  timestampMicros: number;
+  /** Fake time of the call. */
+  at: number;
+  /** How long nothing had been sent when the PING went out. */
+  idleFor: number;
+}
+
+interface LivenessRecord {
+  event: 'suspect' | 'alive' | 'dead';
+  at: number;
+}
+
+/**
+ * A stand-in for the link: mutable timestamps, every call recorded. Like the real link,
+ * writing a PING counts as sending (it moves lastSent). With `echoRtt` set it also plays
+ * an ideal peer that answers each PING with a PONG after exactly that many ms.
+ */
+class StubHost implements HeartbeatHost {
+  lastSent: number;
+  readonly pings: PingRecord[] = [];
+  readonly liveness: LivenessRecord[] = [];
+  readonly rtts: number[] = [];
+  /** How often the heartbeat looked at lastReceived (it must not per packet). */
+  receivedReads = 0;
+  echoRtt: number | null = null;
+  heartbeat: Heartbeat | null = null;
+  private received: number;
+
+  constructor(private readonly clock: FakeClock) {
+    this.lastSent = clock.now();
+    this.received = clock.now();
+  }
+
+  get lastReceived(): number {
+    this.receivedReads++;
+    return this.received;
+  }
+
+  /** A byte arrived now (what the link's data handler does). */
+  receive(): void {
+    this.received = this.clock.now();
+  }
+
+  /** A byte was sent now. */
+  send(): void {
+    this.lastSent = this.clock.now();
+  }
+
+  sendPing(seq: number, timestampMicros: number): void {
+    const now = this.clock.now();
+    this.pings.push({ seq, timestampMicros, at: now, idleFor: now - this.lastSent });
+    this.lastSent = now;
+    const rtt = this.echoRtt;
+    if (rtt !== null) {
+      this.clock.setTimeout(() => {
+        this.receive();
+        this.heartbeat?.beat(this.clock.now(), false);
+        this.heartbeat?.pong(timestampMicros);
+      }, rtt);
+    }
+  }
+
+  onLiveness(event: 'suspect' | 'alive' | 'dead'): void {
+    this.liveness.push({ event, at: this.clock.now() });
+  }
+
+  onRtt(sampleMs: number): void {
+    this.rtts.push(sampleMs);
+  }
+
+  events(): string[] {
+    return this.liveness.map((l) => l.event);
+  }
+}
+
+interface SetupOptions {
+  start?: number;
+  settings?: HeartbeatSettings;
+  detector?: DetectorFactory;
+}
+
+function setup({
+  start = 0,
+  settings = heartbeatSettings(INTERVAL, TIMEOUT),
+  detector = fixedDetector(),
+}: SetupOptions = {}) {
+  const clock = new FakeClock(start);
+  const wheel = new TimingWheel(clock, {
+    tickMs: TICK,
+    onError: (err) => assert.fail(`a wheel callback threw: ${String(err)}`),
+  });
+  const host = new StubHost(clock);
+  const failureDetector: FailureDetector = detector(settings, clock.now());
+  const hb = new Heartbeat(wheel, clock, settings, failureDetector, host);
+  host.heartbeat = hb;
+  return { clock, wheel, host, hb, detector: failureDetector };
+}
+
+/** Calls `fn` every `everyMs` of fake time until the returned stop function is called. */
+function every(clock: FakeClock, everyMs: number, fn: () => void): () => void {
+  let stopped = false;
+  const loop = (): void => {
+    if (stopped) return;
+    fn();
+    clock.setTimeout(loop, everyMs);
+  };
+  clock.setTimeout(loop, everyMs);
+  return () => {
+    stopped = true;
+  };
+}
+
+function gaps(times: number[]): number[] {
+  return times.slice(1).map((t, i) => t - times[i]!);
+}
+
+/** Asserts lo <= value <= hi with a readable message. */
+function within(value: number, lo: number, hi: number, what: string): void {
+  assert.ok(value >= lo && value <= hi, `${what}: ${value} not in [${lo}, ${hi}]`);
+}
+
+describe('Heartbeat', () => {
+  describe('pinging', () => {
+    for (const start of [0, 3, 7.25]) {
+      it(`an idle link pings every interval, within one tick, never earlier (start ${start})`, () => {
+        const { clock, host, hb } = setup({ start });
+        host.echoRtt = 5;
+        hb.start();
+
+        // Nothing before the first interval has passed...
+        clock.advance(INTERVAL - 0.001);
+        assert.equal(host.pings.length, 0, 'pinged before one interval of idleness');
+        // ...and the first PING no later than one tick after it.
+        clock.advance(TICK + 0.001);
+        assert.equal(host.pings.length, 1);
+        within(host.pings[0]!.at, start + INTERVAL, start + INTERVAL + TICK, 'first ping');
+
+        clock.advance(30 * INTERVAL);
+        assert.ok(host.pings.length >= 30, `only ${host.pings.length} pings in 31 intervals`);
+        for (const p of host.pings) {
+          assert.ok(p.idleFor >= INTERVAL, `a PING went out after only ${p.idleFor} ms idle`);
+        }
+        for (const gap of gaps(host.pings.map((p) => p.at))) {
+          within(gap, INTERVAL, INTERVAL + TICK, 'gap between pings');
+        }
+        assert.deepEqual(
+          host.pings.map((p) => p.seq),
+          host.pings.map((_, i) => i + 1),
+          'seq counts from 1',
+        );
+        assert.equal(hb.stats.pingsSent, host.pings.length);
+        assert.equal(hb.stats.probes, 0);
+        assert.deepEqual(host.events(), [], 'an answering peer never turns suspect');
+      });
+    }
+
+    it('a link that keeps sending never pings', () => {
+      const { clock, host, hb } = setup({ start: 3 });
+      hb.start();
+      // Application traffic both ways every 100 ms for 20 intervals.
+      const stop = every(clock, 100, () => {
+        host.send();
+        host.receive();
+      });
+      clock.advance(20 * INTERVAL);
+      assert.equal(host.pings.length, 0, 'a busy link pinged');
+      assert.deepEqual(host.events(), []);
+
+      // Once it falls silent, the first PING comes one interval after the last send.
+      stop();
+      const lastSend = host.lastSent;
+      clock.advance(INTERVAL - 1);
+      assert.equal(host.pings.length, 0);
+      clock.advance(TICK + 1);
+      assert.equal(host.pings.length, 1);
+      within(host.pings[0]!.at, lastSend + INTERVAL, lastSend + INTERVAL + TICK, 'first ping');
+    });
+
+    it('sending just before the ping deadline postpones the PING', () => {
+      const { clock, host, hb } = setup();
+      hb.start();
+      clock.advance(INTERVAL - 10);
+      host.send();
+      host.receive();
+      clock.advance(20);
+      assert.equal(host.pings.length, 0, 'pinged although data went out 20 ms ago');
+      clock.advance(INTERVAL);
+      assert.equal(host.pings.length, 1);
+      within(host.pings[0]!.at, 2 * INTERVAL - 10, 2 * INTERVAL, 'postponed ping');
+    });
+  });
+
+  describe('liveness', () => {
+    it('received traffic keeps the link healthy with no per-packet timer work', () => {
+      const { clock, host, hb } = setup({ start: 3 });
+      hb.start();
+      let packets = 0;
+      every(clock, 10, () => {
+        host.receive();
+        packets++;
+      });
+      const reads = host.receivedReads;
+      clock.advance(20 * INTERVAL);
+      assert.ok(packets >= 1999, `only ${packets} packets`);
+      assert.deepEqual(host.events(), [], 'turned suspect while receiving');
+      // lastReceived is read at check times only (about once per suspectAfter), not per packet.
+      const checks = host.receivedReads - reads;
+      assert.ok(checks <= (20 * INTERVAL) / SUSPECT_AFTER + 2, `${checks} reads of lastReceived`);
+      assert.ok(checks >= 1, 'the check never looked at lastReceived');
+      // Receiving is not sending: our side still pings on its own schedule.
+      assert.ok(host.pings.length >= 19);
+    });
+
+    for (const start of [0, 3, 9.5]) {
+      it(`silence: suspect at suspectAfter, a probe at once, then probes every interval/4 (start ${start})`, () => {
+        const { clock, host, hb } = setup({ start });
+        hb.start();
+        clock.advance(SUSPECT_AFTER - 0.001);
+        assert.deepEqual(host.events(), [], 'suspect before suspectAfter');
+        assert.equal(hb.isSuspect, false);
+        clock.advance(TICK + 0.001);
+        assert.deepEqual(host.events(), ['suspect']);
+        const suspectAt = host.liveness[0]!.at;
+        within(suspectAt, start + SUSPECT_AFTER, start + SUSPECT_AFTER + TICK, 'suspect');
+        assert.equal(hb.isSuspect, true);
+
+        // The regular PING at one interval, then a probe in the same instant as the suspicion.
+        assert.equal(host.pings.length, 2);
+        within(host.pings[0]!.at, start + INTERVAL, start + INTERVAL + TICK, 'regular ping');
+        assert.equal(host.pings[1]!.at, suspectAt, 'the first probe is not immediate');
+        assert.equal(hb.stats.probes, 1);
+
+        clock.advance(TIMEOUT);
+        const probes = host.pings.slice(1).filter((p) => p.at < start + TIMEOUT);
+        assert.ok(probes.length >= 6, `only ${probes.length} probes while suspect`);
+        for (const gap of gaps(probes.map((p) => p.at))) {
+          within(gap, INTERVAL / 4, INTERVAL / 4 + TICK, 'gap between probes');
+        }
+        assert.equal(hb.stats.probes, host.pings.length - 1);
+        assert.deepEqual(host.events(), ['suspect', 'dead']);
+      });
+
+      it(`silence: dead at exactly timeout, never before, at most one tick after (start ${start})`, () => {
+        const { clock, host, hb, wheel } = setup({ start });
+        hb.start();
+        clock.advance(TIMEOUT - 0.001);
+        assert.ok(!host.events().includes('dead'), 'dead before the timeout');
+        clock.advance(TICK + 0.001);
+        assert.deepEqual(host.events(), ['suspect', 'dead']);
+        within(host.liveness[1]!.at, start + TIMEOUT, start + TIMEOUT + TICK, 'dead');
+        // Dead stops the heartbeat: no timer left in the wheel, none in the clock.
+        assert.equal(hb.isSuspect, false);
+        assert.equal(wheel.size, 0);
+        assert.equal(clock.pending, 0);
+        const pings = host.pings.length;
+        clock.advance(10 * TIMEOUT);
+        assert.equal(host.pings.length, pings, 'pinged after dead');
+        assert.deepEqual(host.events(), ['suspect', 'dead']);
+      });
+    }
+
+    it('the deadlines count from the last byte received, not from start', () => {
+      const { clock, host, hb } = setup();
+      hb.start();
+      clock.advance(1200);
+      host.receive();
+      clock.advance(SUSPECT_AFTER - 1);
+      assert.deepEqual(host.events(), []);
+      clock.advance(TICK + 1);
+      assert.deepEqual(host.events(), ['suspect']);
+      within(host.liveness[0]!.at, 1200 + SUSPECT_AFTER, 1200 + SUSPECT_AFTER + TICK, 'suspect');
+      clock.advance(TIMEOUT);
+      assert.deepEqual(host.events(), ['suspect', 'dead']);
+      within(host.liveness[1]!.at, 1200 + TIMEOUT, 1200 + TIMEOUT + TICK, 'dead');
+    });
+
+    it('traffic while suspect: heardWhileSuspect() turns it alive at once and stops probing', () => {
+      const { clock, host, hb } = setup();
+      hb.start();
+      clock.advance(SUSPECT_AFTER + 100);
+      assert.deepEqual(host.events(), ['suspect']);
+
+      host.receive();
+      const heardAt = clock.now();
+      hb.heardWhileSuspect();
+      assert.deepEqual(host.events(), ['suspect', 'alive']);
+      assert.equal(host.liveness[1]!.at, heardAt, 'alive was not immediate');
+      assert.equal(hb.isSuspect, false);
+
+      // No more probes: the next PING is a regular one, an interval after the last send.
+      const lastPing = host.pings.at(-1)!.at;
+      const probes = hb.stats.probes;
+      clock.advance(INTERVAL - TICK - (heardAt - lastPing));
+      assert.equal(hb.stats.probes, probes, 'still probing after alive');
+      clock.advance(2 * TICK);
+      assert.equal(host.pings.at(-1)!.at >= lastPing + INTERVAL, true);
+      // The detector heard it: suspicion restarts from the moment traffic came.
+      clock.advance(heardAt + SUSPECT_AFTER - clock.now() - 1);
+      assert.deepEqual(host.events(), ['suspect', 'alive']);
+      clock.advance(TICK + 1);
+      assert.deepEqual(host.events(), ['suspect', 'alive', 'suspect']);
+    });
+
+    it('heardWhileSuspect() is a no-op while healthy or stopped', () => {
+      const { clock, host, hb } = setup();
+      hb.heardWhileSuspect();
+      hb.start();
+      clock.advance(500);
+      host.receive();
+      hb.heardWhileSuspect();
+      hb.stop();
+      hb.heardWhileSuspect();
+      assert.deepEqual(host.events(), []);
+    });
+
+    it('traffic while suspect is noticed at the next check even without heardWhileSuspect()', () => {
+      const { clock, host, hb } = setup();
+      hb.start();
+      clock.advance(SUSPECT_AFTER + 100);
+      host.receive();
+      const heardAt = clock.now();
+      clock.advance(TIMEOUT - clock.now() + TICK);
+      // The check at deadAt reads lastReceived: alive there, not dead.
+      assert.deepEqual(host.events(), ['suspect', 'alive']);
+      within(host.liveness[1]!.at, TIMEOUT, TIMEOUT + TICK, 'lazy alive');
+      // From then on the deadlines count from the byte it found.
+      clock.advance(heardAt + TIMEOUT - clock.now() + TICK);
+      assert.deepEqual(host.events(), ['suspect', 'alive', 'suspect', 'dead']);
+      within(
+        host.liveness[2]!.at,
+        heardAt + SUSPECT_AFTER,
+        heardAt + SUSPECT_AFTER + TICK,
+        'suspect',
+      );
+      within(host.liveness[3]!.at, heardAt + TIMEOUT, heardAt + TIMEOUT + TICK, 'dead');
+    });
+
+    it('a stalled event loop goes straight from healthy to dead', () => {
+      const { clock, host, hb } = setup();
+      hb.start();
+      clock.jump(TIMEOUT + 500);
+      clock.advance(0);
+      assert.deepEqual(host.events(), ['dead']);
+    });
+  });
+
+  describe('lifecycle', () => {
+    it('stop() cancels every timer, whatever the state', () => {
+      for (const at of [0, 500, INTERVAL + 5, SUSPECT_AFTER + 20, SUSPECT_AFTER + 260]) {
+        const { clock, host, hb, wheel } = setup();
+        hb.start();
+        clock.advance(at);
+        hb.stop();
+        assert.equal(wheel.size, 0, `timers left after stop at ${at}`);
+        assert.equal(clock.pending, 0);
+        assert.equal(hb.isSuspect, false);
+        const pings = host.pings.length;
+        const events = host.liveness.length;
+        clock.advance(10 * TIMEOUT);
+        assert.equal(host.pings.length, pings);
+        assert.equal(host.liveness.length, events);
+      }
+    });
+
+    it('start() after dead restarts cleanly from a healthy state', () => {
+      const { clock, host, hb } = setup();
+      hb.start();
+      clock.advance(TIMEOUT + TICK);
+      assert.deepEqual(host.events(), ['suspect', 'dead']);
+      const restart = clock.now();
+      hb.start();
+      clock.advance(SUSPECT_AFTER - 1);
+      assert.deepEqual(host.events(), ['suspect', 'dead']);
+      clock.advance(TIMEOUT);
+      assert.deepEqual(host.events(), ['suspect', 'dead', 'suspect', 'dead']);
+      within(host.liveness[3]!.at, restart + TIMEOUT, restart + TIMEOUT + TICK, 'second dead');
+    });
+
+    it('start()/stop() cycles never leak timers', () => {
+      const random = mulberry32(42);
+      const { clock, host, hb, wheel } = setup();
+      let maxSize = 0;
+      for (let i = 0; i < 1000; i++) {
+        const r = random();
+        if (r < 0.4) hb.start();
+        else if (r < 0.6) hb.stop();
+        else if (r < 0.8) host.receive();
+        else hb.heardWhileSuspect();
+        clock.advance(Math.floor(random() * 2 * TIMEOUT));
+        maxSize = Math.max(maxSize, wheel.size);
+        assert.ok(wheel.size <= 3, `wheel holds ${wheel.size} timers after step ${i}`);
+      }
+      // start() twice in a row still holds one timer per concern at most.
+      hb.start();
+      hb.start();
+      assert.equal(wheel.size, 2, 'ping + check after start');
+      hb.stop();
+      assert.equal(wheel.size, 0);
+      assert.equal(clock.pending, 0);
+      assert.ok(maxSize >= 2);
+    });
+
+    it('retune() to a shorter interval takes effect at once', () => {
+      const { clock, host, hb, detector } = setup({ settings: heartbeatSettings(10_000, 30_000) });
+      hb.start();
+      clock.advance(500);
+      const shorter = heartbeatSettings(INTERVAL, TIMEOUT);
+      hb.retune(shorter);
+      assert.equal(hb.current, shorter);
+      assert.equal(detector.deadAt(), TIMEOUT, 'the detector did not take the new timeout');
+      clock.advance(INTERVAL - 500 + TICK);
+      assert.equal(host.pings.length, 1, 'no PING one (new) interval after the last send');
+      within(host.pings[0]!.at, INTERVAL, INTERVAL + TICK, 'first ping after retune');
+      clock.advance(TIMEOUT);
+      assert.deepEqual(host.events(), ['suspect', 'dead']);
+      within(host.liveness[0]!.at, SUSPECT_AFTER, SUSPECT_AFTER + TICK, 'suspect');
+      within(host.liveness[1]!.at, TIMEOUT, TIMEOUT + TICK, 'dead');
+    });
+
+    it('retune() to a timeout that has already passed declares dead within a tick', () => {
+      const { clock, host, hb } = setup({ settings: heartbeatSettings(10_000, 30_000) });
+      hb.start();
+      clock.advance(5000);
+      hb.retune(heartbeatSettings(INTERVAL, TIMEOUT));
+      clock.advance(TICK);
+      assert.deepEqual(host.events(), ['dead']);
+      within(host.liveness[0]!.at, 5000, 5000 + TICK, 'dead');
+    });
+
+    it('retune() to a longer budget while suspect re-evaluates the suspicion at once', () => {
+      const { clock, host, hb } = setup();
+      hb.start();
+      clock.advance(SUSPECT_AFTER + 100);
+      assert.deepEqual(host.events(), ['suspect']);
+      // Silent for 1.6 s; the new budget suspects only after 15 s.
+      hb.retune(heartbeatSettings(10_000, 30_000));
+      clock.advance(TICK);
+      assert.deepEqual(host.events(), ['suspect', 'alive']);
+      assert.equal(hb.isSuspect, false);
+    });
+
+    it('retune() while stopped arms nothing; the next start() uses the new settings', () => {
+      const { clock, host, hb, wheel } = setup({ settings: heartbeatSettings(10_000, 30_000) });
+      hb.retune(heartbeatSettings(INTERVAL, TIMEOUT));
+      assert.equal(wheel.size, 0);
+      hb.start();
+      clock.advance(INTERVAL + TICK);
+      assert.equal(host.pings.length, 1);
+    });
+  });
+
+  describe('RTT', () => {
+    it('each PONG gives a sample equal to the round trip on the fake clock', () => {
+      const { clock, host, hb } = setup();
+      host.echoRtt = 40;
+      hb.start();
+      clock.advance(5 * INTERVAL + 100);
+      assert.ok(host.rtts.length >= 4, `${host.rtts.length} samples`);
+      for (const sample of host.rtts) assert.equal(sample, 40);
+      assert.equal(hb.rtt.srtt, 40);
+      assert.equal(hb.rtt.samples, host.rtts.length);
+      assert.equal(hb.stats.pongsReceived, host.rtts.length);
+    });
+
+    it('ignores absurd timestamps (future, far past, not a number)', () => {
+      const { clock, host, hb } = setup({ start: 1_000_000 });
+      hb.start();
+      const nowMicros = clock.now() * 1000;
+      for (const ts of [
+        nowMicros + 1000, // 1 ms in the future
+        nowMicros + 3.6e9, // an hour in the future
+        nowMicros - 11 * 60_000 * 1000, // 11 minutes ago
+        0, // 1000 s ago
+        -1,
+        Number.NaN,
+        Number.POSITIVE_INFINITY,
+      ]) {
+        hb.pong(ts);
+      }
+      assert.deepEqual(host.rtts, []);
+      assert.equal(hb.rtt.samples, 0);
+      assert.equal(hb.rtt.srtt, undefined);
+      // Counted as received all the same (they are PONGs; only the sample is refused).
+      assert.equal(hb.stats.pongsReceived, 7);
+      // A plausible one still counts.
+      hb.pong(nowMicros - 25_000);
+      assert.deepEqual(host.rtts, [25]);
+    });
+  });
+
+  describe('with the phi accrual detector', () => {
+    /** A peer that PINGs us every second (±20 ms jitter); we answer, so we never ping. */
+    function regularPeer(clock: FakeClock, host: StubHost, hb: Heartbeat, seed: number) {
+      const random = mulberry32(seed);
+      let stopped = false;
+      const next = (): void => {
+        if (stopped) return;
+        host.receive();
+        hb.beat(clock.now(), true);
+        host.send(); // our PONG
+        clock.setTimeout(next, 980 + Math.floor(random() * 41));
+      };
+      clock.setTimeout(next, 1000);
+      return () => {
+        stopped = true;
+      };
+    }
+
+    it('a regular 1 s heartbeat stays healthy; silence gives suspect, then dead by the timeout', () => {
+      const { clock, host, hb, detector } = setup({
+        start: 3,
+        settings: heartbeatSettings(INTERVAL, 5000),
+        detector: phiDetector(),
+      });
+      hb.start();
+      const stop = regularPeer(clock, host, hb, 7);
+      clock.advance(120_000);
+      assert.deepEqual(host.events(), [], 'a regular heartbeat raised suspicion');
+      assert.equal(hb.stats.probes, 0);
+      assert.ok(hb.stats.pingsReceived >= 118);
+
+      stop();
+      // The last beat is the last byte received.
+      const last = clockLastReceived(host);
+      clock.advance(10_000);
+      assert.deepEqual(host.events(), ['suspect', 'dead']);
+      const [suspect, dead] = host.liveness;
+      // Not before a normal gap has passed, and suspect strictly before dead.
+      assert.ok(suspect!.at > last + 1020, `suspect ${suspect!.at - last} ms after the last beat`);
+      assert.ok(dead!.at > suspect!.at);
+      assert.ok(dead!.at <= last + 5000 + TICK, `dead ${dead!.at - last} ms after the last beat`);
+      // With a regular stream phi is sharp: dead well before the hard timeout.
+      assert.ok(dead!.at < last + 2500, `dead only ${dead!.at - last} ms after the last beat`);
+      assert.ok(detector.suspicion(clock.now()) > 8);
+    });
+
+    it('the timeout stays a hard bound when phi alone would wait longer', () => {
+      const { clock, host, hb } = setup({
+        settings: heartbeatSettings(INTERVAL, TIMEOUT),
+        detector: phiDetector({ acceptableHeartbeatPause: 60_000 }),
+      });
+      hb.start();
+      const stop = regularPeer(clock, host, hb, 11);
+      clock.advance(30_000);
+      assert.deepEqual(host.events(), []);
+      stop();
+      const last = clockLastReceived(host);
+      clock.advance(10 * TIMEOUT);
+      assert.ok(host.events().includes('dead'), 'never declared dead');
+      const dead = host.liveness.find((l) => l.event === 'dead')!;
+      within(dead.at, last + TIMEOUT, last + TIMEOUT + TICK, 'dead');
+    });
+  });
+});
+
+/** Reads the stub's last-received time without counting it as a heartbeat check. */
+function clockLastReceived(host: StubHost): number {
+  const reads = host.receivedReads;
+  const value = host.lastReceived;
+  host.receivedReads = reads;
+  return value;
+}

@@ -1,0 +1,581 @@
+/**
+ * The Link over a real loopback socket pair, with a stub owner: frames in and out,
+ * control frames ahead of paced DATA, write stalls, every way a link closes (and that the
+ * owner hears of it exactly once), and the heartbeat and handshake deadlines it runs.
+ * Timers run on a FakeClock unless a test says otherwise; socket I/O is real and awaited
+ * in real time while fake time stands still.
+ */
+
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect as netConnect, createServer as netServer, type Socket } from 'node:net';
+import { describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type HeartlineError, ProtocolError } from '../../src/errors.js';
+import { fixedDetector } from '../../src/health/index.js';
+import { type CloseInfo, Link, type LinkOwner } from '../../src/link.js';
+import { type CommonOptions, heartbeatSettings, resolveCommon } from '../../src/options.js';
+import { CloseCode } from '../../src/protocol/close-codes.js';
+import {
+  Decoder,
+  encodeAck,
+  encodeClose,
+  encodeData,
+  encodePing,
+  encodePong,
+} from '../../src/protocol/codec.js';
+import { type Frame, FrameType } from '../../src/protocol/frames.js';
+import { type Clock, systemClock } from '../../src/time/clock.js';
+import { FakeClock } from '../../src/time/fake-clock.js';
+import { TimingWheel } from '../../src/time/wheel.js';
+import { waitFor } from '../support/wait.js';
+
+const WRITE_TIMEOUT = 300;
+const HANDSHAKE_TIMEOUT = 2000;
+const TICK = 10;
+/** Link's CLOSE_GRACE_MS: how long a closing link waits for the peer's FIN. */
+const CLOSE_GRACE = 1000;
+
+/** Records everything a link tells its owner. */
+class StubOwner implements LinkOwner {
+  readonly frames: Frame[] = [];
+  readonly liveness: string[] = [];
+  readonly rtts: number[] = [];
+  readonly closes: CloseInfo[] = [];
+  writables = 0;
+
+  onFrame(_link: Link, frame: Frame): void {
+    this.frames.push(frame);
+  }
+  onLiveness(_link: Link, event: 'suspect' | 'alive' | 'dead'): void {
+    this.liveness.push(event);
+  }
+  onRtt(_link: Link, sampleMs: number): void {
+    this.rtts.push(sampleMs);
+  }
+  onWritable(_link: Link): void {
+    this.writables++;
+  }
+  onClose(_link: Link, info: CloseInfo): void {
+    this.closes.push(info);
+  }
+}
+
+/** What the raw peer end of the pair received. */
+interface PeerView {
+  readonly frames: Frame[];
+  bytes: number;
+  ended: boolean;
+  closed: boolean;
+}
+
+/** Decodes everything the peer reads (the peer flows from now on). */
+function watch(peer: Socket): PeerView {
+  const view: PeerView = { frames: [], bytes: 0, ended: false, closed: false };
+  const decoder = new Decoder({ maxFrame: 16 * 1024 * 1024 });
+  peer.on('data', (chunk: Buffer) => {
+    view.bytes += chunk.length;
+    view.frames.push(...decoder.push(chunk));
+  });
+  peer.on('end', () => {
+    view.ended = true;
+  });
+  peer.on('close', () => {
+    view.closed = true;
+  });
+  return view;
+}
+
+interface PairOptions {
+  /** The peer keeps its side open after the link's FIN (it must end it itself). */
+  peerHalfOpen?: boolean;
+}
+
+/** A connected loopback pair: `local` for the Link, `peer` for the test to drive by hand. */
+async function socketPair(
+  t: TestContext,
+  { peerHalfOpen = false }: PairOptions = {},
+): Promise<{ local: Socket; peer: Socket }> {
+  const server = netServer({ allowHalfOpen: peerHalfOpen });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  assert.ok(address && typeof address === 'object');
+  const accepted = once(server, 'connection') as Promise<[Socket]>;
+  const local = netConnect({ host: '127.0.0.1', port: address.port });
+  await once(local, 'connect');
+  const [peer] = await accepted;
+  server.close();
+  peer.on('error', () => {});
+  t.after(() => {
+    local.destroy();
+    peer.destroy();
+  });
+  return { local, peer };
+}
+
+interface Rig {
+  clock: Clock;
+  wheel: TimingWheel;
+  owner: StubOwner;
+  link: Link;
+  local: Socket;
+  peer: Socket;
+}
+
+/** A Link on `local` with a stub owner, timers on `clock` (a FakeClock by default). */
+async function rig(
+  t: TestContext,
+  options: CommonOptions & PairOptions = {},
+  clock: Clock = new FakeClock(),
+): Promise<Rig> {
+  const { local, peer } = await socketPair(t, options);
+  const config = resolveCommon(
+    {
+      writeTimeout: WRITE_TIMEOUT,
+      handshakeTimeout: HANDSHAKE_TIMEOUT,
+      keepAliveDelay: 0,
+      ...options,
+      clock,
+    },
+    clock,
+    fixedDetector(),
+  );
+  const wheel = new TimingWheel(clock, {
+    onError: (err) => assert.fail(`a wheel callback threw: ${String(err)}`),
+  });
+  const owner = new StubOwner();
+  const link = new Link(local, config, wheel, owner);
+  return { clock, wheel, owner, link, local, peer };
+}
+
+function fake(r: Rig): FakeClock {
+  assert.ok(r.clock instanceof FakeClock);
+  return r.clock;
+}
+
+/** Starts the heartbeat with a 1 s / 3 s budget, as a finished handshake would. */
+function startBeat(r: Rig): void {
+  const settings = heartbeatSettings(1000, 3000);
+  r.link.startHeartbeat(settings, fixedDetector()(settings, r.clock.now()));
+}
+
+/**
+ * Waits for the owner's onClose, then lets every timer that could still fire (close
+ * grace, stall, heartbeat) run out and checks that onClose came exactly once and that
+ * the link left no timer behind.
+ */
+async function closedOnce(r: Rig): Promise<CloseInfo> {
+  await waitFor(() => r.owner.closes.length > 0, { message: 'the owner never heard onClose' });
+  if (r.clock instanceof FakeClock) await r.clock.advanceAsync(4 * CLOSE_GRACE, 50);
+  await sleep(20);
+  assert.equal(r.owner.closes.length, 1, 'onClose was called more than once');
+  assert.equal(r.wheel.size, 0, 'the closed link left timers armed');
+  assert.equal(r.link.open, false);
+  return r.owner.closes[0]!;
+}
+
+/** A DATA frame with a payload of `size` bytes. */
+function data(seq: number, size: number): Buffer {
+  return encodeData(seq, Buffer.alloc(size, seq & 0xff));
+}
+
+/** Writes DATA until the socket holds at least `bytes` in user space (the peer not reading). */
+async function fillSocket(link: Link, socket: Socket, bytes: number): Promise<number> {
+  let seq = 0;
+  // Loopback kernel buffers take several MB; past them writes queue in user space.
+  while (socket.writableLength < bytes) {
+    link.write(data(++seq, 256 * 1024));
+    if (seq % 16 === 0) await sleep(1);
+    assert.ok(seq < 2000, 'the socket never filled up');
+  }
+  return seq;
+}
+
+describe('Link', () => {
+  describe('frames', () => {
+    it('answers PING with PONG at once and hands every other frame to the owner', async (t) => {
+      const r = await rig(t);
+      const view = watch(r.peer);
+      startBeat(r);
+      r.peer.write(
+        Buffer.concat([encodePing(7, 123_456), encodeData(1, Buffer.from('hi')), encodeAck(0)]),
+      );
+      await waitFor(() => r.owner.frames.length === 2 && view.frames.length === 1);
+      assert.deepEqual(
+        r.owner.frames.map((f) => f.type),
+        [FrameType.DATA, FrameType.ACK],
+      );
+      assert.deepEqual(view.frames[0], { type: FrameType.PONG, seq: 7, timestamp: 123_456 });
+      assert.equal(r.link.stats.framesIn, 3);
+      assert.equal(r.link.stats.framesOut, 1);
+      assert.equal(r.link.beat?.stats.pingsReceived, 1);
+    });
+
+    it('stamps lastSent and lastReceived with the injected clock', async (t) => {
+      const r = await rig(t);
+      const clock = fake(r);
+      const view = watch(r.peer);
+      assert.equal(r.link.lastSent, 0);
+      await clock.advanceAsync(1234);
+      r.link.write(encodeAck(0));
+      assert.equal(r.link.lastSent, 1234);
+      await clock.advanceAsync(100);
+      r.peer.write(encodeAck(0));
+      await waitFor(() => r.owner.frames.length === 1 && view.frames.length === 1);
+      assert.equal(r.link.lastReceived, 1334);
+      assert.equal(r.link.stats.bytesIn, encodeAck(0).length);
+      assert.equal(r.link.stats.bytesOut, encodeAck(0).length);
+    });
+
+    it('a PONG gives an RTT sample measured on the clock', async (t) => {
+      const r = await rig(t);
+      const clock = fake(r);
+      const view = watch(r.peer);
+      startBeat(r);
+      await clock.advanceAsync(1000 + TICK, TICK);
+      await waitFor(() => view.frames.length === 1);
+      const ping = view.frames[0]!;
+      assert.equal(ping.type, FrameType.PING);
+      const sentAt = r.link.lastSent;
+      await clock.advanceAsync(40);
+      if (ping.type === FrameType.PING) r.peer.write(encodePong(ping.seq, ping.timestamp));
+      await waitFor(() => r.owner.rtts.length === 1);
+      assert.equal(r.owner.rtts[0], clock.now() - sentAt);
+      assert.equal(r.link.beat?.rtt.srtt, r.owner.rtts[0]);
+    });
+
+    it('a PING before the heartbeat started is a protocol error', async (t) => {
+      const r = await rig(t);
+      const view = watch(r.peer);
+      r.peer.write(encodePing(1, 1));
+      const info = await closedOnce(r);
+      assert.equal(info.reason, 'protocol-error');
+      assert.equal(info.code, CloseCode.PROTOCOL_ERROR);
+      assert.equal((info.error as ProtocolError).code, 'HL_ERR_UNEXPECTED_FRAME');
+      await waitFor(() => view.frames.length > 0);
+      assert.equal(view.frames[0]!.type, FrameType.CLOSE);
+    });
+  });
+
+  describe('pacing', () => {
+    it('control frames go out ahead of the DATA the owner still holds', async (t) => {
+      const r = await rig(t);
+      r.peer.pause();
+      // An owner that paces DATA the way Connection does: write while writable, resume on onWritable.
+      const queue: Buffer[] = [];
+      for (let seq = 1; seq <= 400; seq++) queue.push(data(seq, 64 * 1024));
+      let nextSeq = 1;
+      const flush = (): void => {
+        while (queue.length > 0 && r.link.writable) {
+          r.link.write(queue.shift()!);
+          nextSeq++;
+        }
+      };
+      r.owner.onWritable = () => {
+        r.owner.writables++;
+        flush();
+      };
+      flush();
+      await sleep(20);
+      flush();
+      assert.equal(r.link.writable, false, 'still writable with the peer not reading');
+      assert.ok(r.local.writableLength >= 64 * 1024, `${r.local.writableLength} bytes buffered`);
+      assert.ok(queue.length > 0, 'the owner wrote everything: the socket never filled');
+      const lastDataBeforeAck = nextSeq - 1;
+
+      r.link.write(encodeAck(99));
+      const view = watch(r.peer);
+      r.peer.resume();
+      await waitFor(() => view.frames.length === 401, { timeout: 10_000 });
+
+      const order = view.frames.map((f) => (f.type === FrameType.DATA ? f.seq : 'ack'));
+      const ackAt = order.indexOf('ack');
+      assert.equal(
+        order[ackAt - 1],
+        lastDataBeforeAck,
+        'the ACK is not right after the DATA written before it',
+      );
+      assert.equal(
+        order[ackAt + 1],
+        lastDataBeforeAck + 1,
+        'DATA the owner held went out before the ACK',
+      );
+      assert.deepEqual(
+        order.filter((s) => s !== 'ack'),
+        Array.from({ length: 400 }, (_, i) => i + 1),
+      );
+      assert.ok(r.owner.writables >= 1, 'onWritable never called on drain');
+      assert.equal(r.link.writable, true);
+    });
+  });
+
+  describe('write stall', () => {
+    it("a peer that never reads: 'write-stall' after writeTimeout, not before", async (t) => {
+      const r = await rig(t);
+      const clock = fake(r);
+      r.peer.pause();
+      const start = clock.now();
+      await fillSocket(r.link, r.local, 1024 * 1024);
+      await sleep(20);
+      await clock.advanceAsync(WRITE_TIMEOUT - 1, TICK);
+      assert.equal(r.link.open, true, 'stalled before writeTimeout');
+      await clock.advanceAsync(1 + TICK, TICK);
+      assert.equal(r.link.open, false, 'not stalled one tick after writeTimeout');
+      const info = await closedOnce(r);
+      assert.equal(info.reason, 'write-stall');
+      assert.equal(info.code, CloseCode.WRITE_STALL);
+      assert.match(info.message, /no progress for 300 ms/);
+      assert.ok(clock.now() >= start + WRITE_TIMEOUT);
+    });
+
+    it("a peer that never reads: 'write-stall' on the real clock too", async (t) => {
+      const r = await rig(t, {}, systemClock);
+      r.peer.pause();
+      const start = performance.now();
+      await fillSocket(r.link, r.local, 1024 * 1024);
+      const info = await closedOnce(r);
+      const elapsed = performance.now() - start;
+      assert.equal(info.reason, 'write-stall');
+      // Generous upper bound: one check at 300 ms, a second if the kernel took bytes meanwhile.
+      assert.ok(elapsed >= WRITE_TIMEOUT - 1, `stalled after ${elapsed} ms`);
+      assert.ok(elapsed < 2 * WRITE_TIMEOUT + 1000, `stalled only after ${elapsed} ms`);
+    });
+
+    it('a buffer that drains cancels the stall timer', async (t) => {
+      const r = await rig(t);
+      const clock = fake(r);
+      r.peer.pause();
+      await fillSocket(r.link, r.local, 256 * 1024);
+      watch(r.peer);
+      r.peer.resume();
+      await waitFor(() => r.local.writableLength === 0 && r.owner.writables > 0);
+      assert.equal(r.wheel.size, 0, 'the stall timer outlived the drain');
+      await clock.advanceAsync(10 * WRITE_TIMEOUT, TICK);
+      assert.equal(r.link.open, true);
+    });
+  });
+
+  describe('closing', () => {
+    const cases: Array<[code: number, reason: string, retryAfter: number, error?: string]> = [
+      [CloseCode.NORMAL, 'remote', 0],
+      [CloseCode.GOING_AWAY, 'going-away', 0],
+      [CloseCode.OVERLOADED, 'overloaded', 1500, 'HL_ERR_OVERLOADED'],
+      [CloseCode.SESSION_EXPIRED, 'session-expired', 0],
+      [CloseCode.AUTH_FAILED, 'auth-failed', 0, 'HL_ERR_AUTH_FAILED'],
+      [4321, 'remote', 0],
+    ];
+    for (const [code, reason, retryAfter, errorCode] of cases) {
+      it(`a CLOSE(${code}) from the peer closes with reason '${reason}'`, async (t) => {
+        const r = await rig(t);
+        const view = watch(r.peer);
+        startBeat(r);
+        // A frame after the CLOSE in the same chunk is not delivered.
+        r.peer.write(
+          Buffer.concat([
+            encodeClose(code, 'why not', retryAfter),
+            encodeData(1, Buffer.from('x')),
+          ]),
+        );
+        const { error, ...info } = await closedOnce(r);
+        assert.deepEqual(info, {
+          reason,
+          code,
+          message: 'why not',
+          ...(retryAfter > 0 ? { retryAfter } : {}),
+        });
+        // Closes that are failures carry a typed error; the others none.
+        assert.equal((error as HeartlineError | undefined)?.code, errorCode);
+        assert.deepEqual(r.owner.frames, [], 'CLOSE or a frame after it reached the owner');
+        // The link answered with FIN (and nothing else).
+        await waitFor(() => view.ended);
+        assert.deepEqual(view.frames, []);
+      });
+    }
+
+    it('a peer that sends CLOSE but keeps its side open is cut after the grace period', async (t) => {
+      const r = await rig(t, { peerHalfOpen: true });
+      const clock = fake(r);
+      const view = watch(r.peer);
+      r.peer.write(encodeClose(CloseCode.GOING_AWAY, 'bye'));
+      await waitFor(() => view.ended);
+      await sleep(20);
+      assert.equal(r.owner.closes.length, 0, 'closed before the peer ended or the grace ran out');
+      await clock.advanceAsync(CLOSE_GRACE - 1, TICK);
+      await sleep(20);
+      assert.equal(r.owner.closes.length, 0, 'cut before the grace period');
+      await clock.advanceAsync(1 + TICK, TICK);
+      const info = await closedOnce(r);
+      assert.equal(info.reason, 'going-away');
+    });
+
+    it('close() sends CLOSE, then FIN', async (t) => {
+      const r = await rig(t);
+      const view = watch(r.peer);
+      const order: string[] = [];
+      r.peer.on('data', () => order.push('data'));
+      r.peer.on('end', () => order.push('end'));
+      startBeat(r);
+      r.link.close('local', CloseCode.NORMAL, 'done');
+      assert.equal(r.link.open, false);
+      r.link.close('local', CloseCode.GOING_AWAY, 'again'); // ignored
+      r.link.write(encodeAck(1)); // ignored: the link is closing
+      const info = await closedOnce(r);
+      assert.deepEqual(info, { reason: 'local', code: CloseCode.NORMAL, message: 'done' });
+      assert.deepEqual(view.frames, [
+        { type: FrameType.CLOSE, code: CloseCode.NORMAL, retryAfter: 0, reason: 'done' },
+      ]);
+      assert.deepEqual(order, ['data', 'end']);
+    });
+
+    it('close() without a code sends only FIN', async (t) => {
+      const r = await rig(t);
+      const view = watch(r.peer);
+      r.link.close('going-away');
+      const info = await closedOnce(r);
+      assert.equal(info.reason, 'going-away');
+      assert.equal(info.code, undefined);
+      assert.ok(view.ended);
+      assert.equal(view.bytes, 0);
+    });
+
+    it('a decoder error sends CLOSE(protocol error) to the peer', async (t) => {
+      const r = await rig(t);
+      const view = watch(r.peer);
+      startBeat(r);
+      // A frame whose length prefix is 0 cannot even hold its type byte.
+      r.peer.write(Buffer.from([0, 0, 0, 0]));
+      const info = await closedOnce(r);
+      assert.equal(info.reason, 'protocol-error');
+      assert.equal(info.code, CloseCode.PROTOCOL_ERROR);
+      assert.ok(info.error instanceof ProtocolError);
+      assert.equal(info.error.code, 'HL_ERR_MALFORMED_FRAME');
+      await waitFor(() => view.closed);
+      assert.equal(view.frames.length, 1);
+      const close = view.frames[0]!;
+      assert.equal(close.type, FrameType.CLOSE);
+      assert.equal(close.type === FrameType.CLOSE && close.code, CloseCode.PROTOCOL_ERROR);
+    });
+
+    it('an unknown frame type and an oversized frame close with their own codes', async (t) => {
+      const unknown = await rig(t);
+      const unknownView = watch(unknown.peer);
+      unknown.peer.write(Buffer.from([0, 0, 0, 1, 0x7f]));
+      const a = await closedOnce(unknown);
+      assert.equal(a.reason, 'protocol-error');
+      assert.equal((a.error as ProtocolError).code, 'HL_ERR_UNKNOWN_FRAME');
+      await waitFor(() => unknownView.frames.length === 1);
+
+      const big = await rig(t, { maxFrame: 64 });
+      const bigView = watch(big.peer);
+      big.peer.write(encodeData(1, Buffer.alloc(100)));
+      const b = await closedOnce(big);
+      assert.equal(b.reason, 'frame-too-large');
+      assert.equal(b.code, CloseCode.FRAME_TOO_LARGE);
+      await waitFor(() => bigView.frames.length === 1);
+      const close = bigView.frames[0]!;
+      assert.equal(close.type === FrameType.CLOSE && close.code, CloseCode.FRAME_TOO_LARGE);
+    });
+
+    it("the peer's FIN closes with 'eof'", async (t) => {
+      const r = await rig(t);
+      startBeat(r);
+      r.peer.end();
+      const info = await closedOnce(r);
+      assert.equal(info.reason, 'eof');
+      assert.equal(info.code, undefined);
+    });
+
+    it("the peer's RST closes with 'reset'", async (t) => {
+      const r = await rig(t);
+      startBeat(r);
+      r.peer.resetAndDestroy();
+      const info = await closedOnce(r);
+      assert.equal(info.reason, 'reset');
+      assert.equal(info.errno, 'ECONNRESET');
+      assert.equal((info.error as HeartlineError | undefined)?.code, 'HL_ERR_SOCKET');
+    });
+
+    it('a RST after close() still reports the local close, once', async (t) => {
+      const r = await rig(t, { peerHalfOpen: true });
+      r.link.close('local', CloseCode.NORMAL, 'bye');
+      r.peer.resetAndDestroy();
+      const info = await closedOnce(r);
+      assert.equal(info.reason, 'local');
+    });
+
+    it('close() after a failure and fail() after close() change nothing', async (t) => {
+      const r = await rig(t);
+      r.link.fail('write-stall', 'stuck');
+      r.link.close('local', CloseCode.NORMAL);
+      r.link.fail('protocol-error', 'late');
+      const info = await closedOnce(r);
+      assert.equal(info.reason, 'write-stall');
+    });
+  });
+
+  describe('deadlines', () => {
+    it('no handshake within handshakeTimeout: CLOSE(handshake timeout)', async (t) => {
+      const r = await rig(t);
+      const clock = fake(r);
+      const view = watch(r.peer);
+      r.link.startHandshakeTimer();
+      await clock.advanceAsync(HANDSHAKE_TIMEOUT - 1, TICK);
+      assert.equal(r.link.open, true);
+      await clock.advanceAsync(1 + TICK, TICK);
+      const info = await closedOnce(r);
+      assert.equal(info.reason, 'handshake-timeout');
+      await waitFor(() => view.frames.length === 1);
+      const close = view.frames[0]!;
+      assert.equal(close.type === FrameType.CLOSE && close.code, CloseCode.HANDSHAKE_TIMEOUT);
+    });
+
+    it('starting the heartbeat cancels the handshake deadline', async (t) => {
+      const r = await rig(t);
+      const clock = fake(r);
+      watch(r.peer);
+      r.link.startHandshakeTimer();
+      await clock.advanceAsync(HANDSHAKE_TIMEOUT / 2, TICK);
+      startBeat(r);
+      // Keep the heartbeat happy: the peer answers whatever it gets with traffic.
+      r.peer.on('data', () => r.peer.write(encodeAck(0)));
+      await clock.advanceAsync(2 * HANDSHAKE_TIMEOUT, TICK);
+      assert.equal(r.link.open, true);
+      assert.deepEqual(r.owner.liveness, []);
+    });
+
+    it('a silent peer: suspect, probes, dead, then CLOSE(heartbeat timeout)', async (t) => {
+      const r = await rig(t);
+      const clock = fake(r);
+      const view = watch(r.peer);
+      startBeat(r);
+      await clock.advanceAsync(1500 + TICK, TICK);
+      assert.deepEqual(r.owner.liveness, ['suspect']);
+      await clock.advanceAsync(1500, TICK);
+      assert.deepEqual(r.owner.liveness, ['suspect', 'dead']);
+      const info = await closedOnce(r);
+      assert.equal(info.reason, 'heartbeat-timeout');
+      assert.equal(info.code, CloseCode.HEARTBEAT_TIMEOUT);
+      await waitFor(() => view.closed);
+      const types = view.frames.map((f) => f.type);
+      assert.equal(types.at(-1), FrameType.CLOSE);
+      // One regular PING, then probes every 250 ms from 1500 ms to 2750 ms.
+      assert.equal(types.filter((x) => x === FrameType.PING).length, 7);
+    });
+
+    it('bytes from a suspected peer clear the suspicion at once', async (t) => {
+      const r = await rig(t);
+      const clock = fake(r);
+      watch(r.peer);
+      startBeat(r);
+      await clock.advanceAsync(1600, TICK);
+      assert.deepEqual(r.owner.liveness, ['suspect']);
+      const before = clock.now();
+      r.peer.write(encodeAck(0));
+      await waitFor(() => r.owner.liveness.length === 2);
+      assert.deepEqual(r.owner.liveness, ['suspect', 'alive']);
+      assert.equal(clock.now(), before, 'alive needed fake time to pass');
+      assert.equal(r.link.beat?.isSuspect, false);
+    });
+  });
+});
