@@ -10,6 +10,7 @@ import { type ErrorCode, HeartlineError } from './errors.js';
 import { HealthMachine, type HealthState, type StateChange } from './health/index.js';
 import type { HeartbeatStats } from './heartbeat.js';
 import type { CloseInfo, Link, LinkOwner } from './link.js';
+import { readTcpOptions, type TcpOptionValues } from './net/sockopts.js';
 import type { HeartbeatSettings, ResolvedCommon } from './options.js';
 import { CloseCode, type CloseReason } from './protocol/close-codes.js';
 import { encodeAck, encodeData, maxPayload } from './protocol/codec.js';
@@ -175,6 +176,15 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     return this.link?.remote ?? this.lastRemote;
   }
 
+  /**
+   * The TCP options in force on the current link's socket, read back from the kernel
+   * with getsockopt (in ms), or null while disconnected or where they cannot be read
+   * (see `tcpOptionsSupport()`).
+   */
+  tcpOptions(): TcpOptionValues | null {
+    return this.link ? readTcpOptions(this.link.socket) : null;
+  }
+
   /** Monotonic ms when anything was last heard from the peer. */
   get lastHeardAt(): number {
     return this.link?.lastReceived ?? this.lastHeard;
@@ -228,6 +238,11 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     return new Promise((resolve, reject) => {
       this.ackWaiters.push({ resolve, reject });
     });
+  }
+
+  /** True from close() until the closing handshake ends; send() throws meanwhile. */
+  get isClosing(): boolean {
+    return this.closing !== null && !this.closed;
   }
 
   /** True once the connection ended for good. */
@@ -318,6 +333,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
 
   // ---- LinkOwner -------------------------------------------------------------------
 
+  /** @internal */
   onFrame(link: Link, frame: Frame): void {
     if (link !== this.link) return;
     switch (frame.type) {
@@ -332,6 +348,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     }
   }
 
+  /** @internal */
   onLiveness(link: Link, event: 'suspect' | 'alive' | 'dead'): void {
     if (link !== this.link) return;
     const s = this.settings;
@@ -344,16 +361,19 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     }
   }
 
+  /** @internal */
   onRtt(link: Link, sampleMs: number): void {
     if (link !== this.link) return;
     this.lastRtt = link.beat?.rtt.srtt;
     this.emit('rtt', sampleMs);
   }
 
+  /** @internal */
   onWritable(link: Link): void {
     if (link === this.link) this.flush();
   }
 
+  /** @internal */
   onClose(link: Link, info: CloseInfo): void {
     this.stats.bytesIn += link.stats.bytesIn;
     this.stats.bytesOut += link.stats.bytesOut;
@@ -371,6 +391,11 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
       this.finish(this.closing);
       return;
     }
+    // A close that ends the session is a 'close', never a 'disconnect' first.
+    if (!this.willResume(info)) {
+      this.linkEnded(info);
+      return;
+    }
     this.health.transition(
       ['connecting', 'healthy', 'suspect', 'dead'],
       'disconnected',
@@ -382,8 +407,16 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
 
   // ---- for subclasses ----------------------------------------------------------------
 
-  /** A link was lost while the connection is not closed: resume, retry or finish. */
+  /** Whether the session may go on (resume or retry) after its link closed for `info`. */
+  protected abstract willResume(info: CloseInfo): boolean;
+
+  /** The link was lost and the session goes on: wait for a resume, or retry. */
   protected abstract linkLost(info: CloseInfo): void;
+
+  /** The link closed in a way that ends the session. */
+  protected linkEnded(info: CloseInfo): void {
+    this.finish(info);
+  }
 
   /** Handles frames other than DATA and ACK after the handshake. */
   protected onControlFrame(link: Link, frame: Frame): void {

@@ -4,9 +4,10 @@
  * session so that nothing sent is lost or delivered twice.
  */
 
-import { connect as netConnect, type Socket } from 'node:net';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
+import { type ConnectionOptions, TLSSocket, connect as tlsConnect } from 'node:tls';
 import { type CircuitState, Connection, type GiveUpEvent, sessionIdString } from '../connection.js';
-import { HeartlineError } from '../errors.js';
+import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
 import { type CloseInfo, Link } from '../link.js';
 import {
@@ -76,6 +77,14 @@ export interface ClientOptions extends CommonOptions {
   random?: () => number;
   /** Opens the socket to an address (a TLS socket, for instance). @default net.connect */
   createSocket?: (address: ServerAddress) => Socket;
+  /**
+   * Connect over TLS (node:tls connect options: ca, cert and key for mutual TLS,
+   * servername...); HELLO waits for the TLS handshake, and `connectTimeout` covers it.
+   * The server's certificate is verified (against `ca`, or the system CAs) and its name
+   * checked against `servername` or the host. Conflicts with `createSocket`.
+   * @default plain TCP
+   */
+  tls?: ConnectionOptions;
 }
 
 interface ResolvedClient extends ResolvedCommon {
@@ -95,6 +104,14 @@ interface ResolvedClient extends ResolvedCommon {
 }
 
 function resolveClient(o: ClientOptions): ResolvedClient {
+  if (o.tls !== undefined && (o.tls === null || typeof o.tls !== 'object')) {
+    throw new InvalidArgumentError('option "tls" must be an object of node:tls connect options');
+  }
+  if (o.tls !== undefined && o.createSocket !== undefined) {
+    throw new InvalidArgumentError(
+      'options "tls" and "createSocket" conflict: open the TLS socket in createSocket, or drop it',
+    );
+  }
   const clock: Clock = o.clock ?? systemClock;
   const common = resolveCommon(o, clock, fixedDetector());
   const servers =
@@ -169,8 +186,19 @@ export class ClientConnection extends Connection {
     this.cfg = cfg;
     this.rotation = new ServerRotation(cfg.servers, cfg.random);
     this.backoff = new Backoff({ random: cfg.random, ...options.backoff });
+    const tls = options.tls;
     this.createSocket =
-      options.createSocket ?? ((a) => netConnect({ host: a.host, port: a.port, noDelay: true }));
+      options.createSocket ??
+      (tls
+        ? (a) =>
+            tlsConnect({
+              // SNI takes a host name, never an address.
+              ...(isIP(a.host) === 0 ? { servername: a.host } : {}),
+              ...tls,
+              host: a.host,
+              port: a.port,
+            })
+        : (a) => netConnect({ host: a.host, port: a.port, noDelay: true }));
     this.signal = options.signal;
     if (this.signal?.aborted) {
       queueMicrotask(() => this.onAbort());
@@ -188,6 +216,16 @@ export class ClientConnection extends Connection {
   /** The server address in use or being tried. */
   get server(): ServerAddress {
     return this.rotation.current;
+  }
+
+  /** The trace id this client sends in HELLO (empty when none was set). */
+  get traceId(): string {
+    return this.cfg.traceId;
+  }
+
+  /** The client id this client sends in HELLO (empty when none was set). */
+  get clientId(): string {
+    return this.cfg.clientId;
   }
 
   /** Closes because the AbortSignal fired: like close(), with an HL_ERR_ABORTED error. */
@@ -248,6 +286,10 @@ export class ClientConnection extends Connection {
     }
   }
 
+  protected willResume(info: CloseInfo): boolean {
+    return this.cfg.reconnect && !FINAL_REASONS.has(info.reason);
+  }
+
   protected linkLost(info: CloseInfo): void {
     this.clearTimer('stableTimer');
     this.afterFailure(info, false);
@@ -285,7 +327,8 @@ export class ClientConnection extends Connection {
         `no connection to ${address.host}:${address.port} within ${this.cfg.connectTimeout} ms`,
       );
     }, this.cfg.connectTimeout);
-    socket.once('connect', () => {
+    // Over TLS the HELLO waits for the TLS handshake (and the connect deadline covers it).
+    socket.once(socket instanceof TLSSocket ? 'secureConnect' : 'connect', () => {
       this.clearConnectTimer();
       if (link !== this.pending) return;
       const sessionId = this.sessionId;

@@ -17,15 +17,24 @@ export const DEFAULT_MAX_FRAME = 1024 * 1024;
 
 /** Wire values of the frame types. */
 export const FrameType = {
+  /** Client to server, first frame: version, heartbeat wishes, auth, resume. */
   HELLO: 0x01,
+  /** Server to client: the session and the granted heartbeat settings. */
   WELCOME: 0x02,
+  /** Heartbeat probe. */
   PING: 0x03,
+  /** Heartbeat answer. */
   PONG: 0x04,
+  /** One application message with its sequence number. */
   DATA: 0x05,
+  /** Cumulative acknowledgement of DATA. */
   ACK: 0x06,
+  /** Ends the connection with a close code. */
   CLOSE: 0x07,
+  /** Server to client: new heartbeat settings. */
   SETTINGS: 0x08,
 } as const;
+/** One of the wire values of {@link FrameType}. */
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 
 /** HELLO flag: the client asks to resume the session named in the frame. */
@@ -36,6 +45,7 @@ export const WELCOME_FLAG_RESUMED = 0x01;
 /** Client to server, first frame on a connection. */
 export interface HelloFrame {
   type: typeof FrameType.HELLO;
+  /** Protocol version the client speaks ({@link PROTOCOL_VERSION}). */
   version: number;
   /** Requested heartbeat interval in ms (0: no preference). */
   interval: number;
@@ -44,7 +54,14 @@ export interface HelloFrame {
   /** Opaque credentials for the server's authenticate hook (may be empty). */
   auth: Uint8Array;
   /** Session to resume, or null for a new session. */
-  resume: { sessionId: Uint8Array; token: Uint8Array; lastReceived: number } | null;
+  resume: {
+    /** The session id from the earlier WELCOME (16 bytes). */
+    sessionId: Uint8Array;
+    /** The resume token from the earlier WELCOME (16 bytes). */
+    token: Uint8Array;
+    /** Highest DATA sequence the client has received from the server in this session. */
+    lastReceived: number;
+  } | null;
   /** Application-chosen client id (UTF-8, may be empty). */
   clientId: string;
   /** Trace id for logs (UTF-8, may be empty). */
@@ -54,10 +71,13 @@ export interface HelloFrame {
 /** Server to client, accepts the handshake. */
 export interface WelcomeFrame {
   type: typeof FrameType.WELCOME;
+  /** Protocol version the server speaks. */
   version: number;
   /** True when this is the session the client asked to resume. */
   resumed: boolean;
+  /** The session id (16 random bytes). */
   sessionId: Uint8Array;
+  /** The resume token (16 random bytes); the client presents it to resume. */
   token: Uint8Array;
   /** Granted heartbeat interval in ms. */
   interval: number;
@@ -72,46 +92,58 @@ export interface WelcomeFrame {
 /** Heartbeat probe. `timestamp` is the sender's monotonic clock in microseconds. */
 export interface PingFrame {
   type: typeof FrameType.PING;
+  /** Probe number, echoed by the PONG. */
   seq: number;
+  /** The sender's monotonic clock in microseconds, echoed by the PONG. */
   timestamp: number;
 }
 
 /** Heartbeat answer, echoing the PING's seq and timestamp. */
 export interface PongFrame {
   type: typeof FrameType.PONG;
+  /** The seq of the PING answered. */
   seq: number;
+  /** The timestamp of the PING answered (the PING sender's clock, microseconds). */
   timestamp: number;
 }
 
 /** One application message. `seq` counts from 1 per direction per session. */
 export interface DataFrame {
   type: typeof FrameType.DATA;
+  /** Sequence number, from 1 per direction per session. */
   seq: number;
+  /** The application's bytes. */
   payload: Uint8Array;
 }
 
 /** Cumulative acknowledgement: every DATA with seq <= `seq` has been received. */
 export interface AckFrame {
   type: typeof FrameType.ACK;
+  /** Highest DATA sequence received, with every one below it. */
   seq: number;
 }
 
 /** Ends the connection with a code, an optional retry hint and a UTF-8 reason. */
 export interface CloseFrame {
   type: typeof FrameType.CLOSE;
+  /** The close code (see `CloseCode`; PROTOCOL.md lists them). */
   code: number;
   /** Milliseconds the peer should wait before reconnecting (0: no hint). */
   retryAfter: number;
+  /** Human-readable reason (UTF-8, may be empty). */
   reason: string;
 }
 
 /** Server to client: the heartbeat interval and timeout change from now on. */
 export interface SettingsFrame {
   type: typeof FrameType.SETTINGS;
+  /** The new heartbeat interval in ms. */
   interval: number;
+  /** The new heartbeat timeout in ms. */
   timeout: number;
 }
 
+/** Any decoded frame; `type` tells which. */
 export type Frame =
   | HelloFrame
   | WelcomeFrame

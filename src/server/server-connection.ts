@@ -29,6 +29,8 @@ export class ServerConnection extends Connection {
   /** The resume token (16 bytes); compared in constant time by the server. */
   readonly token: Uint8Array;
   private readonly ttlTimer: WheelTimer;
+  /** Applies tightened settings once the client has had time to learn them (retune). */
+  private leniency: WheelTimer | null = null;
 
   constructor(
     config: ResolvedCommon,
@@ -85,26 +87,61 @@ export class ServerConnection extends Connection {
     return this.inbound.lastReceived;
   }
 
-  /** Changes the heartbeat settings in-band: tells the client with SETTINGS, then applies them. */
+  /**
+   * Changes the heartbeat settings in-band: tells the client with SETTINGS, then applies
+   * them. Tighter values are applied to this end's detector only after one old timeout,
+   * judging the client meanwhile by the more lenient of the old and new values (PROTOCOL.md
+   * 7.5): until SETTINGS reaches it, the client pings on its old, slower schedule.
+   */
   retune(settings: HeartbeatSettings): void {
     this.settings = settings;
     const link = this.link;
     if (!link) return;
     link.write(encodeSettings(settings.interval, settings.timeout));
+    const judged = link.beat?.current;
+    if (
+      judged &&
+      (settings.timeout < judged.timeout || settings.suspectAfter < judged.suspectAfter)
+    ) {
+      link.beat?.retune(
+        Object.freeze({
+          interval: settings.interval,
+          timeout: Math.max(judged.timeout, settings.timeout),
+          suspectAfter: Math.max(judged.suspectAfter, settings.suspectAfter),
+        }),
+      );
+      this.leniency ??= this.wheel.timer(() => {
+        if (this.settings) this.link?.beat?.retune(this.settings);
+      });
+      this.leniency.arm(judged.timeout);
+      return;
+    }
+    this.leniency?.cancel();
     link.beat?.retune(settings);
   }
 
-  protected linkLost(info: CloseInfo): void {
-    // A deliberate close by the client ends the session; anything else may resume.
-    if (info.reason === 'remote' || info.reason === 'local') {
-      this.finish(info);
-      return;
-    }
+  /** A deliberate close by the client, or our policy close, ends the session. */
+  protected willResume(info: CloseInfo): boolean {
+    return !(
+      info.reason === 'remote' ||
+      info.reason === 'local' ||
+      info.reason === 'policy-violation'
+    );
+  }
+
+  protected override linkEnded(info: CloseInfo): void {
+    // We closed the client for flooding: that is final for it, so it will never resume.
+    if (info.reason === 'policy-violation') this.loseSession();
+    this.finish(info);
+  }
+
+  protected linkLost(): void {
     this.ttlTimer.arm(this.sessionTtl);
   }
 
   protected override onFinish(): void {
     this.ttlTimer.cancel();
+    this.leniency?.cancel();
     this.host.release(this);
   }
 }

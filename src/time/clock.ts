@@ -6,6 +6,10 @@
 /** An opaque handle returned by {@link Clock.setTimeout}. */
 export type ClockTimer = { readonly __clockTimer: unique symbol } | object;
 
+/**
+ * Where heartline reads time and schedules work: {@link systemClock} in production, a
+ * FakeClock in tests.
+ */
 export interface Clock {
   /** Monotonic time in milliseconds (may be fractional). Never goes backwards. */
   now(): number;

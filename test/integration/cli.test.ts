@@ -322,7 +322,7 @@ describe('heartline CLI (built)', () => {
     assert.equal(close.code, 1000);
     const about = server.events.filter((e) => e.conn === conn);
     const names = new Set(about.map((e) => e.event));
-    for (const name of ['connection', 'state', 'message', 'disconnect', 'close']) {
+    for (const name of ['connection', 'state', 'message', 'close']) {
       assert.ok(names.has(name), `no "${name}" for ${String(conn)}\n${server.dump()}`);
     }
     for (const e of about) assert.equal(e.session, open.session, JSON.stringify(e));
