@@ -16,13 +16,15 @@ import { CloseCode, type CloseReason } from './protocol/close-codes.js';
 import { encodeAck, encodeData, maxPayload } from './protocol/codec.js';
 import { type Frame, FrameType } from './protocol/frames.js';
 import { InboundTracker, OutboundBuffer } from './session/index.js';
+import {
+  type ConnectionJournal,
+  Delivery,
+  type JournalFactory,
+  type JournalHost,
+} from './session/journal.js';
 import type { TimingWheel, WheelTimer } from './time/wheel.js';
 
-/** Details of a received message. */
-export interface MessageInfo {
-  /** Sequence number of the message within its session and direction (from 1). */
-  seq: number;
-}
+export type { ConnectionJournal, JournalFactory, JournalHost, MessageInfo } from './session/journal.js';
 
 /** Emitted each time a link completes its handshake. */
 export interface OpenEvent {
@@ -147,6 +149,10 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
   /** Set by close() while the closing handshake runs. */
   private closing: CloseInfo | null = null;
   private ackWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
+  /** Commits to a session store; null without one (acks and sends go out at once). */
+  protected journal: ConnectionJournal | null = null;
+  /** Journal mode: the committed seq to ACK once `gate` is written, and the last sent. */
+  private journalAck = { seq: 0, gate: 0, sent: 0 };
 
   protected constructor(
     protected readonly config: ResolvedCommon,
@@ -270,6 +276,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     this.beforeSend();
     this.outbound.push(payload);
     this.stats.messagesOut++;
+    this.journal?.sent();
     this.flush();
     const full = this.outbound.full;
     if (full) this.wasFull = true;
@@ -517,32 +524,92 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     return this.finalInfo;
   }
 
-  /** Writes queued DATA while the socket has room, ACKs riding ahead of it. */
+  /**
+   * Writes queued DATA while the socket has room, ACKs riding ahead of it. With a journal
+   * only what the store holds goes out, and committed ACKs follow their replies.
+   */
   protected flush(): void {
     const link = this.link;
-    if (!link || this.nextSend > this.outbound.lastSeq || !link.writable) return;
+    const limit = this.journal ? this.journal.durableSeq : this.outbound.lastSeq;
+    if (!link || this.nextSend > limit || !link.writable) {
+      if (this.journal) this.flushJournalAck();
+      return;
+    }
     // One write for the batch: a pending ACK rides in the same segment as the data.
     link.socket.cork();
     if (this.inbound.ackPending) this.sendAck();
-    while (this.nextSend <= this.outbound.lastSeq && link.writable) {
+    while (this.nextSend <= limit && link.writable) {
       const payload = this.outbound.get(this.nextSend);
       if (payload === undefined) break;
       link.write(encodeData(this.nextSend, payload));
       this.nextSend++;
     }
+    if (this.journal) this.flushJournalAck();
     link.socket.uncork();
   }
 
+  /** Journal mode: ACKs the committed seq once the replies committed with it are written. */
+  private flushJournalAck(): void {
+    const a = this.journalAck;
+    const link = this.link;
+    if (!link || a.seq <= a.sent || this.nextSend <= a.gate) return;
+    a.sent = a.seq;
+    link.write(encodeAck(a.seq));
+  }
+
+  /** Puts a journal between this connection and its peer (cluster mode). */
+  protected installJournal(factory: JournalFactory): void {
+    const host: JournalHost = {
+      deliver: (seq, payload, redelivered) => this.deliver(seq, payload, redelivered),
+      committed: (seq) => {
+        if (seq <= this.inbound.lastReceived) return;
+        this.inbound.reset(seq);
+        this.journalAck.seq = seq;
+        this.journalAck.gate = this.journal?.durableSeq ?? 0;
+        this.flush();
+      },
+      ackNow: () => {
+        const seq = this.inbound.lastReceived;
+        if (seq > 0 && this.link) this.link.write(encodeAck(seq));
+      },
+      payload: (seq) => this.outbound.get(seq),
+      lastSeq: () => this.outbound.lastSeq,
+      acked: () => this.outbound.acked,
+      push: (payload) => {
+        const seq = this.outbound.push(payload);
+        this.stats.messagesOut++;
+        return seq;
+      },
+      flush: () => this.flush(),
+      closed: () => this.closed,
+    };
+    this.journal = factory(host);
+  }
+
+  /** Hands one message to the application; reply() works while its listeners run. */
+  private deliver(seq: number, payload: Buffer, redelivered: boolean): void {
+    this.stats.messagesIn++;
+    const info = new Delivery(this, seq, redelivered);
+    try {
+      this.emit('message', payload, info);
+    } finally {
+      info.live = false;
+    }
+  }
+
   private onDataFrame(link: Link, seq: number, payload: Buffer): void {
+    if (this.journal) {
+      if (!this.journal.data(seq, payload)) {
+        link.unexpected(`DATA seq ${seq} skips ahead of the next expected one`);
+      }
+      return;
+    }
     const verdict = this.inbound.accept(seq);
     if (verdict === 'gap') {
       link.unexpected(`DATA seq ${seq} skips ahead of ${this.inbound.lastReceived + 1}`);
       return;
     }
-    if (verdict === 'deliver') {
-      this.stats.messagesIn++;
-      this.emit('message', payload, { seq });
-    }
+    if (verdict === 'deliver') this.deliver(seq, payload, false);
     if (this.link !== link) return;
     if (this.inbound.ackDue || verdict === 'duplicate') this.sendAck();
     else if (!this.ackTimer.armed) this.ackTimer.arm(this.config.ackDelay);
@@ -554,6 +621,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
       return;
     }
     if (seq > this.outbound.acked) this.applyAck(seq);
+    this.journal?.acked(seq);
   }
 
   private applyAck(seq: number): void {

@@ -27,10 +27,25 @@ export {
 export * from './health/index.js';
 export type { CloseInfo } from './link.js';
 export {
+  applyTcpOptions,
+  readTcpOptions,
+  TCP_OPTION_LIMITS,
+  TCP_OPTIONS_WARNING,
+  type TcpApplyResult,
+  type TcpOptionsSupport,
+  type TcpOptionValues,
+  type TcpSocketSettings,
+  tcpOptionsSupport,
+} from './net/sockopts.js';
+export * from './observe/index.js';
+export {
   CONNECTION_DEFAULTS,
   type CommonOptions,
   HEARTBEAT_DEFAULTS,
   type HeartbeatSettings,
+  TCP_DEFAULTS,
+  type TcpOptions,
+  tcpSettingsFor,
 } from './options.js';
 export {
   CloseCode,
@@ -40,6 +55,32 @@ export {
 } from './protocol/close-codes.js';
 export * as codec from './protocol/codec.js';
 export * from './protocol/frames.js';
+export {
+  ADAPTIVE_DEFAULTS,
+  type AdaptiveOptions,
+  type HeartbeatGrant,
+  type HeartbeatLoad,
+  type HeartbeatPolicy,
+  type RetuneEvent,
+} from './server/adaptive.js';
+export {
+  ADMISSION_DEFAULTS,
+  type AdmissionLimit,
+  type AdmissionOptions,
+  type AdmissionStats,
+} from './server/admission.js';
+export {
+  LOAD_DEFAULTS,
+  type LoadEvent,
+  type LoadLevel,
+  type LoadMetric,
+  type LoadOptions,
+  type LoadReason,
+  type LoadSample,
+  type LoadSampler,
+  type LoadThresholds,
+  type ProcessSample,
+} from './server/load.js';
 export {
   type Authenticate,
   createServer,

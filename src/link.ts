@@ -11,7 +11,9 @@ import { type ErrorCode, HeartlineError, ProtocolError } from './errors.js';
 import type { FailureDetector } from './health/index.js';
 import { Heartbeat } from './heartbeat.js';
 import { classifySocketError, errnoCode } from './net/classify.js';
-import type { HeartbeatSettings, ResolvedCommon } from './options.js';
+import { applyTcpOptions, TCP_OPTIONS_WARNING } from './net/sockopts.js';
+import { isTlsError } from './net/tls.js';
+import { deriveTcpSettings, type HeartbeatSettings, type ResolvedCommon } from './options.js';
 import { CloseCode, type CloseReason, reasonForCode } from './protocol/close-codes.js';
 import { Decoder, encodeClose, encodePing, encodePong } from './protocol/codec.js';
 import { type Frame, FrameType } from './protocol/frames.js';
@@ -73,6 +75,7 @@ const ERROR_FOR_REASON: Partial<Record<CloseReason, ErrorCode>> = {
   overloaded: 'HL_ERR_OVERLOADED',
   'policy-violation': 'HL_ERR_POLICY_VIOLATION',
   'unsupported-version': 'HL_ERR_UNSUPPORTED_VERSION',
+  'tls-error': 'HL_ERR_TLS',
 };
 
 function errorFor(reason: CloseReason, message: string): HeartlineError | undefined {
@@ -84,6 +87,16 @@ function errorFor(reason: CloseReason, message: string): HeartlineError | undefi
 const CLOSE_GRACE_MS = 1000;
 
 let nextLinkId = 0;
+
+/** A link's heartbeat: a retune also re-derives the TCP options from the new settings. */
+class LinkHeartbeat extends Heartbeat {
+  onRetune: ((settings: HeartbeatSettings) => void) | null = null;
+
+  override retune(settings: HeartbeatSettings): void {
+    super.retune(settings);
+    this.onRetune?.(settings);
+  }
+}
 
 export class Link {
   /** Process-unique id. */
@@ -161,9 +174,9 @@ export class Link {
     return this.heartbeat;
   }
 
-  /** Arms the handshake deadline. */
-  startHandshakeTimer(): void {
-    this.handshakeTimer.arm(this.config.handshakeTimeout);
+  /** Arms the handshake deadline (less than handshakeTimeout when TLS used part of it). */
+  startHandshakeTimer(ms = this.config.handshakeTimeout): void {
+    this.handshakeTimer.arm(ms);
   }
 
   /** Handshake done: cancels its deadline and starts the heartbeat with the granted settings. */
@@ -171,19 +184,51 @@ export class Link {
     this.handshakeTimer.cancel();
     this.heartbeat?.stop();
     const link = this;
-    this.heartbeat = new Heartbeat(this.wheel, this.config.clock, settings, detector, {
-      get lastSent() {
-        return link.lastSent;
+    const heartbeat = new LinkHeartbeat(
+      this.wheel,
+      this.config.clock,
+      settings,
+      detector,
+      {
+        get lastSent() {
+          return link.lastSent;
+        },
+        get lastReceived() {
+          return link.lastReceived;
+        },
+        sendPing: (seq, ts) => this.write(encodePing(seq, ts)),
+        onLiveness: (event) => this.onLiveness(event),
+        onRtt: (ms) => this.owner.onRtt(this, ms),
+        onPingFlood: (strikes) => this.onPingFlood(strikes),
       },
-      get lastReceived() {
-        return link.lastReceived;
-      },
-      sendPing: (seq, ts) => this.write(encodePing(seq, ts)),
-      onLiveness: (event) => this.onLiveness(event),
-      onRtt: (ms) => this.owner.onRtt(this, ms),
-    });
-    this.heartbeat.start();
-    return this.heartbeat;
+      this.config.maxPingStrikes,
+    );
+    heartbeat.onRetune = (next) => this.applyTcp(next);
+    this.heartbeat = heartbeat;
+    heartbeat.start();
+    this.applyTcp(settings);
+    return heartbeat;
+  }
+
+  /**
+   * Sets keepalive and TCP_USER_TIMEOUT from the granted heartbeat (or the explicit `tcp`
+   * option): after the handshake, since the defaults derive from what the server granted,
+   * and again on each retune. Values were validated when the options were resolved, so
+   * a failure here means the socket is closing or the kernel refused: the heartbeat still
+   * bounds detection, so it is reported as a warning, not a failure of the link.
+   */
+  private applyTcp(settings: HeartbeatSettings): void {
+    const tcp = this.config.tcp;
+    if (tcp === false || this.socket.destroyed) return;
+    try {
+      applyTcpOptions(this.socket, deriveTcpSettings(tcp, settings));
+    } catch (err) {
+      if (this.socket.destroyed) return;
+      process.emitWarning(`heartline could not set TCP options: ${(err as Error).message}`, {
+        code: TCP_OPTIONS_WARNING,
+        type: 'HeartlineWarning',
+      });
+    }
   }
 
   /** Writes an encoded frame to the socket now (control frames and DATA the owner paced). */
@@ -200,9 +245,20 @@ export class Link {
    * Closes the link on purpose: sends CLOSE(code, message) when a code is given, lets it
    * flush, then ends the socket. The owner hears onClose with `reason`.
    */
-  close(reason: CloseReason, code?: number, message = '', retryAfter = 0): void {
+  close(
+    reason: CloseReason,
+    code?: number,
+    message = '',
+    retryAfter = 0,
+    error: HeartlineError | undefined = errorFor(reason, message),
+  ): void {
     if (!this.open) return;
-    this.closing = { reason, message, ...(code !== undefined ? { code } : {}) };
+    this.closing = {
+      reason,
+      message,
+      ...(code !== undefined ? { code } : {}),
+      ...(error ? { error } : {}),
+    };
     this.halfClosed = true;
     this.heartbeat?.stop();
     this.handshakeTimer.cancel();
@@ -241,6 +297,16 @@ export class Link {
     this.socket.destroy();
   }
 
+  /** The peer pinged faster than its grant allows, again and again: a final CLOSE. */
+  private onPingFlood(strikes: number): void {
+    const interval = this.heartbeat?.current.interval ?? 0;
+    this.close(
+      'policy-violation',
+      CloseCode.POLICY_VIOLATION,
+      `too many pings: ${strikes} strikes for pinging faster than the granted interval of ${interval} ms allows`,
+    );
+  }
+
   private onLiveness(event: 'suspect' | 'alive' | 'dead'): void {
     this.owner.onLiveness(this, event);
     if (event === 'dead') {
@@ -277,8 +343,9 @@ export class Link {
           this.unexpected('PING before the handshake completed');
           return;
         }
-        this.write(encodePong(frame.seq, frame.timestamp));
+        // Policed first, so that the PING that earns a policy close is not answered.
         hb.beat(this.lastReceived, true);
+        this.write(encodePong(frame.seq, frame.timestamp));
         return;
       case FrameType.PONG:
         if (!hb) {
@@ -353,12 +420,13 @@ export class Link {
 
   private onError(err: Error): void {
     if (this.closing) return;
-    const reason = classifySocketError(err);
+    const tls = isTlsError(err);
+    const reason = tls ? 'tls-error' : classifySocketError(err);
     const errno = errnoCode(err);
     this.closing = {
       reason,
       message: err.message,
-      error: new HeartlineError('HL_ERR_SOCKET', err.message, { cause: err }),
+      error: new HeartlineError(tls ? 'HL_ERR_TLS' : 'HL_ERR_SOCKET', err.message, { cause: err }),
       ...(errno ? { errno } : {}),
     };
   }

@@ -6,6 +6,11 @@
 
 import { InvalidArgumentError } from './errors.js';
 import type { DetectorFactory } from './health/index.js';
+import {
+  checkTcpSocketSettings,
+  TCP_OPTION_LIMITS,
+  type TcpSocketSettings,
+} from './net/sockopts.js';
 import { DEFAULT_MAX_FRAME } from './protocol/frames.js';
 import type { Clock } from './time/clock.js';
 
@@ -55,6 +60,42 @@ export const CONNECTION_DEFAULTS = Object.freeze({
   keepAliveDelay: 30_000,
 });
 
+/**
+ * Heartbeat-flood policing (PROTOCOL.md 7.6), enforced by the server. Each PING a peer
+ * sends spends one credit; credits come back at one per interval / 8 (twice the fastest
+ * rate a compliant peer ever pings, its quarter-interval probes), up to a cap covering
+ * every PING a compliant peer can send during one heartbeat timeout, since a stalled
+ * path may deliver them all at once. A PING with no credit left is a strike; strikes
+ * reset once the credits are back at the cap. gRPC servers send GOAWAY "too_many_pings"
+ * after 2 strikes; 3 leaves room for one more scheduling accident.
+ */
+export const PING_POLICY_DEFAULTS = Object.freeze({
+  /** Strikes after which the server closes with CLOSE(POLICY_VIOLATION); 0 disables. */
+  maxPingStrikes: 3,
+});
+
+/** Server-side heartbeat-flood policy. */
+export interface PingPolicyOptions {
+  /**
+   * Close a client with CLOSE(policy violation) after this many PINGs sent faster than
+   * its granted interval allows (0: never). @default 3
+   */
+  maxPingStrikes?: number;
+}
+
+/** Validates the ping policy (server side). */
+export function resolvePingPolicy(o: PingPolicyOptions): { maxPingStrikes: number } {
+  return {
+    maxPingStrikes: intOption(
+      'maxPingStrikes',
+      o.maxPingStrikes,
+      PING_POLICY_DEFAULTS.maxPingStrikes,
+      0,
+      1000,
+    ),
+  };
+}
+
 /** Options both a client and a server connection accept. */
 export interface CommonOptions {
   /** Clock for every timer and timestamp (tests pass a FakeClock). @default systemClock */
@@ -77,6 +118,13 @@ export interface CommonOptions {
   keepAliveDelay?: number;
   /** Failure detector behind SUSPECT and DEAD. @default fixedDetector() */
   detector?: DetectorFactory;
+  /**
+   * TCP keepalive and TCP_USER_TIMEOUT per connection, applied after the handshake (the
+   * defaults derive from the granted heartbeat; see {@link TcpOptions} and
+   * docs/detection.md). `false` leaves the socket as Node makes it (only
+   * `keepAliveDelay` applies). @default {} (every field derived)
+   */
+  tcp?: TcpOptions | false;
 }
 
 /** Heartbeat timing for one link. */
@@ -158,6 +206,10 @@ export interface ResolvedCommon {
   readonly keepAliveDelay: number;
   readonly socketLowWater: number;
   readonly detector: DetectorFactory;
+  /** TCP options given explicitly (undefined fields derive from the heartbeat), or false. */
+  readonly tcp: ResolvedTcpOptions | false;
+  /** PINGs sent too fast before CLOSE(policy violation); 0 (no policing) unless a server sets it. */
+  readonly maxPingStrikes: number;
 }
 
 /** Validates the common options; `clock` and `detector` defaults are passed in. */
@@ -190,5 +242,177 @@ export function resolveCommon(
     keepAliveDelay,
     socketLowWater: d.socketLowWater,
     detector: o.detector ?? detector,
+    tcp: resolveTcpOptions(o.tcp, o.keepAliveDelay === undefined ? undefined : keepAliveDelay),
+    // Only a server polices its peer's PINGs; it overrides this from its own options.
+    maxPingStrikes: 0,
   });
+}
+
+// ---------------------------------------------------------------------------------------
+// TCP socket options
+
+/**
+ * TCP options of one connection, all in ms (the keepalive ones whole seconds). Every
+ * field left out is derived from the granted heartbeat by {@link tcpSettingsFor}; a value
+ * the kernel would refuse or round is an InvalidArgumentError, never silently ignored.
+ */
+export interface TcpOptions {
+  /**
+   * TCP_KEEPIDLE: silence before the kernel's first keepalive probe. A live heartline
+   * peer is heard at least once per interval, so probes start only when a heartbeat is late.
+   * @default the heartbeat interval, rounded up to whole seconds (at least 1000)
+   */
+  keepAliveIdle?: number;
+  /**
+   * TCP_KEEPINTVL: time between unanswered probes.
+   * @default (timeout - keepAliveIdle) / keepAliveCount, rounded up to whole seconds
+   */
+  keepAliveInterval?: number;
+  /**
+   * TCP_KEEPCNT: unanswered probes before the kernel drops the connection, so that
+   * idle + interval x count is about the heartbeat timeout. On Linux a TCP_USER_TIMEOUT
+   * takes its place as the bound once probing has started.
+   * @default up to 3, fewer when the timeout leaves less than one second per probe
+   */
+  keepAliveCount?: number;
+  /**
+   * TCP_USER_TIMEOUT (Linux): longest time sent data may stay unacknowledged, and the
+   * bound on keepalive probing, before the kernel drops the connection with ETIMEDOUT.
+   * Without it, data in flight to a vanished peer keeps the kernel retransmitting for
+   * about 15 minutes (tcp_retries2 = 15) and keepalive never fires. 0 keeps the kernel
+   * default. @default the heartbeat timeout
+   */
+  userTimeout?: number;
+}
+
+/** {@link TcpOptions} validated: explicit values, with `undefined` meaning "derive". */
+export interface ResolvedTcpOptions {
+  readonly keepAlive: boolean;
+  readonly keepAliveIdle: number | undefined;
+  readonly keepAliveInterval: number | undefined;
+  readonly keepAliveCount: number | undefined;
+  readonly userTimeout: number | undefined;
+}
+
+/** How the TCP options are derived when not given; see {@link tcpSettingsFor}. */
+export const TCP_DEFAULTS = Object.freeze({
+  /**
+   * Probes after the idle time: one lost probe is not fatal, and three fit in a typical
+   * timeout with at least one second between them.
+   */
+  keepAliveCount: 3,
+});
+
+/**
+ * Validates the `tcp` option. `keepAliveDelay` is the caller's explicit keepAliveDelay
+ * (undefined when not given): it becomes the idle time unless `tcp.keepAliveIdle` is
+ * given, and 0 (keepalive off) conflicts with any explicit keepalive field.
+ * @throws InvalidArgumentError naming the option.
+ */
+export function resolveTcpOptions(
+  tcp: TcpOptions | false | undefined,
+  keepAliveDelay: number | undefined,
+): ResolvedTcpOptions | false {
+  if (tcp === false) return false;
+  if (tcp !== undefined && (typeof tcp !== 'object' || tcp === null)) {
+    throw new InvalidArgumentError(`option "tcp" must be an object or false, got ${String(tcp)}`);
+  }
+  const t = tcp ?? {};
+  for (const key of Object.keys(t)) {
+    if (!['keepAliveIdle', 'keepAliveInterval', 'keepAliveCount', 'userTimeout'].includes(key)) {
+      throw new InvalidArgumentError(`option "tcp.${key}" is not a TCP option`);
+    }
+  }
+  const keepAlive = keepAliveDelay !== 0;
+  if (!keepAlive && (t.keepAliveIdle ?? t.keepAliveInterval ?? t.keepAliveCount) !== undefined) {
+    throw new InvalidArgumentError(
+      'option "keepAliveDelay" is 0 (keepalive off) but "tcp" sets keepalive fields',
+    );
+  }
+  // keepAliveDelay always was whole seconds (Node floors it); keep that meaning.
+  const idleFromDelay =
+    keepAliveDelay !== undefined && keepAliveDelay > 0
+      ? Math.min(Math.floor(keepAliveDelay / 1000) * 1000, TCP_OPTION_LIMITS.keepAliveIdleMax)
+      : undefined;
+  if (
+    t.keepAliveIdle !== undefined &&
+    idleFromDelay !== undefined &&
+    t.keepAliveIdle !== idleFromDelay
+  ) {
+    throw new InvalidArgumentError(
+      'options "keepAliveDelay" and "tcp.keepAliveIdle" conflict: give one of them',
+    );
+  }
+  const resolved: ResolvedTcpOptions = Object.freeze({
+    keepAlive,
+    keepAliveIdle: t.keepAliveIdle ?? idleFromDelay,
+    keepAliveInterval: t.keepAliveInterval,
+    keepAliveCount: t.keepAliveCount,
+    userTimeout: t.userTimeout,
+  });
+  checkTcpSocketSettings(resolved);
+  return resolved;
+}
+
+const SECOND = 1000;
+const ceilSeconds = (ms: number): number => Math.ceil(ms / SECOND) * SECOND;
+
+/**
+ * The socket options heartline applies to a link with the granted heartbeat `interval`
+ * and `timeout` (ms), given the `tcp` option (see {@link deriveTcpSettings}).
+ * @throws InvalidArgumentError naming an invalid `tcp` field.
+ * @example
+ * tcpSettingsFor({ interval: 1000, timeout: 3000 });
+ * // { keepAlive: true, keepAliveIdle: 1000, keepAliveInterval: 1000, keepAliveCount: 2, userTimeout: 3000 }
+ */
+export function tcpSettingsFor(
+  heartbeat: { interval: number; timeout: number },
+  tcp: TcpOptions = {},
+): TcpSocketSettings {
+  const resolved = resolveTcpOptions(tcp, undefined);
+  if (resolved === false) throw new InvalidArgumentError('option "tcp" must be an object');
+  return deriveTcpSettings(resolved, heartbeat);
+}
+
+/**
+ * The socket options for a link with the granted `interval` and `timeout` (ms):
+ * - keepAliveIdle = interval, rounded up to whole seconds: a live peer is heard at least
+ *   once per interval, so the kernel probes only when a heartbeat is already late;
+ * - keepAliveCount (up to 3) and keepAliveInterval so that idle + interval x count is
+ *   about the timeout, each probe at least one second apart;
+ * - userTimeout = timeout: data the peer never acknowledges (a blackhole with data in
+ *   flight, where keepalive never probes) is given up after the same bound as silence.
+ *   On Linux it also ends keepalive probing once that much time passed since the last
+ *   packet heard, whatever the count.
+ * Explicit values in `tcp` win. The application heartbeat fires first in practice: it
+ * counts from the last byte heard, which is never later than the first unacknowledged
+ * byte sent, and the kernel's timers only run at probe and retransmission times.
+ */
+export function deriveTcpSettings(
+  tcp: ResolvedTcpOptions,
+  heartbeat: { interval: number; timeout: number },
+): TcpSocketSettings {
+  const L = TCP_OPTION_LIMITS;
+  const userTimeout = tcp.userTimeout ?? Math.min(Math.round(heartbeat.timeout), L.userTimeoutMax);
+  if (!tcp.keepAlive) return { keepAlive: false, userTimeout };
+  const idle =
+    tcp.keepAliveIdle ??
+    Math.min(Math.max(SECOND, ceilSeconds(heartbeat.interval)), L.keepAliveIdleMax);
+  const remaining = Math.max(SECOND, heartbeat.timeout - idle);
+  let count = tcp.keepAliveCount;
+  let interval = tcp.keepAliveInterval;
+  if (count === undefined) {
+    count =
+      interval !== undefined
+        ? Math.min(Math.max(1, Math.round(remaining / interval)), L.keepAliveCountMax)
+        : Math.min(Math.max(1, Math.floor(remaining / SECOND)), TCP_DEFAULTS.keepAliveCount);
+  }
+  interval ??= Math.min(Math.max(SECOND, ceilSeconds(remaining / count)), L.keepAliveIntervalMax);
+  return {
+    keepAlive: true,
+    keepAliveIdle: idle,
+    keepAliveInterval: interval,
+    keepAliveCount: count,
+    userTimeout,
+  };
 }
