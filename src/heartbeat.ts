@@ -15,7 +15,7 @@
 import type { FailureDetector } from './health/index.js';
 import { RttEstimator } from './health/index.js';
 import type { HeartbeatSettings } from './options.js';
-import type { Clock } from './time/clock.js';
+import type { Clock, ClockTimer } from './time/clock.js';
 import type { TimingWheel, WheelTimer } from './time/wheel.js';
 
 /** What the heartbeat needs from its link. */
@@ -52,6 +52,8 @@ export class Heartbeat {
   private readonly pingTimer: WheelTimer;
   private readonly checkTimer: WheelTimer;
   private readonly probeTimer: WheelTimer;
+  /** A DEAD verdict waits one loop turn for unread bytes (see check()). */
+  private confirm: ClockTimer | null = null;
   private seq = 0;
   private lastHeard = Number.NEGATIVE_INFINITY;
   private suspect = false;
@@ -65,6 +67,10 @@ export class Heartbeat {
   private creditGap = 1;
   private creditAt = 0;
   private strikes = 0;
+  /** After a retune, the old grant's more lenient allowance holds until then (PROTOCOL 7.5). */
+  private lenientUntil = Number.NEGATIVE_INFINITY;
+  private lenientGap = 1;
+  private lenientCap = 0;
 
   constructor(
     private readonly wheel: TimingWheel,
@@ -112,6 +118,7 @@ export class Heartbeat {
   stop(): void {
     this.running = false;
     this.suspect = false;
+    this.cancelConfirm();
     this.pingTimer.cancel();
     this.checkTimer.cancel();
     this.probeTimer.cancel();
@@ -119,13 +126,18 @@ export class Heartbeat {
 
   /** Applies a new interval/timeout (granted by the server or retuned in-band). */
   retune(settings: HeartbeatSettings): void {
+    const previous = this.settings;
     this.settings = settings;
     this.detector.configure(settings);
     if (!this.running) return;
     const now = this.clock.now();
-    // A full allowance under the new grant: the peer pings on the old one until SETTINGS
-    // reaches it, which must not count against it.
+    // The peer pings on the old grant until SETTINGS reaches it, which must not count
+    // against it: a full allowance, judged by the more lenient grant for one old timeout.
+    const old = { gap: this.creditGap, cap: this.creditCap, timeout: previous.timeout };
     this.resetPingPolicy(now);
+    this.lenientUntil = now + old.timeout;
+    this.lenientGap = old.gap;
+    this.lenientCap = old.cap;
     this.armPing(now);
     // Re-evaluate at once: a longer budget may clear a suspicion, a shorter one confirm it.
     this.check();
@@ -178,22 +190,28 @@ export class Heartbeat {
     this.credits = this.creditCap;
     this.creditAt = now;
     this.strikes = 0;
+    this.lenientUntil = Number.NEGATIVE_INFINITY;
   }
 
   /** Spends a credit for a PING received at `now`, or counts a strike when none is left. */
   private policePing(now: number): void {
+    const lenient = now < this.lenientUntil;
+    const gap = lenient ? Math.min(this.creditGap, this.lenientGap) : this.creditGap;
+    const cap = lenient ? Math.max(this.creditCap, this.lenientCap) : this.creditCap;
     if (now > this.creditAt) {
-      this.credits = Math.min(this.creditCap, this.credits + (now - this.creditAt) / this.creditGap);
+      this.credits = Math.min(cap, this.credits + (now - this.creditAt) / gap);
       this.creditAt = now;
     }
+    this.credits = Math.min(this.credits, cap);
     // Healthy spacing since the last strike has earned everything back: forgive.
-    if (this.credits >= this.creditCap) this.strikes = 0;
+    if (this.credits >= cap) this.strikes = 0;
     if (this.credits >= 1) {
       this.credits -= 1;
       return;
     }
     this.strikes++;
-    if (this.strikes >= this.maxPingStrikes) this.host.onPingFlood?.(this.strikes);
+    // Reported once: the host closes the link.
+    if (this.strikes === this.maxPingStrikes) this.host.onPingFlood?.(this.strikes);
   }
 
   private sendPing(): void {
@@ -227,10 +245,18 @@ export class Heartbeat {
     }
     const now = this.clock.now();
     if (now >= this.detector.deadAt()) {
+      // After an event-loop stall timers run before sockets are read, so bytes that
+      // arrived during the stall are still unread here: look once more after the I/O
+      // phase (a zero-delay timer runs on the next loop turn) before declaring death.
+      if (this.confirm === null) {
+        this.confirm = this.clock.setTimeout(() => this.check(), 0);
+        return;
+      }
       this.stop();
       this.host.onLiveness('dead');
       return;
     }
+    this.cancelConfirm();
     if (now >= this.detector.suspectAt()) {
       if (!this.suspect) {
         this.suspect = true;
@@ -244,6 +270,12 @@ export class Heartbeat {
       this.armPing(now);
     }
     this.armCheck(now);
+  }
+
+  private cancelConfirm(): void {
+    if (this.confirm === null) return;
+    this.clock.clearTimeout(this.confirm);
+    this.confirm = null;
   }
 
   private probe(): void {

@@ -559,8 +559,10 @@ describe('Link', () => {
       await waitFor(() => view.closed);
       const types = view.frames.map((f) => f.type);
       assert.equal(types.at(-1), FrameType.CLOSE);
-      // One regular PING, then probes every 250 ms from 1500 ms to 2750 ms.
-      assert.equal(types.filter((x) => x === FrameType.PING).length, 7);
+      // One regular PING, then probes every 250 ms from 1500 ms to 2750 ms, and possibly
+      // one at 3000 ms while the DEAD verdict waits a loop turn for unread bytes.
+      const pings = types.filter((x) => x === FrameType.PING).length;
+      assert.ok(pings === 7 || pings === 8, `${pings} PINGs`);
     });
 
     it('bytes from a suspected peer clear the suspicion at once', async (t) => {
