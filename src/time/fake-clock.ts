@@ -50,6 +50,8 @@ function checkDuration(name: string, ms: number): void {
  *   tested exactly.
  * - A timer callback that throws propagates out of `advance`/`runNext`; `now()` is then the
  *   deadline of that timer and later timers stay pending.
+ * - More than {@link loopLimit} timers in a row at one instant throw a RangeError, so a
+ *   0 ms rescheduling loop in the code under test fails the test instead of hanging it.
  */
 export class FakeClock implements Clock {
   private current: number;
@@ -57,6 +59,15 @@ export class FakeClock implements Clock {
   private readonly wallStart: number;
   private readonly heap: FakeTimer[] = [];
   private seq = 0;
+
+  /**
+   * Most timers that may run back to back without time moving before `advance`,
+   * `advanceAsync` or `runNext` throw a RangeError: code that keeps rescheduling itself at
+   * 0 ms would otherwise hang the test instead of failing it.
+   * @default 100_000
+   */
+  loopLimit = 100_000;
+  private stuck = 0;
 
   /**
    * @param start initial value of {@link now} (monotonic ms). @default 0
@@ -167,6 +178,7 @@ export class FakeClock implements Clock {
   jump(ms: number): void {
     checkDuration('jump', ms);
     this.current += ms;
+    if (ms > 0) this.stuck = 0;
   }
 
   private runUntil(target: number): void {
@@ -176,12 +188,23 @@ export class FakeClock implements Clock {
       this.fire(next);
     }
     // max(): a callback may itself have advanced the clock past `target`.
-    if (target > this.current) this.current = target;
+    if (target > this.current) {
+      this.current = target;
+      this.stuck = 0;
+    }
   }
 
   private fire(timer: FakeTimer): void {
     this.removeAt(timer.index);
-    if (timer.deadline > this.current) this.current = timer.deadline;
+    if (timer.deadline > this.current) {
+      this.current = timer.deadline;
+      this.stuck = 0;
+    } else if (++this.stuck > this.loopLimit) {
+      this.stuck = 0;
+      throw new RangeError(
+        `FakeClock: more than ${this.loopLimit} timers ran at ${this.current} ms without time moving (a 0 ms timer loop?)`,
+      );
+    }
     timer.fn();
   }
 

@@ -22,16 +22,22 @@
  *
  * Cost, for n armed timers and S slots:
  * - arm / re-arm / cancel: O(1), no allocation. The one exception is an arm that needs the
- *   wheel's clock timer earlier than it is set (the first timer, or a new earliest one):
- *   that replaces the clock timer, which allocates inside the clock.
+ *   wheel's clock timer earlier than it is set (the first timer of an empty wheel, or a
+ *   new earliest one): that replaces the clock timer, which allocates inside the clock.
  * - processing tick k: O(1 + timers hashed to its slot), due or not; so a timer armed d ms
  *   ahead is looked at about `d / (tickMs * S)` times before it fires.
  * - clock wake-ups: at most one per tick, and only at a lower bound of the next due tick
  *   that each pass computes from the slot heads and at most S timers, O(S); it is exact
  *   when few timers are armed, so a lone timer costs one wake-up however far it is.
- * - catching up after the event loop stalled for g ticks: O(min(g, S) + timers visited);
- *   a stretch of a full rotation or more with nothing due costs one O(S + n) scan.
+ * - catching up after the event loop stalled for g ticks: every stretch of a rotation or
+ *   more with nothing due is jumped with one O(S + n) scan, so the work is O(S + n) per
+ *   rotation of the stall that holds a due timer, not O(g): a jump of 10^12 ticks is
+ *   instant.
  * - memory: one sentinel node per slot plus one node per timer.
+ *
+ * Why one level and not a hierarchy (Kafka, the old Linux wheel): heartline's deadlines
+ * are seconds to a few minutes, a few rotations at most, so the occasional visit to a far
+ * timer costs less than cascading every timer down the levels, and the code stays small.
  *
  * The wheel holds exactly one clock timer while it has armed timers (none while its own
  * callbacks run) and none when empty, so an idle process can exit.
@@ -147,8 +153,10 @@ function linkTail(head: TimerNode, node: TimerNode): void {
   head.prev = node;
 }
 
+const noop = (): void => {};
+
 function sentinel(core: WheelCore): TimerNode {
-  const head = new TimerNode(core, () => {});
+  const head = new TimerNode(core, noop);
   head.next = head;
   head.prev = head;
   return head;
@@ -185,22 +193,19 @@ class WheelCore {
     this.firing = sentinel(this);
   }
 
-  /** Largest k with k * tickMs <= t. The fix-ups undo rounding of the division. */
+  /**
+   * Largest k with k * tickMs <= t. tickMs is an integer, and for an integer divisor (and
+   * times below 2^50 ms) the rounded quotient never crosses an integer the exact one does
+   * not reach, so floor and ceil of the division are exact; processTick still checks
+   * deadlines against the clock.
+   */
   tickFloor(t: number): number {
-    const tickMs = this.tickMs;
-    let k = Math.floor(t / tickMs);
-    if (k * tickMs > t) k--;
-    else if ((k + 1) * tickMs <= t) k++;
-    return k;
+    return Math.floor(t / this.tickMs);
   }
 
-  /** Smallest k with k * tickMs >= t. */
+  /** Smallest k with k * tickMs >= t (exact for the same reason as tickFloor). */
   tickCeil(t: number): number {
-    const tickMs = this.tickMs;
-    let k = Math.ceil(t / tickMs);
-    if (k * tickMs < t) k++;
-    else if ((k - 1) * tickMs >= t) k--;
-    return k;
+    return Math.ceil(t / this.tickMs);
   }
 
   arm(node: TimerNode, delayMs: number): void {
@@ -333,20 +338,29 @@ class WheelCore {
     const firing = this.firing;
     // Advance first: whatever the callbacks arm lands at k + 1 or later.
     this.cursor = k + 1;
-    // Collect the due timers before running any callback, so callbacks may arm and cancel
-    // anything (themselves, siblings in this slot) without disturbing the walk.
-    let node = head.next!;
-    while (node !== head) {
+    if (head.next === head) return;
+    // Move the whole slot onto the firing list in O(1) (the firing list is always empty
+    // here), then send back, in order, the far timers that only share the slot. Sorting
+    // before any callback runs lets callbacks arm and cancel anything (themselves,
+    // siblings in this slot) without disturbing the walk.
+    firing.next = head.next;
+    firing.prev = head.prev;
+    head.next!.prev = firing;
+    head.prev!.next = firing;
+    head.next = head;
+    head.prev = head;
+    let node = firing.next!;
+    while (node !== firing) {
       const next = node.next!;
-      if (node.tick <= k) {
+      if (node.tick > k) {
         unlink(node);
-        if (node.due <= now) {
-          linkTail(firing, node);
-        } else {
-          // Unreachable unless float rounding betrays tickCeil; never fire early regardless.
-          node.tick = k + 1;
-          linkTail(this.slots[(k + 1) & this.mask]!, node);
-        }
+        linkTail(head, node);
+      } else if (node.due > now) {
+        // Unreachable while tickCeil is exact; it keeps "never early" resting on a
+        // comparison with the clock rather than on reasoning about float division.
+        unlink(node);
+        node.tick = k + 1;
+        linkTail(this.slots[(k + 1) & this.mask]!, node);
       }
       node = next;
     }
