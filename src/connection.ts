@@ -21,10 +21,16 @@ import {
   Delivery,
   type JournalFactory,
   type JournalHost,
+  type MessageInfo,
 } from './session/journal.js';
 import type { TimingWheel, WheelTimer } from './time/wheel.js';
 
-export type { ConnectionJournal, JournalFactory, JournalHost, MessageInfo } from './session/journal.js';
+export type {
+  ConnectionJournal,
+  JournalFactory,
+  JournalHost,
+  MessageInfo,
+} from './session/journal.js';
 
 /** Emitted each time a link completes its handshake. */
 export interface OpenEvent {
@@ -376,6 +382,11 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
   }
 
   /** @internal */
+  onPeerClose(link: Link): void {
+    if (link === this.link) this.sendAck();
+  }
+
+  /** @internal */
   onWritable(link: Link): void {
     if (link === this.link) this.flush();
   }
@@ -511,9 +522,19 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
       'closed',
       info.reason,
     );
+    // Nothing disappears silently: what the peer never acknowledged goes back to the app.
+    if (this.outbound.size > 0 && this.handsBackOnClose()) this.loseSession();
     this.onFinish(info);
     this.rejectAckWaiters('HL_ERR_CONNECTION_CLOSED', `connection ${this.id} closed`);
     this.emit('close', info);
+  }
+
+  /**
+   * Whether unacknowledged messages are handed back ('session-lost') when the connection
+   * closes. False where a shared store keeps them for the session on another node.
+   */
+  protected handsBackOnClose(): boolean {
+    return true;
   }
 
   /** Subclass cleanup when the connection ends (timers, registries). */
@@ -598,6 +619,9 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
   }
 
   private onDataFrame(link: Link, seq: number, payload: Buffer): void {
+    // Draining: what arrives after our CLOSE(going away) cannot be acknowledged any more,
+    // so it is left to the next server, which the client will resend it to.
+    if (this.closing?.code === CloseCode.GOING_AWAY) return;
     if (this.journal) {
       if (!this.journal.data(seq, payload)) {
         link.unexpected(`DATA seq ${seq} skips ahead of the next expected one`);

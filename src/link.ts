@@ -43,6 +43,8 @@ export interface LinkOwner {
   onRtt(link: Link, sampleMs: number): void;
   /** The socket buffer fell below the low-water mark: more DATA may be written. */
   onWritable(link: Link): void;
+  /** The peer sent CLOSE: last chance to write (a final ACK) before our FIN. */
+  onPeerClose?(link: Link): void;
   /** The link is gone; called exactly once. */
   onClose(link: Link, info: CloseInfo): void;
 }
@@ -361,6 +363,9 @@ export class Link {
           this.halfClosed = false;
           return;
         }
+        // Our answer to the closing handshake: a last ACK, so the closer knows exactly
+        // what we received before it hands anything back to its application.
+        this.owner.onPeerClose?.(this);
         {
           const reason = reasonForCode(frame.code);
           const error = errorFor(reason, frame.reason || reason);

@@ -5,9 +5,10 @@
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import { createServer } from '../server/server.js';
+import { createServer, SERVER_DEFAULTS } from '../server/server.js';
 import { ExitCode, intFlag, UsageError } from './args.js';
 import { EventOutput, reportConnection } from './output.js';
+import { serverTls } from './tls-flags.js';
 
 export const serveHelp = `Usage: heartline serve [options]
 
@@ -19,13 +20,44 @@ Options:
   --interval MS        heartbeat interval granted to clients (default 10000)
   --timeout MS         heartbeat timeout granted to clients (default 3 x interval)
   --session-ttl MS     how long a lost session waits for a resume (default 120000)
+  --drain-timeout MS   on SIGTERM/SIGINT, how long to wait for in-flight messages to be
+                       acknowledged before closing (default 10000)
+  --handshake-timeout MS  close a socket that has not completed TLS and HELLO in time
+                       (default 10000)
+  --max-frame BYTES    largest frame accepted or sent (default 1048576)
+  --max-ping-strikes N close a client that pings too fast after N strikes; 0 never
+                       (default 3)
+  --max-connections N  most open sockets; more get CLOSE(overloaded) (default 100000,
+                       or the open-file limit - 256 when lower)
+  --max-connections-per-address N
+                       most open sockets from one address (IPv6: one /64)
+                       (default unlimited)
+  --max-sessions N     most sessions, counting those waiting for a resume
+                       (default 2 x max-connections)
+  --accept-rate N      sockets accepted per second (default 1000)
+  --accept-burst N     sockets accepted at once before the rate applies
+                       (default accept-rate)
+  --max-heartbeats-per-second N
+                       heartbeat budget: above it every interval is stretched
+                       (default 10000)
+                       Each of these six takes "unlimited" too.
+  --tls-cert FILE      serve TLS with this PEM certificate (chain)...
+  --tls-key FILE       ...and this PEM private key
+  --tls-ca FILE        mutual TLS: require client certificates signed by this PEM CA
   --echo               send every received message back to its sender
   --json               one JSON event per line on stdout
   -h, --help           show this help
 
 Examples:
   heartline serve --port 7000 --echo
-  heartline serve --port 0 --interval 1000 --timeout 3000 --json`;
+  heartline serve --port 0 --interval 1000 --timeout 3000 --json
+  heartline serve --port 7000 --tls-cert server.crt --tls-key server.key --tls-ca ca.crt`;
+
+/** A positive integer flag, or "unlimited" (Infinity); undefined stays undefined. */
+function limitFlag(name: string, value: string | undefined): number | undefined {
+  if (value?.trim() === 'unlimited') return Number.POSITIVE_INFINITY;
+  return intFlag(name, value, 1);
+}
 
 /** Runs the command; resolves with the exit code once the server has closed. */
 export async function serve(argv: string[]): Promise<number> {
@@ -37,6 +69,19 @@ export async function serve(argv: string[]): Promise<number> {
       interval: { type: 'string' },
       timeout: { type: 'string' },
       'session-ttl': { type: 'string' },
+      'drain-timeout': { type: 'string' },
+      'handshake-timeout': { type: 'string' },
+      'max-frame': { type: 'string' },
+      'max-ping-strikes': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-connections-per-address': { type: 'string' },
+      'max-sessions': { type: 'string' },
+      'accept-rate': { type: 'string' },
+      'accept-burst': { type: 'string' },
+      'max-heartbeats-per-second': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
       echo: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
@@ -45,11 +90,29 @@ export async function serve(argv: string[]): Promise<number> {
   // Parsed up front so that a bad --port is a usage error (exit 2), not a listen
   // failure (exit 1).
   const port = intFlag('port', values.port, 0, 65535);
+  const drainTimeout =
+    intFlag('drain-timeout', values['drain-timeout'], 0) ?? SERVER_DEFAULTS.drainTimeout;
   const out = new EventOutput(values.json);
   const options = {
     interval: intFlag('interval', values.interval, 1),
     timeout: intFlag('timeout', values.timeout, 1),
     sessionTtl: intFlag('session-ttl', values['session-ttl'], 0),
+    handshakeTimeout: intFlag('handshake-timeout', values['handshake-timeout'], 1),
+    maxFrame: intFlag('max-frame', values['max-frame'], 64, 0xffff_ffff),
+    maxPingStrikes: intFlag('max-ping-strikes', values['max-ping-strikes'], 0, 1000),
+    tls: serverTls(values),
+    maxConnections: limitFlag('max-connections', values['max-connections']),
+    maxConnectionsPerAddress: limitFlag(
+      'max-connections-per-address',
+      values['max-connections-per-address'],
+    ),
+    maxSessions: limitFlag('max-sessions', values['max-sessions']),
+    acceptRate: limitFlag('accept-rate', values['accept-rate']),
+    acceptBurst: limitFlag('accept-burst', values['accept-burst']),
+    maxHeartbeatsPerSecond: limitFlag(
+      'max-heartbeats-per-second',
+      values['max-heartbeats-per-second'],
+    ),
   };
   let server: ReturnType<typeof createServer>;
   try {
@@ -66,7 +129,29 @@ export async function serve(argv: string[]): Promise<number> {
     if (values.echo) conn.on('message', (data) => conn.send(data));
   });
   server.on('rejected', (e) =>
-    out.event('rejected', { remote: e.remote, reason: e.info.reason, code: e.info.code ?? null }),
+    out.event('rejected', {
+      remote: e.remote,
+      reason: e.info.reason,
+      code: e.info.code ?? null,
+      limit: e.limit,
+      retryAfter: e.info.retryAfter,
+    }),
+  );
+  server.on('load', (e) =>
+    out.event('load', {
+      level: e.to,
+      previous: e.from,
+      reasons: e.reasons.map((r) => `${r.metric} ${Math.round(r.value)} >= ${r.threshold}`),
+    }),
+  );
+  server.on('retune', (e) =>
+    out.event('retune', {
+      interval: e.interval,
+      factor: Math.round(e.to * 1000) / 1000,
+      connections: e.connections,
+      demand: Math.round(e.demand),
+      budget: e.budget,
+    }),
   );
   let address: { port: number; address: string };
   try {
@@ -85,8 +170,8 @@ export async function serve(argv: string[]): Promise<number> {
         out.event('shutdown', { signal, forced: true });
         process.exit(ExitCode.FAILURE);
       }
-      out.event('shutdown', { signal, code: CloseCode.GOING_AWAY });
-      void server.close().then(() => resolve(ExitCode.OK));
+      out.event('shutdown', { signal, code: CloseCode.GOING_AWAY, drainMs: drainTimeout });
+      void server.drain({ timeout: drainTimeout }).then(() => resolve(ExitCode.OK));
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);

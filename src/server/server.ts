@@ -11,16 +11,26 @@ import {
   createServer as netServer,
   type Socket,
 } from 'node:net';
+import { TLSSocket, type TlsOptions } from 'node:tls';
+import {
+  ClusterNode,
+  type ClusterOptions,
+  type PresenceInfo,
+  type ResolvedCluster,
+  resolveCluster,
+  type StoreEvent,
+} from '../cluster/node.js';
 import { HeartlineError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
 import { type CloseInfo, Link, type LinkOwner } from '../link.js';
 import {
   type CommonOptions,
   HEARTBEAT_DEFAULTS,
-  heartbeatSettings,
   intOption,
+  type PingPolicyOptions,
   type ResolvedCommon,
   resolveCommon,
+  resolvePingPolicy,
 } from '../options.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { encodeWelcome } from '../protocol/codec.js';
@@ -31,10 +41,42 @@ import {
   ID_BYTES,
   PROTOCOL_VERSION,
 } from '../protocol/frames.js';
-import { type Clock, systemClock } from '../time/clock.js';
+import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
+import type { PresenceEvent, StoredSession } from '../session/store.js';
 import { TimingWheel } from '../time/wheel.js';
+import {
+  AdaptiveHeartbeat,
+  type AdaptiveOptions,
+  type HeartbeatLoad,
+  type ResolvedAdaptive,
+  type RetuneEvent,
+  resolveAdaptive,
+} from './adaptive.js';
+import {
+  Admission,
+  type AdmissionLimit,
+  type AdmissionOptions,
+  type AdmissionStats,
+  addressKey,
+  type Refusal,
+  type ResolvedAdmission,
+  refusalInfo,
+  refuseSocket,
+  resolveAdmission,
+  socketRemote,
+  trackSocket,
+} from './admission.js';
 import { type GrantPolicy, grantHeartbeat, validatePolicy } from './grant.js';
+import {
+  type LoadEvent,
+  type LoadLevel,
+  LoadMonitor,
+  type LoadOptions,
+  type ResolvedLoad,
+  resolveLoad,
+} from './load.js';
 import { ServerConnection } from './server-connection.js';
+import { TlsFront, type TlsPeerInfo, tlsPeerInfo } from './tls.js';
 
 /** Server defaults. */
 export const SERVER_DEFAULTS = Object.freeze({
@@ -44,6 +86,8 @@ export const SERVER_DEFAULTS = Object.freeze({
   maxInterval: 120_000,
   /** How long a session waits for its client to resume after the link drops (ms). */
   sessionTtl: 120_000,
+  /** How long drain() waits for in-flight messages to be acknowledged (ms). */
+  drainTimeout: 10_000,
 });
 
 /** What the authenticate hook sees of a HELLO. */
@@ -61,6 +105,8 @@ export interface PeerInfo {
   remoteAddress: string;
   remotePort: number;
   socket: Socket;
+  /** TLS facts (client certificate, protocol) when the server runs TLS; null otherwise. */
+  tls: TlsPeerInfo | null;
 }
 
 /**
@@ -73,7 +119,12 @@ export type Authenticate = (
 ) => boolean | string | null | Promise<boolean | string | null>;
 
 /** Options of {@link createServer}. */
-export interface ServerOptions extends CommonOptions {
+export interface ServerOptions
+  extends CommonOptions,
+    PingPolicyOptions,
+    AdmissionOptions,
+    AdaptiveOptions,
+    ClusterOptions {
   /** Heartbeat interval granted when the client has no preference (ms). @default 10000 */
   interval?: number;
   /** Heartbeat timeout granted when the client has no preference (ms). @default 30000 */
@@ -86,12 +137,24 @@ export interface ServerOptions extends CommonOptions {
   sessionTtl?: number;
   /** Authentication hook; without it every client is accepted. */
   authenticate?: Authenticate;
+  /**
+   * Serve TLS (node:tls server options: key, cert, ca, requestCert for mutual TLS...).
+   * `handshakeTimeout` covers the TLS handshake and the HELLO together. With
+   * `requestCert`, a client certificate the CA does not verify is refused with
+   * CLOSE(auth failed) unless `rejectUnauthorized: false` leaves it to `authenticate`.
+   * @default plain TCP
+   */
+  tls?: TlsOptions;
+  /** Load levels: thresholds, sampling and recovery (see {@link LoadOptions}). */
+  load?: LoadOptions;
 }
 
 /** Emitted when a socket is turned away before a session exists. */
 export interface RejectEvent {
   remote: string;
   info: CloseInfo;
+  /** The admission limit that refused it (info.reason is then 'overloaded'). */
+  limit?: AdmissionLimit;
 }
 
 /** The typed events of a {@link Server}. */
@@ -101,6 +164,14 @@ export interface ServerEvents {
   connection: [conn: ServerConnection];
   /** A socket failed or was refused during the handshake. */
   rejected: [event: RejectEvent];
+  /** The load level changed (`server.loadLevel`). */
+  load: [event: LoadEvent];
+  /** The heartbeat budget stretched or relaxed every interval (`server.heartbeatLoad`). */
+  retune: [event: RetuneEvent];
+  /** A session came online on a node or went offline (every node's, with a store). */
+  presence: [event: PresenceEvent];
+  /** The session store became reachable, or failed (`error`, HL_ERR_STORE). */
+  store: [event: StoreEvent];
   close: [];
 }
 
@@ -108,6 +179,10 @@ interface ResolvedServer extends ResolvedCommon {
   readonly policy: GrantPolicy;
   readonly sessionTtl: number;
   readonly authenticate: Authenticate | null;
+  readonly admission: ResolvedAdmission;
+  readonly load: ResolvedLoad;
+  readonly adaptive: ResolvedAdaptive;
+  readonly cluster: ResolvedCluster;
 }
 
 function resolveServer(o: ServerOptions): ResolvedServer {
@@ -130,11 +205,17 @@ function resolveServer(o: ServerOptions): ResolvedServer {
     policy.timeout = policy.interval * (HEARTBEAT_DEFAULTS.timeout / HEARTBEAT_DEFAULTS.interval);
   }
   validatePolicy(policy);
+  const admission = resolveAdmission(o);
   return Object.freeze({
+    admission,
+    load: resolveLoad(o.load, admission.maxConnections),
+    adaptive: resolveAdaptive(o),
     ...common,
+    ...resolvePingPolicy(o),
     policy: Object.freeze(policy),
     sessionTtl: intOption('sessionTtl', o.sessionTtl, SERVER_DEFAULTS.sessionTtl, 0),
     authenticate: o.authenticate ?? null,
+    cluster: resolveCluster(o),
   });
 }
 
@@ -149,18 +230,109 @@ export class Server extends EventEmitter<ServerEvents> {
   private readonly config: ResolvedServer;
   private readonly wheel: TimingWheel;
   private readonly net: NetServer;
+  private readonly tls: TlsFront | null = null;
   private closing: Promise<void> | null = null;
+  private drainStarted = false;
+  private readonly admission: Admission;
+  private readonly loadMonitor: LoadMonitor;
+  private readonly adaptive: AdaptiveHeartbeat;
+  private readonly cluster: ClusterNode;
 
   constructor(options: ServerOptions = {}) {
     super();
     this.config = resolveServer(options);
-    this.wheel = new TimingWheel(this.config.clock);
-    this.net = netServer({ noDelay: true }, (socket) => this.accept(socket));
+    const { clock } = this.config;
+    this.wheel = new TimingWheel(clock);
+    this.admission = new Admission(this.config.admission, clock.now());
+    this.loadMonitor = new LoadMonitor(
+      this.config.load,
+      clock,
+      () => this.admission.connections,
+      (e) => this.emit('load', e),
+    );
+    this.adaptive = new AdaptiveHeartbeat(
+      this.config.policy,
+      this.config.adaptive,
+      this.wheel,
+      (e) => this.emit('retune', e),
+    );
+    this.cluster = new ClusterNode(this.config.cluster, {
+      clock,
+      sessionTtl: this.config.sessionTtl,
+      maxBytes: this.config.maxBufferedBytes,
+      maxFrame: this.config.maxFrame,
+      presence: (e) => this.emit('presence', e),
+      store: (e) => this.emit('store', e),
+    });
+    if (options.tls !== undefined) {
+      const { clock, handshakeTimeout } = this.config;
+      this.tls = new TlsFront(options.tls, {
+        clock,
+        wheel: this.wheel,
+        handshakeTimeout,
+        secure: (socket, remainingMs) => this.accept(socket, remainingMs),
+        rejected: (remote, info) => this.emit('rejected', { remote, info }),
+      });
+      this.net = this.tls.server;
+    } else {
+      this.net = netServer({ noDelay: true }, (socket) => this.accept(socket));
+    }
+  }
+
+  /** This node's id (presence, ownership in the session store). */
+  get nodeId(): string {
+    return this.cluster.nodeId;
+  }
+
+  /**
+   * Sends a message to the session `id`, or else to every session of the client id `id`,
+   * wherever in the cluster it is held (with a store; this server's sessions otherwise),
+   * exactly once per session, kept in the session while its client is away. Resolves with
+   * the number of sessions it was queued in (0: none). Rejects with HL_ERR_FRAME_TOO_LARGE,
+   * HL_ERR_BUFFER_FULL or HL_ERR_STORE.
+   */
+  sendTo(id: string, payload: Uint8Array | string): Promise<number> {
+    return this.cluster.sendTo(id, payload);
+  }
+
+  /**
+   * Where a session id or client id is online: one entry per session with a live link, on
+   * any node (with a store) or this server. Rejects with HL_ERR_STORE.
+   */
+  presence(id: string): Promise<PresenceInfo> {
+    return this.cluster.presence(id);
   }
 
   /** The heartbeat policy in force. */
   get policy(): Readonly<GrantPolicy> {
     return this.config.policy;
+  }
+
+  /** The load level in force ('normal' until the first sample, or with sampling off). */
+  get loadLevel(): LoadLevel {
+    return this.loadMonitor.level;
+  }
+
+  /** The heartbeat budget, what the links cost and the stretch factor in force. */
+  get heartbeatLoad(): HeartbeatLoad {
+    return this.adaptive.load;
+  }
+
+  /** Open sockets, sessions, and refusals by limit. */
+  get admissionStats(): AdmissionStats {
+    return {
+      connections: this.admission.connections,
+      sessions: this.sessions.size,
+      refused: { ...this.admission.refusals },
+    };
+  }
+
+  /**
+   * Asks `heartbeatPolicy` again for one connection (say, it started or stopped to matter)
+   * and sends it SETTINGS if its heartbeat changes. False when it has no link right now.
+   */
+  refreshHeartbeat(conn: ServerConnection): boolean {
+    return this.adaptive.refresh(conn);
   }
 
   /** The listening address, or null before listen(). */
@@ -176,11 +348,47 @@ export class Server extends EventEmitter<ServerEvents> {
       this.net.once('error', onError);
       this.net.listen(port, host, () => {
         this.net.off('error', onError);
+        if (!this.closing) this.loadMonitor.start();
         const address = this.address() as AddressInfo;
         this.emit('listening', address);
         resolve(address);
       });
     });
+  }
+
+  /** True from drain() on: no new connections, /readyz reports not ready. */
+  get draining(): boolean {
+    return this.drainStarted;
+  }
+
+  /**
+   * Graceful drain: stops accepting, waits up to `timeout` ms for every connection's
+   * in-flight messages to be acknowledged by its client, then closes each with
+   * CLOSE(going away) as soon as it is settled (so the clients' reconnects spread out
+   * instead of arriving at the next server at once), and resolves when every socket is
+   * gone. Connections still unacknowledged at the deadline are closed anyway; what they
+   * never acknowledged reaches the application as 'session-lost' on both sides.
+   */
+  async drain(options: { timeout?: number } = {}): Promise<void> {
+    const timeout = intOption('timeout', options.timeout, SERVER_DEFAULTS.drainTimeout, 0);
+    if (this.closing) return this.closing;
+    this.drainStarted = true;
+    if (this.net.listening) this.net.close();
+    for (const link of this.handshaking)
+      link.close('going-away', CloseCode.GOING_AWAY, 'server draining');
+    const clock = this.config.clock;
+    let timer: ClockTimer | null = null;
+    const deadline = new Promise<void>((resolve) => {
+      timer = clock.setTimeout(resolve, timeout);
+    });
+    await Promise.all(
+      [...this.connections.values()].map(async (conn) => {
+        await Promise.race([conn.whenAcked().catch(() => {}), deadline]);
+        conn.close(CloseCode.GOING_AWAY, 'server draining');
+      }),
+    );
+    if (timer !== null) clock.clearTimeout(timer);
+    return this.close();
   }
 
   /**
@@ -189,43 +397,84 @@ export class Server extends EventEmitter<ServerEvents> {
    */
   close(): Promise<void> {
     if (this.closing) return this.closing;
+    this.loadMonitor.stop();
+    this.adaptive.stop();
     this.closing = new Promise<void>((resolve) => {
       const netClosed = new Promise<void>((r) => {
         if (!this.net.listening) r();
         else this.net.close(() => r());
       });
+      this.tls?.destroyPending();
       for (const link of this.handshaking)
         link.close('going-away', CloseCode.GOING_AWAY, 'server closing');
       for (const conn of [...this.connections.values()]) {
         conn.close(CloseCode.GOING_AWAY, 'server closing');
       }
-      void netClosed.then(() => {
-        this.wheel.clear();
-        this.emit('close');
-        resolve();
-      });
+      void netClosed
+        .then(() => this.cluster.close())
+        .then(() => {
+          this.wheel.clear();
+          this.emit('close');
+          resolve();
+        });
     });
     return this.closing;
   }
 
-  private accept(socket: Socket): void {
-    if (this.closing) {
+  /** `handshakeMs`: what is left of handshakeTimeout (TLS used the rest). */
+  private accept(socket: Socket, handshakeMs = this.config.handshakeTimeout): void {
+    if (this.closing || this.drainStarted) {
       socket.destroy();
       return;
     }
+    if (!this.admit(socket)) return;
     const owner: LinkOwner = {
       onFrame: (link, frame) => this.onHandshakeFrame(link, frame),
       onLiveness: () => {},
       onRtt: () => {},
       onWritable: () => {},
       onClose: (link, info) => {
-        this.handshaking.delete(link);
+        // Not handshaking any more: refused, and reported, by admission control.
+        if (!this.handshaking.delete(link)) return;
         this.emit('rejected', { remote: link.remote, info });
       },
     };
     const link = new Link(socket, this.config, this.wheel, owner);
     this.handshaking.add(link);
-    link.startHandshakeTimer();
+    link.startHandshakeTimer(handshakeMs);
+  }
+
+  /** Admission of a new socket: counts it, or refuses it with CLOSE(overloaded). */
+  private admit(socket: Socket): boolean {
+    if (socket.remoteAddress === undefined) {
+      socket.destroy(); // gone before we saw it
+      return false;
+    }
+    const key = addressKey(socket.remoteAddress);
+    const refusal = this.admission.checkSocket(key, this.config.clock.now());
+    if (refusal) {
+      refuseSocket(socket, this.wheel, refusal);
+      const event = { remote: socketRemote(socket), info: refusalInfo(refusal) };
+      this.emit('rejected', { ...event, limit: refusal.limit });
+      return false;
+    }
+    trackSocket(this.admission, socket, key);
+    return true;
+  }
+
+  /** Admission of a session: in danger or at maxSessions, only resumes pass. */
+  private admitSession(hello: HelloFrame, identity?: string | null): Refusal | null {
+    if (hello.resume && this.findSession(hello.resume, identity)) return null;
+    const danger = this.loadMonitor.level === 'danger';
+    return this.admission.checkSession(this.sessions.size, danger, this.config.load.recoverAfter);
+  }
+
+  /** Turns a handshaking link away with CLOSE(overloaded) and reports it. */
+  private refuse(link: Link, refusal: Refusal): void {
+    const info = refusalInfo(refusal);
+    this.handshaking.delete(link);
+    link.close('overloaded', CloseCode.OVERLOADED, refusal.message, refusal.retryAfter, info.error);
+    this.emit('rejected', { remote: link.remote, info, limit: refusal.limit });
   }
 
   private onHandshakeFrame(link: Link, frame: Frame): void {
@@ -234,10 +483,15 @@ export class Server extends EventEmitter<ServerEvents> {
       return;
     }
     void this.handshake(link, frame).catch((err: unknown) => {
+      // Closed meanwhile (handshake timeout, peer gone): that close was reported already.
+      if (!link.open) return;
       const error = new HeartlineError('HL_ERR_INTERNAL', `handshake failed: ${String(err)}`, {
         cause: err,
       });
-      link.close('internal-error', CloseCode.INTERNAL_ERROR, 'internal error');
+      // A link still handshaking is reported once, as 'rejected', by its accept owner.
+      const reported = this.handshaking.has(link);
+      link.close('internal-error', CloseCode.INTERNAL_ERROR, 'internal error', 0, error);
+      if (reported) return;
       this.emit('rejected', {
         remote: link.remote,
         info: { reason: 'internal-error', message: error.message, error },
@@ -246,6 +500,12 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   private async handshake(link: Link, hello: HelloFrame): Promise<void> {
+    // Before authenticate, which may be costly; checked again once the identity is known.
+    const early = this.admitSession(hello);
+    if (early) {
+      this.refuse(link, early);
+      return;
+    }
     let identity: string | null = null;
     const auth = this.config.authenticate;
     if (auth) {
@@ -260,6 +520,7 @@ export class Server extends EventEmitter<ServerEvents> {
           remoteAddress: link.socket.remoteAddress ?? '',
           remotePort: link.socket.remotePort ?? 0,
           socket: link.socket,
+          tls: link.socket instanceof TLSSocket ? tlsPeerInfo(link.socket) : null,
         },
       );
       if (!link.open) return;
@@ -272,10 +533,13 @@ export class Server extends EventEmitter<ServerEvents> {
     if (!link.open || this.closing) return;
     this.handshaking.delete(link);
     const granted = grantHeartbeat(this.config.policy, hello.interval, hello.timeout);
-    const settings = heartbeatSettings(granted.interval, granted.timeout);
-
-    const existing = hello.resume ? this.findSession(hello.resume, identity) : null;
+    const found = hello.resume ? this.findSession(hello.resume, identity) : null;
+    // With a store, only while this node still owns it: it may have moved to another node.
+    const existing =
+      found && (this.cluster.store === null || (await this.cluster.keeps(found))) ? found : null;
+    if (!link.open || this.closing) return;
     if (existing) {
+      const settings = this.adaptive.settingsFor(existing, granted);
       link.write(
         encodeWelcome({
           version: PROTOCOL_VERSION,
@@ -292,8 +556,27 @@ export class Server extends EventEmitter<ServerEvents> {
       return;
     }
 
-    const id = randomBytes(ID_BYTES);
-    const token = randomBytes(ID_BYTES);
+    const refusal = this.admitSession(hello, identity);
+    if (refusal) {
+      this.refuse(link, refusal);
+      return;
+    }
+    // Held by another node of the cluster (or by this one before a restart): take it over.
+    let restored: StoredSession | null = null;
+    if (hello.resume && this.cluster.store) {
+      try {
+        restored = await this.cluster.resume(hello.resume, identity);
+      } catch (err) {
+        const { message, retryAfter, error } = this.cluster.storeRefusal(err);
+        link.close('overloaded', CloseCode.OVERLOADED, message, retryAfter, error);
+        const info = { reason: 'overloaded' as const, code: CloseCode.OVERLOADED, message };
+        this.emit('rejected', { remote: link.remote, info: { ...info, retryAfter, error } });
+        return;
+      }
+      if (!link.open || this.closing) return;
+    }
+    const id = restored ? Buffer.from(restored.sessionId, 'hex') : randomBytes(ID_BYTES);
+    const token = restored ? Buffer.from(restored.token) : randomBytes(ID_BYTES);
     const conn = new ServerConnection(
       this.config,
       this.wheel,
@@ -302,45 +585,52 @@ export class Server extends EventEmitter<ServerEvents> {
       {
         sessionId: id.toString('hex'),
         token,
-        clientId: hello.clientId,
-        traceId: hello.traceId,
+        clientId: restored?.clientId ?? hello.clientId,
+        traceId: restored?.traceId ?? hello.traceId,
         identity,
         remote: link.remote,
       },
     );
+    // Before registering it: a throwing heartbeatPolicy must not leave a session behind.
+    const settings = this.adaptive.settingsFor(conn, granted);
     this.sessions.set(conn.sessionKey, conn);
     this.connections.set(conn.id, conn);
+    this.cluster.adopt(conn, restored);
     link.write(
       encodeWelcome({
         version: PROTOCOL_VERSION,
-        resumed: false,
+        resumed: restored !== null,
         sessionId: id,
         token,
         interval: settings.interval,
         timeout: settings.timeout,
-        lastReceived: 0,
+        lastReceived: conn.lastReceived,
         sessionTtl: this.config.sessionTtl,
       }),
     );
     this.emit('connection', conn);
-    conn.attachLink(link, settings, false, 0);
+    conn.attachLink(link, settings, restored !== null, restored ? hello.resume!.lastReceived : 0);
   }
 
-  /** The session a resume names, if it exists, the token matches and the identity is the same. */
+  /**
+   * The session a resume names, if it exists, the token matches and the identity is the
+   * same (`undefined`: not known yet, any identity).
+   */
   private findSession(
     resume: NonNullable<HelloFrame['resume']>,
-    identity: string | null,
+    identity: string | null | undefined,
   ): ServerConnection | null {
     const conn = this.sessions.get(Buffer.from(resume.sessionId).toString('hex'));
     if (!conn || conn.closed) return null;
     if (!timingSafeEqual(Buffer.from(resume.token), Buffer.from(conn.token))) return null;
-    if (conn.identity !== identity) return null;
+    if (identity !== undefined && conn.identity !== identity) return null;
     return conn;
   }
 
   private release(conn: ServerConnection): void {
     this.connections.delete(conn.id);
     this.sessions.delete(conn.sessionKey);
+    this.cluster.released(conn);
   }
 }
 

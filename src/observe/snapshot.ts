@@ -1,0 +1,194 @@
+/**
+ * Plain-data views of connections and servers, as /api/connections and the dashboard
+ * serve them. Everything is read from the public getters at the moment of the call.
+ */
+
+import type { Connection } from '../connection.js';
+import { HEALTH_STATES, type HealthState } from '../health/index.js';
+import type { HeartbeatStats } from '../heartbeat.js';
+import type { Server } from '../server/server.js';
+
+/** One connection, as served by `/api/connections`. */
+export interface ConnectionInfo {
+  /** Stable connection id (the `conn` field of log lines). */
+  id: string;
+  /** Session id (hex), or null while there is none. */
+  session: string | null;
+  /** The client id from HELLO ('' when the client set none). */
+  client: string;
+  /** The trace id from HELLO ('' when the client set none). */
+  trace: string;
+  /** Remote host:port of the current link, or of the last one while disconnected. */
+  remote: string | null;
+  state: HealthState;
+  /** Smoothed RTT in ms, or null before the first sample. */
+  rtt: number | null;
+  /** Ms since anything was last heard from the peer, or null before the first link. */
+  lastHeardMsAgo: number | null;
+  messagesIn: number;
+  messagesOut: number;
+  /** Bytes received over every link, the live one included. */
+  bytesIn: number;
+  /** Bytes sent over every link, the live one included. */
+  bytesOut: number;
+  /** Links (TCP connections) this connection has had. */
+  links: number;
+  /** Bytes held for replay (sent or queued, not yet acknowledged). */
+  bufferedBytes: number;
+  /** Messages sent and not yet acknowledged. */
+  unacked: number;
+  /** Heartbeat counters over every link. */
+  heartbeat: HeartbeatStats;
+  /** The granted heartbeat interval and timeout (ms), or null before the handshake. */
+  interval: number | null;
+  timeout: number | null;
+}
+
+/** A server's readiness, as /readyz reports it. */
+export interface Readiness {
+  ready: boolean;
+  /** Why the server is not ready ('not listening', 'draining'). */
+  reason?: string;
+}
+
+/** A server, as the admin endpoint reports it. */
+export interface ServerInfo {
+  /** host:port it listens on, or null when it is not listening. */
+  address: string | null;
+  ready: boolean;
+  /** True while the server drains (when the server exposes a `draining` flag). */
+  draining: boolean;
+  /** Load level as a number: 0 normal, 1 warning, 2 danger. */
+  loadLevel: number;
+  /** Load level by name ('normal' when the server has no load levels). */
+  loadLevelName: string;
+  /** Live connections (sessions waiting for a resume included). */
+  connections: number;
+  /** Connections by health state. */
+  states: Record<HealthState, number>;
+}
+
+/**
+ * The optional operational flags a server may expose: `draining` while it drains and
+ * `loadLevel` ('normal', 'warning', 'danger', or a number). Read structurally so that
+ * this module works with a server that has neither.
+ */
+interface OperationalFlags {
+  readonly draining?: unknown;
+  readonly loadLevel?: unknown;
+}
+
+/** The gauge value of each named load level (`server.loadLevel`). */
+export const LOAD_LEVEL_VALUES: Readonly<Record<string, number>> = Object.freeze({
+  normal: 0,
+  warning: 1,
+  danger: 2,
+});
+
+/** `server.loadLevel` as a name ('normal' when the server has no load levels). */
+export function loadLevelName(server: Server): string {
+  const level = (server as OperationalFlags).loadLevel;
+  if (typeof level === 'string') return level;
+  if (typeof level === 'number' && Number.isFinite(level)) return String(level);
+  return 'normal';
+}
+
+/**
+ * `server.loadLevel` as a number: 0 normal, 1 warning, 2 danger (a numeric level is
+ * taken as it is; anything else counts as 0).
+ */
+export function loadLevelOf(server: Server): number {
+  const level = (server as OperationalFlags).loadLevel;
+  if (typeof level === 'number' && Number.isFinite(level)) return level;
+  if (typeof level === 'string') return LOAD_LEVEL_VALUES[level] ?? 0;
+  return 0;
+}
+
+/** True while the server exposes `draining === true`. */
+export function isDraining(server: Server): boolean {
+  return (server as OperationalFlags).draining === true;
+}
+
+/** Ready means listening and neither draining nor closing (`address()` is null once closed). */
+export function readiness(server: Server): Readiness {
+  if (server.address() === null) return { ready: false, reason: 'not listening' };
+  if (isDraining(server)) return { ready: false, reason: 'draining' };
+  return { ready: true };
+}
+
+/** Counts connections by state (every state present, zeros included). */
+export function countStates(conns: Iterable<Connection>): Record<HealthState, number> {
+  const states = Object.fromEntries(HEALTH_STATES.map((s) => [s, 0])) as Record<
+    HealthState,
+    number
+  >;
+  for (const conn of conns) states[conn.state]++;
+  return states;
+}
+
+/** Rounds to microseconds: enough for loopback RTTs, short in JSON. */
+function round3(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+/** Describes one connection; `now` is the connection's clock (systemClock by default). */
+export function describeConnection(conn: Connection, now: number): ConnectionInfo {
+  const ids = conn as Connection & { clientId?: unknown; traceId?: unknown };
+  const rtt = conn.rtt;
+  const traffic = conn.traffic;
+  return {
+    id: conn.id,
+    session: conn.sessionId,
+    client: typeof ids.clientId === 'string' ? ids.clientId : '',
+    trace: typeof ids.traceId === 'string' ? ids.traceId : '',
+    remote: conn.remote,
+    state: conn.state,
+    rtt: rtt === undefined ? null : round3(rtt),
+    lastHeardMsAgo: conn.stats.links === 0 ? null : Math.max(0, Math.round(now - conn.lastHeardAt)),
+    messagesIn: conn.stats.messagesIn,
+    messagesOut: conn.stats.messagesOut,
+    bytesIn: traffic.bytesIn,
+    bytesOut: traffic.bytesOut,
+    links: conn.stats.links,
+    bufferedBytes: conn.bufferedBytes,
+    unacked: conn.unackedCount,
+    heartbeat: conn.heartbeatStats,
+    interval: conn.settings?.interval ?? null,
+    timeout: conn.settings?.timeout ?? null,
+  };
+}
+
+/** Describes a server. */
+export function describeServer(server: Server): ServerInfo {
+  const a = server.address();
+  const address =
+    a === null ? null : a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+  return {
+    address,
+    ready: readiness(server).ready,
+    draining: isDraining(server),
+    loadLevel: loadLevelOf(server),
+    loadLevelName: loadLevelName(server),
+    connections: server.connections.size,
+    states: countStates(server.connections.values()),
+  };
+}
+
+/** Orders connections worst first (dead, suspect, ...), then by id, for tables that show a few. */
+const SEVERITY: Record<HealthState, number> = {
+  dead: 0,
+  suspect: 1,
+  disconnected: 2,
+  connecting: 3,
+  healthy: 4,
+  closed: 5,
+};
+
+/** Compares two connections worst first, then by creation order of their ids. */
+export function worstFirst(a: Connection, b: Connection): number {
+  return (
+    SEVERITY[a.state] - SEVERITY[b.state] ||
+    a.id.length - b.id.length ||
+    (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+  );
+}
