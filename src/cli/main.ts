@@ -6,10 +6,13 @@
 
 import { readFileSync } from 'node:fs';
 import { ExitCode, UsageError } from './args.js';
+import { bench, benchHelp } from './bench.js';
 import { chaos, chaosHelp } from './chaos.js';
+import { withConfig } from './config.js';
 import { connect, connectHelp } from './connect.js';
 import { demo, demoHelp } from './demo.js';
 import { serve, serveHelp } from './serve.js';
+import { status, statusHelp } from './status.js';
 
 type Command = { run: (argv: string[]) => Promise<number>; help: string; summary: string };
 
@@ -26,6 +29,8 @@ const commands: Record<string, Command> = {
     help: chaosHelp,
     summary: 'a fault-injecting TCP proxy (latency, freeze, RST, FIN)',
   },
+  status: { run: status, help: statusHelp, summary: "a table of a running server's connections" },
+  bench: { run: bench, help: benchHelp, summary: 'run the benchmark suite' },
 };
 
 const mainHelp = `Usage: heartline <command> [options]
@@ -38,6 +43,10 @@ ${Object.entries(commands)
   .join('\n')}
 
 Run "heartline <command> --help" for a command's options.
+
+Every command also reads its flags from a JSON file (--config FILE or HEARTLINE_CONFIG,
+one object per command) and from HEARTLINE_<COMMAND>_<FLAG> environment variables;
+flags on the command line win over the environment, which wins over the file.
 
 Examples:
   heartline serve --port 7000 --echo --json
@@ -71,7 +80,7 @@ async function main(argv: string[]): Promise<number> {
     return ExitCode.OK;
   }
   try {
-    return await command.run(rest);
+    return await command.run(withConfig(name, rest));
   } catch (err) {
     const usage =
       err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');

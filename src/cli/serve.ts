@@ -4,9 +4,14 @@
 
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
+import { startAdmin } from '../observe/admin.js';
+import { createLogger, isLogLevel, LOG_LEVELS } from '../observe/logger.js';
+import { createRegistry } from '../observe/metrics.js';
+import { observeServer } from '../observe/observer.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { createServer, SERVER_DEFAULTS } from '../server/server.js';
 import { ExitCode, intFlag, UsageError } from './args.js';
+import { CLUSTER_FLAGS, CLUSTER_HELP, clusterOptions, reportCluster } from './cluster-flags.js';
 import { EventOutput, reportConnection } from './output.js';
 import { serverTls } from './tls-flags.js';
 
@@ -44,19 +49,35 @@ Options:
   --tls-cert FILE      serve TLS with this PEM certificate (chain)...
   --tls-key FILE       ...and this PEM private key
   --tls-ca FILE        mutual TLS: require client certificates signed by this PEM CA
-  --echo               send every received message back to its sender
+${CLUSTER_HELP}
+  --echo               send every received message back to its sender (a reply,
+                       committed with the message when sessions live in Redis)
+  --admin [HOST:]PORT  serve /metrics, /healthz, /readyz, /api/connections and the live
+                       dashboard at / (host defaults to 127.0.0.1; port 0 picks one)
+  --log-level LEVEL    structured pino logs on stderr (trace, debug, info, warn, error,
+                       fatal, silent); off by default
   --json               one JSON event per line on stdout
   -h, --help           show this help
 
 Examples:
   heartline serve --port 7000 --echo
+  heartline serve --port 7001 --echo --redis redis://127.0.0.1:6379 --node-id a
   heartline serve --port 0 --interval 1000 --timeout 3000 --json
+  heartline serve --port 7000 --admin 9464 --log-level info   # dashboard at :9464/
   heartline serve --port 7000 --tls-cert server.crt --tls-key server.key --tls-ca ca.crt`;
 
 /** A positive integer flag, or "unlimited" (Infinity); undefined stays undefined. */
 function limitFlag(name: string, value: string | undefined): number | undefined {
   if (value?.trim() === 'unlimited') return Number.POSITIVE_INFINITY;
   return intFlag(name, value, 1);
+}
+
+/** Parses "[HOST:]PORT" for --admin (host defaults to loopback: the endpoint has no auth). */
+function adminAddress(value: string): { host: string; port: number } {
+  const m = /^(?:(.+):)?(\d+)$/.exec(value);
+  const port = m ? intFlag('admin', m[2], 0, 65535) : undefined;
+  if (!m || port === undefined) throw new UsageError(`--admin must be [HOST:]PORT, got "${value}"`);
+  return { host: m[1] ?? '127.0.0.1', port };
 }
 
 /** Runs the command; resolves with the exit code once the server has closed. */
@@ -70,6 +91,8 @@ export async function serve(argv: string[]): Promise<number> {
       timeout: { type: 'string' },
       'session-ttl': { type: 'string' },
       'drain-timeout': { type: 'string' },
+      admin: { type: 'string' },
+      'log-level': { type: 'string' },
       'handshake-timeout': { type: 'string' },
       'max-frame': { type: 'string' },
       'max-ping-strikes': { type: 'string' },
@@ -82,6 +105,7 @@ export async function serve(argv: string[]): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'tls-ca': { type: 'string' },
+      ...CLUSTER_FLAGS,
       echo: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
@@ -92,6 +116,11 @@ export async function serve(argv: string[]): Promise<number> {
   const port = intFlag('port', values.port, 0, 65535);
   const drainTimeout =
     intFlag('drain-timeout', values['drain-timeout'], 0) ?? SERVER_DEFAULTS.drainTimeout;
+  const admin = values.admin === undefined ? null : adminAddress(values.admin);
+  const logLevel = values['log-level'];
+  if (logLevel !== undefined && !isLogLevel(logLevel)) {
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  }
   const out = new EventOutput(values.json);
   const options = {
     interval: intFlag('interval', values.interval, 1),
@@ -101,6 +130,7 @@ export async function serve(argv: string[]): Promise<number> {
     maxFrame: intFlag('max-frame', values['max-frame'], 64, 0xffff_ffff),
     maxPingStrikes: intFlag('max-ping-strikes', values['max-ping-strikes'], 0, 1000),
     tls: serverTls(values),
+    ...clusterOptions(values),
     maxConnections: limitFlag('max-connections', values['max-connections']),
     maxConnectionsPerAddress: limitFlag(
       'max-connections-per-address',
@@ -126,8 +156,9 @@ export async function serve(argv: string[]): Promise<number> {
   server.on('connection', (conn) => {
     out.event('connection', { conn: conn.id, remote: conn.remote, session: conn.sessionId });
     reportConnection(out, conn);
-    if (values.echo) conn.on('message', (data) => conn.send(data));
+    if (values.echo) conn.on('message', (data, info) => info.reply(data));
   });
+  if (values.redis !== undefined) reportCluster(out, server);
   server.on('rejected', (e) =>
     out.event('rejected', {
       remote: e.remote,
@@ -160,7 +191,37 @@ export async function serve(argv: string[]): Promise<number> {
     process.stderr.write(`heartline serve: cannot listen: ${(err as Error).message}\n`);
     return ExitCode.FAILURE;
   }
-  out.event('listening', { port: address.port, host: address.address });
+  // Logs go to stderr so that stdout keeps only the events (JSON or readable).
+  const logger =
+    logLevel === undefined ? undefined : createLogger({ level: logLevel, destination: 2 });
+  let adminUrl: string | undefined;
+  if (admin || logger) {
+    const registry = createRegistry();
+    observeServer(server, { registry, ...(logger ? { logger } : {}) });
+    if (admin) {
+      try {
+        const started = await startAdmin(server, {
+          ...admin,
+          registry,
+          ...(logger ? { logger } : {}),
+        });
+        adminUrl = started.url;
+        server.once('close', () => void started.close());
+      } catch (err) {
+        process.stderr.write(
+          `heartline serve: cannot start the admin endpoint: ${(err as Error).message}\n`,
+        );
+        await server.close();
+        return ExitCode.FAILURE;
+      }
+    }
+  }
+  out.event('listening', {
+    port: address.port,
+    host: address.address,
+    node: values.redis !== undefined ? server.nodeId : undefined,
+    admin: adminUrl,
+  });
 
   return new Promise<number>((resolve) => {
     let signals = 0;
