@@ -7,6 +7,14 @@ export { Backoff, type BackoffOptions, type JitterMode } from './client/backoff.
 export { CLIENT_DEFAULTS, ClientConnection, type ClientOptions, connect } from './client/client.js';
 export { parseServerList, type ServerAddress } from './client/servers.js';
 export {
+  CLUSTER_DEFAULTS,
+  type ClusterOptions,
+  type PresenceInfo,
+  type StoreEvent,
+} from './cluster/node.js';
+export { PRESENCE_DEFAULTS } from './cluster/presence.js';
+export { RedisStore, type RedisStoreOptions, type StoreStatus } from './cluster/redis-store.js';
+export {
   type CircuitState,
   Connection,
   type ConnectionEvents,
@@ -93,6 +101,23 @@ export {
   type ServerOptions,
 } from './server/server.js';
 export { ServerConnection } from './server/server-connection.js';
+export {
+  type AppendResult,
+  type CommitBatch,
+  type CommitResult,
+  type InboxEntry,
+  MemoryStore,
+  type MemoryStoreOptions,
+  type OwnerFence,
+  type PresenceEntry,
+  type PresenceEvent,
+  type SessionMeta,
+  type SessionSnapshot,
+  type SessionStore,
+  type StoredSession,
+  type StoreNote,
+  type Unsubscribe,
+} from './session/store.js';
 export { type Clock, systemClock } from './time/clock.js';
 export { FakeClock } from './time/fake-clock.js';
 export { TimingWheel, type WheelTimer } from './time/wheel.js';

@@ -272,6 +272,10 @@ export class ClientConnection extends Connection {
 
   protected override onControlFrame(link: Link, frame: Frame): void {
     if (frame.type === FrameType.SETTINGS) {
+      if (!(frame.interval > 0 && frame.timeout > frame.interval)) {
+        link.unexpected(`SETTINGS with interval ${frame.interval} and timeout ${frame.timeout}`);
+        return;
+      }
       const settings = heartbeatSettings(frame.interval, frame.timeout);
       this.settings = settings;
       link.beat?.retune(settings);
@@ -359,6 +363,10 @@ export class ClientConnection extends Connection {
     const sessionId = sessionIdString(welcome.sessionId);
     if (welcome.resumed && sessionId !== this.sessionId) {
       link.unexpected('WELCOME resumed a session this client did not ask for');
+      return;
+    }
+    if (!(welcome.interval > 0 && welcome.timeout > welcome.interval)) {
+      link.unexpected(`WELCOME grants interval ${welcome.interval} and timeout ${welcome.timeout}`);
       return;
     }
     if (!welcome.resumed && this.sessionId !== null) this.loseSession();

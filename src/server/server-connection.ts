@@ -4,7 +4,7 @@
  * session expires and the connection closes with 'session-expired'.
  */
 
-import { Connection } from '../connection.js';
+import { Connection, type JournalFactory } from '../connection.js';
 import type { CloseInfo, Link } from '../link.js';
 import type { HeartbeatSettings, ResolvedCommon } from '../options.js';
 import { CloseCode } from '../protocol/close-codes.js';
@@ -80,6 +80,39 @@ export class ServerConnection extends Connection {
       old.close('superseded', CloseCode.SUPERSEDED, 'a newer connection resumed this session');
     }
     this.attach(link, settings, this.sessionKey, resumed, peerLastReceived);
+  }
+
+  /**
+   * @internal Restores a session taken over from a session store, before its first link:
+   * the client's committed messages and the server's unacknowledged log.
+   */
+  restoreSession(state: { received: number; acked: number; log: readonly Uint8Array[] }): void {
+    this.outbound.startAt(state.acked);
+    for (const payload of state.log) this.outbound.push(payload);
+    this.inbound.reset(state.received);
+    this.nextSend = state.acked + 1;
+  }
+
+  /** @internal Commits this session to a session store (cluster mode). */
+  useJournal(factory: JournalFactory): void {
+    this.installJournal(factory);
+  }
+
+  /**
+   * Ends the session here on the cluster's word: `superseded` (another node holds it now;
+   * it is not lost) or `session-expired` (the store dropped it; what the client never
+   * acknowledged is handed back with 'session-lost'). The link, if any, gets the CLOSE.
+   */
+  endSession(reason: 'superseded' | 'session-expired', message: string): void {
+    if (this.closed) return;
+    const code = reason === 'superseded' ? CloseCode.SUPERSEDED : CloseCode.SESSION_EXPIRED;
+    if (reason === 'session-expired') this.loseSession();
+    const link = this.link;
+    if (link) {
+      this.detach(link);
+      link.close(reason, code, message);
+    }
+    this.finish({ reason, code, message });
   }
 
   /** Highest DATA seq received from the client (goes into WELCOME on resume). */

@@ -41,8 +41,8 @@ import {
   ID_BYTES,
   PROTOCOL_VERSION,
 } from '../protocol/frames.js';
-import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import type { PresenceEvent, StoredSession } from '../session/store.js';
+import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import { TimingWheel } from '../time/wheel.js';
 import {
   AdaptiveHeartbeat,
@@ -57,14 +57,11 @@ import {
   type AdmissionLimit,
   type AdmissionOptions,
   type AdmissionStats,
-  addressKey,
+  admitSocket,
   type Refusal,
   type ResolvedAdmission,
-  refusalInfo,
-  refuseSocket,
+  refusalReport,
   resolveAdmission,
-  socketRemote,
-  trackSocket,
 } from './admission.js';
 import { type GrantPolicy, grantHeartbeat, validatePolicy } from './grant.js';
 import {
@@ -446,20 +443,9 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /** Admission of a new socket: counts it, or refuses it with CLOSE(overloaded). */
   private admit(socket: Socket): boolean {
-    if (socket.remoteAddress === undefined) {
-      socket.destroy(); // gone before we saw it
-      return false;
-    }
-    const key = addressKey(socket.remoteAddress);
-    const refusal = this.admission.checkSocket(key, this.config.clock.now());
-    if (refusal) {
-      refuseSocket(socket, this.wheel, refusal);
-      const event = { remote: socketRemote(socket), info: refusalInfo(refusal) };
-      this.emit('rejected', { ...event, limit: refusal.limit });
-      return false;
-    }
-    trackSocket(this.admission, socket, key);
-    return true;
+    const refused = admitSocket(this.admission, socket, this.wheel, this.config.clock.now());
+    if (refused) this.emit('rejected', refused);
+    return refused === null;
   }
 
   /** Admission of a session: in danger or at maxSessions, only resumes pass. */
@@ -471,10 +457,11 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /** Turns a handshaking link away with CLOSE(overloaded) and reports it. */
   private refuse(link: Link, refusal: Refusal): void {
-    const info = refusalInfo(refusal);
+    const report = refusalReport(refusal, link.remote);
     this.handshaking.delete(link);
-    link.close('overloaded', CloseCode.OVERLOADED, refusal.message, refusal.retryAfter, info.error);
-    this.emit('rejected', { remote: link.remote, info, limit: refusal.limit });
+    const { message, retryAfter } = refusal;
+    link.close('overloaded', CloseCode.OVERLOADED, message, retryAfter, report.info.error);
+    this.emit('rejected', report);
   }
 
   private onHandshakeFrame(link: Link, frame: Frame): void {

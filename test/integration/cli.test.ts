@@ -58,6 +58,8 @@ const FIELDS: Readonly<Record<string, readonly string[]>> = {
   close: ['conn', 'reason', 'code'],
   rejected: ['remote', 'reason', 'code'],
   shutdown: ['signal'],
+  load: ['level', 'previous', 'reasons'],
+  retune: ['interval', 'factor', 'connections', 'demand', 'budget'],
   open: ['conn', 'session', 'remote'],
   reconnecting: ['conn', 'attempt', 'delayMs', 'reason'],
   resumed: ['conn', 'session', 'replayed'],
