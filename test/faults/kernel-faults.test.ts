@@ -11,8 +11,8 @@
  * - link down;
  * - SIGKILL of a peer process; SIGSTOP of a peer process; a server restart.
  *
- * For each side it measures the time from the fault (the moment the rule, link change
- * or signal is in place) to the `disconnect` event, checks the close reason and the
+ * For each side it measures the time from the fault (the clock starts just before the
+ * rule, link change or signal is put in place) to the `disconnect` event, checks the close reason and the
  * configured bound (interval 1000, timeout 3000: timeout + interval + 250 ms for silent
  * faults, interval + 250 ms for faults the kernel reports), and after healing checks
  * that every numbered line came back: exactly once and in order where the session
@@ -352,9 +352,9 @@ describe('kernel faults between two network namespaces', { skip }, () => {
   test('drop everything both ways (half-open: no FIN, no RST)', async (t) => {
     const { hosts, server, client, sender } = await setup(t);
     const [sf, cf] = [server.events.length, client.events.length];
+    const t0 = Date.now();
     addRule(hosts.client, 'in', 'meta l4proto tcp drop');
     addRule(hosts.client, 'out', 'meta l4proto tcp drop');
-    const t0 = Date.now();
     const [s, c] = await Promise.all([detection(server, sf, t0), detection(client, cf, t0)]);
     clearRules(hosts.client);
     await healAndFinish(server, client, sender, sf, cf);
@@ -368,8 +368,8 @@ describe('kernel faults between two network namespaces', { skip }, () => {
   test('drop client -> server only', async (t) => {
     const { hosts, server, client, sender } = await setup(t);
     const [sf, cf] = [server.events.length, client.events.length];
-    addRule(hosts.client, 'out', 'meta l4proto tcp drop');
     const t0 = Date.now();
+    addRule(hosts.client, 'out', 'meta l4proto tcp drop');
     const [s, c] = await Promise.all([detection(server, sf, t0), detection(client, cf, t0)]);
     clearRules(hosts.client);
     await healAndFinish(server, client, sender, sf, cf);
@@ -384,8 +384,8 @@ describe('kernel faults between two network namespaces', { skip }, () => {
   test('drop server -> client only', async (t) => {
     const { hosts, server, client, sender } = await setup(t);
     const [sf, cf] = [server.events.length, client.events.length];
-    addRule(hosts.server, 'out', 'meta l4proto tcp drop');
     const t0 = Date.now();
+    addRule(hosts.server, 'out', 'meta l4proto tcp drop');
     const [s, c] = await Promise.all([detection(server, sf, t0), detection(client, cf, t0)]);
     clearRules(hosts.server);
     await healAndFinish(server, client, sender, sf, cf);
@@ -401,9 +401,10 @@ describe('kernel faults between two network namespaces', { skip }, () => {
     const [sf, cf] = [server.events.length, client.events.length];
     // Each namespace answers the other's segments with an RST in the receiver's name
     // (RSTs themselves pass, or each rule would swallow the other's answers).
+    // The clock starts before the first rule: it can take effect before the second exists.
+    const t0 = Date.now();
     addRule(hosts.server, 'in', `tcp dport ${PORT} tcp flags & rst == 0 reject with tcp reset`);
     addRule(hosts.client, 'in', `tcp sport ${PORT} tcp flags & rst == 0 reject with tcp reset`);
-    const t0 = Date.now();
     const [s, c] = await Promise.all([detection(server, sf, t0), detection(client, cf, t0)]);
     clearRules(hosts.server);
     clearRules(hosts.client);
@@ -418,8 +419,8 @@ describe('kernel faults between two network namespaces', { skip }, () => {
   test('link down', async (t) => {
     const { hosts, server, client, sender } = await setup(t);
     const [sf, cf] = [server.events.length, client.events.length];
-    setLink(hosts.client, false);
     const t0 = Date.now();
+    setLink(hosts.client, false);
     const [s, c] = await Promise.all([detection(server, sf, t0), detection(client, cf, t0)]);
     setLink(hosts.client, true);
     await healAndFinish(server, client, sender, sf, cf);
@@ -434,8 +435,8 @@ describe('kernel faults between two network namespaces', { skip }, () => {
     const { server, client, sender } = await setup(t);
     const sf = server.events.length;
     sender.stop();
-    client.signal('SIGKILL');
     const t0 = Date.now();
+    client.signal('SIGKILL');
     const s = await detection(server, sf, t0);
     record(t, 'SIGKILL client', 'server', s, FAST_BOUND, 'n/a (client gone)');
     record(t, 'SIGKILL client', 'client', null, null, 'n/a', 'killed');
@@ -446,8 +447,8 @@ describe('kernel faults between two network namespaces', { skip }, () => {
   test('SIGKILL of the server process, then a new server', async (t) => {
     const { hosts, server, client, sender } = await setup(t);
     const cf = client.events.length;
-    server.signal('SIGKILL');
     const t0 = Date.now();
+    server.signal('SIGKILL');
     const c = await detection(client, cf, t0);
     const next = startServer(t, hosts.server, 'server2');
     await next.next((e) => e.event === 'listening', 'listening');
@@ -467,8 +468,8 @@ describe('kernel faults between two network namespaces', { skip }, () => {
   test('SIGSTOP of the server process', async (t) => {
     const { server, client, sender } = await setup(t);
     const [sf, cf] = [server.events.length, client.events.length];
-    server.signal('SIGSTOP');
     const t0 = Date.now();
+    server.signal('SIGSTOP');
     // Its kernel still ACKs: only the heartbeat can tell.
     const c = await detection(client, cf, t0);
     server.signal('SIGCONT');
@@ -482,8 +483,8 @@ describe('kernel faults between two network namespaces', { skip }, () => {
   test('SIGSTOP of the client process', async (t) => {
     const { server, client, sender } = await setup(t);
     const [sf, cf] = [server.events.length, client.events.length];
-    client.signal('SIGSTOP');
     const t0 = Date.now();
+    client.signal('SIGSTOP');
     const s = await detection(server, sf, t0);
     client.signal('SIGCONT');
     await healAndFinish(server, client, sender, sf, cf);
@@ -496,8 +497,8 @@ describe('kernel faults between two network namespaces', { skip }, () => {
   test('server restart (SIGTERM, then a new server on the same address)', async (t) => {
     const { hosts, server, client, sender } = await setup(t);
     const cf = client.events.length;
-    server.signal('SIGTERM');
     const t0 = Date.now();
+    server.signal('SIGTERM');
     const c = await detection(client, cf, t0);
     await server.waitExit();
     const next = startServer(t, hosts.server, 'server2');
