@@ -27,6 +27,9 @@ export const ErrorCodes = {
   HL_ERR_ABORTED: 'The operation was aborted through an AbortSignal.',
   HL_ERR_GAVE_UP: 'The client stopped reconnecting after its maximum number of attempts.',
   HL_ERR_SOCKET: 'The operating system reported a socket error.',
+  HL_ERR_TLS: 'The TLS handshake failed or a certificate was refused.',
+  HL_ERR_STORE: 'The session store could not be reached or failed.',
+  HL_ERR_REPLY_AFTER_HANDLER: 'A reply was attempted after its message handler had returned.',
   HL_ERR_INTERNAL: 'An unexpected failure inside heartline or an application hook.',
 } as const;
 

@@ -51,6 +51,8 @@ export {
   type CommonOptions,
   HEARTBEAT_DEFAULTS,
   type HeartbeatSettings,
+  PING_POLICY_DEFAULTS,
+  type PingPolicyOptions,
   TCP_DEFAULTS,
   type TcpOptions,
   tcpSettingsFor,
@@ -101,6 +103,7 @@ export {
   type ServerOptions,
 } from './server/server.js';
 export { ServerConnection } from './server/server-connection.js';
+export type { TlsPeerInfo } from './server/tls.js';
 export {
   type AppendResult,
   type CommitBatch,

@@ -11,6 +11,7 @@ import { parseServerList } from '../client/servers.js';
 import { InvalidArgumentError } from '../errors.js';
 import { ExitCode, intFlag, UsageError } from './args.js';
 import { EventOutput, reportConnection } from './output.js';
+import { clientTls } from './tls-flags.js';
 
 export const connectHelp = `Usage: heartline connect HOST:PORT[,HOST:PORT...] [options]
 
@@ -26,12 +27,19 @@ Options:
   --auth TOKEN         credentials for the server's authenticate hook
   --client-id ID       an id of your choosing, sent in the handshake
   --trace-id ID        a trace id for the server's logs
+  --tls                connect over TLS, trusting the system CAs
+  --tls-ca FILE        connect over TLS, trusting this PEM CA for the server
+  --tls-cert FILE      mutual TLS: present this PEM client certificate...
+  --tls-key FILE       ...with this PEM private key
+  --tls-servername N   the name to check in the server's certificate (and send as
+                       SNI; default the host)
   --json               one JSON event per line on stdout
   -h, --help           show this help
 
 Examples:
   echo hello | heartline connect 127.0.0.1:7000
-  heartline connect 10.0.0.1:7000,10.0.0.2:7000 --json < messages.txt`;
+  heartline connect 10.0.0.1:7000,10.0.0.2:7000 --json < messages.txt
+  heartline connect 127.0.0.1:7000 --tls-ca ca.crt --tls-cert me.crt --tls-key me.key`;
 
 export async function connect(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -45,6 +53,11 @@ export async function connect(argv: string[]): Promise<number> {
       auth: { type: 'string' },
       'client-id': { type: 'string' },
       'trace-id': { type: 'string' },
+      tls: { type: 'boolean', default: false },
+      'tls-ca': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-servername': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
     strict: true,
@@ -69,9 +82,10 @@ export async function connect(argv: string[]): Promise<number> {
     ...(values['client-id'] !== undefined ? { clientId: values['client-id'] } : {}),
     ...(values['trace-id'] !== undefined ? { traceId: values['trace-id'] } : {}),
   };
+  const tls = clientTls(values);
   let conn: ReturnType<typeof connectClient>;
   try {
-    conn = connectClient(options);
+    conn = connectClient(tls ? { ...options, tls } : options);
   } catch (err) {
     // An option the library refuses is a usage error: exit 2 with the help.
     if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
@@ -86,6 +100,11 @@ export async function connect(argv: string[]): Promise<number> {
 
   return new Promise<number>((resolve) => {
     let stdinDone = false;
+    // The library's timers are unref'd: while the client waits to reconnect after stdin
+    // ended, nothing else would keep the process alive, and it would exit 0 with messages
+    // still unacknowledged. Held until the connection closes.
+    const alive = setInterval(() => {}, 1 << 30);
+    conn.once('close', () => clearInterval(alive));
     const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
     rl.on('line', (line) => {
       if (conn.closed) return;

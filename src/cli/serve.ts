@@ -27,11 +27,12 @@ Options:
   --session-ttl MS     how long a lost session waits for a resume (default 120000)
   --drain-timeout MS   on SIGTERM/SIGINT, how long to wait for in-flight messages to be
                        acknowledged before closing (default 10000)
-  --handshake-timeout MS  close a socket that has not completed TLS and HELLO in time
-                       (default 10000)
+  --handshake-timeout MS
+                       close a socket that has not completed TLS and HELLO by then,
+                       counted from the TCP accept (default 10000)
   --max-frame BYTES    largest frame accepted or sent (default 1048576)
-  --max-ping-strikes N close a client that pings too fast after N strikes; 0 never
-                       (default 3)
+  --max-ping-strikes N close a client that pings faster than its grant allows after N
+                       strikes with CLOSE(policy violation); 0 never (default 3)
   --max-connections N  most open sockets; more get CLOSE(overloaded) (default 100000,
                        or the open-file limit - 256 when lower)
   --max-connections-per-address N

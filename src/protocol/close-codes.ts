@@ -43,6 +43,8 @@ export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
  * - connect-timeout, handshake-timeout, heartbeat-timeout, write-stall: our own timers
  * - protocol-error, frame-too-large, unsupported-version: the peer sent bad bytes
  * - keepalive-timeout: the kernel gave up on the peer (TCP keepalive or TCP_USER_TIMEOUT)
+ * - tls-error: the TLS handshake failed or a certificate was refused (no CLOSE code: it
+ *   happens below the frame layer); not final, a client retries with backoff
  * - local: this end called close()
  * - remote: the peer sent CLOSE(normal)
  * - going-away, overloaded, auth-failed, policy-violation, session-expired, superseded:
@@ -58,6 +60,7 @@ export type CloseReason =
   | 'heartbeat-timeout'
   | 'write-stall'
   | 'keepalive-timeout'
+  | 'tls-error'
   | 'protocol-error'
   | 'frame-too-large'
   | 'unsupported-version'

@@ -80,6 +80,8 @@ export class ServerConnection extends Connection {
       old.close('superseded', CloseCode.SUPERSEDED, 'a newer connection resumed this session');
     }
     this.attach(link, settings, this.sessionKey, resumed, peerLastReceived);
+    // The handshake acknowledged what the client has: the store may trim it too.
+    this.journal?.acked(this.outbound.acked);
   }
 
   /**

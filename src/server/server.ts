@@ -157,7 +157,10 @@ export interface RejectEvent {
 /** The typed events of a {@link Server}. */
 export interface ServerEvents {
   listening: [address: AddressInfo];
-  /** A new session started. Resumed sessions keep their existing Connection. */
+  /**
+   * A new session started, or (with a store) this node took over a session another node
+   * held. Sessions resumed on the same node keep their existing Connection.
+   */
   connection: [conn: ServerConnection];
   /** A socket failed or was refused during the handshake. */
   rejected: [event: RejectEvent];

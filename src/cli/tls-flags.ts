@@ -1,0 +1,69 @@
+/**
+ * The TLS flags of `serve` and `connect`: PEM files read up front, so that a missing or
+ * unreadable file, or a certificate without its key, is a usage error (exit 2) naming the
+ * flag, before anything listens or connects.
+ */
+
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions, TlsOptions } from 'node:tls';
+import { UsageError } from './args.js';
+
+function readPem(flag: string, path: string | undefined): Buffer | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`--${flag}: cannot read "${path}": ${(err as Error).message}`);
+  }
+}
+
+/** The files a command was given. */
+export interface TlsFlagValues {
+  'tls-cert'?: string | undefined;
+  'tls-key'?: string | undefined;
+  'tls-ca'?: string | undefined;
+}
+
+function certAndKey(values: TlsFlagValues): { cert?: Buffer; key?: Buffer } {
+  const cert = readPem('tls-cert', values['tls-cert']);
+  const key = readPem('tls-key', values['tls-key']);
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new UsageError('--tls-cert and --tls-key go together');
+  }
+  return cert && key ? { cert, key } : {};
+}
+
+/**
+ * Server TLS from `--tls-cert`/`--tls-key`, and mutual TLS from `--tls-ca` (clients must
+ * present a certificate that CA signed). Undefined without TLS flags.
+ */
+export function serverTls(values: TlsFlagValues): TlsOptions | undefined {
+  const pair = certAndKey(values);
+  const ca = readPem('tls-ca', values['tls-ca']);
+  if (pair.cert === undefined) {
+    if (ca !== undefined) throw new UsageError('--tls-ca needs --tls-cert and --tls-key');
+    return undefined;
+  }
+  return ca === undefined ? pair : { ...pair, ca, requestCert: true, rejectUnauthorized: true };
+}
+
+/**
+ * Client TLS from `--tls` (system CAs), `--tls-ca` (trust this CA for the server),
+ * `--tls-cert`/`--tls-key` (a client certificate for mutual TLS) and `--tls-servername`
+ * (the name checked in the server certificate and sent as SNI). Any of them turns TLS on.
+ */
+export function clientTls(
+  values: TlsFlagValues & { tls?: boolean | undefined; 'tls-servername'?: string | undefined },
+): ConnectionOptions | undefined {
+  const pair = certAndKey(values);
+  const ca = readPem('tls-ca', values['tls-ca']);
+  const servername = values['tls-servername'];
+  if (servername === '') throw new UsageError('--tls-servername must not be empty');
+  const on = values.tls === true || pair.cert !== undefined || ca !== undefined || !!servername;
+  if (!on) return undefined;
+  return {
+    ...pair,
+    ...(ca !== undefined ? { ca } : {}),
+    ...(servername !== undefined ? { servername } : {}),
+  };
+}

@@ -1,0 +1,236 @@
+/**
+ * The server's TLS front: a node:tls server whose sockets reach the handshake only once
+ * TLS is up, under one deadline. `handshakeTimeout` runs from the TCP accept and covers
+ * the TLS handshake and the HELLO together, so a peer that trickles TLS bytes cannot hold
+ * a socket longer than a plain TCP one could. Failures before the HELLO are classified
+ * ('tls-error', 'handshake-timeout', 'eof') and reported, and a client certificate the
+ * server's CA does not trust is refused with CLOSE(AUTH_FAILED) over the TLS channel, so
+ * that the client learns why and stops retrying (Node alone would just hang up).
+ */
+
+import type { Socket } from 'node:net';
+import {
+  type PeerCertificate,
+  type TLSSocket,
+  type TlsOptions,
+  createServer as tlsServer,
+} from 'node:tls';
+import { HeartlineError, InvalidArgumentError } from '../errors.js';
+import type { CloseInfo } from '../link.js';
+import { errnoCode } from '../net/classify.js';
+import { isTlsError } from '../net/tls.js';
+import { CloseCode } from '../protocol/close-codes.js';
+import { encodeClose } from '../protocol/codec.js';
+import type { Clock } from '../time/clock.js';
+import type { TimingWheel, WheelTimer } from '../time/wheel.js';
+
+/** What the authenticate hook sees of a TLS peer. */
+export interface TlsPeerInfo {
+  /** True when the client presented a certificate the server's CA verified. */
+  authorized: boolean;
+  /** Why the client certificate did not verify (an OpenSSL code), or null. */
+  authorizationError: string | null;
+  /** The client's certificate, or null when it sent none. */
+  peerCertificate: PeerCertificate | null;
+  /** The negotiated protocol version, such as 'TLSv1.3'. */
+  protocol: string | null;
+  /** The SNI server name the client asked for, or null. */
+  servername: string | null;
+}
+
+/** Reads the TLS facts of an established server-side TLS socket. */
+export function tlsPeerInfo(socket: TLSSocket): TlsPeerInfo {
+  const cert = socket.getPeerCertificate();
+  const error = socket.authorizationError as unknown;
+  const name = (socket as { servername?: unknown }).servername;
+  return {
+    authorized: socket.authorized === true,
+    authorizationError: error ? String(error) : null,
+    peerCertificate: cert && Object.keys(cert).length > 0 ? cert : null,
+    protocol: socket.getProtocol(),
+    servername: typeof name === 'string' ? name : null,
+  };
+}
+
+/** What the TLS front needs from its server. */
+export interface TlsFrontHost {
+  readonly clock: Clock;
+  readonly wheel: TimingWheel;
+  /** The one deadline for TLS handshake + HELLO (ms). */
+  readonly handshakeTimeout: number;
+  /** TLS is up: hand the socket to the handshake with what is left of the deadline. */
+  secure(socket: TLSSocket, remainingMs: number): void;
+  /** A socket failed before it could send HELLO. */
+  rejected(remote: string, info: CloseInfo): void;
+}
+
+/** A TCP connection whose TLS handshake has not finished. */
+interface Pending {
+  readonly raw: Socket;
+  readonly remote: string;
+  readonly at: number;
+  readonly timer: WheelTimer;
+  secured: boolean;
+  timedOut: boolean;
+  error: Error | null;
+}
+
+/** How long a refused socket may take to flush its CLOSE before it is destroyed (ms). */
+const REFUSE_GRACE_MS = 1000;
+
+function remoteOf(socket: Socket): string {
+  const { remoteAddress: a, remotePort: p } = socket;
+  if (a === undefined) return '?';
+  return a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`;
+}
+
+/** The 4-tuple names one live TCP connection of a listener (IP-level, so also the TLS one). */
+function tupleOf(socket: Socket): string | null {
+  const { localAddress, localPort, remoteAddress, remotePort } = socket;
+  if (remoteAddress === undefined || localAddress === undefined) return null;
+  return `${localAddress}|${localPort}|${remoteAddress}|${remotePort}`;
+}
+
+/**
+ * The TLS listener of a server. Pass it to the server's `listen`; call
+ * `destroyPending()` when the server closes.
+ */
+export class TlsFront {
+  readonly server: ReturnType<typeof tlsServer>;
+  private readonly pending = new Map<string, Pending>();
+  /** Refused sockets flushing their CLOSE. */
+  private readonly refused = new Set<TLSSocket>();
+  /** Enforce client certificates here rather than in Node (which hangs up silently). */
+  private readonly requireClientCert: boolean;
+
+  constructor(
+    options: TlsOptions,
+    private readonly host: TlsFrontHost,
+  ) {
+    if (options === null || typeof options !== 'object') {
+      throw new InvalidArgumentError('option "tls" must be an object of node:tls server options');
+    }
+    this.requireClientCert = options.requestCert === true && options.rejectUnauthorized !== false;
+    this.server = tlsServer({
+      ...options,
+      // The certificate is checked after the handshake (below), to answer with a reason.
+      rejectUnauthorized: false,
+      // handshakeTimeout is ours and absolute; Node's is an idle timer a trickle resets.
+      handshakeTimeout: 0,
+    });
+    this.server.on('connection', (raw: Socket) => this.onConnection(raw));
+    this.server.on('tlsClientError', (err: Error, socket: TLSSocket) =>
+      this.onTlsError(err, socket),
+    );
+    this.server.on('secureConnection', (socket: TLSSocket) => this.onSecure(socket));
+  }
+
+  /** Destroys every socket still in its TLS handshake or being refused (the server is closing). */
+  destroyPending(): void {
+    for (const p of [...this.pending.values()]) p.raw.destroy();
+    for (const socket of [...this.refused]) socket.destroy();
+  }
+
+  private onConnection(raw: Socket): void {
+    const key = tupleOf(raw);
+    if (key === null) {
+      raw.destroy();
+      return;
+    }
+    const entry: Pending = {
+      raw,
+      remote: remoteOf(raw),
+      at: this.host.clock.now(),
+      timer: this.host.wheel.timer(() => {
+        entry.timedOut = true;
+        raw.destroy();
+      }),
+      secured: false,
+      timedOut: false,
+      error: null,
+    };
+    entry.timer.arm(this.host.handshakeTimeout);
+    this.pending.set(key, entry);
+    raw.once('close', () => {
+      entry.timer.cancel();
+      if (this.pending.get(key) === entry) this.pending.delete(key);
+      if (!entry.secured) this.host.rejected(entry.remote, this.failure(entry));
+    });
+  }
+
+  /** Classifies a connection that closed before its TLS handshake finished. */
+  private failure(entry: Pending): CloseInfo {
+    if (entry.timedOut) {
+      const message = `no TLS handshake and HELLO within the handshake timeout of ${this.host.handshakeTimeout} ms`;
+      return {
+        reason: 'handshake-timeout',
+        message,
+        error: new HeartlineError('HL_ERR_HANDSHAKE_TIMEOUT', message),
+      };
+    }
+    const err = entry.error;
+    if (err && isTlsError(err)) {
+      const errno = errnoCode(err);
+      return {
+        reason: 'tls-error',
+        message: err.message,
+        error: new HeartlineError('HL_ERR_TLS', `TLS handshake failed: ${err.message}`, {
+          cause: err,
+        }),
+        ...(errno ? { errno } : {}),
+      };
+    }
+    return { reason: 'eof', message: 'the peer closed the connection during the TLS handshake' };
+  }
+
+  private onTlsError(err: Error, socket: TLSSocket): void {
+    // Node reports the address only while the socket is open; a hang-up after close is
+    // classified by the raw socket's close instead.
+    const key = tupleOf(socket);
+    const entry = key === null ? undefined : this.pending.get(key);
+    if (entry && entry.error === null) entry.error = err;
+  }
+
+  private onSecure(socket: TLSSocket): void {
+    const key = tupleOf(socket);
+    const entry = key === null ? undefined : this.pending.get(key);
+    if (!entry) {
+      // Closed in the meantime (its close reported it) or unknown: never serve it.
+      socket.destroy();
+      return;
+    }
+    entry.secured = true;
+    entry.timer.cancel();
+    this.pending.delete(key!);
+    if (this.requireClientCert && !socket.authorized) {
+      this.refuse(socket, entry);
+      return;
+    }
+    const left = this.host.handshakeTimeout - (this.host.clock.now() - entry.at);
+    this.host.secure(socket, Math.max(1, Math.round(left)));
+  }
+
+  /** TLS is up but the client certificate is missing or untrusted: CLOSE(AUTH_FAILED). */
+  private refuse(socket: TLSSocket, entry: Pending): void {
+    const why = socket.authorizationError ? String(socket.authorizationError) : 'no certificate';
+    const message = `client certificate refused: ${why}`;
+    socket.on('error', () => {});
+    // Read (and drop) what the client still sends, so that its FIN is seen and the socket
+    // closes as soon as it has read the CLOSE.
+    socket.resume();
+    socket.end(encodeClose(CloseCode.AUTH_FAILED, 'client certificate refused'));
+    const grace = this.host.wheel.timer(() => socket.destroy());
+    grace.arm(REFUSE_GRACE_MS);
+    this.refused.add(socket);
+    socket.once('close', () => {
+      grace.cancel();
+      this.refused.delete(socket);
+    });
+    this.host.rejected(entry.remote, {
+      reason: 'auth-failed',
+      code: CloseCode.AUTH_FAILED,
+      message,
+      error: new HeartlineError('HL_ERR_AUTH_FAILED', message),
+    });
+  }
+}
