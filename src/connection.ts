@@ -602,6 +602,10 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
         return seq;
       },
       flush: () => this.flush(),
+      pauseInput: (paused) => {
+        if (paused) this.link?.socket.pause();
+        else this.link?.socket.resume();
+      },
       closed: () => this.closed,
     };
     this.journal = factory(host);

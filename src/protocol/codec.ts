@@ -4,6 +4,8 @@
  * Wire format (PROTOCOL.md is normative): u32 big-endian length, then that many bytes of
  * which the first is the frame type and the rest the payload. Integers are big-endian;
  * u64 fields carry values up to 2^53 - 1 so that JavaScript numbers hold them exactly.
+ *
+ * @module
  */
 
 import { InvalidArgumentError, ProtocolError } from '../errors.js';
@@ -96,6 +98,7 @@ function shortField(bytes: Uint8Array, name: string): Uint8Array {
   return bytes;
 }
 
+/** HELLO: the client's first frame (version, heartbeat wishes, auth, resume, ids). */
 export function encodeHello(f: Omit<HelloFrame, 'type'>): Buffer {
   const auth = shortField(f.auth, 'auth');
   const clientId = shortField(Buffer.from(f.clientId, 'utf8'), 'clientId');
@@ -120,6 +123,7 @@ export function encodeHello(f: Omit<HelloFrame, 'type'>): Buffer {
   return buf;
 }
 
+/** WELCOME: the server's answer to HELLO (session, token, granted settings). */
 export function encodeWelcome(f: Omit<WelcomeFrame, 'type'>): Buffer {
   const buf = header(FrameType.WELCOME, WELCOME_SIZE);
   let o = LENGTH_BYTES + 1;
@@ -152,6 +156,7 @@ export function encodePong(seq: number, timestamp: number): Buffer {
   return encodeProbe(FrameType.PONG, seq, timestamp);
 }
 
+/** DATA carrying one application message with its sequence number. */
 export function encodeData(seq: number, payload: Uint8Array): Buffer {
   const buf = header(FrameType.DATA, DATA_HEADER + payload.length);
   writeU64(buf, seq, LENGTH_BYTES + 1);
@@ -159,12 +164,14 @@ export function encodeData(seq: number, payload: Uint8Array): Buffer {
   return buf;
 }
 
+/** ACK: every DATA with a sequence up to `seq` has been received. */
 export function encodeAck(seq: number): Buffer {
   const buf = header(FrameType.ACK, ACK_SIZE);
   writeU64(buf, seq, LENGTH_BYTES + 1);
   return buf;
 }
 
+/** CLOSE with a close code, a UTF-8 reason and a retry hint in ms (0: none). */
 export function encodeClose(code: number, reason = '', retryAfter = 0): Buffer {
   if (!Number.isInteger(code) || code < 0 || code > 0xffff) {
     throw new InvalidArgumentError(`close code out of range: ${code}`);
@@ -177,6 +184,7 @@ export function encodeClose(code: number, reason = '', retryAfter = 0): Buffer {
   return buf;
 }
 
+/** SETTINGS: the heartbeat interval and timeout (ms) in force from now on. */
 export function encodeSettings(interval: number, timeout: number): Buffer {
   const buf = header(FrameType.SETTINGS, SETTINGS_SIZE);
   writeU32(buf, interval, LENGTH_BYTES + 1);

@@ -226,6 +226,24 @@ export class OutboundBuffer {
   }
 
   /**
+   * Starts an empty buffer at `seq`, for a session restored from a store: everything up to
+   * `seq` counts as sent and acknowledged, and the next push gets `seq + 1`.
+   * @throws {InvalidArgumentError} if the buffer holds messages or `seq` is not a safe
+   *   integer >= 0.
+   */
+  startAt(seq: number): void {
+    if (!Number.isSafeInteger(seq) || seq < 0) {
+      throw new InvalidArgumentError(`startAt seq must be a safe integer >= 0, got ${String(seq)}`);
+    }
+    if (this.size > 0) throw new InvalidArgumentError('startAt needs an empty buffer');
+    this.#queue = [];
+    this.#head = 0;
+    this.#lastSeq = seq;
+    this.#acked = seq;
+    this.#generation++;
+  }
+
+  /**
    * Empties the buffer and returns every unacknowledged payload in order, for handing back
    * to the application when the session is lost or the client gives up. The sequence
    * restarts at 1 and {@link acked} at 0 (a new session).

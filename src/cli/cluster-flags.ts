@@ -1,0 +1,72 @@
+/**
+ * The cluster flags of `serve`: `--redis URL` keeps sessions in Redis so that any node can
+ * resume them, `--node-id` names the node, `--presence-ttl` says how soon a dead node's
+ * sessions count as offline. With `--redis` the command also prints `store` and
+ * `presence` events.
+ */
+
+import type { Server } from '../server/server.js';
+import { intFlag, UsageError } from './args.js';
+import type { EventOutput } from './output.js';
+
+/** parseArgs options of the cluster flags. */
+export const CLUSTER_FLAGS = {
+  redis: { type: 'string' },
+  'node-id': { type: 'string' },
+  'presence-ttl': { type: 'string' },
+} as const;
+
+/** Help lines of the cluster flags. */
+export const CLUSTER_HELP = `  --redis URL          keep sessions in Redis (redis://HOST:PORT[/DB]) so that any node
+                       started with the same URL can resume them; adds "store" and
+                       "presence" events
+  --node-id ID         this node's id in the cluster (default HOSTNAME-PID-RANDOM)
+  --presence-ttl MS    a node not heard for this long counts as dead (default 10000)`;
+
+/** The values of the cluster flags. */
+export interface ClusterFlagValues {
+  redis?: string | undefined;
+  'node-id'?: string | undefined;
+  'presence-ttl'?: string | undefined;
+}
+
+/** Server options from the flags (none without them); a bad value is a usage error. */
+export function clusterOptions(values: ClusterFlagValues): {
+  redis?: string;
+  nodeId?: string;
+  presenceTtl?: number;
+} {
+  const out: { redis?: string; nodeId?: string; presenceTtl?: number } = {};
+  if (values.redis !== undefined) {
+    if (!/^rediss?:\/\/./.test(values.redis)) {
+      throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${values.redis}"`);
+    }
+    out.redis = values.redis;
+  } else if (values['node-id'] !== undefined || values['presence-ttl'] !== undefined) {
+    throw new UsageError('--node-id and --presence-ttl need --redis');
+  }
+  if (values['node-id'] !== undefined) out.nodeId = values['node-id'];
+  const ttl = intFlag('presence-ttl', values['presence-ttl'], 300);
+  if (ttl !== undefined) out.presenceTtl = ttl;
+  return out;
+}
+
+/** Prints the store and presence events of a clustered server. */
+export function reportCluster(out: EventOutput, server: Server): void {
+  server.on('store', (e) =>
+    out.event('store', {
+      node: server.nodeId,
+      up: e.up,
+      error: e.error?.message,
+      errorCode: e.error?.code,
+    }),
+  );
+  server.on('presence', (e) =>
+    out.event('presence', {
+      node: e.node,
+      session: e.sessionId,
+      client: e.clientId,
+      online: e.online,
+    }),
+  );
+}

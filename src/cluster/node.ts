@@ -1,0 +1,510 @@
+/**
+ * One server's place in a cluster: its node id, the session store, the journal of each
+ * session it holds, takeover of sessions other nodes held, the notes nodes send each other,
+ * presence and routing. Without a store it still answers `presence()` and `sendTo()` for
+ * the sessions of this server alone, and sessions stay in memory exactly as before.
+ */
+
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { RedisOptions } from 'ioredis';
+import { HeartlineError, InvalidArgumentError } from '../errors.js';
+import { intOption } from '../options.js';
+import { CloseCode } from '../protocol/close-codes.js';
+import type { HelloFrame } from '../protocol/frames.js';
+import type { ServerConnection } from '../server/server-connection.js';
+import type {
+  PresenceEntry,
+  PresenceEvent,
+  SessionStore,
+  StoredSession,
+  StoreNote,
+  Unsubscribe,
+} from '../session/store.js';
+import type { Clock, ClockTimer } from '../time/clock.js';
+import { type JournalEvents, SessionJournal } from './journal.js';
+import { PRESENCE_DEFAULTS, Presence } from './presence.js';
+import { RedisStore } from './redis-store.js';
+import { Router } from './router.js';
+
+/** Cluster defaults. */
+export const CLUSTER_DEFAULTS = Object.freeze({
+  /** See {@link PRESENCE_DEFAULTS}. */
+  presenceTtl: PRESENCE_DEFAULTS.ttl,
+  /**
+   * A store call slower than this (ms) counts as failed: the session serves its client
+   * locally meanwhile. Loopback Redis answers in well under a millisecond; 2 s rides out a
+   * failover without stalling a link for longer than a fraction of its heartbeat timeout.
+   */
+  storeTimeout: 2000,
+  /** What a resume refused while the store is down tells the client to wait (ms). */
+  storeRetryAfter: 1000,
+});
+
+/** Server options for running several nodes. */
+export interface ClusterOptions {
+  /**
+   * Where sessions live so that any node can resume them (a `RedisStore`, or a
+   * `MemoryStore` shared by servers of one process). @default none: sessions live in this
+   * server's memory, as a single node
+   */
+  store?: SessionStore;
+  /**
+   * A Redis URL (`redis://host:6379`) or ioredis options: the server creates a RedisStore
+   * and closes it with itself. Conflicts with `store`.
+   */
+  redis?: string | RedisOptions;
+  /** This node's id in presence and ownership. @default `HOSTNAME-PID-RANDOM` */
+  nodeId?: string;
+  /** A node not heard for this long (ms) is dead and its sessions offline. @default 10000 */
+  presenceTtl?: number;
+  /** A store call slower than this (ms) counts as failed. @default 2000 */
+  storeTimeout?: number;
+}
+
+/** {@link ClusterOptions} validated. */
+export interface ResolvedCluster {
+  readonly store: SessionStore | null;
+  /** The server created the store and closes it. */
+  readonly ownsStore: boolean;
+  readonly nodeId: string;
+  readonly presenceTtl: number;
+  readonly storeTimeout: number;
+}
+
+/** Validates the cluster options. */
+export function resolveCluster(o: ClusterOptions): ResolvedCluster {
+  if (o.store !== undefined && o.redis !== undefined) {
+    throw new InvalidArgumentError('options "store" and "redis" conflict: give one of them');
+  }
+  if (o.store !== undefined && (o.store === null || typeof o.store.commit !== 'function')) {
+    throw new InvalidArgumentError('option "store" must be a SessionStore');
+  }
+  const nodeId = o.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  if (typeof nodeId !== 'string' || !/^[\x21-\x7e]{1,200}$/.test(nodeId)) {
+    throw new InvalidArgumentError(
+      `option "nodeId" must be 1 to 200 printable ASCII characters without spaces, got ${String(nodeId)}`,
+    );
+  }
+  let store = o.store ?? null;
+  if (o.redis !== undefined) {
+    store =
+      typeof o.redis === 'string' ? new RedisStore(o.redis) : new RedisStore({ redis: o.redis });
+  }
+  return Object.freeze({
+    store,
+    ownsStore: o.redis !== undefined,
+    nodeId,
+    presenceTtl: intOption(
+      'presenceTtl',
+      o.presenceTtl,
+      CLUSTER_DEFAULTS.presenceTtl,
+      300,
+      86_400_000,
+    ),
+    storeTimeout: intOption(
+      'storeTimeout',
+      o.storeTimeout,
+      CLUSTER_DEFAULTS.storeTimeout,
+      10,
+      600_000,
+    ),
+  });
+}
+
+/** The store became reachable (`up`) or failed (`error` says how). */
+export interface StoreEvent {
+  up: boolean;
+  error?: HeartlineError;
+}
+
+/** Where a session id or client id is online. */
+export interface PresenceInfo {
+  id: string;
+  online: boolean;
+  /** One entry per session online on a node. */
+  sessions: PresenceEntry[];
+}
+
+/** What a cluster node needs of its server. */
+export interface ClusterHost {
+  clock: Clock;
+  sessionTtl: number;
+  /** The replay-buffer cap, also the cap of a session's log and inbox in the store. */
+  maxBytes: number;
+  maxFrame: number;
+  presence(event: PresenceEvent): void;
+  store(event: StoreEvent): void;
+}
+
+interface Held {
+  conn: ServerConnection;
+  journal: SessionJournal | null;
+}
+
+/** A resume as HELLO carries it. */
+type Resume = NonNullable<HelloFrame['resume']>;
+
+/** A closed ServerConnection whose session goes on elsewhere (kept in the store). */
+function keepsSession(conn: ServerConnection): boolean {
+  const info = conn.closeInfo;
+  return info?.reason === 'superseded' || info?.code === CloseCode.GOING_AWAY;
+}
+
+/** See the module comment. */
+export class ClusterNode {
+  readonly nodeId: string;
+  readonly store: SessionStore | null;
+  readonly #config: ResolvedCluster;
+  readonly #host: ClusterHost;
+  readonly #held = new Map<string, Held>();
+  readonly #byClient = new Map<string, Set<ServerConnection>>();
+  readonly #presence: Presence;
+  readonly #router: Router;
+  readonly #ending = new Set<Promise<void>>();
+  readonly #journalEvents: JournalEvents;
+  /** The TTL of the store's keys and the period of touches (ms). */
+  readonly #keyTtl: number;
+  #up: boolean | null = null;
+  #timer: ClockTimer | null = null;
+  #unsubscribe: Promise<Unsubscribe | null> | null = null;
+  #stopStatus: (() => void) | null = null;
+  #closed: Promise<void> | null = null;
+
+  constructor(config: ResolvedCluster, host: ClusterHost) {
+    this.#config = config;
+    this.#host = host;
+    this.nodeId = config.nodeId;
+    this.store = config.store;
+    // A TTL of 0 would delete a session under its own link; a second is the floor.
+    this.#keyTtl = Math.max(host.sessionTtl, 1000);
+    this.#presence = new Presence(this.store, this.nodeId, config.presenceTtl, {
+      clock: host.clock,
+      event: (e) => host.presence(e),
+      error: (err) => this.#storeDown(err),
+      ok: () => this.#storeUp(),
+      call: (op) => this.#call(op),
+    });
+    this.#router = new Router(
+      this.store,
+      {
+        local: (id) => this.#live(id),
+        localByClient: (cid) => this.#byClient.get(cid) ?? [],
+        call: (op) => this.#call(op),
+      },
+      host.maxFrame,
+    );
+    this.#journalEvents = {
+      fenced: (j) =>
+        this.#held.get(j.sessionId)?.conn.endSession('superseded', 'another node resumed it'),
+      overflow: (j) =>
+        this.#held
+          .get(j.sessionId)
+          ?.conn.endSession('session-expired', 'the session passed its byte cap in the store'),
+      failed: (_j, err) => this.#storeDown(err),
+      ok: () => this.#storeUp(),
+    };
+    this.#start();
+  }
+
+  #start(): void {
+    const store = this.store;
+    if (!store) return;
+    this.#stopStatus =
+      store.onStatus?.((s) => (s.up ? this.#storeUp() : this.#storeDown(s.error))) ?? null;
+    this.#unsubscribe = store
+      .subscribe(this.nodeId, (note) => this.#onNote(note))
+      .catch((err: unknown) => {
+        this.#storeDown(err);
+        return null;
+      });
+    void this.#presence.start();
+    this.#schedule();
+  }
+
+  /** A live session this node holds. */
+  #live(sessionId: string): ServerConnection | undefined {
+    const held = this.#held.get(sessionId);
+    return held && !held.conn.closed ? held.conn : undefined;
+  }
+
+  #call<T>(op: Promise<T>): Promise<T> {
+    const { clock } = this.#host;
+    const timeout = this.#config.storeTimeout;
+    return new Promise<T>((resolve, reject) => {
+      const timer = clock.setTimeout(
+        () =>
+          reject(
+            new HeartlineError(
+              'HL_ERR_STORE',
+              `the session store did not answer within ${timeout} ms`,
+            ),
+          ),
+        timeout,
+      );
+      op.then(
+        (v) => {
+          clock.clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          clock.clearTimeout(timer);
+          reject(
+            err instanceof HeartlineError
+              ? err
+              : new HeartlineError('HL_ERR_STORE', `session store: ${String(err)}`, {
+                  cause: err,
+                }),
+          );
+        },
+      );
+    });
+  }
+
+  #storeDown(err: unknown): void {
+    if (this.#up === false) return;
+    this.#up = false;
+    const error =
+      err instanceof HeartlineError
+        ? err
+        : new HeartlineError('HL_ERR_STORE', `session store: ${String(err)}`, { cause: err });
+    this.#host.store({ up: false, error });
+  }
+
+  #storeUp(): void {
+    if (this.#up === true) return;
+    this.#up = true;
+    this.#host.store({ up: true });
+    for (const held of this.#held.values()) held.journal?.retry();
+  }
+
+  #onNote(note: StoreNote): void {
+    const held = this.#held.get(note.sessionId);
+    if (!held?.journal) return;
+    if (note.type === 'inbox') held.journal.inboxNote(note.id);
+    else if (note.gen > held.journal.fence.gen) {
+      held.conn.endSession('superseded', 'another node resumed it');
+    }
+  }
+
+  // ---- the periodic work -----------------------------------------------------------------
+
+  #schedule(): void {
+    const period = Math.max(100, Math.min(this.#config.presenceTtl, this.#keyTtl) / 3);
+    this.#timer = this.#host.clock.setTimeout(() => {
+      this.#timer = null;
+      void this.#tick().finally(() => {
+        if (!this.#closed) this.#schedule();
+      });
+    }, period);
+  }
+
+  /** Refreshes the TTL of linked sessions, finds inbox messages whose note was lost, retries. */
+  async #tick(): Promise<void> {
+    const store = this.store;
+    if (!store) return;
+    const linked: Held[] = [];
+    let probed = false;
+    for (const held of this.#held.values()) {
+      const j = held.journal;
+      if (!j || j.ended) continue;
+      if (j.degraded) {
+        // While the store is down one session probes it; once up, every one writes back.
+        if (this.#up !== false || !probed) j.retry();
+        probed = true;
+      } else if (held.conn.state !== 'disconnected' && held.conn.state !== 'connecting') {
+        linked.push(held);
+      }
+    }
+    if (linked.length === 0) return;
+    try {
+      const tails = await this.#call(
+        store.touch(
+          linked.map((h) => h.conn.sessionKey),
+          this.nodeId,
+        ),
+      );
+      this.#storeUp();
+      for (const [i, h] of linked.entries()) h.journal?.touched(tails[i] ?? -1);
+    } catch (err) {
+      this.#storeDown(err);
+    }
+  }
+
+  // ---- sessions --------------------------------------------------------------------------
+
+  /**
+   * Whether `conn`, found in this server's memory for a resume, may be resumed here: with
+   * a store, only while this node still owns it (a node that missed its `superseded` note
+   * must not serve a stale copy). A stale one is ended here.
+   */
+  async keeps(conn: ServerConnection): Promise<boolean> {
+    const held = this.#held.get(conn.sessionKey);
+    const j = held?.journal;
+    if (!this.store || !j || j.degraded) return true;
+    if (j.ended) return false;
+    try {
+      const [tail] = await this.#call(this.store.touch([conn.sessionKey], this.nodeId));
+      // Missing (-2): the store lost it while we hold it; the journal writes it back.
+      if (tail !== undefined && tail !== -1) {
+        if (tail === -2) j.probe();
+        return true;
+      }
+    } catch {
+      return true; // the store is down: serve what we hold, as a single node would
+    }
+    conn.endSession('superseded', 'another node resumed it');
+    return false;
+  }
+
+  /**
+   * Takes over a session another node held: loads it, checks the token (constant time),
+   * the identity and that it can give the client everything it lacks, then claims it (the
+   * previous owner gets a `superseded` note). Null when it cannot be resumed; rejects with
+   * HL_ERR_STORE when the store cannot be reached.
+   */
+  async resume(resume: Resume, identity: string | null): Promise<StoredSession | null> {
+    const store = this.store;
+    if (!store) return null;
+    const sessionId = Buffer.from(resume.sessionId).toString('hex');
+    const loaded = await this.#call(store.load(sessionId));
+    if (!loaded || !this.#resumable(loaded, resume, identity)) return null;
+    const claimed = await this.#call(store.claim(sessionId, this.nodeId));
+    this.#storeUp();
+    if (!claimed) return null;
+    if (!this.#resumable(claimed, resume, identity)) {
+      await this.#call(store.delete(sessionId, { node: this.nodeId, gen: claimed.gen })).catch(
+        () => {},
+      );
+      return null;
+    }
+    return claimed;
+  }
+
+  #resumable(s: StoredSession, resume: Resume, identity: string | null): boolean {
+    const token = Buffer.from(resume.token);
+    if (s.token.length !== token.length || !timingSafeEqual(token, Buffer.from(s.token))) {
+      return false;
+    }
+    // The client got server messages the store never held (a node served it while the
+    // store was down): numbering would collide, so the session cannot go on.
+    return (
+      s.identity === identity && resume.lastReceived <= s.lastSeq && s.bytes <= this.#host.maxBytes
+    );
+  }
+
+  /**
+   * Takes charge of a session before its first link: restores a taken-over one, installs
+   * its journal, and reports it online while it has a link.
+   */
+  adopt(conn: ServerConnection, restored: StoredSession | null): void {
+    const sessionId = conn.sessionKey;
+    let journal: SessionJournal | null = null;
+    const store = this.store;
+    if (store) {
+      if (restored) conn.restoreSession(restored);
+      journal = new SessionJournal({
+        store,
+        snapshot: {
+          sessionId,
+          token: conn.token,
+          identity: conn.identity,
+          clientId: conn.clientId,
+          traceId: conn.traceId,
+          ttl: this.#keyTtl,
+          maxBytes: this.#host.maxBytes,
+        },
+        fence: { node: this.nodeId, gen: restored?.gen ?? 1 },
+        timeout: this.#config.storeTimeout,
+        clock: this.#host.clock,
+        events: this.#journalEvents,
+        ...(restored ? { restored } : {}),
+      });
+      conn.useJournal(journal.factory);
+    }
+    this.#held.set(sessionId, { conn, journal });
+    if (conn.clientId !== '') {
+      let set = this.#byClient.get(conn.clientId);
+      if (!set) {
+        set = new Set();
+        this.#byClient.set(conn.clientId, set);
+      }
+      set.add(conn);
+    }
+    const entry: PresenceEntry = { node: this.nodeId, sessionId, clientId: conn.clientId };
+    const linked = () => conn.state !== 'disconnected' && !conn.closed;
+    conn.on('open', () => {
+      if (!journal) this.#presence.online(entry);
+      else journal.whenStored(() => linked() && this.#presence.online(entry));
+    });
+    conn.on('disconnect', () => {
+      this.#presence.offline(sessionId);
+      // Refresh the store's TTL now, so it runs out together with this node's timer.
+      journal?.probe();
+    });
+  }
+
+  /** The session ended here: forget it, and keep it in the store or delete it. */
+  released(conn: ServerConnection): void {
+    const sessionId = conn.sessionKey;
+    const held = this.#held.get(sessionId);
+    if (!held || held.conn !== conn) return;
+    this.#held.delete(sessionId);
+    const set = this.#byClient.get(conn.clientId);
+    set?.delete(conn);
+    if (set?.size === 0) this.#byClient.delete(conn.clientId);
+    this.#presence.offline(sessionId);
+    if (!held.journal) return;
+    const ending = held.journal.end(keepsSession(conn) ? 'keep' : 'delete');
+    this.#ending.add(ending);
+    void ending.finally(() => this.#ending.delete(ending));
+  }
+
+  /** See `Server.sendTo`. */
+  sendTo(id: string, payload: Uint8Array | string): Promise<number> {
+    return this.#router.sendTo(id, payload);
+  }
+
+  /** See `Server.presence`. */
+  async presence(id: string): Promise<PresenceInfo> {
+    const sessions = await this.#presence.lookup(id);
+    return { id, online: sessions.length > 0, sessions };
+  }
+
+  /** The refusal of a resume while the store is down, for CLOSE(overloaded). */
+  storeRefusal(err: unknown): { message: string; retryAfter: number; error: HeartlineError } {
+    const error =
+      err instanceof HeartlineError && err.code === 'HL_ERR_STORE'
+        ? err
+        : new HeartlineError('HL_ERR_STORE', `session store: ${String(err)}`, { cause: err });
+    this.#storeDown(error);
+    return {
+      message: 'session store unavailable',
+      retryAfter: CLUSTER_DEFAULTS.storeRetryAfter,
+      error,
+    };
+  }
+
+  /**
+   * After the server closed its connections: waits for their last commits, announces this
+   * node's sessions offline, and closes the store if the server created it.
+   */
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
+    if (this.#timer !== null) this.#host.clock.clearTimeout(this.#timer);
+    this.#timer = null;
+    await Promise.allSettled([...this.#ending]);
+    await this.#presence.close();
+    this.#stopStatus?.();
+    // A subscription still waiting for an unreachable Redis is not waited for.
+    const unsubscribe = this.#unsubscribe
+      ? await this.#call(this.#unsubscribe).catch(() => null)
+      : null;
+    if (unsubscribe) await this.#call(unsubscribe()).catch(() => {});
+    if (this.#config.ownsStore) await this.store?.close();
+  }
+}
