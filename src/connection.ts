@@ -640,7 +640,9 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     if (verdict === 'deliver') this.deliver(seq, payload, false);
     if (this.link !== link) return;
     if (this.inbound.ackDue || verdict === 'duplicate') this.sendAck();
-    else if (!this.ackTimer.armed) this.ackTimer.arm(this.config.ackDelay);
+    // A reply sent from the handler already carried the ACK: no timer then.
+    else if (this.inbound.ackPending && !this.ackTimer.armed)
+      this.ackTimer.arm(this.config.ackDelay);
   }
 
   private onAck(link: Link, seq: number): void {

@@ -385,9 +385,13 @@ function hex(type: number | undefined): string {
   return (type ?? 0).toString(16).padStart(2, '0');
 }
 
+/** Frame names by type byte, built once: decoding runs per frame. */
+const FRAME_NAMES: ReadonlyMap<number, string> = new Map(
+  Object.entries(FrameType).map(([name, value]) => [value, name]),
+);
+
 function frameName(type: number | undefined): string {
-  for (const [name, value] of Object.entries(FrameType)) if (value === type) return name;
-  return `0x${hex(type)}`;
+  return (type !== undefined && FRAME_NAMES.get(type)) || `0x${hex(type)}`;
 }
 
 /** Options of {@link Decoder}. */
