@@ -26,6 +26,15 @@ export function intFlag(
   return n;
 }
 
+/** Parses "[HOST:]PORT" (PORT may be 0); the host defaults to loopback. */
+export function listenFlag(name: string, value: string): { host: string; port: number } {
+  const m = /^(?:(.+):)?(\d+)$/.exec(value);
+  const port = m ? intFlag(name, m[2], 0, 65535) : undefined;
+  if (!m || port === undefined)
+    throw new UsageError(`--${name} must be [HOST:]PORT, got "${value}"`);
+  return { host: m[1] ?? '127.0.0.1', port };
+}
+
 /** Exit codes, documented in docs/cli.md. */
 export const ExitCode = {
   /** Finished normally. */

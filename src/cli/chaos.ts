@@ -10,7 +10,7 @@ import { startControlServer } from '../chaos/control.js';
 import { createChaosProxy } from '../chaos/proxy.js';
 import { parseAddress } from '../client/servers.js';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
-import { ExitCode, intFlag, UsageError } from './args.js';
+import { ExitCode, listenFlag, UsageError } from './args.js';
 
 export const chaosHelp = `Usage: heartline chaos --listen [HOST:]PORT --target HOST:PORT [options]
 
@@ -41,15 +41,6 @@ Examples:
   echo "latency 200 50" | heartline chaos --listen 7001 --target 127.0.0.1:7000
   curl -d 'freeze up' 127.0.0.1:7002/command   # with --control 7002`;
 
-/** Parses "[HOST:]PORT" (PORT may be 0). */
-function listenAddress(flag: string, value: string): { host: string; port: number } {
-  const m = /^(?:(.+):)?(\d+)$/.exec(value);
-  const port = m ? intFlag(flag, m[2], 0, 65535) : undefined;
-  if (!m || port === undefined)
-    throw new UsageError(`--${flag} must be [HOST:]PORT, got "${value}"`);
-  return { host: m[1] ?? '127.0.0.1', port };
-}
-
 export async function chaos(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -63,7 +54,7 @@ export async function chaos(argv: string[]): Promise<number> {
   if (values.listen === undefined || values.target === undefined) {
     throw new UsageError('--listen and --target are required');
   }
-  const listen = listenAddress('listen', values.listen);
+  const listen = listenFlag('listen', values.listen);
   let target: { host: string; port: number };
   try {
     target = parseAddress(values.target);
@@ -71,7 +62,7 @@ export async function chaos(argv: string[]): Promise<number> {
     if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
     throw err;
   }
-  const control = values.control === undefined ? null : listenAddress('control', values.control);
+  const control = values.control === undefined ? null : listenFlag('control', values.control);
   const print = (record: Record<string, unknown>) =>
     process.stdout.write(`${JSON.stringify({ ts: Date.now(), ...record })}\n`);
 

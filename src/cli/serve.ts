@@ -10,7 +10,7 @@ import { createRegistry } from '../observe/metrics.js';
 import { observeServer } from '../observe/observer.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { createServer, SERVER_DEFAULTS } from '../server/server.js';
-import { ExitCode, intFlag, UsageError } from './args.js';
+import { ExitCode, intFlag, listenFlag, UsageError } from './args.js';
 import { CLUSTER_FLAGS, CLUSTER_HELP, clusterOptions, reportCluster } from './cluster-flags.js';
 import { EventOutput, reportConnection } from './output.js';
 import { serverTls } from './tls-flags.js';
@@ -73,14 +73,6 @@ function limitFlag(name: string, value: string | undefined): number | undefined 
   return intFlag(name, value, 1);
 }
 
-/** Parses "[HOST:]PORT" for --admin (host defaults to loopback: the endpoint has no auth). */
-function adminAddress(value: string): { host: string; port: number } {
-  const m = /^(?:(.+):)?(\d+)$/.exec(value);
-  const port = m ? intFlag('admin', m[2], 0, 65535) : undefined;
-  if (!m || port === undefined) throw new UsageError(`--admin must be [HOST:]PORT, got "${value}"`);
-  return { host: m[1] ?? '127.0.0.1', port };
-}
-
 /** Runs the command; resolves with the exit code once the server has closed. */
 export async function serve(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -117,7 +109,7 @@ export async function serve(argv: string[]): Promise<number> {
   const port = intFlag('port', values.port, 0, 65535);
   const drainTimeout =
     intFlag('drain-timeout', values['drain-timeout'], 0) ?? SERVER_DEFAULTS.drainTimeout;
-  const admin = values.admin === undefined ? null : adminAddress(values.admin);
+  const admin = values.admin === undefined ? null : listenFlag('admin', values.admin);
   const logLevel = values['log-level'];
   if (logLevel !== undefined && !isLogLevel(logLevel)) {
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
