@@ -12,27 +12,16 @@ import { RedisStore } from '../../src/cluster/redis-store.js';
 import {
   MemoryStore,
   type PresenceEvent,
-  type SessionSnapshot,
   type SessionStore,
   type StoreNote,
 } from '../../src/session/store.js';
 import { RedisServer, redisSkip } from '../support/redis.js';
+import { sessionSnapshot } from '../support/sessions.js';
 import { waitFor } from '../support/wait.js';
 
 const skip = redisSkip();
 
-function snapshot(over: Partial<SessionSnapshot> = {}): SessionSnapshot {
-  return {
-    sessionId: randomBytes(16).toString('hex'),
-    token: randomBytes(16),
-    identity: null,
-    clientId: '',
-    traceId: '',
-    ttl: 60_000,
-    maxBytes: 1 << 20,
-    ...over,
-  };
-}
+const snapshot = sessionSnapshot;
 
 const b = (s: string): Uint8Array => Buffer.from(s);
 const texts = (log: Uint8Array[]): string[] => log.map((p) => Buffer.from(p).toString());

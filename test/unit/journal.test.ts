@@ -8,7 +8,6 @@
  */
 
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { type JournalEvents, SessionJournal } from '../../src/cluster/journal.js';
 import type { HeartlineError } from '../../src/errors.js';
@@ -21,6 +20,7 @@ import {
   type StoredSession,
 } from '../../src/session/store.js';
 import { FakeClock } from '../../src/time/fake-clock.js';
+import { sessionSnapshot } from '../support/sessions.js';
 
 /** Lets every settled promise and queued microtask run. */
 const settle = async (): Promise<void> => {
@@ -45,15 +45,7 @@ function harness(
 ) {
   const store = options.store ?? new MemoryStore();
   const clock = options.clock ?? new FakeClock();
-  const snapshot: SessionSnapshot = options.snapshot ?? {
-    sessionId: randomBytes(16).toString('hex'),
-    token: randomBytes(16),
-    identity: null,
-    clientId: '',
-    traceId: '',
-    ttl: 60_000,
-    maxBytes: 1 << 20,
-  };
+  const snapshot: SessionSnapshot = options.snapshot ?? sessionSnapshot();
   const events = { fenced: 0, overflow: 0, failed: [] as HeartlineError[], ok: 0 };
   const handlers: JournalEvents = {
     fenced: () => events.fenced++,
@@ -226,15 +218,7 @@ describe('SessionJournal', () => {
         };
       },
     });
-    const snapshot: SessionSnapshot = {
-      sessionId: randomBytes(16).toString('hex'),
-      token: randomBytes(16),
-      identity: null,
-      clientId: '',
-      traceId: '',
-      ttl: 60_000,
-      maxBytes: 1000,
-    };
+    const snapshot = sessionSnapshot({ maxBytes: 1000 });
     const { journal, host } = harness({ store: gated, snapshot });
     await settle();
     gate = new Promise<void>((r) => {
@@ -343,15 +327,7 @@ describe('SessionJournal', () => {
 describe('SessionJournal on a taken-over session', () => {
   test('messages up to the seen mark are redelivered flagged; an idle journal stays idle', async () => {
     const store = new MemoryStore();
-    const snapshot: SessionSnapshot = {
-      sessionId: randomBytes(16).toString('hex'),
-      token: randomBytes(16),
-      identity: null,
-      clientId: '',
-      traceId: '',
-      ttl: 60_000,
-      maxBytes: 1 << 20,
-    };
+    const snapshot = sessionSnapshot();
     await store.create(snapshot, 'dead');
     await store.commit(snapshot.sessionId, { received: 100, seen: 164, replies: [] });
     const restored = (await store.claim(snapshot.sessionId, 'n1'))!;
