@@ -337,6 +337,53 @@ async function healAndFinish(
 /** Silent faults: both ends must find out through the heartbeat (or the kernel's timeout). */
 const SILENT = ['heartbeat-timeout', 'keepalive-timeout'] as const;
 
+/**
+ * A network fault both ends must detect: injected after the setup, healed once both have
+ * reported it; then the session must resume and every line arrive exactly once.
+ */
+async function bothEndsDetect(
+  t: TestContext,
+  fault: string,
+  reasons: readonly string[],
+  bound: number,
+  inject: (hosts: Hosts) => void,
+  heal: (hosts: Hosts) => void,
+): Promise<void> {
+  const { hosts, server, client, sender } = await setup(t);
+  const [sf, cf] = [server.events.length, client.events.length];
+  // The clock starts before the fault: a rule can take effect before the next one exists.
+  const t0 = Date.now();
+  inject(hosts);
+  const [s, c] = await Promise.all([detection(server, sf, t0), detection(client, cf, t0)]);
+  heal(hosts);
+  await healAndFinish(server, client, sender, sf, cf);
+  const delivery = assertExactlyOnce(client, sender.sent);
+  record(t, fault, 'server', s, bound, delivery);
+  record(t, fault, 'client', c, bound, delivery);
+  assertDetected('server', s, reasons, bound);
+  assertDetected('client', c, reasons, bound);
+}
+
+/**
+ * SIGSTOP of one end's process: its kernel still ACKs, so only the other end's heartbeat
+ * can tell. After SIGCONT the session must resume with every line exactly once.
+ */
+async function frozenProcess(t: TestContext, frozen: 'server' | 'client'): Promise<void> {
+  const peers = await setup(t);
+  const { sender } = peers;
+  const watcher = frozen === 'server' ? 'client' : 'server';
+  const [sf, cf] = [peers.server.events.length, peers.client.events.length];
+  const t0 = Date.now();
+  peers[frozen].signal('SIGSTOP');
+  const d = await detection(peers[watcher], watcher === 'server' ? sf : cf, t0);
+  peers[frozen].signal('SIGCONT');
+  await healAndFinish(peers.server, peers.client, sender, sf, cf);
+  const delivery = assertExactlyOnce(peers.client, sender.sent);
+  record(t, `SIGSTOP ${frozen}`, watcher, d, SLOW_BOUND, delivery);
+  record(t, `SIGSTOP ${frozen}`, frozen, null, null, delivery, 'stopped');
+  assertDetected(watcher, d, ['heartbeat-timeout'], SLOW_BOUND);
+}
+
 describe('kernel faults between two network namespaces', { skip }, () => {
   before(() => {
     if (!existsSync(MAIN)) {
@@ -349,87 +396,67 @@ describe('kernel faults between two network namespaces', { skip }, () => {
     removeStaleHosts();
   });
 
-  test('drop everything both ways (half-open: no FIN, no RST)', async (t) => {
-    const { hosts, server, client, sender } = await setup(t);
-    const [sf, cf] = [server.events.length, client.events.length];
-    const t0 = Date.now();
-    addRule(hosts.client, 'in', 'meta l4proto tcp drop');
-    addRule(hosts.client, 'out', 'meta l4proto tcp drop');
-    const [s, c] = await Promise.all([detection(server, sf, t0), detection(client, cf, t0)]);
-    clearRules(hosts.client);
-    await healAndFinish(server, client, sender, sf, cf);
-    const delivery = assertExactlyOnce(client, sender.sent);
-    record(t, 'drop both ways', 'server', s, SLOW_BOUND, delivery);
-    record(t, 'drop both ways', 'client', c, SLOW_BOUND, delivery);
-    assertDetected('server', s, SILENT, SLOW_BOUND);
-    assertDetected('client', c, SILENT, SLOW_BOUND);
-  });
+  test('drop everything both ways (half-open: no FIN, no RST)', (t) =>
+    bothEndsDetect(
+      t,
+      'drop both ways',
+      SILENT,
+      SLOW_BOUND,
+      (hosts) => {
+        addRule(hosts.client, 'in', 'meta l4proto tcp drop');
+        addRule(hosts.client, 'out', 'meta l4proto tcp drop');
+      },
+      (hosts) => clearRules(hosts.client),
+    ));
 
-  test('drop client -> server only', async (t) => {
-    const { hosts, server, client, sender } = await setup(t);
-    const [sf, cf] = [server.events.length, client.events.length];
-    const t0 = Date.now();
-    addRule(hosts.client, 'out', 'meta l4proto tcp drop');
-    const [s, c] = await Promise.all([detection(server, sf, t0), detection(client, cf, t0)]);
-    clearRules(hosts.client);
-    await healAndFinish(server, client, sender, sf, cf);
-    const delivery = assertExactlyOnce(client, sender.sent);
-    record(t, 'drop client->server', 'server', s, SLOW_BOUND, delivery);
-    record(t, 'drop client->server', 'client', c, SLOW_BOUND, delivery);
-    // The server hears nothing; the client still hears the server, whose CLOSE reaches it.
-    assertDetected('server', s, SILENT, SLOW_BOUND);
-    assertDetected('client', c, SILENT, SLOW_BOUND);
-  });
+  // The server hears nothing; the client still hears the server, whose CLOSE reaches it.
+  test('drop client -> server only', (t) =>
+    bothEndsDetect(
+      t,
+      'drop client->server',
+      SILENT,
+      SLOW_BOUND,
+      (hosts) => addRule(hosts.client, 'out', 'meta l4proto tcp drop'),
+      (hosts) => clearRules(hosts.client),
+    ));
 
-  test('drop server -> client only', async (t) => {
-    const { hosts, server, client, sender } = await setup(t);
-    const [sf, cf] = [server.events.length, client.events.length];
-    const t0 = Date.now();
-    addRule(hosts.server, 'out', 'meta l4proto tcp drop');
-    const [s, c] = await Promise.all([detection(server, sf, t0), detection(client, cf, t0)]);
-    clearRules(hosts.server);
-    await healAndFinish(server, client, sender, sf, cf);
-    const delivery = assertExactlyOnce(client, sender.sent);
-    record(t, 'drop server->client', 'server', s, SLOW_BOUND, delivery);
-    record(t, 'drop server->client', 'client', c, SLOW_BOUND, delivery);
-    assertDetected('server', s, SILENT, SLOW_BOUND);
-    assertDetected('client', c, SILENT, SLOW_BOUND);
-  });
+  test('drop server -> client only', (t) =>
+    bothEndsDetect(
+      t,
+      'drop server->client',
+      SILENT,
+      SLOW_BOUND,
+      (hosts) => addRule(hosts.server, 'out', 'meta l4proto tcp drop'),
+      (hosts) => clearRules(hosts.server),
+    ));
 
-  test('answer with TCP RST', async (t) => {
-    const { hosts, server, client, sender } = await setup(t);
-    const [sf, cf] = [server.events.length, client.events.length];
-    // Each namespace answers the other's segments with an RST in the receiver's name
-    // (RSTs themselves pass, or each rule would swallow the other's answers).
-    // The clock starts before the first rule: it can take effect before the second exists.
-    const t0 = Date.now();
-    addRule(hosts.server, 'in', `tcp dport ${PORT} tcp flags & rst == 0 reject with tcp reset`);
-    addRule(hosts.client, 'in', `tcp sport ${PORT} tcp flags & rst == 0 reject with tcp reset`);
-    const [s, c] = await Promise.all([detection(server, sf, t0), detection(client, cf, t0)]);
-    clearRules(hosts.server);
-    clearRules(hosts.client);
-    await healAndFinish(server, client, sender, sf, cf);
-    const delivery = assertExactlyOnce(client, sender.sent);
-    record(t, 'TCP RST', 'server', s, FAST_BOUND, delivery);
-    record(t, 'TCP RST', 'client', c, FAST_BOUND, delivery);
-    assertDetected('server', s, ['reset'], FAST_BOUND);
-    assertDetected('client', c, ['reset'], FAST_BOUND);
-  });
+  // Each namespace answers the other's segments with an RST in the receiver's name (RSTs
+  // themselves pass, or each rule would swallow the other's answers).
+  test('answer with TCP RST', (t) =>
+    bothEndsDetect(
+      t,
+      'TCP RST',
+      ['reset'],
+      FAST_BOUND,
+      (hosts) => {
+        addRule(hosts.server, 'in', `tcp dport ${PORT} tcp flags & rst == 0 reject with tcp reset`);
+        addRule(hosts.client, 'in', `tcp sport ${PORT} tcp flags & rst == 0 reject with tcp reset`);
+      },
+      (hosts) => {
+        clearRules(hosts.server);
+        clearRules(hosts.client);
+      },
+    ));
 
-  test('link down', async (t) => {
-    const { hosts, server, client, sender } = await setup(t);
-    const [sf, cf] = [server.events.length, client.events.length];
-    const t0 = Date.now();
-    setLink(hosts.client, false);
-    const [s, c] = await Promise.all([detection(server, sf, t0), detection(client, cf, t0)]);
-    setLink(hosts.client, true);
-    await healAndFinish(server, client, sender, sf, cf);
-    const delivery = assertExactlyOnce(client, sender.sent);
-    record(t, 'link down', 'server', s, SLOW_BOUND, delivery);
-    record(t, 'link down', 'client', c, SLOW_BOUND, delivery);
-    assertDetected('server', s, SILENT, SLOW_BOUND);
-    assertDetected('client', c, SILENT, SLOW_BOUND);
-  });
+  test('link down', (t) =>
+    bothEndsDetect(
+      t,
+      'link down',
+      SILENT,
+      SLOW_BOUND,
+      (hosts) => setLink(hosts.client, false),
+      (hosts) => setLink(hosts.client, true),
+    ));
 
   test('SIGKILL of the client process', async (t) => {
     const { server, client, sender } = await setup(t);
@@ -465,34 +492,9 @@ describe('kernel faults between two network namespaces', { skip }, () => {
     assertDetected('client', c, ['eof', 'reset'], FAST_BOUND);
   });
 
-  test('SIGSTOP of the server process', async (t) => {
-    const { server, client, sender } = await setup(t);
-    const [sf, cf] = [server.events.length, client.events.length];
-    const t0 = Date.now();
-    server.signal('SIGSTOP');
-    // Its kernel still ACKs: only the heartbeat can tell.
-    const c = await detection(client, cf, t0);
-    server.signal('SIGCONT');
-    await healAndFinish(server, client, sender, sf, cf);
-    const delivery = assertExactlyOnce(client, sender.sent);
-    record(t, 'SIGSTOP server', 'client', c, SLOW_BOUND, delivery);
-    record(t, 'SIGSTOP server', 'server', null, null, delivery, 'stopped');
-    assertDetected('client', c, ['heartbeat-timeout'], SLOW_BOUND);
-  });
+  test('SIGSTOP of the server process', (t) => frozenProcess(t, 'server'));
 
-  test('SIGSTOP of the client process', async (t) => {
-    const { server, client, sender } = await setup(t);
-    const [sf, cf] = [server.events.length, client.events.length];
-    const t0 = Date.now();
-    client.signal('SIGSTOP');
-    const s = await detection(server, sf, t0);
-    client.signal('SIGCONT');
-    await healAndFinish(server, client, sender, sf, cf);
-    const delivery = assertExactlyOnce(client, sender.sent);
-    record(t, 'SIGSTOP client', 'server', s, SLOW_BOUND, delivery);
-    record(t, 'SIGSTOP client', 'client', null, null, delivery, 'stopped');
-    assertDetected('server', s, ['heartbeat-timeout'], SLOW_BOUND);
-  });
+  test('SIGSTOP of the client process', (t) => frozenProcess(t, 'client'));
 
   test('server restart (SIGTERM, then a new server on the same address)', async (t) => {
     const { hosts, server, client, sender } = await setup(t);
