@@ -12,6 +12,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { ClusterRow } from './cluster.js';
 import { ROOT } from './lib/child.js';
 import type { IdleRow } from './lib/idle-run.js';
 import { describeMachine } from './lib/machine.js';
@@ -248,10 +249,33 @@ function wheelSection(doc: ResultDoc<WheelRow>): string {
   ].join('\n');
 }
 
+function clusterSection(doc: ResultDoc<ClusterRow>): string {
+  const ms = (x: number | undefined) => (x === undefined ? '-' : String(x));
+  return [
+    '### Sessions on Redis',
+    '',
+    `From \`bench/results/cluster.json\`, ${when(doc)} (\`bench/cluster.ts\`). ${doc.notes.join(' ')}`,
+    '',
+    table(
+      ['scenario', 'unit', 'value', 'p99', 'without a store', 'added'],
+      doc.rows.map((r) => [
+        r.scenario,
+        r.unit,
+        String(r.value),
+        ms(r.p99),
+        ms(r.baseline),
+        ms(r.added),
+      ]),
+      ['l', 'l', 'r', 'r', 'r', 'r'],
+    ),
+  ].join('\n');
+}
+
 interface Docs {
   peers: ResultDoc<PeersRow> | null;
   idle: ResultDoc<IdleRow> | null;
   messages: ResultDoc<MessagesRow> | null;
+  cluster: ResultDoc<ClusterRow> | null;
   wheel: ResultDoc<WheelRow> | null;
 }
 
@@ -260,12 +284,13 @@ function load(dir: string): Docs {
     peers: readResult<PeersRow>(dir, 'peers'),
     idle: readResult<IdleRow>(dir, 'idle'),
     messages: readResult<MessagesRow>(dir, 'messages'),
+    cluster: readResult<ClusterRow>(dir, 'cluster'),
     wheel: readResult<WheelRow>(dir, 'wheel'),
   };
 }
 
 function present(d: Docs): ResultDoc<unknown>[] {
-  const all: Array<ResultDoc<unknown> | null> = [d.peers, d.idle, d.messages, d.wheel];
+  const all: Array<ResultDoc<unknown> | null> = [d.peers, d.idle, d.messages, d.cluster, d.wheel];
   return all.filter((x): x is ResultDoc<unknown> => x !== null);
 }
 
@@ -288,6 +313,7 @@ export function resultsMarkdown(d: Docs): string {
   if (d.peers) parts.push('', peersSection(d.peers));
   if (d.idle) parts.push('', idleSection(d.idle));
   if (d.messages) parts.push('', messagesSection(d.messages));
+  if (d.cluster) parts.push('', clusterSection(d.cluster));
   if (d.wheel) parts.push('', wheelSection(d.wheel));
   const quick = docs.filter((x) => x.quick).map((x) => x.name);
   if (quick.length > 0)

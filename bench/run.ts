@@ -8,6 +8,7 @@
  * A workload that fails is reported and the others still run; the exit code is then 1.
  */
 
+import { clusterBench } from './cluster.js';
 import { idle } from './idle.js';
 import { ProgressBar } from './lib/progress.js';
 import { RESULTS_DIR } from './lib/results.js';
@@ -18,7 +19,7 @@ import { writeReport } from './report.js';
 import { wheelBench } from './wheel.js';
 
 /** Every workload, in the order a run takes them. */
-export const WORKLOADS: readonly AnyWorkload[] = [peers, idle, messages, wheelBench];
+export const WORKLOADS: readonly AnyWorkload[] = [peers, idle, messages, clusterBench, wheelBench];
 
 const EXTRA = {
   only: `comma-separated workloads to run (default all: ${WORKLOADS.map((w) => w.name).join(',')})`,
