@@ -104,6 +104,8 @@ export {
 } from './server/server.js';
 export { ServerConnection } from './server/server-connection.js';
 export type { TlsPeerInfo } from './server/tls.js';
+export { WORKERS_DEFAULTS, type WorkersOptions } from './server/workers/mode.js';
+export type { WorkerEvent, WorkerStats } from './server/workers/primary.js';
 export {
   type AppendResult,
   type CommitBatch,

@@ -10,6 +10,8 @@ import { createRegistry } from '../observe/metrics.js';
 import { observeServer } from '../observe/observer.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { createServer, SERVER_DEFAULTS } from '../server/server.js';
+import { answerMetrics, workersRegistry } from '../server/workers/metrics.js';
+import { isWorkerProcess } from '../server/workers/mode.js';
 import { ExitCode, intFlag, listenFlag, UsageError } from './args.js';
 import { CLUSTER_FLAGS, CLUSTER_HELP, clusterOptions, reportCluster } from './cluster-flags.js';
 import { EventOutput, reportConnection } from './output.js';
@@ -31,6 +33,9 @@ Options:
                        close a socket that has not completed TLS and HELLO by then,
                        counted from the TCP accept (default 10000)
   --max-frame BYTES    largest frame accepted or sent (default 1048576)
+  --workers N          serve from N worker processes behind this one (one port; limits
+                       below are machine-wide, split over the workers); 0: this process
+                       only (default 0)
   --max-ping-strikes N close a client that pings faster than its grant allows after N
                        strikes with CLOSE(policy violation); 0 never (default 3)
   --max-connections N  most open sockets; more get CLOSE(overloaded) (default 100000,
@@ -88,6 +93,7 @@ export async function serve(argv: string[]): Promise<number> {
       'log-level': { type: 'string' },
       'handshake-timeout': { type: 'string' },
       'max-frame': { type: 'string' },
+      workers: { type: 'string' },
       'max-ping-strikes': { type: 'string' },
       'max-connections': { type: 'string' },
       'max-connections-per-address': { type: 'string' },
@@ -123,6 +129,7 @@ export async function serve(argv: string[]): Promise<number> {
     maxFrame: intFlag('max-frame', values['max-frame'], 64, 0xffff_ffff),
     maxPingStrikes: intFlag('max-ping-strikes', values['max-ping-strikes'], 0, 1000),
     tls: serverTls(values),
+    workers: intFlag('workers', values.workers, 0, 256),
     ...clusterOptions(values),
     maxConnections: limitFlag('max-connections', values['max-connections']),
     maxConnectionsPerAddress: limitFlag(
@@ -146,6 +153,18 @@ export async function serve(argv: string[]): Promise<number> {
     if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
     throw err;
   }
+  // A worker of --workers runs this same command: it reports its connections, while the
+  // primary reports listening, workers and shutdown, and serves the admin endpoint.
+  const worker = (options.workers ?? 0) > 0 && isWorkerProcess();
+  server.on('worker', (e) =>
+    out.event('worker', {
+      slot: e.slot,
+      pid: e.pid,
+      state: e.event,
+      code: e.code,
+      signal: e.signal,
+    }),
+  );
   server.on('connection', (conn) => {
     out.event('connection', { conn: conn.id, remote: conn.remote, session: conn.sessionId });
     reportConnection(out, conn);
@@ -189,9 +208,11 @@ export async function serve(argv: string[]): Promise<number> {
     logLevel === undefined ? undefined : createLogger({ level: logLevel, destination: 2 });
   let adminUrl: string | undefined;
   if (admin || logger) {
-    const registry = createRegistry();
+    // With --workers, the primary's /metrics adds up the workers' registries.
+    const registry = options.workers && !worker ? workersRegistry(server) : createRegistry();
     observeServer(server, { registry, ...(logger ? { logger } : {}) });
-    if (admin) {
+    if (worker) answerMetrics(server, registry);
+    if (admin && !worker) {
       try {
         const started = await startAdmin(server, {
           ...admin,
@@ -209,16 +230,22 @@ export async function serve(argv: string[]): Promise<number> {
       }
     }
   }
-  out.event('listening', {
-    port: address.port,
-    host: address.address,
-    node: values.redis !== undefined ? server.nodeId : undefined,
-    admin: adminUrl,
-  });
+  if (!worker) {
+    out.event('listening', {
+      port: address.port,
+      host: address.address,
+      node: values.redis !== undefined ? server.nodeId : undefined,
+      admin: adminUrl,
+    });
+  }
 
   return new Promise<number>((resolve) => {
+    // Also when it closes without a signal (a worker asked to by its primary).
+    server.once('close', () => resolve(ExitCode.OK));
     let signals = 0;
     const stop = (signal: NodeJS.Signals) => {
+      // A worker drains when its primary says so (a terminal's Ctrl-C reaches both).
+      if (worker) return;
       signals++;
       if (signals > 1) {
         out.event('shutdown', { signal, forced: true });

@@ -20,7 +20,7 @@ import {
   resolveCluster,
   type StoreEvent,
 } from '../cluster/node.js';
-import { HeartlineError } from '../errors.js';
+import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
 import { type CloseInfo, Link, type LinkOwner } from '../link.js';
 import {
@@ -74,6 +74,9 @@ import {
 } from './load.js';
 import { ServerConnection } from './server-connection.js';
 import { TlsFront, type TlsPeerInfo, tlsPeerInfo } from './tls.js';
+import { WORKERS_DEFAULTS, type WorkersOptions, workerLimits, workerRole } from './workers/mode.js';
+import { type WorkerEvent, WorkerPrimary, type WorkerStats } from './workers/primary.js';
+import { WorkerChannel } from './workers/worker.js';
 
 /** Server defaults. */
 export const SERVER_DEFAULTS = Object.freeze({
@@ -121,7 +124,8 @@ export interface ServerOptions
     PingPolicyOptions,
     AdmissionOptions,
     AdaptiveOptions,
-    ClusterOptions {
+    ClusterOptions,
+    WorkersOptions {
   /** Heartbeat interval granted when the client has no preference (ms). @default 10000 */
   interval?: number;
   /** Heartbeat timeout granted when the client has no preference (ms). @default 30000 */
@@ -172,6 +176,10 @@ export interface ServerEvents {
   presence: [event: PresenceEvent];
   /** The session store became reachable, or failed (`error`, HL_ERR_STORE). */
   store: [event: StoreEvent];
+  /** Multi-process mode, in the primary: a worker came online, exited or failed. */
+  worker: [event: WorkerEvent];
+  /** Multi-process mode, in the primary: a worker slot crashed too often and gave up. */
+  error: [err: HeartlineError];
   close: [];
 }
 
@@ -237,10 +245,20 @@ export class Server extends EventEmitter<ServerEvents> {
   private readonly loadMonitor: LoadMonitor;
   private readonly adaptive: AdaptiveHeartbeat;
   private readonly cluster: ClusterNode;
+  /** Multi-process mode: the primary's worker pool, or a worker's channel to it. */
+  private readonly workers: WorkerPrimary | WorkerChannel | null = null;
 
   constructor(options: ServerOptions = {}) {
     super();
-    this.config = resolveServer(options);
+    const role = workerRole(options);
+    if (role && options.tls !== undefined) {
+      // The primary routes on the HELLO, which TLS would hide from it.
+      throw new InvalidArgumentError('options "workers" and "tls" cannot be combined');
+    }
+    // A worker holds its share of the machine-wide limits.
+    this.config = resolveServer(
+      role?.role === 'worker' ? workerLimits(options, role.workers) : options,
+    );
     const { clock } = this.config;
     this.wheel = new TimingWheel(clock);
     this.admission = new Admission(this.config.admission, clock.now());
@@ -277,6 +295,64 @@ export class Server extends EventEmitter<ServerEvents> {
     } else {
       this.net = netServer({ noDelay: true }, (socket) => this.accept(socket));
     }
+    if (role?.role === 'primary') {
+      const { clock, maxFrame, handshakeTimeout } = this.config;
+      this.workers = new WorkerPrimary(
+        {
+          config: {
+            clock,
+            maxFrame,
+            handshakeTimeout,
+            admission: options,
+          },
+          emitWorker: (e) => this.emit('worker', e),
+          emitRejected: (e) => this.emit('rejected', e),
+          emitError: (err) => this.emit('error', err),
+        },
+        role.workers,
+      );
+    } else if (role?.role === 'worker') {
+      this.workers = new WorkerChannel(
+        {
+          adopt: (socket, head, ms) => {
+            // The bytes the primary read come first, before anything the socket reads.
+            if (head.length > 0) socket.unshift(head);
+            this.accept(socket, ms);
+          },
+          counts: () => ({ connections: this.admission.connections, sessions: this.sessions.size }),
+          close: () => this.close(),
+          drain: (o) => this.drain(o),
+        },
+        role.slot,
+      );
+    }
+  }
+
+  /**
+   * Multi-process mode, in the primary: each worker's slot, process and counts (empty
+   * otherwise). Connections, sessions and their events live in the workers.
+   */
+  get workerStats(): WorkerStats[] {
+    return this.workers?.role === 'primary' ? this.workers.stats : [];
+  }
+
+  /**
+   * Multi-process mode, in the primary: asks every online worker for `topic` (its
+   * {@link answerPrimary} handler) and resolves with the answers that came within
+   * `timeout` ms, in slot order. Resolves with [] outside the primary.
+   */
+  queryWorkers(topic: string, timeout = WORKERS_DEFAULTS.queryTimeout): Promise<unknown[]> {
+    if (this.workers?.role !== 'primary') return Promise.resolve([]);
+    return this.workers.query(topic, timeout);
+  }
+
+  /**
+   * Multi-process mode, in a worker: answers the primary's `queryWorkers(topic)` with what
+   * `handler` returns (a JSON-serialisable value, or a promise of one). Does
+   * nothing outside a worker.
+   */
+  answerPrimary(topic: string, handler: () => unknown): void {
+    if (this.workers?.role === 'worker') this.workers.answer(topic, handler);
   }
 
   /** This node's id (presence, ownership in the session store). */
@@ -337,12 +413,21 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /** The listening address, or null before listen(). */
   address(): AddressInfo | null {
+    if (this.workers) return this.workers.address();
     const a = this.net.address();
     return a && typeof a === 'object' ? a : null;
   }
 
   /** Starts listening; port 0 picks a free port. Resolves with the bound address. */
   listen(port = 0, host = '127.0.0.1'): Promise<AddressInfo> {
+    if (this.workers) {
+      // Primary: binds and forks; worker: registers with the primary, binds nothing.
+      return this.workers.listen(port, host).then((address) => {
+        if (!this.closing) this.loadMonitor.start();
+        this.emit('listening', address);
+        return address;
+      });
+    }
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       this.net.once('error', onError);
@@ -374,6 +459,8 @@ export class Server extends EventEmitter<ServerEvents> {
     if (this.closing) return this.closing;
     this.drainStarted = true;
     if (this.net.listening) this.net.close();
+    // Primary: every worker drains its own connections; this resolves when all exited.
+    if (this.workers?.role === 'primary') await this.workers.stop(timeout);
     for (const link of this.handshaking)
       link.close('going-away', CloseCode.GOING_AWAY, 'server draining');
     const clock = this.config.clock;
@@ -404,6 +491,7 @@ export class Server extends EventEmitter<ServerEvents> {
         if (!this.net.listening) r();
         else this.net.close(() => r());
       });
+      const workers = this.workers;
       this.tls?.destroyPending();
       for (const link of this.handshaking)
         link.close('going-away', CloseCode.GOING_AWAY, 'server closing');
@@ -411,7 +499,9 @@ export class Server extends EventEmitter<ServerEvents> {
         conn.close(CloseCode.GOING_AWAY, 'server closing');
       }
       void netClosed
+        .then(() => (workers?.role === 'primary' ? workers.stop(null) : undefined))
         .then(() => this.cluster.close())
+        .then(() => (workers?.role === 'worker' ? workers.closed() : undefined))
         .then(() => {
           this.wheel.clear();
           this.emit('close');
@@ -565,7 +655,12 @@ export class Server extends EventEmitter<ServerEvents> {
       }
       if (!link.open || this.closing) return;
     }
-    const id = restored ? Buffer.from(restored.sessionId, 'hex') : randomBytes(ID_BYTES);
+    // A worker names its slot in the id, so that the primary routes a resume back to it.
+    const id = restored
+      ? Buffer.from(restored.sessionId, 'hex')
+      : this.workers?.role === 'worker'
+        ? this.workers.sessionId()
+        : randomBytes(ID_BYTES);
     const token = restored ? Buffer.from(restored.token) : randomBytes(ID_BYTES);
     const conn = new ServerConnection(
       this.config,

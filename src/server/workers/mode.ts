@@ -1,0 +1,134 @@
+/**
+ * The multi-process mode's options and roles. The application's script runs in the
+ * primary and again in every worker (like node:cluster); which one a process is comes from
+ * an environment variable the primary sets when it forks, so an application that uses
+ * node:cluster itself is not confused by it.
+ */
+
+import { InvalidArgumentError } from '../../errors.js';
+
+/** Options of the multi-process mode (part of ServerOptions). */
+export interface WorkersOptions {
+  /**
+   * Worker processes. With N >= 1, `listen()` in the process that runs first (the
+   * primary) binds the port, forks N workers running the same script and hands each
+   * accepted socket to one of them; connections, sessions and their events live in the
+   * workers. 0 serves everything in this process.
+   * @default 0
+   */
+  workers?: number;
+}
+
+/** Defaults of the multi-process mode. */
+export const WORKERS_DEFAULTS = Object.freeze({
+  workers: 0,
+  /** Most workers: the slot is one byte of the session id. */
+  maxWorkers: 256,
+  /** First re-fork delay after a worker exited unexpectedly (ms); doubles per crash. */
+  restartDelay: 100,
+  /** Longest re-fork delay (ms). */
+  maxRestartDelay: 5000,
+  /** A worker that stayed up this long (ms) resets its slot's crash count. */
+  stableAfter: 5000,
+  /** Crashes in a row (none stable) after which a slot gives up. */
+  maxCrashes: 5,
+  /** How long a worker may take to exit once asked to close, beyond any drain (ms). */
+  exitGrace: 5000,
+  /** How often a worker reports its counts to the primary (ms). */
+  reportEvery: 250,
+  /** How long queryWorkers() waits for the workers' answers (ms). */
+  queryTimeout: 2000,
+});
+
+/** The environment variable that makes a forked process a worker, holding its slot. */
+export const WORKER_ENV = 'HEARTLINE_WORKER';
+
+/** Marks heartline's IPC messages: the application may use the channel too. */
+export const IPC_TAG = 'heartline.workers';
+
+/** Messages over the IPC channel, both ways. */
+export type WorkerMessage =
+  /** worker -> primary: listen() was called; routing may start. */
+  | { tag: typeof IPC_TAG; type: 'ready' }
+  /** worker -> primary: counts (handoffs: sockets received so far). */
+  | { tag: typeof IPC_TAG; type: 'load'; connections: number; sessions: number; handoffs: number }
+  /** worker -> primary: its server closed. */
+  | { tag: typeof IPC_TAG; type: 'closed' }
+  /** primary -> worker: the address listen() resolves with. */
+  | { tag: typeof IPC_TAG; type: 'address'; address: string; family: string; port: number }
+  /** primary -> worker: a socket (the handle) and the bytes the primary read of it. */
+  | { tag: typeof IPC_TAG; type: 'socket'; head: string; handshakeMs: number }
+  /** primary -> worker: close, or drain with this timeout. */
+  | { tag: typeof IPC_TAG; type: 'close'; drain: number | null }
+  /** primary -> worker: server.queryWorkers(topic). */
+  | { tag: typeof IPC_TAG; type: 'query'; id: number; topic: string }
+  /** worker -> primary: the answer of its handler (ok false: none, or it threw). */
+  | { tag: typeof IPC_TAG; type: 'answer'; id: number; ok: boolean; value?: unknown };
+
+export function isWorkerMessage(msg: unknown): msg is WorkerMessage {
+  return typeof msg === 'object' && msg !== null && (msg as { tag?: unknown }).tag === IPC_TAG;
+}
+
+/** What this process is for a server created with `options`. */
+export type WorkerRole =
+  | { role: 'primary'; workers: number }
+  | { role: 'worker'; workers: number; slot: number };
+
+/** Validates `workers`; 0 (single process) gives null. */
+export function resolveWorkers(o: WorkersOptions): number {
+  const n = o.workers ?? WORKERS_DEFAULTS.workers;
+  if (!Number.isSafeInteger(n) || n < 0 || n > WORKERS_DEFAULTS.maxWorkers) {
+    throw new InvalidArgumentError(
+      `option "workers" must be an integer from 0 to ${WORKERS_DEFAULTS.maxWorkers}, got ${String(o.workers)}`,
+    );
+  }
+  return n;
+}
+
+/**
+ * The role of this process: a worker when the primary forked it (the variable names a
+ * slot and the IPC channel is there), the primary otherwise; null with `workers` 0.
+ */
+export function workerRole(
+  o: WorkersOptions,
+  env: NodeJS.ProcessEnv = process.env,
+  ipc = typeof process.send === 'function',
+): WorkerRole | null {
+  const workers = resolveWorkers(o);
+  if (workers === 0) return null;
+  const raw = env[WORKER_ENV];
+  const slot = raw === undefined ? Number.NaN : Number(raw);
+  if (ipc && Number.isSafeInteger(slot) && slot >= 0 && slot < workers) {
+    return { role: 'worker', workers, slot };
+  }
+  return { role: 'primary', workers };
+}
+
+/** True in a process the multi-process mode forked (the CLI prints less there). */
+export function isWorkerProcess(): boolean {
+  return process.env[WORKER_ENV] !== undefined && typeof process.send === 'function';
+}
+
+interface SplitLimits {
+  maxConnections?: number | undefined;
+  maxSessions?: number | undefined;
+  maxHeartbeatsPerSecond?: number | undefined;
+  acceptRate?: number | undefined;
+  acceptBurst?: number | undefined;
+}
+
+/**
+ * A worker's share of the machine-wide limits: configured maxConnections, maxSessions and
+ * maxHeartbeatsPerSecond divided evenly (rounded up); defaults stay per process (they
+ * derive from per-process resources). The accept rate is the primary's to enforce.
+ */
+export function workerLimits<T extends SplitLimits>(o: T, workers: number): T {
+  const share = (v: number | undefined) =>
+    v === undefined || !Number.isFinite(v) || v <= 0 ? v : Math.ceil(v / workers);
+  const out: T = { ...o, acceptRate: Number.POSITIVE_INFINITY };
+  delete out.acceptBurst;
+  for (const key of ['maxConnections', 'maxSessions', 'maxHeartbeatsPerSecond'] as const) {
+    if (o[key] !== undefined) out[key] = share(o[key]) as T[typeof key];
+  }
+  return out;
+}

@@ -1,0 +1,480 @@
+/**
+ * The multi-process mode with real processes and sockets: a primary (the fixture script,
+ * or the built CLI) forks workers that run the same script; clients connect to the
+ * primary's one port. Covers spreading over workers, resume across the hand-off (exactly
+ * once, in order, back on the same worker), a SIGKILLed worker re-forked, garbage and slow
+ * HELLOs closed as a single-process server closes them, and `heartline serve --workers`
+ * draining on SIGTERM without orphans.
+ *
+ * Every child runs in its own process group, killed with its group in t.after, pass or fail.
+ */
+
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createChaosProxy } from '../../src/chaos/proxy.js';
+import { type ClientConnection, connect } from '../../src/client/client.js';
+import { CloseCode } from '../../src/protocol/close-codes.js';
+import { Decoder, encodeHello } from '../../src/protocol/codec.js';
+import { FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
+import { createServer } from '../../src/server/server.js';
+import { workerLimits, workerRole } from '../../src/server/workers/mode.js';
+import { opened } from '../support/peers.js';
+import { waitFor } from '../support/wait.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const FIXTURE = join(ROOT, 'test', 'fixtures', 'workers-server.ts');
+const MAIN = join(ROOT, 'dist', 'cli', 'main.js');
+const HOST = '127.0.0.1';
+/** Generous: forking workers through tsx on a loaded machine takes a while. */
+const DEADLINE = 15_000;
+const FAST_BACKOFF = { initialDelay: 10, maxDelay: 100 };
+
+interface Line {
+  event: string;
+  [field: string]: unknown;
+}
+
+interface Started {
+  child: ChildProcess;
+  lines: Line[];
+  port: number;
+  output: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts a primary (its own process group) and waits for its 'listening' line. */
+async function startPrimary(t: TestContext, args: string[]): Promise<Started> {
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Line[] = [];
+  let text = '';
+  let errText = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    text += chunk;
+    let nl = text.indexOf('\n');
+    while (nl >= 0) {
+      const line = text.slice(0, nl);
+      text = text.slice(nl + 1);
+      try {
+        lines.push(JSON.parse(line) as Line);
+      } catch {
+        lines.push({ event: 'text', line });
+      }
+      nl = text.indexOf('\n');
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    errText += chunk;
+  });
+  const exited = once(child, 'exit').then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+  }));
+  t.after(() => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // the group is gone already
+    }
+  });
+  const output = () =>
+    `\nstdout:\n${lines.map((l) => JSON.stringify(l)).join('\n')}\nstderr:\n${errText}`;
+  await waitFor(() => lines.some((l) => l.event === 'listening'), {
+    timeout: DEADLINE,
+    message: `the primary did not listen${output()}`,
+  });
+  const port = lines.find((l) => l.event === 'listening')!.port as number;
+  return { child, lines, port, output, exited };
+}
+
+/** Worker pids by slot, from the primary's 'worker' lines (the latest online per slot). */
+function onlineWorkers(lines: Line[]): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const l of lines) {
+    if (l.event === 'worker' && l.state === 'online') out.set(l.slot as number, l.pid as number);
+  }
+  return out;
+}
+
+function client(t: TestContext, port: number, extra: object = {}): ClientConnection {
+  const conn = connect({ host: HOST, port, backoff: FAST_BACKOFF, ...extra });
+  t.after(() => conn.close());
+  return conn;
+}
+
+/** Sends "who" and resolves with the slot and pid of the worker holding the session. */
+async function who(conn: ClientConnection): Promise<{ slot: string; pid: number }> {
+  return new Promise((resolve) => {
+    const on = (m: Buffer) => {
+      const text = m.toString();
+      if (!text.startsWith('who:')) return;
+      conn.off('message', on);
+      const [, slot, pid] = text.split(':');
+      resolve({ slot: slot!, pid: Number(pid) });
+    };
+    conn.on('message', on);
+    conn.send('who');
+  });
+}
+
+/** Writes `bytes` on a raw socket and resolves with the code of the CLOSE it gets back. */
+async function closeCode(port: number, bytes: Buffer): Promise<number | null> {
+  const socket = netConnect({ host: HOST, port });
+  const decoder = new Decoder();
+  let code: number | null = null;
+  socket.on('data', (chunk) => {
+    try {
+      for (const f of decoder.push(chunk)) if (f.type === FrameType.CLOSE) code = f.code;
+    } catch {
+      // only the CLOSE matters
+    }
+  });
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  socket.write(bytes);
+  // Not closed by then: no CLOSE (the assertion says so instead of the test hanging).
+  const timer = setTimeout(() => socket.destroy(), 5000);
+  await once(socket, 'close');
+  clearTimeout(timer);
+  return code;
+}
+
+const HELLO = encodeHello({
+  version: PROTOCOL_VERSION,
+  interval: 0,
+  timeout: 0,
+  auth: new Uint8Array(0),
+  resume: null,
+  clientId: 'slow',
+  traceId: '',
+});
+
+test('connections spread over the workers (least loaded), messages echo, ids name the slot', async (t) => {
+  const p = await startPrimary(t, ['--import', 'tsx', FIXTURE, '--workers', '2']);
+  const workers = onlineWorkers(p.lines);
+  assert.equal(workers.size, 2, p.output());
+  const conns = Array.from({ length: 6 }, () => client(t, p.port));
+  await Promise.all(conns.map((c) => opened(c, DEADLINE)));
+  const seen = await Promise.all(conns.map((c) => who(c)));
+  const bySlot = new Map<string, number>();
+  for (const s of seen) bySlot.set(s.slot, (bySlot.get(s.slot) ?? 0) + 1);
+  // Six new sessions, none closed: least-loaded gives three each.
+  assert.deepEqual([...bySlot.entries()].sort(), [
+    ['0', 3],
+    ['1', 3],
+  ]);
+  for (const [i, s] of seen.entries()) {
+    assert.equal(s.pid, workers.get(Number(s.slot)), 'the pid the primary reported');
+    // The slot is the first byte of the session id.
+    assert.equal(Number.parseInt(conns[i]!.sessionId!.slice(0, 2), 16), Number(s.slot));
+    assert.notEqual(s.pid, p.child.pid);
+  }
+  // The primary's counts, as the workers reported them.
+  await waitFor(
+    async () => {
+      process.kill(p.child.pid!, 'SIGUSR2');
+      await new Promise((r) => setTimeout(r, 100));
+      const last = p.lines.filter((l) => l.event === 'stats').at(-1);
+      const stats = (last?.workers ?? []) as Array<Record<string, unknown>>;
+      return stats.length === 2 && stats.every((w) => w.sessions === 3);
+    },
+    { timeout: DEADLINE, message: `worker stats${p.output()}` },
+  );
+  const stats = p.lines.filter((l) => l.event === 'stats').at(-1)!.workers as Array<
+    Record<string, unknown>
+  >;
+  for (const [slot, w] of stats.entries()) {
+    assert.deepEqual(w, {
+      slot,
+      pid: workers.get(slot),
+      state: 'online',
+      connections: 3,
+      sessions: 3,
+      handoffs: 3,
+      restarts: 0,
+    });
+  }
+  const echoes: string[] = [];
+  conns[0]!.on('message', (m) => echoes.push(m.toString()));
+  conns[0]!.send('c:1');
+  await waitFor(() => echoes.length > 0, { timeout: DEADLINE });
+  assert.equal(echoes[0], `e:1:${seen[0]!.slot}`);
+});
+
+test('a resume is routed back to the worker that holds the session: exactly once, in order', async (t) => {
+  const p = await startPrimary(t, ['--import', 'tsx', FIXTURE, '--workers', '2']);
+  const proxy = await createChaosProxy({ target: { host: HOST, port: p.port } });
+  t.after(() => proxy.close());
+  // Another client first, so that both workers hold a session.
+  const other = client(t, p.port);
+  await opened(other, DEADLINE);
+  const conn = client(t, proxy.port, { interval: 200, timeout: 1000 });
+  await opened(conn, DEADLINE);
+  const home = await who(conn);
+  const echoes: string[] = [];
+  let resumes = 0;
+  let lost = 0;
+  conn.on('message', (m) => {
+    if (m.toString().startsWith('e:')) echoes.push(m.toString());
+  });
+  conn.on('resumed', () => resumes++);
+  conn.on('session-lost', () => lost++);
+
+  const N = 400;
+  let sent = 0;
+  const pump = setInterval(() => {
+    for (let i = 0; i < 8 && sent < N; i++) conn.send(`c:${++sent}`);
+  }, 10);
+  t.after(() => clearInterval(pump));
+  // Cut the link several times mid-stream; each reconnect goes through the primary again.
+  for (let cut = 0; cut < 5; cut++) {
+    await waitFor(() => conn.state === 'healthy' && sent > (cut + 1) * 50, { timeout: DEADLINE });
+    proxy.reset();
+    await waitFor(() => resumes > cut, {
+      timeout: DEADLINE,
+      message: `no resume after cut ${cut}`,
+    });
+  }
+  await waitFor(() => echoes.length >= N, {
+    timeout: DEADLINE,
+    message: `${echoes.length} of ${N} echoes${p.output()}`,
+  });
+  clearInterval(pump);
+  assert.equal(lost, 0, 'no session was lost');
+  assert.ok(resumes >= 5, `resumed ${resumes} times`);
+  // Exactly once, in order, every one handled by the same worker.
+  assert.deepEqual(
+    echoes,
+    Array.from({ length: N }, (_, i) => `e:${i + 1}:${home.slot}`),
+  );
+  assert.deepEqual(await who(conn), home);
+});
+
+test('a SIGKILLed worker is re-forked into its slot and serves new clients', async (t) => {
+  const p = await startPrimary(t, ['--import', 'tsx', FIXTURE, '--workers', '2']);
+  const before = onlineWorkers(p.lines);
+  const survivor = client(t, p.port);
+  await opened(survivor, DEADLINE);
+  const survivorHome = await who(survivor);
+  const victimSlot = Number(survivorHome.slot) === 0 ? 1 : 0;
+  const victim = before.get(victimSlot)!;
+  process.kill(victim, 'SIGKILL');
+  await waitFor(
+    () => {
+      const now = onlineWorkers(p.lines).get(victimSlot);
+      return now !== undefined && now !== victim;
+    },
+    { timeout: DEADLINE, message: `slot ${victimSlot} was not re-forked${p.output()}` },
+  );
+  const exit = p.lines.find((l) => l.event === 'worker' && l.state === 'exit');
+  assert.equal(exit?.pid, victim);
+  assert.equal(exit?.signal, 'SIGKILL');
+  assert.equal(alive(victim), false);
+  const reborn = onlineWorkers(p.lines).get(victimSlot)!;
+  // The re-forked worker holds nothing yet: the least loaded, it gets the next client.
+  const fresh = client(t, p.port);
+  await opened(fresh, DEADLINE);
+  assert.deepEqual(await who(fresh), { slot: String(victimSlot), pid: reborn });
+  const more = Array.from({ length: 3 }, () => client(t, p.port));
+  await Promise.all(more.map((c) => opened(c, DEADLINE)));
+  for (const c of more) assert.ok([reborn, survivorHome.pid].includes((await who(c)).pid));
+  // The other worker's client never noticed.
+  assert.equal(survivor.state, 'healthy');
+  assert.deepEqual(await who(survivor), survivorHome);
+});
+
+test('when the primary is killed, its workers close their connections and exit', async (t) => {
+  const p = await startPrimary(t, ['--import', 'tsx', FIXTURE, '--workers', '2']);
+  const pids = [...onlineWorkers(p.lines).values()];
+  assert.equal(pids.length, 2);
+  const conn = client(t, p.port, { reconnect: false });
+  await opened(conn, DEADLINE);
+  let reason = '';
+  conn.once('close', (info) => {
+    reason = info.reason;
+  });
+  process.kill(p.child.pid!, 'SIGKILL');
+  await waitFor(() => !pids.some(alive), { timeout: DEADLINE, message: 'orphaned workers' });
+  // The worker closed it on its way out: CLOSE(going away), not a silent drop.
+  await waitFor(() => reason !== '', { timeout: DEADLINE });
+  assert.equal(reason, 'going-away');
+});
+
+test('garbage and a slow HELLO get the CLOSE a single-process server sends; others go on', async (t) => {
+  const handshakeTimeout = 400;
+  const p = await startPrimary(t, [
+    '--import',
+    'tsx',
+    FIXTURE,
+    '--workers',
+    '2',
+    '--handshake-timeout',
+    String(handshakeTimeout),
+  ]);
+  const single = createServer({ handshakeTimeout });
+  const { port: singlePort } = await single.listen(0, HOST);
+  t.after(() => single.close());
+  const bystander = client(t, p.port);
+  await opened(bystander, DEADLINE);
+
+  const http = Buffer.from('GET / HTTP/1.1\r\nHost: example\r\n\r\n');
+  const zero = Buffer.alloc(4);
+  const notHello = Buffer.from([0, 0, 0, 1, 0x7e]);
+  const slow = HELLO.subarray(0, 10);
+  for (const [name, bytes, expected] of [
+    ['http', http, CloseCode.FRAME_TOO_LARGE],
+    ['zero length', zero, CloseCode.PROTOCOL_ERROR],
+    ['unknown frame', notHello, CloseCode.PROTOCOL_ERROR],
+    ['slow hello', slow, CloseCode.HANDSHAKE_TIMEOUT],
+    // Bytes after the HELLO travel with it to the worker, which judges them.
+    ['hello, then a bad frame', Buffer.concat([HELLO, zero]), CloseCode.PROTOCOL_ERROR],
+  ] as const) {
+    const reference = await closeCode(singlePort, bytes);
+    const started = performance.now();
+    const viaPrimary = await closeCode(p.port, bytes);
+    assert.equal(reference, expected, `${name}: single-process reference`);
+    assert.equal(viaPrimary, reference, `${name}: through the primary${p.output()}`);
+    if (name === 'slow hello') {
+      assert.ok(performance.now() - started >= handshakeTimeout - 50, 'not before the timeout');
+    }
+  }
+  // A HELLO trickled in pieces is read whole by the primary and welcomed by a worker.
+  const trickle = netConnect({ host: HOST, port: p.port });
+  t.after(() => trickle.destroy());
+  await once(trickle, 'connect');
+  const frames = new Decoder();
+  const got: number[] = [];
+  trickle.on('data', (chunk) => {
+    for (const f of frames.push(chunk)) got.push(f.type);
+  });
+  for (const [from, to] of [
+    [0, 3],
+    [3, 20],
+    [20, HELLO.length],
+  ]) {
+    trickle.write(HELLO.subarray(from, to));
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  await waitFor(() => got.length > 0, { timeout: DEADLINE });
+  assert.equal(got[0], FrameType.WELCOME);
+  assert.equal(bystander.state, 'healthy');
+  const echoes: string[] = [];
+  bystander.on('message', (m) => echoes.push(m.toString()));
+  bystander.send('c:7');
+  await waitFor(() => echoes.length > 0, { timeout: DEADLINE });
+  assert.match(echoes[0]!, /^e:7:[01]$/);
+  // Each refusal was reported once by the worker that closed it.
+  await waitFor(() => p.lines.filter((l) => l.event === 'rejected').length >= 5, {
+    timeout: DEADLINE,
+  });
+});
+
+test('heartline serve --workers 2: echoes, then SIGTERM drains and exits 0, no worker left', async (t) => {
+  assert.ok(existsSync(MAIN), `${MAIN} is missing: run "npm run build" first`);
+  const p = await startPrimary(t, [
+    MAIN,
+    'serve',
+    '--workers',
+    '2',
+    '--echo',
+    '--json',
+    '--admin',
+    '0',
+  ]);
+  const admin = p.lines.find((l) => l.event === 'listening')!.admin as string;
+  await waitFor(() => onlineWorkers(p.lines).size === 2, { timeout: DEADLINE });
+  const pids = [...onlineWorkers(p.lines).values()];
+  assert.ok(pids.every(alive));
+  const conns = Array.from({ length: 4 }, () => client(t, p.port, { reconnect: false }));
+  await Promise.all(conns.map((c) => opened(c, DEADLINE)));
+  const echoes: string[] = [];
+  for (const [i, c] of conns.entries()) {
+    c.on('message', (m) => echoes.push(m.toString()));
+    c.send(`hello ${i}`);
+  }
+  await waitFor(() => echoes.length === 4, { timeout: DEADLINE });
+  assert.deepEqual(echoes.sort(), ['hello 0', 'hello 1', 'hello 2', 'hello 3']);
+  // Connection events come from the workers, where the sessions live.
+  const connections = p.lines.filter((l) => l.event === 'connection');
+  assert.equal(connections.length, 4);
+  assert.equal(p.lines.filter((l) => l.event === 'listening').length, 1, 'only the primary');
+  // The primary's admin endpoint: its /metrics adds up the workers' registries.
+  const health = await fetch(`${admin}/healthz`);
+  assert.equal(health.status, 200);
+  const metrics = await (await fetch(`${admin}/metrics`)).text();
+  assert.match(metrics, /^heartline_connections\{state="healthy"\} 4$/m, metrics);
+  p.child.kill('SIGTERM');
+  const exit = await p.exited;
+  assert.deepEqual(exit, { code: 0, signal: null }, p.output());
+  assert.equal(p.lines.filter((l) => l.event === 'shutdown').length, 1, 'only the primary');
+  await waitFor(() => !pids.some(alive), { timeout: DEADLINE, message: 'a worker outlived it' });
+  await waitFor(() => conns.every((c) => c.state === 'closed'), { timeout: DEADLINE });
+});
+
+test('options: workers with tls or out of range are refused; a worker holds its share', () => {
+  // Refused before any certificate is looked at.
+  assert.throws(() => createServer({ workers: 2, tls: {} }), {
+    code: 'HL_ERR_INVALID_ARGUMENT',
+    message: /"workers" and "tls"/,
+  });
+  for (const workers of [-1, 1.5, 257, Number.NaN]) {
+    assert.throws(() => createServer({ workers }), { code: 'HL_ERR_INVALID_ARGUMENT' });
+  }
+  assert.equal(workerRole({}), null);
+  assert.equal(workerRole({ workers: 0 }), null);
+  // The slot must name one of the workers, and a worker needs its IPC channel.
+  assert.deepEqual(workerRole({ workers: 2 }, { HEARTLINE_WORKER: '1' }, true), {
+    role: 'worker',
+    workers: 2,
+    slot: 1,
+  });
+  assert.deepEqual(workerRole({ workers: 2 }, { HEARTLINE_WORKER: '1' }, false), {
+    role: 'primary',
+    workers: 2,
+  });
+  assert.deepEqual(workerRole({ workers: 2 }, { HEARTLINE_WORKER: '2' }, true), {
+    role: 'primary',
+    workers: 2,
+  });
+  const share = workerLimits(
+    {
+      maxConnections: 1001,
+      maxSessions: 10,
+      maxHeartbeatsPerSecond: 5000,
+      acceptRate: 50,
+      acceptBurst: 9,
+      interval: 7,
+    },
+    4,
+  );
+  assert.deepEqual(share, {
+    maxConnections: 251,
+    maxSessions: 3,
+    maxHeartbeatsPerSecond: 1250,
+    acceptRate: Number.POSITIVE_INFINITY,
+    interval: 7,
+  });
+  // Unset and unlimited stay as they are (defaults derive from per-process resources).
+  assert.deepEqual(workerLimits({ maxSessions: Number.POSITIVE_INFINITY }, 3), {
+    maxSessions: Number.POSITIVE_INFINITY,
+    acceptRate: Number.POSITIVE_INFINITY,
+  });
+});
