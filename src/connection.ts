@@ -8,12 +8,12 @@
 import { EventEmitter } from 'node:events';
 import { type ErrorCode, HeartlineError } from './errors.js';
 import { HealthMachine, type HealthState, type StateChange } from './health/index.js';
-import type { HeartbeatStats } from './heartbeat.js';
+import type { HeartbeatRole, HeartbeatStats } from './heartbeat.js';
 import type { CloseInfo, Link, LinkOwner } from './link.js';
 import { readTcpOptions, type TcpOptionValues } from './net/sockopts.js';
 import type { HeartbeatSettings, ResolvedCommon } from './options.js';
 import { CloseCode, type CloseReason } from './protocol/close-codes.js';
-import { encodeAck, encodeData, maxPayload } from './protocol/codec.js';
+import { maxPayload } from './protocol/codec.js';
 import { type Frame, FrameType } from './protocol/frames.js';
 import { InboundTracker, OutboundBuffer } from './session/index.js';
 import {
@@ -23,7 +23,7 @@ import {
   type JournalHost,
   type MessageInfo,
 } from './session/journal.js';
-import type { TimingWheel, WheelTimer } from './time/wheel.js';
+import type { TimerTarget, TimingWheel, WheelTimer } from './time/wheel.js';
 
 export type {
   ConnectionJournal,
@@ -53,7 +53,12 @@ export interface SessionLostEvent {
 export interface ConnectionEvents {
   /** Health state changed. */
   state: [change: StateChange];
-  /** A message arrived, exactly once and in order within the session. */
+  /**
+   * A message arrived, exactly once and in order within the session. `data` is a view
+   * into the bytes as read from the socket, not a copy: it stays valid, but keeping it
+   * keeps the whole chunk it arrived in alive; copy (`Buffer.from(data)`) small messages
+   * that are kept for long.
+   */
   message: [data: Buffer, info: MessageInfo];
   /** A new RTT sample (ms); `connection.rtt` holds the smoothed estimate. */
   rtt: [sampleMs: number];
@@ -111,6 +116,16 @@ export interface ConnectionStats {
 
 let nextConnectionId = 0;
 
+/** Every connection's health listener (the machine calls it with the connection as `this`). */
+function emitState(this: Connection, change: StateChange): void {
+  this.emit('state', change);
+}
+
+/** Timer kinds of {@link Connection.onTimer}. */
+const ACK_TIMER = 0;
+/** Subclasses number their own timer kinds from here. */
+export const FIRST_SUBCLASS_TIMER = 1;
+
 /** Converts a session id to its printed form. */
 export function sessionIdString(id: Uint8Array): string {
   return Buffer.from(id).toString('hex');
@@ -119,7 +134,10 @@ export function sessionIdString(id: Uint8Array): string {
 /**
  * One end of a session. Created by `createServer` (on 'connection') and by `connect`.
  */
-export abstract class Connection extends EventEmitter<ConnectionEvents> implements LinkOwner {
+export abstract class Connection
+  extends EventEmitter<ConnectionEvents>
+  implements LinkOwner, TimerTarget
+{
   /** Stable id of this connection, the same in every event about it. */
   readonly id: string;
   /** Session id (hex), once a handshake has given one. */
@@ -138,27 +156,27 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
   protected inbound: InboundTracker;
   /** Next sequence number to hand to the link. */
   protected nextSend = 1;
-  protected readonly health: HealthMachine;
-  private readonly ackTimer: WheelTimer;
+  protected readonly health: HealthMachine<Connection>;
+  /**
+   * Created on first use, like the other per-connection extras below: a server holds one
+   * connection per client, and most idle ones never need them.
+   */
+  private ackTimer: WheelTimer | null = null;
   private wasFull = false;
   private lastRtt: number | undefined;
   private lastHeard = 0;
-  private readonly beatTotals: HeartbeatStats = {
-    pingsSent: 0,
-    pongsReceived: 0,
-    pingsReceived: 0,
-    probes: 0,
-  };
+  /** Heartbeat counters of the links that have closed (null until one has). */
+  private beatTotals: HeartbeatStats | null = null;
   /** Remote address of the latest link (kept while disconnected). */
   protected lastRemote: string | null = null;
   private finalInfo: CloseInfo | null = null;
   /** Set by close() while the closing handshake runs. */
   private closing: CloseInfo | null = null;
-  private ackWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
+  private ackWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> | null = null;
   /** Commits to a session store; null without one (acks and sends go out at once). */
   protected journal: ConnectionJournal | null = null;
   /** Journal mode: the committed seq to ACK once `gate` is written, and the last sent. */
-  private journalAck = { seq: 0, gate: 0, sent: 0 };
+  private journalAck: { seq: number; gate: number; sent: number } | null = null;
 
   protected constructor(
     protected readonly config: ResolvedCommon,
@@ -169,8 +187,20 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     this.id = `${idPrefix}${++nextConnectionId}`;
     this.outbound = this.newOutbound();
     this.inbound = new InboundTracker({ ackEvery: config.ackEvery });
-    this.health = new HealthMachine((change) => this.emit('state', change));
-    this.ackTimer = wheel.timer(() => this.sendAck());
+    this.health = new HealthMachine<Connection>(emitState, 'connecting', this);
+  }
+
+  /**
+   * @internal The wheel calls this when one of the connection's timers fires; kinds from
+   * {@link FIRST_SUBCLASS_TIMER} up belong to subclasses.
+   */
+  onTimer(kind: number): void {
+    if (kind === ACK_TIMER) this.sendAck();
+  }
+
+  /** Which end of the heartbeat this connection is (PROTOCOL.md 7.2). */
+  protected heartbeatRole(): HeartbeatRole {
+    return 'client';
   }
 
   /** Current health state. */
@@ -207,10 +237,10 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     const live = this.link?.beat?.stats;
     const t = this.beatTotals;
     return {
-      pingsSent: t.pingsSent + (live?.pingsSent ?? 0),
-      pongsReceived: t.pongsReceived + (live?.pongsReceived ?? 0),
-      pingsReceived: t.pingsReceived + (live?.pingsReceived ?? 0),
-      probes: t.probes + (live?.probes ?? 0),
+      pingsSent: (t?.pingsSent ?? 0) + (live?.pingsSent ?? 0),
+      pongsReceived: (t?.pongsReceived ?? 0) + (live?.pongsReceived ?? 0),
+      pingsReceived: (t?.pingsReceived ?? 0) + (live?.pingsReceived ?? 0),
+      probes: (t?.probes ?? 0) + (live?.probes ?? 0),
     };
   }
 
@@ -248,6 +278,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
       );
     }
     return new Promise((resolve, reject) => {
+      this.ackWaiters ??= [];
       this.ackWaiters.push({ resolve, reject });
     });
   }
@@ -266,7 +297,9 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
    * Sends one message. It is queued in the replay buffer until the peer acknowledges it,
    * so it survives a lost link. Returns false once the buffer passes its high-water mark
    * ('drain' follows); throws HL_ERR_BUFFER_FULL at the hard cap and
-   * HL_ERR_CONNECTION_CLOSED after close.
+   * HL_ERR_CONNECTION_CLOSED after close. The payload is kept by reference until
+   * acknowledged (a resend after a resume sends it again): do not modify it afterwards.
+   * Messages sent in one run of code leave in one write when it ends.
    */
   send(data: Uint8Array | string): boolean {
     if (this.closed || this.closing) {
@@ -391,16 +424,28 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     if (link === this.link) this.flush();
   }
 
+  /**
+   * @internal Frames are about to leave: a pending ACK rides in front of them (same
+   * write), so a busy session acknowledges once per write and its ack timer rarely fires.
+   */
+  pendingAck(link: Link): number {
+    if (link !== this.link || !this.inbound.ackPending) return -1;
+    this.ackTimer?.cancel();
+    return this.inbound.takeAck();
+  }
+
   /** @internal */
   onClose(link: Link, info: CloseInfo): void {
     this.stats.bytesIn += link.stats.bytesIn;
     this.stats.bytesOut += link.stats.bytesOut;
     const beat = link.beat?.stats;
     if (beat) {
-      this.beatTotals.pingsSent += beat.pingsSent;
-      this.beatTotals.pongsReceived += beat.pongsReceived;
-      this.beatTotals.pingsReceived += beat.pingsReceived;
-      this.beatTotals.probes += beat.probes;
+      this.beatTotals ??= { pingsSent: 0, pongsReceived: 0, pingsReceived: 0, probes: 0 };
+      const t = this.beatTotals;
+      t.pingsSent += beat.pingsSent;
+      t.pongsReceived += beat.pongsReceived;
+      t.pingsReceived += beat.pingsReceived;
+      t.probes += beat.probes;
     }
     if (link !== this.link) return;
     this.detach(link);
@@ -468,7 +513,11 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     link.owner = this;
     this.settings = settings;
     this.sessionId = sessionId;
-    link.startHeartbeat(settings, this.config.detector(settings, this.config.clock.now()));
+    link.startHeartbeat(
+      settings,
+      this.config.detector(settings, this.config.clock.now()),
+      this.heartbeatRole(),
+    );
     const acked = Math.max(this.outbound.acked, Math.min(peerLastReceived, this.outbound.lastSeq));
     if (acked > this.outbound.acked) this.applyAck(acked);
     this.nextSend = acked + 1;
@@ -492,7 +541,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     this.lastHeard = link.lastReceived;
     this.lastRtt = link.beat?.rtt.srtt ?? this.lastRtt;
     this.link = null;
-    this.ackTimer.cancel();
+    this.ackTimer?.cancel();
   }
 
   /** Starts a fresh session: hands back what the peer never acknowledged. */
@@ -516,7 +565,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
   protected finish(info: CloseInfo): void {
     if (this.finalInfo) return;
     this.finalInfo = info;
-    this.ackTimer.cancel();
+    this.ackTimer?.cancel();
     this.health.transition(
       ['connecting', 'healthy', 'suspect', 'dead', 'disconnected'],
       'closed',
@@ -556,26 +605,24 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
       if (this.journal) this.flushJournalAck();
       return;
     }
-    // One write for the batch: a pending ACK rides in the same segment as the data.
-    link.socket.cork();
-    if (this.inbound.ackPending) this.sendAck();
+    // The link gathers this turn's frames into one write; a pending ACK rides in front
+    // of them (pendingAck), once per write rather than once per message.
     while (this.nextSend <= limit && link.writable) {
       const payload = this.outbound.get(this.nextSend);
       if (payload === undefined) break;
-      link.write(encodeData(this.nextSend, payload));
+      link.writeData(this.nextSend, payload);
       this.nextSend++;
     }
     if (this.journal) this.flushJournalAck();
-    link.socket.uncork();
   }
 
   /** Journal mode: ACKs the committed seq once the replies committed with it are written. */
   private flushJournalAck(): void {
     const a = this.journalAck;
     const link = this.link;
-    if (!link || a.seq <= a.sent || this.nextSend <= a.gate) return;
+    if (!link || !a || a.seq <= a.sent || this.nextSend <= a.gate) return;
     a.sent = a.seq;
-    link.write(encodeAck(a.seq));
+    link.writeAck(a.seq);
   }
 
   /** Puts a journal between this connection and its peer (cluster mode). */
@@ -585,13 +632,15 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
       committed: (seq) => {
         if (seq <= this.inbound.lastReceived) return;
         this.inbound.reset(seq);
-        this.journalAck.seq = seq;
-        this.journalAck.gate = this.journal?.durableSeq ?? 0;
+        this.journalAck ??= { seq: 0, gate: 0, sent: 0 };
+        const a = this.journalAck;
+        a.seq = seq;
+        a.gate = this.journal?.durableSeq ?? 0;
         this.flush();
       },
       ackNow: () => {
         const seq = this.inbound.lastReceived;
-        if (seq > 0 && this.link) this.link.write(encodeAck(seq));
+        if (seq > 0 && this.link) this.link.writeAck(seq);
       },
       payload: (seq) => this.outbound.get(seq),
       lastSeq: () => this.outbound.lastSeq,
@@ -639,10 +688,16 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
     }
     if (verdict === 'deliver') this.deliver(seq, payload, false);
     if (this.link !== link) return;
+    // Frames already wait to leave this turn (a reply from the handler): the ACK rides
+    // in front of them (pendingAck), so neither an ACK of its own nor the timer is needed.
+    if (link.flushPending) return;
     if (this.inbound.ackDue || verdict === 'duplicate') this.sendAck();
-    // A reply sent from the handler already carried the ACK: no timer then.
-    else if (this.inbound.ackPending && !this.ackTimer.armed)
-      this.ackTimer.arm(this.config.ackDelay);
+    else if (this.inbound.ackPending && !this.ackTimer?.armed) this.armAckTimer();
+  }
+
+  private armAckTimer(): void {
+    this.ackTimer ??= this.wheel.timerFor(this, ACK_TIMER);
+    this.ackTimer.arm(this.config.ackDelay);
   }
 
   private onAck(link: Link, seq: number): void {
@@ -656,9 +711,9 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
 
   private applyAck(seq: number): void {
     this.outbound.ack(seq);
-    if (this.outbound.size === 0 && this.ackWaiters.length > 0) {
+    if (this.outbound.size === 0 && this.ackWaiters !== null) {
       const waiters = this.ackWaiters;
-      this.ackWaiters = [];
+      this.ackWaiters = null;
       for (const w of waiters) w.resolve();
     }
     if (this.wasFull && !this.outbound.full) {
@@ -669,14 +724,19 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> implemen
 
   private rejectAckWaiters(code: ErrorCode, message: string): void {
     const waiters = this.ackWaiters;
-    this.ackWaiters = [];
+    if (waiters === null) return;
+    this.ackWaiters = null;
     for (const w of waiters) w.reject(new HeartlineError(code, message));
   }
 
+  /**
+   * Acknowledges now: the ACK goes out in front of this turn's write (pendingAck), so
+   * one write never carries two ACKs and the values a peer sees never decrease.
+   */
   private sendAck(): void {
-    this.ackTimer.cancel();
+    this.ackTimer?.cancel();
     const link = this.link;
     if (!link || !this.inbound.ackPending) return;
-    link.write(encodeAck(this.inbound.takeAck()));
+    link.flushSoon();
   }
 }

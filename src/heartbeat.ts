@@ -1,22 +1,34 @@
 /**
  * When to ping and what counts as life, for one link. It talks to its link through the
- * narrow {@link HeartbeatHost} interface and owns three wheel timers, one per concern:
- * - ping: fires `interval` after the last byte we sent; sends a PING only if we have
- *   really sent nothing since (a busy link never pings);
- * - check: fires when the failure detector says the peer would turn SUSPECT or DEAD;
+ * narrow {@link HeartbeatHost} interface and owns two wheel timers:
+ * - beat: fires at the earlier of two deadlines and acts on whichever is due (both are
+ *   "if due, act" checks, so running one early costs a comparison, and one timer instead
+ *   of two halves the wheel's work per link and interval):
+ * - ping: `interval` after the last byte we sent; sends a PING only if we have
+ *   really sent nothing since (a busy link never pings). A server waits
+ *   {@link SERVER_PING_LAG} intervals instead, so that on an idle link the client's PING
+ *   normally comes first and its PONG is the server's heartbeat: one exchange per
+ *   interval, not one from each end whenever the two timers race (PROTOCOL.md 7.2). The
+ *   server then samples RTT by sending a PING in the same write as a PONG, when it has
+ *   sent none for {@link RTT_REFRESH_INTERVALS} intervals (see {@link Heartbeat.rttDue});
+ * - check: when the failure detector says the peer would turn SUSPECT or DEAD;
  *   it first reads the host's cheap last-received timestamp, so receiving costs one
  *   store per chunk instead of a timer reset per packet;
  * - probe: while SUSPECT, pings every quarter interval so a live peer clears the
  *   suspicion within a round trip and a dead one is confirmed on time.
  * On a server it also polices the peer's PINGs (PROTOCOL.md 7.6): a peer pinging faster
  * than its grant allows collects strikes, and the host closes it after `maxPingStrikes`.
+ *
+ * The timers call {@link Heartbeat.onTimer} with their kind instead of holding a
+ * closure each, and the probe timer exists only once the peer was first suspected: a
+ * server holds one heartbeat per connection, so every object here is multiplied by them.
  */
 
 import type { FailureDetector } from './health/index.js';
 import { RttEstimator } from './health/index.js';
 import type { HeartbeatSettings } from './options.js';
 import type { Clock, ClockTimer } from './time/clock.js';
-import type { TimingWheel, WheelTimer } from './time/wheel.js';
+import type { TimerTarget, TimingWheel, WheelTimer } from './time/wheel.js';
 
 /** What the heartbeat needs from its link. */
 export interface HeartbeatHost {
@@ -32,7 +44,35 @@ export interface HeartbeatHost {
   onRtt(sampleMs: number): void;
   /** The peer reached `maxPingStrikes` PINGs sent faster than its grant allows. */
   onPingFlood?(strikes: number): void;
+  /** The settings changed (retune). */
+  onRetune?(settings: HeartbeatSettings): void;
 }
+
+/**
+ * Which end of the link this heartbeat runs on. The client leads the idle exchange; the
+ * server pings later, and samples RTT with PINGs it adds to its PONGs (PROTOCOL.md 7.2).
+ */
+export type HeartbeatRole = 'client' | 'server';
+
+/**
+ * A server pings after this many intervals without sending instead of one: later than
+ * the client's PING normally arrives (a quarter interval of slack, 250 ms at the default
+ * shortest interval, for wheel ticks, event-loop delay and the trip), yet below the 1.5
+ * intervals after which the client would suspect it. Detection is unchanged: it counts
+ * from the last byte heard.
+ */
+export const SERVER_PING_LAG = 1.25;
+
+/**
+ * A server that has sent no PING for this many intervals adds one to the next PONG it
+ * writes (same write, no extra syscall), so its RTT estimate stays fresh on a link where
+ * the client leads: at most one extra PONG from the client per this many exchanges.
+ */
+export const RTT_REFRESH_INTERVALS = 8;
+
+/** Timer kinds of {@link Heartbeat.onTimer}: ping and check share the beat timer. */
+const BEAT_TIMER = 0;
+const PROBE_TIMER = 1;
 
 /** Per-link heartbeat counters (grpc-js channelz keeps the same). */
 export interface HeartbeatStats {
@@ -45,13 +85,22 @@ export interface HeartbeatStats {
 /** Longest RTT sample accepted; anything above is a clock or peer fault. */
 const MAX_RTT_SAMPLE_MS = 10 * 60_000;
 
-export class Heartbeat {
+export class Heartbeat implements TimerTarget {
   readonly rtt = new RttEstimator();
-  readonly stats: HeartbeatStats = { pingsSent: 0, pongsReceived: 0, pingsReceived: 0, probes: 0 };
+  /** Counters as plain fields: a stats object of its own would cost 56 B per link. */
+  private pingsSent = 0;
+  private pongsReceived = 0;
+  private pingsReceived = 0;
+  private probes = 0;
   private settings: HeartbeatSettings;
-  private readonly pingTimer: WheelTimer;
-  private readonly checkTimer: WheelTimer;
-  private readonly probeTimer: WheelTimer;
+  /** Due at the earlier of the next ping and the next liveness check. */
+  private readonly beatTimer: WheelTimer;
+  /** Created when the peer is first suspected; most links never are. */
+  private probeTimer: WheelTimer | null = null;
+  /** Intervals of silence before this end pings (1, or SERVER_PING_LAG on a server). */
+  private readonly lag: number;
+  /** When we last sent a PING (ms), for the server's RTT refresh. */
+  private lastPingAt = Number.NEGATIVE_INFINITY;
   /** A DEAD verdict waits one loop turn for unread bytes (see check()). */
   private confirm: ClockTimer | null = null;
   private seq = 0;
@@ -80,11 +129,28 @@ export class Heartbeat {
     private readonly host: HeartbeatHost,
     /** Police the peer's PINGs: strikes before onPingFlood; 0 disables (clients). */
     private readonly maxPingStrikes = 0,
+    /** Which end this is: a server lags the client's pings (PROTOCOL.md 7.2). */
+    readonly role: HeartbeatRole = 'client',
   ) {
     this.settings = settings;
-    this.pingTimer = wheel.timer(() => this.maybePing());
-    this.checkTimer = wheel.timer(() => this.check());
-    this.probeTimer = wheel.timer(() => this.probe());
+    this.lag = role === 'server' ? SERVER_PING_LAG : 1;
+    this.beatTimer = wheel.timerFor(this, BEAT_TIMER);
+  }
+
+  /** @internal The wheel calls this when one of the two timers fires. */
+  onTimer(kind: number): void {
+    if (kind === BEAT_TIMER) this.beatDue();
+    else this.probe();
+  }
+
+  /** This link's heartbeat counters (a snapshot). */
+  get stats(): HeartbeatStats {
+    return {
+      pingsSent: this.pingsSent,
+      pongsReceived: this.pongsReceived,
+      pingsReceived: this.pingsReceived,
+      probes: this.probes,
+    };
   }
 
   /** The settings in force. */
@@ -110,8 +176,7 @@ export class Heartbeat {
     this.detector.reset(now);
     this.lastHeard = now;
     this.resetPingPolicy(now);
-    this.armPing(now);
-    this.armCheck(now);
+    this.arm(now);
   }
 
   /** Cancels every timer. */
@@ -119,9 +184,8 @@ export class Heartbeat {
     this.running = false;
     this.suspect = false;
     this.cancelConfirm();
-    this.pingTimer.cancel();
-    this.checkTimer.cancel();
-    this.probeTimer.cancel();
+    this.beatTimer.cancel();
+    this.probeTimer?.cancel();
   }
 
   /** Applies a new interval/timeout (granted by the server or retuned in-band). */
@@ -138,9 +202,9 @@ export class Heartbeat {
     this.lenientUntil = now + old.timeout;
     this.lenientGap = old.gap;
     this.lenientCap = old.cap;
-    this.armPing(now);
-    // Re-evaluate at once: a longer budget may clear a suspicion, a shorter one confirm it.
+    // Re-evaluate at once (which re-arms for the new interval): a longer budget may clear a suspicion, a shorter one confirm it.
     this.check();
+    this.host.onRetune?.(settings);
   }
 
   /** Called by the host on received bytes while suspect, to clear suspicion at once. */
@@ -151,7 +215,7 @@ export class Heartbeat {
   /** A PING (answered by the host) or PONG arrived: feeds adaptive detectors. */
   beat(now: number, isPing: boolean): void {
     if (isPing) {
-      this.stats.pingsReceived++;
+      this.pingsReceived++;
       if (this.maxPingStrikes > 0) this.policePing(now);
     }
     // Gaps while suspect are probe replies a quarter interval apart, not heartbeat gaps.
@@ -167,9 +231,29 @@ export class Heartbeat {
     this.otherSinceBeat = true;
   }
 
+  /**
+   * Whether the PONG being written should carry a PING of ours (sent with {@link ping}
+   * in the same write): on a server that has sent no PING for RTT_REFRESH_INTERVALS
+   * intervals, or none yet, since the client leads the idle exchange and the server
+   * would otherwise never measure the RTT. `now` is the PING's arrival (the link has
+   * just read the clock for it).
+   */
+  rttDue(now: number): boolean {
+    return (
+      this.role === 'server' &&
+      this.running &&
+      now - this.lastPingAt >= RTT_REFRESH_INTERVALS * this.settings.interval
+    );
+  }
+
+  /** Sends a PING now (the RTT refresh riding with a PONG). */
+  ping(): void {
+    if (this.running) this.sendPing();
+  }
+
   /** A PONG echoing one of our PINGs. */
   pong(timestampMicros: number): void {
-    this.stats.pongsReceived++;
+    this.pongsReceived++;
     const sample = this.clock.now() - timestampMicros / 1000;
     if (!(sample >= 0 && sample <= MAX_RTT_SAMPLE_MS)) return;
     this.rtt.update(sample);
@@ -216,24 +300,40 @@ export class Heartbeat {
 
   private sendPing(): void {
     this.seq = (this.seq + 1) >>> 0;
-    this.stats.pingsSent++;
-    this.host.sendPing(this.seq, Math.round(this.clock.now() * 1000));
+    this.pingsSent++;
+    const now = this.clock.now();
+    this.lastPingAt = now;
+    this.host.sendPing(this.seq, Math.round(now * 1000));
   }
 
-  private armPing(now: number): void {
-    this.pingTimer.arm(Math.max(0, this.host.lastSent + this.settings.interval - now));
+  /**
+   * Arms the beat timer for the earlier of the next ping (`interval * lag` after the last
+   * byte sent) and the next check (SUSPECT, or DEAD while suspect). While a DEAD verdict
+   * waits for its confirmation (see check()), only the ping counts: the confirmation
+   * decides.
+   */
+  private arm(now: number): void {
+    // A host callback run by check() may have stopped us (e.g. closed on 'suspect').
+    if (!this.running) return;
+    const pingAt = this.host.lastSent + this.settings.interval * this.lag;
+    const checkAt =
+      this.confirm !== null
+        ? Number.POSITIVE_INFINITY
+        : this.suspect
+          ? this.detector.deadAt()
+          : this.detector.suspectAt();
+    this.beatTimer.arm(Math.max(0, Math.min(pingAt, checkAt) - now));
   }
 
-  private maybePing(): void {
+  /** The beat timer fired: check liveness, then ping if nothing was sent for long enough. */
+  private beatDue(): void {
+    if (!this.running) return;
+    // A pending DEAD confirmation is the confirmation timer's to decide, after the I/O phase.
+    if (this.confirm === null) this.check();
     if (!this.running) return;
     const now = this.clock.now();
-    if (now - this.host.lastSent >= this.settings.interval) this.sendPing();
-    this.armPing(this.clock.now());
-  }
-
-  private armCheck(now: number): void {
-    const at = this.suspect ? this.detector.deadAt() : this.detector.suspectAt();
-    this.checkTimer.arm(Math.max(0, at - now));
+    if (now - this.host.lastSent >= this.settings.interval * this.lag) this.sendPing();
+    this.arm(now);
   }
 
   private check(): void {
@@ -265,11 +365,10 @@ export class Heartbeat {
       }
     } else if (this.suspect) {
       this.suspect = false;
-      this.probeTimer.cancel();
+      this.probeTimer?.cancel();
       this.host.onLiveness('alive');
-      this.armPing(now);
     }
-    this.armCheck(now);
+    this.arm(now);
   }
 
   private cancelConfirm(): void {
@@ -280,8 +379,9 @@ export class Heartbeat {
 
   private probe(): void {
     if (!this.running || !this.suspect) return;
-    this.stats.probes++;
+    this.probes++;
     this.sendPing();
+    this.probeTimer ??= this.wheel.timerFor(this, PROBE_TIMER);
     this.probeTimer.arm(Math.max(this.wheel.tickMs, this.settings.interval / 4));
   }
 }

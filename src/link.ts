@@ -9,15 +9,30 @@
 import type { Socket } from 'node:net';
 import { type ErrorCode, HeartlineError, ProtocolError } from './errors.js';
 import type { FailureDetector } from './health/index.js';
-import { Heartbeat } from './heartbeat.js';
+import { Heartbeat, type HeartbeatHost, type HeartbeatRole } from './heartbeat.js';
 import { classifySocketError, errnoCode } from './net/classify.js';
 import { applyTcpOptions, TCP_OPTIONS_WARNING } from './net/sockopts.js';
 import { isTlsError } from './net/tls.js';
+import {
+  acquireBatch,
+  OWN_BUFFER_ABOVE,
+  releaseBatch,
+  type WriteBatch,
+} from './net/write-batch.js';
 import { deriveTcpSettings, type HeartbeatSettings, type ResolvedCommon } from './options.js';
 import { CloseCode, type CloseReason, reasonForCode } from './protocol/close-codes.js';
-import { Decoder, encodeClose, encodePing, encodePong } from './protocol/codec.js';
+import {
+  ACK_FRAME_BYTES,
+  DATA_OVERHEAD,
+  Decoder,
+  encodeClose,
+  PROBE_FRAME_BYTES,
+  writeAckAt,
+  writeDataAt,
+  writeProbeAt,
+} from './protocol/codec.js';
 import { type Frame, FrameType } from './protocol/frames.js';
-import type { TimingWheel, WheelTimer } from './time/wheel.js';
+import type { TimerTarget, TimingWheel, WheelTimer } from './time/wheel.js';
 
 /** How a link ended. */
 export interface CloseInfo {
@@ -43,6 +58,12 @@ export interface LinkOwner {
   onRtt(link: Link, sampleMs: number): void;
   /** The socket buffer fell below the low-water mark: more DATA may be written. */
   onWritable(link: Link): void;
+  /**
+   * This turn's frames are about to go to the socket: the seq of a cumulative ACK to put
+   * ahead of them, or -1 for none. The ACK rides in front so that the peer frees its
+   * replay buffer before it reads the DATA that follows.
+   */
+  pendingAck?(link: Link): number;
   /** The peer sent CLOSE: last chance to write (a final ACK) before our FIN. */
   onPeerClose?(link: Link): void;
   /** The link is gone; called exactly once. */
@@ -90,21 +111,52 @@ const CLOSE_GRACE_MS = 1000;
 
 let nextLinkId = 0;
 
-/** A link's heartbeat: a retune also re-derives the TCP options from the new settings. */
-class LinkHeartbeat extends Heartbeat {
-  onRetune: ((settings: HeartbeatSettings) => void) | null = null;
-
-  override retune(settings: HeartbeatSettings): void {
-    super.retune(settings);
-    this.onRetune?.(settings);
-  }
+function flushLink(link: Link): void {
+  link.flushOut();
 }
 
-export class Link {
+/** Timer kinds of {@link Link.onTimer}. */
+const STALL_TIMER = 0;
+const HANDSHAKE_TIMER = 1;
+const GRACE_TIMER = 2;
+
+/**
+ * Socket listeners shared by every link: Node calls them with the socket as `this`, and
+ * the socket's `heartlineLink` leads back to the link, so a link adds no closure per
+ * event (a server holds one link per connection).
+ */
+interface LinkedSocket extends Socket {
+  heartlineLink?: Link;
+}
+function onSocketData(this: LinkedSocket, chunk: Buffer): void {
+  this.heartlineLink?.onData(chunk);
+}
+function onSocketEnd(this: LinkedSocket): void {
+  this.heartlineLink?.onEnd();
+}
+function onSocketError(this: LinkedSocket, err: Error): void {
+  this.heartlineLink?.onError(err);
+}
+function onSocketClose(this: LinkedSocket): void {
+  this.heartlineLink?.onSocketClose();
+}
+function onSocketDrain(this: LinkedSocket): void {
+  this.heartlineLink?.onDrain();
+}
+function onSocketConnect(this: LinkedSocket): void {
+  // Read the address now: once the socket closes Node no longer reports it.
+  void this.heartlineLink?.remote;
+}
+
+/**
+ * One connection's socket, codec and heartbeat. It is its heartbeat's host and its
+ * timers' target itself (no adapter objects or closures per link).
+ */
+export class Link implements HeartbeatHost, TimerTarget {
   /** Process-unique id. */
   readonly id = ++nextLinkId;
   readonly stats: LinkStats = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0 };
-  /** Monotonic ms of the last byte handed to the socket. */
+  /** Monotonic ms of the last write (read when a turn's batch starts; see write()). */
   lastSent: number;
   /** Monotonic ms of the last byte received. */
   lastReceived: number;
@@ -112,8 +164,9 @@ export class Link {
   owner: LinkOwner;
   private readonly decoder: Decoder;
   private heartbeat: Heartbeat | null = null;
-  private readonly stallTimer: WheelTimer;
-  private readonly handshakeTimer: WheelTimer;
+  /** Created on first use: most links never stall, and the handshake timer goes with the handshake. */
+  private stallTimer: WheelTimer | null = null;
+  private handshakeTimer: WheelTimer | null = null;
   private stallMark = -1;
   private drains = 0;
   private drainsAtMark = 0;
@@ -122,6 +175,13 @@ export class Link {
   /** We sent CLOSE and FIN on purpose and keep reading until the peer closes. */
   private halfClosed = false;
   private graceTimer: WheelTimer | null = null;
+  /**
+   * Frames written this turn and not yet handed to the socket: they leave together in
+   * one write when the turn's work is done (null while there are none).
+   */
+  private out: WriteBatch | null = null;
+  /** True while a chunk is processed: its replies leave together at the end of it. */
+  private reading = false;
 
   constructor(
     readonly socket: Socket,
@@ -134,20 +194,26 @@ export class Link {
     const now = config.clock.now();
     this.lastSent = now;
     this.lastReceived = now;
+    const linked = socket as LinkedSocket;
+    linked.heartlineLink = this;
     // Read the address now: once the socket closes Node no longer reports it.
     if (socket.remoteAddress !== undefined) void this.remote;
-    else socket.once('connect', () => void this.remote);
-    this.stallTimer = wheel.timer(() => this.checkStall());
-    this.handshakeTimer = wheel.timer(() =>
-      this.fail('handshake-timeout', 'no handshake within the handshake timeout'),
-    );
+    else socket.once('connect', onSocketConnect);
     socket.setNoDelay(true);
     if (config.keepAliveDelay > 0) socket.setKeepAlive(true, config.keepAliveDelay);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('end', () => this.onEnd());
-    socket.on('error', (err) => this.onError(err));
-    socket.on('close', () => this.onSocketClose());
-    socket.on('drain', () => this.onDrain());
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+    socket.on('drain', onSocketDrain);
+  }
+
+  /** @internal The wheel calls this when one of the link's timers fires. */
+  onTimer(kind: number): void {
+    if (kind === STALL_TIMER) this.checkStall();
+    else if (kind === HANDSHAKE_TIMER) {
+      this.fail('handshake-timeout', 'no handshake within the handshake timeout');
+    } else this.socket.destroy();
   }
 
   /** Remote address as host:port (kept after the socket closes). */
@@ -155,9 +221,13 @@ export class Link {
     if (this.remoteText) return this.remoteText;
     const { remoteAddress, remotePort } = this.socket;
     if (remoteAddress === undefined) return '?';
-    this.remoteText = remoteAddress.includes(':')
-      ? `[${remoteAddress}]:${remotePort}`
-      : `${remoteAddress}:${remotePort}`;
+    // join() builds one flat string; a template literal makes a cons string of two parts
+    // (about 50 B more, kept for the link's life by the link and its connection).
+    this.remoteText = (
+      remoteAddress.includes(':')
+        ? ['[', remoteAddress, ']:', remotePort]
+        : [remoteAddress, ':', remotePort]
+    ).join('');
     return this.remoteText;
   }
 
@@ -168,7 +238,14 @@ export class Link {
 
   /** True while DATA may be written without queueing behind bulk bytes. */
   get writable(): boolean {
-    return this.open && this.socket.writableLength < this.config.socketLowWater;
+    return (
+      this.open && this.socket.writableLength + (this.out?.bytes ?? 0) < this.config.socketLowWater
+    );
+  }
+
+  /** True while frames written this turn wait for the end of the turn to leave. */
+  get flushPending(): boolean {
+    return this.out !== null;
   }
 
   /** The heartbeat, once started. */
@@ -178,38 +255,52 @@ export class Link {
 
   /** Arms the handshake deadline (less than handshakeTimeout when TLS used part of it). */
   startHandshakeTimer(ms = this.config.handshakeTimeout): void {
+    this.handshakeTimer ??= this.wheel.timerFor(this, HANDSHAKE_TIMER);
     this.handshakeTimer.arm(ms);
   }
 
-  /** Handshake done: cancels its deadline and starts the heartbeat with the granted settings. */
-  startHeartbeat(settings: HeartbeatSettings, detector: FailureDetector): Heartbeat {
-    this.handshakeTimer.cancel();
+  /**
+   * Handshake done: cancels its deadline and starts the heartbeat with the granted
+   * settings; `role` says which end leads the idle exchange (PROTOCOL.md 7.2).
+   */
+  startHeartbeat(
+    settings: HeartbeatSettings,
+    detector: FailureDetector,
+    role: HeartbeatRole = 'client',
+  ): Heartbeat {
+    this.handshakeTimer?.cancel();
+    this.handshakeTimer = null;
     this.heartbeat?.stop();
-    const link = this;
-    const heartbeat = new LinkHeartbeat(
+    const heartbeat = new Heartbeat(
       this.wheel,
       this.config.clock,
       settings,
       detector,
-      {
-        get lastSent() {
-          return link.lastSent;
-        },
-        get lastReceived() {
-          return link.lastReceived;
-        },
-        sendPing: (seq, ts) => this.write(encodePing(seq, ts)),
-        onLiveness: (event) => this.onLiveness(event),
-        onRtt: (ms) => this.owner.onRtt(this, ms),
-        onPingFlood: (strikes) => this.onPingFlood(strikes),
-      },
+      this,
       this.config.maxPingStrikes,
+      role,
     );
-    heartbeat.onRetune = (next) => this.applyTcp(next);
     this.heartbeat = heartbeat;
     heartbeat.start();
     this.applyTcp(settings);
     return heartbeat;
+  }
+
+  // ---- HeartbeatHost (called by this link's heartbeat) -----------------------------
+
+  /** @internal */
+  sendPing(seq: number, timestampMicros: number): void {
+    this.writeProbe(FrameType.PING, seq, timestampMicros);
+  }
+
+  /** @internal */
+  onRtt(sampleMs: number): void {
+    this.owner.onRtt(this, sampleMs);
+  }
+
+  /** @internal A retune re-derives the TCP options from the new settings. */
+  onRetune(settings: HeartbeatSettings): void {
+    this.applyTcp(settings);
   }
 
   /**
@@ -233,14 +324,138 @@ export class Link {
     }
   }
 
-  /** Writes an encoded frame to the socket now (control frames and DATA the owner paced). */
+  /**
+   * Writes an encoded frame (control frames and DATA the owner paced). Frames written in
+   * one turn (while a received chunk is handled, or in one synchronous run of code) reach
+   * the socket together, in order, in one write at the end of it: one system call per
+   * turn instead of one per frame. A frame is not modified afterwards, so a large one is
+   * written as it is rather than copied.
+   */
   write(frame: Buffer): void {
     if (!this.open) return;
-    this.stats.bytesOut += frame.length;
+    const out = this.batch();
+    if (frame.length > OWN_BUFFER_ABOVE) {
+      out.append(frame);
+    } else {
+      const at = out.reserve(frame.length); // before reading out.buffer: it may move
+      frame.copy(out.buffer, at);
+    }
+    this.written(out, frame.length);
+  }
+
+  /** Writes DATA `seq`, encoded straight into this turn's batch (see {@link write}). */
+  writeData(seq: number, payload: Uint8Array): void {
+    if (!this.open) return;
+    const n = DATA_OVERHEAD + payload.length;
+    const out = this.batch();
+    const at = out.reserve(n);
+    try {
+      writeDataAt(out.buffer, at, seq, payload);
+    } catch (err) {
+      out.drop(n);
+      throw err;
+    }
+    this.written(out, n);
+  }
+
+  /** Writes a cumulative ACK of `seq` into this turn's batch (see {@link write}). */
+  writeAck(seq: number): void {
+    if (!this.open) return;
+    const out = this.batch();
+    const at = out.reserve(ACK_FRAME_BYTES);
+    try {
+      writeAckAt(out.buffer, at, seq);
+    } catch (err) {
+      out.drop(ACK_FRAME_BYTES);
+      throw err;
+    }
+    this.written(out, ACK_FRAME_BYTES);
+  }
+
+  /** Writes a PING or PONG straight into this turn's batch (no Buffer per heartbeat). */
+  private writeProbe(
+    type: typeof FrameType.PING | typeof FrameType.PONG,
+    seq: number,
+    timestamp: number,
+  ): void {
+    if (!this.open) return;
+    const out = this.batch();
+    const at = out.reserve(PROBE_FRAME_BYTES);
+    try {
+      writeProbeAt(out.buffer, at, type, seq, timestamp);
+    } catch (err) {
+      out.drop(PROBE_FRAME_BYTES);
+      throw err;
+    }
+    this.written(out, PROBE_FRAME_BYTES);
+  }
+
+  /**
+   * Makes sure a write leaves at the end of this turn even if nothing else is written:
+   * the owner's cumulative ACK then goes out in it (see {@link LinkOwner.pendingAck}).
+   */
+  flushSoon(): void {
+    if (this.open) this.batch();
+  }
+
+  /**
+   * Counts a frame of `n` bytes just added to `out`. A batch that reaches the low-water
+   * mark leaves at once: bulk data then fills the kernel's buffer as fast as it takes
+   * it, and pacing sees the socket's own backlog.
+   */
+  private written(out: WriteBatch, n: number): void {
+    this.stats.bytesOut += n;
     this.stats.framesOut++;
-    this.lastSent = this.config.clock.now();
-    this.socket.write(frame);
-    if (this.socket.writableLength > 0 && this.stallMark < 0) this.markStall();
+    if (out.bytes >= this.config.socketLowWater) this.flushOut();
+  }
+
+  /** This turn's batch, started (and its flush scheduled) on the first frame. */
+  private batch(): WriteBatch {
+    let out = this.out;
+    if (out === null) {
+      // Read once per batch, not per frame: the frames of one turn leave together.
+      this.lastSent = this.config.clock.now();
+      out = this.out = acquireBatch();
+      // Room for the owner's ACK in front, filled or left out when the batch leaves.
+      out.reserveSlot(ACK_FRAME_BYTES);
+      // While a chunk is handled, onData flushes at its end; otherwise once this run of
+      // code is done (before any I/O, so latency grows by microseconds, not a turn).
+      if (!this.reading) process.nextTick(flushLink, this);
+    }
+    return out;
+  }
+
+  /**
+   * @internal Hands this turn's frames to the socket in one write, behind the owner's
+   * cumulative ACK if it has one to send. Called at the end of the turn, and before
+   * anything that ends the socket so that frames written before a CLOSE or FIN go out
+   * ahead of it.
+   */
+  flushOut(): void {
+    const out = this.out;
+    if (out === null) return;
+    this.out = null;
+    // Also while closing: the last ACK goes out ahead of our CLOSE or FIN.
+    const ack = this.closed ? -1 : (this.owner.pendingAck?.(this) ?? -1);
+    if (ack >= 0) {
+      writeAckAt(out.slotBuffer, out.slotOffset, ack);
+      this.stats.bytesOut += ACK_FRAME_BYTES;
+      this.stats.framesOut++;
+    } else {
+      out.skipSlot();
+    }
+    const bytes = out.take();
+    releaseBatch(out);
+    const socket = this.socket;
+    if (bytes === null || socket.destroyed || !socket.writable) return;
+    if (!Array.isArray(bytes)) socket.write(bytes);
+    else if (bytes.length === 1) socket.write(bytes[0]!);
+    else {
+      socket.cork();
+      for (const b of bytes) socket.write(b);
+      socket.uncork();
+    }
+    if (socket.writableLength > 0 && this.stallMark < 0) this.markStall();
   }
 
   /**
@@ -263,8 +478,9 @@ export class Link {
     };
     this.halfClosed = true;
     this.heartbeat?.stop();
-    this.handshakeTimer.cancel();
-    this.stallTimer.cancel();
+    this.handshakeTimer?.cancel();
+    this.stallTimer?.cancel();
+    this.flushOut();
     if (code !== undefined && !this.socket.destroyed) {
       try {
         this.socket.write(encodeClose(code, message, retryAfter));
@@ -273,7 +489,12 @@ export class Link {
       }
     }
     this.socket.end();
-    this.graceTimer = this.wheel.timer(() => this.socket.destroy());
+    this.armGrace();
+  }
+
+  /** Destroys the socket if the closing handshake has not ended it within the grace. */
+  private armGrace(): void {
+    this.graceTimer ??= this.wheel.timerFor(this, GRACE_TIMER);
     this.graceTimer.arm(CLOSE_GRACE_MS);
   }
 
@@ -289,6 +510,7 @@ export class Link {
       ...(typed ? { error: typed } : {}),
     };
     this.heartbeat?.stop();
+    this.flushOut();
     if (code !== undefined && !this.socket.destroyed && this.socket.writable) {
       try {
         this.socket.write(encodeClose(code, message));
@@ -299,8 +521,8 @@ export class Link {
     this.socket.destroy();
   }
 
-  /** The peer pinged faster than its grant allows, again and again: a final CLOSE. */
-  private onPingFlood(strikes: number): void {
+  /** @internal The peer pinged faster than its grant allows, again and again: a final CLOSE. */
+  onPingFlood(strikes: number): void {
     const interval = this.heartbeat?.current.interval ?? 0;
     this.close(
       'policy-violation',
@@ -309,7 +531,8 @@ export class Link {
     );
   }
 
-  private onLiveness(event: 'suspect' | 'alive' | 'dead'): void {
+  /** @internal */
+  onLiveness(event: 'suspect' | 'alive' | 'dead'): void {
     this.owner.onLiveness(this, event);
     if (event === 'dead') {
       const t = this.heartbeat?.current.timeout ?? 0;
@@ -317,8 +540,19 @@ export class Link {
     }
   }
 
-  private onData(chunk: Buffer): void {
+  /** @internal (socket 'data') */
+  onData(chunk: Buffer): void {
     if (this.closed) return;
+    this.reading = true;
+    try {
+      this.receive(chunk);
+    } finally {
+      this.reading = false;
+      this.flushOut();
+    }
+  }
+
+  private receive(chunk: Buffer): void {
     this.lastReceived = this.config.clock.now();
     this.stats.bytesIn += chunk.length;
     if (this.heartbeat?.isSuspect) this.heartbeat.heardWhileSuspect();
@@ -347,7 +581,16 @@ export class Link {
         }
         // Policed first, so that the PING that earns a policy close is not answered.
         hb.beat(this.lastReceived, true);
-        this.write(encodePong(frame.seq, frame.timestamp));
+        if (hb.rttDue(this.lastReceived)) {
+          // The server's RTT sample rides with the PONG: one write for both (7.2). The
+          // cork keeps it so where a write goes straight to the socket.
+          this.socket.cork();
+          this.writeProbe(FrameType.PONG, frame.seq, frame.timestamp);
+          hb.ping();
+          this.socket.uncork();
+        } else {
+          this.writeProbe(FrameType.PONG, frame.seq, frame.timestamp);
+        }
         return;
       case FrameType.PONG:
         if (!hb) {
@@ -378,9 +621,9 @@ export class Link {
           };
         }
         this.heartbeat?.stop();
+        this.flushOut();
         this.socket.end();
-        this.graceTimer = this.wheel.timer(() => this.socket.destroy());
-        this.graceTimer.arm(CLOSE_GRACE_MS);
+        this.armGrace();
         return;
       default:
         hb?.other();
@@ -412,18 +655,18 @@ export class Link {
     }
   }
 
-  private onEnd(): void {
+  /** @internal (socket 'end') */
+  onEnd(): void {
     // FIN from the peer. After a CLOSE frame the reason is already set.
     if (!this.closing) this.closing = { reason: 'eof', message: 'the peer closed the connection' };
     this.heartbeat?.stop();
+    this.flushOut();
     if (!this.socket.destroyed) this.socket.end();
-    if (!this.graceTimer) {
-      this.graceTimer = this.wheel.timer(() => this.socket.destroy());
-      this.graceTimer.arm(CLOSE_GRACE_MS);
-    }
+    if (!this.graceTimer?.armed) this.armGrace();
   }
 
-  private onError(err: Error): void {
+  /** @internal (socket 'error') */
+  onError(err: Error): void {
     if (this.closing) return;
     const tls = isTlsError(err);
     const reason = tls ? 'tls-error' : classifySocketError(err);
@@ -436,22 +679,28 @@ export class Link {
     };
   }
 
-  private onSocketClose(): void {
+  /** @internal (socket 'close') */
+  onSocketClose(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.out !== null) {
+      releaseBatch(this.out);
+      this.out = null;
+    }
     this.heartbeat?.stop();
-    this.handshakeTimer.cancel();
-    this.stallTimer.cancel();
+    this.handshakeTimer?.cancel();
+    this.stallTimer?.cancel();
     this.graceTimer?.cancel();
     const info = this.closing ?? { reason: 'eof', message: 'the connection closed' };
     this.owner.onClose(this, info);
   }
 
-  private onDrain(): void {
+  /** @internal (socket 'drain') */
+  onDrain(): void {
     this.drains++;
     if (this.socket.writableLength === 0) {
       this.stallMark = -1;
-      this.stallTimer.cancel();
+      this.stallTimer?.cancel();
     }
     if (this.open) this.owner.onWritable(this);
   }
@@ -459,6 +708,7 @@ export class Link {
   private markStall(): void {
     this.stallMark = this.socket.writableLength;
     this.drainsAtMark = this.drains;
+    this.stallTimer ??= this.wheel.timerFor(this, STALL_TIMER);
     this.stallTimer.arm(this.config.writeTimeout);
   }
 

@@ -78,7 +78,7 @@ async function startIdleServer(options: IdleServerOptions): Promise<IdleServer> 
   return {
     port,
     deadAfterMs: timeout,
-    heartbeat: `heartline heartbeat: PING after ${options.interval} ms without sending, dead after ${timeout} ms without hearing (one timing wheel)`,
+    heartbeat: `heartline heartbeat: the client PINGs after ${options.interval} ms without sending and the server answers (it pings itself only after 1.25 intervals, plus one PING on a PONG every 8 intervals for its RTT), dead after ${timeout} ms without hearing (one timing wheel)`,
     connections() {
       let n = 0;
       for (const conn of server.connections.values()) {
@@ -90,7 +90,8 @@ async function startIdleServer(options: IdleServerOptions): Promise<IdleServer> 
       let n = 0;
       for (const conn of server.connections.values()) {
         const s = conn.heartbeatStats;
-        // Each PING this server sent and each one it answered is one exchange.
+        // Each PING this server sent and each one it answered is one exchange (its RTT
+        // refresh PINGs, about one in 8 intervals, count too).
         n += s.pingsSent + s.pingsReceived;
       }
       return n;

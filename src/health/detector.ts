@@ -54,7 +54,9 @@ export interface FailureDetector {
 export type DetectorFactory = (settings: DetectorSettings, now: number) => FailureDetector;
 
 /**
- * Checks detector settings and returns a frozen copy (the caller's object is never kept).
+ * Checks detector settings and returns a frozen copy (the caller's object is never kept,
+ * unless it is frozen already: then it cannot change, and every link of a server can
+ * share the one settings object instead of holding a copy each).
  * @throws InvalidArgumentError naming the bad field: each must be a finite number > 0,
  *   and `suspectAfter` must not exceed `timeout` (a peer cannot be dead before suspect).
  */
@@ -66,6 +68,9 @@ export function checkDetectorSettings(settings: DetectorSettings): Readonly<Dete
     minExclusive: true,
     max: timeout,
   });
+  if (Object.isFrozen(settings) && Object.getPrototypeOf(settings) === Object.prototype) {
+    return settings;
+  }
   return Object.freeze({ interval, timeout, suspectAfter });
 }
 

@@ -78,20 +78,28 @@ export function isLegalTransition(from: HealthState, to: HealthState): boolean {
  * `state` or makes a further move sees the new state, and nested moves are emitted in
  * order. An exception from the listener propagates to the caller of `transition`.
  */
-export class HealthMachine {
-  readonly #onChange: (change: StateChange) => void;
+export class HealthMachine<This = undefined> {
+  readonly #onChange: (this: This, change: StateChange) => void;
+  readonly #thisArg: This;
   #state: HealthState;
 
   /**
    * @param onChange called synchronously after every move.
    * @param initial the starting state.
+   * @param thisArg `this` for `onChange`: an owner with many machines (a server has one
+   *   per connection) passes one shared function and itself instead of a closure each.
    * @throws InvalidArgumentError if `initial` is not a {@link HealthState}.
    */
-  constructor(onChange: (change: StateChange) => void, initial: HealthState = 'connecting') {
+  constructor(
+    onChange: (this: This, change: StateChange) => void,
+    initial: HealthState = 'connecting',
+    thisArg?: This,
+  ) {
     if (!Object.hasOwn(TRANSITIONS, initial)) {
       throw new InvalidArgumentError(`initial must be a health state, got ${String(initial)}`);
     }
     this.#onChange = onChange;
+    this.#thisArg = thisArg as This;
     this.#state = initial;
   }
 
@@ -109,7 +117,7 @@ export class HealthMachine {
     const from = this.#state;
     if (!allowedFrom.includes(from) || !isLegalTransition(from, to)) return false;
     this.#state = to;
-    this.#onChange({ from, to, reason });
+    this.#onChange.call(this.#thisArg, { from, to, reason });
     return true;
   }
 }

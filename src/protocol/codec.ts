@@ -48,6 +48,9 @@ const SETTINGS_SIZE = 4 + 4;
 /** Bytes a DATA frame adds around its payload (length prefix, type, seq). */
 export const DATA_OVERHEAD = LENGTH_BYTES + 1 + DATA_HEADER;
 
+/** Bytes of an ACK frame, length prefix included. */
+export const ACK_FRAME_BYTES = LENGTH_BYTES + 1 + ACK_SIZE;
+
 /** The largest DATA payload that fits in a frame of `maxFrame` bytes. */
 export function maxPayload(maxFrame: number): number {
   return maxFrame - 1 - DATA_HEADER;
@@ -66,9 +69,18 @@ function header(type: number, payloadLength: number): Buffer {
 }
 
 function writeU64(buf: Buffer, value: number, offset: number): void {
+  checkU64(value);
+  putU64(buf, value, offset);
+}
+
+function checkU64(value: number): void {
   if (!Number.isSafeInteger(value) || value < 0) {
     throw new InvalidArgumentError(`u64 field out of range: ${value}`);
   }
+}
+
+/** Writes a u64 already checked by {@link checkU64}. */
+function putU64(buf: Buffer, value: number, offset: number): void {
   buf.writeUInt32BE(Math.floor(value / TWO_32), offset);
   buf.writeUInt32BE(value >>> 0, offset + 4);
 }
@@ -139,11 +151,35 @@ export function encodeWelcome(f: Omit<WelcomeFrame, 'type'>): Buffer {
   return buf;
 }
 
-function encodeProbe(type: number, seq: number, timestamp: number): Buffer {
-  const buf = header(type, PING_SIZE);
-  writeU32(buf, seq, LENGTH_BYTES + 1);
-  writeU64(buf, timestamp, LENGTH_BYTES + 5);
+/** Bytes of a PING or PONG frame. */
+export const PROBE_FRAME_BYTES = LENGTH_BYTES + 1 + PING_SIZE;
+
+function encodeProbe(
+  type: typeof FrameType.PING | typeof FrameType.PONG,
+  seq: number,
+  timestamp: number,
+): Buffer {
+  const buf = Buffer.allocUnsafe(PROBE_FRAME_BYTES);
+  writeProbeAt(buf, 0, type, seq, timestamp);
   return buf;
+}
+
+/**
+ * Writes a PING or PONG (`type`) into `buf` at `offset` ({@link PROBE_FRAME_BYTES} there):
+ * the link answers each PING straight into its write batch, with no Buffer per PONG.
+ */
+export function writeProbeAt(
+  buf: Buffer,
+  offset: number,
+  type: typeof FrameType.PING | typeof FrameType.PONG,
+  seq: number,
+  timestamp: number,
+): void {
+  checkU64(timestamp);
+  writeU32(buf, seq, offset + LENGTH_BYTES + 1);
+  buf.writeUInt32BE(1 + PING_SIZE, offset);
+  buf[offset + LENGTH_BYTES] = type;
+  putU64(buf, timestamp, offset + LENGTH_BYTES + 5);
 }
 
 /** PING with the sender's seq and monotonic timestamp in microseconds. */
@@ -158,17 +194,37 @@ export function encodePong(seq: number, timestamp: number): Buffer {
 
 /** DATA carrying one application message with its sequence number. */
 export function encodeData(seq: number, payload: Uint8Array): Buffer {
-  const buf = header(FrameType.DATA, DATA_HEADER + payload.length);
-  writeU64(buf, seq, LENGTH_BYTES + 1);
-  buf.set(payload, LENGTH_BYTES + 1 + DATA_HEADER);
+  const buf = Buffer.allocUnsafe(DATA_OVERHEAD + payload.length);
+  writeDataAt(buf, 0, seq, payload);
   return buf;
+}
+
+/**
+ * Writes a DATA frame into `buf` at `offset` (it needs {@link DATA_OVERHEAD} +
+ * payload.length bytes there): the hot path encodes straight into a write batch.
+ */
+export function writeDataAt(buf: Buffer, offset: number, seq: number, payload: Uint8Array): void {
+  // Checked before any byte is written: a failed call leaves `buf` as it was.
+  checkU64(seq);
+  buf.writeUInt32BE(1 + DATA_HEADER + payload.length, offset);
+  buf[offset + LENGTH_BYTES] = FrameType.DATA;
+  putU64(buf, seq, offset + LENGTH_BYTES + 1);
+  buf.set(payload, offset + DATA_OVERHEAD);
 }
 
 /** ACK: every DATA with a sequence up to `seq` has been received. */
 export function encodeAck(seq: number): Buffer {
-  const buf = header(FrameType.ACK, ACK_SIZE);
-  writeU64(buf, seq, LENGTH_BYTES + 1);
+  const buf = Buffer.allocUnsafe(ACK_FRAME_BYTES);
+  writeAckAt(buf, 0, seq);
   return buf;
+}
+
+/** Writes an ACK frame into `buf` at `offset` ({@link ACK_FRAME_BYTES} bytes). */
+export function writeAckAt(buf: Buffer, offset: number, seq: number): void {
+  checkU64(seq);
+  buf.writeUInt32BE(1 + ACK_SIZE, offset);
+  buf[offset + LENGTH_BYTES] = FrameType.ACK;
+  putU64(buf, seq, offset + LENGTH_BYTES + 1);
 }
 
 /** CLOSE with a close code, a UTF-8 reason and a retry hint in ms (0: none). */
@@ -381,6 +437,45 @@ export function decodeBody(body: Buffer): Frame {
   return frame;
 }
 
+/**
+ * Decodes the frame body at `buf[start, end)` in place: DATA, ACK, PING and PONG of a
+ * valid size (the frames of a busy link) without the views and the reader that
+ * {@link decodeBody} allocates; everything else, and every malformed frame, through
+ * decodeBody, so that errors are the same. A DATA payload is a view into `buf`.
+ */
+function decodeAt(buf: Buffer, start: number, end: number): Frame {
+  const type = buf[start];
+  const size = end - start - 1;
+  switch (type) {
+    case FrameType.DATA:
+      if (size >= DATA_HEADER) {
+        const payload = buf.subarray(start + 1 + DATA_HEADER, end);
+        return { type: FrameType.DATA, seq: readU64(buf, start + 1, 'DATA'), payload };
+      }
+      break;
+    case FrameType.ACK:
+      if (size === ACK_SIZE) return { type: FrameType.ACK, seq: readU64(buf, start + 1, 'ACK') };
+      break;
+    case FrameType.PING:
+    case FrameType.PONG:
+      if (size === PING_SIZE) {
+        return {
+          type,
+          seq: buf.readUInt32BE(start + 1),
+          timestamp: readU64(buf, start + 5, type === FrameType.PING ? 'PING' : 'PONG'),
+        } as PingFrame | PongFrame;
+      }
+      break;
+  }
+  return decodeBody(buf.subarray(start, end));
+}
+
+function readU64(buf: Buffer, at: number, frameName: string): number {
+  const high = buf.readUInt32BE(at);
+  if (high > MAX_SAFE_HIGH) throw malformed(`${frameName} has a u64 above 2^53 - 1`);
+  return high * TWO_32 + buf.readUInt32BE(at + 4);
+}
+
 function hex(type: number | undefined): string {
   return (type ?? 0).toString(16).padStart(2, '0');
 }
@@ -448,6 +543,21 @@ export class Decoder {
           );
         }
         if (this.buffered < LENGTH_BYTES + length) break;
+        const first = this.chunks[0]!;
+        const start = this.head + LENGTH_BYTES;
+        const end = start + length;
+        if (end <= first.length) {
+          // The usual case: the frame lies in the first chunk, decode it where it is.
+          this.buffered -= LENGTH_BYTES + length;
+          if (end === first.length) {
+            this.chunks.shift();
+            this.head = 0;
+          } else {
+            this.head = end;
+          }
+          frames.push(decodeAt(first, start, end));
+          continue;
+        }
         this.consume(LENGTH_BYTES);
         frames.push(decodeBody(this.consume(length)));
       }

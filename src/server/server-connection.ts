@@ -4,7 +4,8 @@
  * session expires and the connection closes with 'session-expired'.
  */
 
-import { Connection, type JournalFactory } from '../connection.js';
+import { Connection, FIRST_SUBCLASS_TIMER, type JournalFactory } from '../connection.js';
+import type { HeartbeatRole } from '../heartbeat.js';
 import type { CloseInfo, Link } from '../link.js';
 import type { HeartbeatSettings, ResolvedCommon } from '../options.js';
 import { CloseCode } from '../protocol/close-codes.js';
@@ -17,6 +18,10 @@ export interface ServerConnectionHost {
   release(conn: ServerConnection): void;
 }
 
+/** Timer kinds of {@link ServerConnection.onTimer}, after the base class's. */
+const TTL_TIMER = FIRST_SUBCLASS_TIMER;
+const LENIENCY_TIMER = FIRST_SUBCLASS_TIMER + 1;
+
 export class ServerConnection extends Connection {
   /** The client's self-chosen id from HELLO (may be empty). */
   readonly clientId: string;
@@ -28,7 +33,8 @@ export class ServerConnection extends Connection {
   readonly sessionKey: string;
   /** The resume token (16 bytes); compared in constant time by the server. */
   readonly token: Uint8Array;
-  private readonly ttlTimer: WheelTimer;
+  /** Session TTL while no link is attached; created when the first link is lost. */
+  private ttlTimer: WheelTimer | null = null;
   /** Applies tightened settings once the client has had time to learn them (retune). */
   private leniency: WheelTimer | null = null;
 
@@ -54,14 +60,29 @@ export class ServerConnection extends Connection {
     this.traceId = init.traceId;
     this.identity = init.identity;
     this.lastRemote = init.remote;
-    this.ttlTimer = wheel.timer(() => {
-      // Nothing disappears silently: the application gets back what the client never acked.
-      this.loseSession();
-      this.finish({
-        reason: 'session-expired',
-        code: CloseCode.SESSION_EXPIRED,
-        message: `no resume within the session TTL of ${this.sessionTtl} ms`,
-      });
+  }
+
+  /** @internal */
+  override onTimer(kind: number): void {
+    if (kind === TTL_TIMER) this.expire();
+    else if (kind === LENIENCY_TIMER) {
+      if (this.settings) this.link?.beat?.retune(this.settings);
+    } else super.onTimer(kind);
+  }
+
+  /** The server lags the client's pings and samples RTT on its PONGs (PROTOCOL.md 7.2). */
+  protected override heartbeatRole(): HeartbeatRole {
+    return 'server';
+  }
+
+  /** No resume within the session TTL. */
+  private expire(): void {
+    // Nothing disappears silently: the application gets back what the client never acked.
+    this.loseSession();
+    this.finish({
+      reason: 'session-expired',
+      code: CloseCode.SESSION_EXPIRED,
+      message: `no resume within the session TTL of ${this.sessionTtl} ms`,
     });
   }
 
@@ -72,7 +93,7 @@ export class ServerConnection extends Connection {
     resumed: boolean,
     peerLastReceived: number,
   ): void {
-    this.ttlTimer.cancel();
+    this.ttlTimer?.cancel();
     const old = this.link;
     if (old) {
       // A newer connection resumed this session: the old link is half-open or about to be.
@@ -145,9 +166,7 @@ export class ServerConnection extends Connection {
           suspectAfter: Math.max(judged.suspectAfter, settings.suspectAfter),
         }),
       );
-      this.leniency ??= this.wheel.timer(() => {
-        if (this.settings) this.link?.beat?.retune(this.settings);
-      });
+      this.leniency ??= this.wheel.timerFor(this, LENIENCY_TIMER);
       this.leniency.arm(judged.timeout);
       return;
     }
@@ -171,11 +190,12 @@ export class ServerConnection extends Connection {
   }
 
   protected linkLost(): void {
+    this.ttlTimer ??= this.wheel.timerFor(this, TTL_TIMER);
     this.ttlTimer.arm(this.sessionTtl);
   }
 
   protected override onFinish(): void {
-    this.ttlTimer.cancel();
+    this.ttlTimer?.cancel();
     this.leniency?.cancel();
     this.host.release(this);
   }

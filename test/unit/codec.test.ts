@@ -14,6 +14,7 @@ import fc from 'fast-check';
 import { type ErrorCode, InvalidArgumentError, ProtocolError } from '../../src/errors.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
 import {
+  ACK_FRAME_BYTES,
   DATA_OVERHEAD,
   Decoder,
   decodeBody,
@@ -27,6 +28,10 @@ import {
   encodeSettings,
   encodeWelcome,
   maxPayload,
+  PROBE_FRAME_BYTES,
+  writeAckAt,
+  writeDataAt,
+  writeProbeAt,
 } from '../../src/protocol/codec.js';
 import {
   type AckFrame,
@@ -939,6 +944,103 @@ function checkArbitraryStream(bytes: Uint8Array, cuts: number[], maxFrame: numbe
   assertFrames(chunked.frames, byByte.frames.slice(0, chunked.frames.length));
   if (!chunked.error) assert.equal(chunked.frames.length, byByte.frames.length);
 }
+
+describe('encoding into a buffer, decoding in place', () => {
+  it('writeDataAt and writeAckAt write the bytes of encodeData and encodeAck at any offset', () => {
+    fc.assert(
+      fc.property(
+        fc.nat({ max: 64 }),
+        fc.nat({ max: Number.MAX_SAFE_INTEGER }),
+        fc.uint8Array({ maxLength: 300 }),
+        (offset, seq, payload) => {
+          const buf = Buffer.alloc(offset + DATA_OVERHEAD + payload.length + ACK_FRAME_BYTES, 0xaa);
+          writeDataAt(buf, offset, seq, payload);
+          writeAckAt(buf, offset + DATA_OVERHEAD + payload.length, seq);
+          assert.deepEqual(buf.subarray(0, offset), Buffer.alloc(offset, 0xaa), 'bytes before');
+          assert.deepEqual(
+            buf.subarray(offset),
+            Buffer.concat([encodeData(seq, payload), encodeAck(seq)]),
+          );
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('writeProbeAt writes the bytes of encodePing and encodePong at any offset', () => {
+    fc.assert(
+      fc.property(
+        fc.nat({ max: 64 }),
+        fc.nat({ max: 2 ** 32 - 1 }),
+        fc.nat({ max: Number.MAX_SAFE_INTEGER }),
+        (offset, seq, timestamp) => {
+          const buf = Buffer.alloc(offset + 2 * PROBE_FRAME_BYTES, 0xaa);
+          writeProbeAt(buf, offset, FrameType.PING, seq, timestamp);
+          writeProbeAt(buf, offset + PROBE_FRAME_BYTES, FrameType.PONG, seq, timestamp);
+          assert.deepEqual(buf.subarray(0, offset), Buffer.alloc(offset, 0xaa), 'bytes before');
+          assert.deepEqual(
+            buf.subarray(offset),
+            Buffer.concat([encodePing(seq, timestamp), encodePong(seq, timestamp)]),
+          );
+        },
+      ),
+      { numRuns: RUNS },
+    );
+    for (const [seq, timestamp] of [
+      [-1, 0],
+      [2 ** 32, 0],
+      [0, -1],
+      [0, Number.MAX_SAFE_INTEGER + 1],
+    ] as const) {
+      const buf = Buffer.alloc(PROBE_FRAME_BYTES, 0xaa);
+      assert.throws(
+        () => writeProbeAt(buf, 0, FrameType.PONG, seq, timestamp),
+        InvalidArgumentError,
+      );
+      assert.deepEqual(buf, Buffer.alloc(PROBE_FRAME_BYTES, 0xaa), `${seq}/${timestamp}`);
+    }
+  });
+
+  it('a seq out of range throws before any byte is written', () => {
+    for (const seq of [-1, 1.5, Number.MAX_SAFE_INTEGER + 1, Number.NaN]) {
+      const buf = Buffer.alloc(DATA_OVERHEAD + 4, 0xaa);
+      assert.throws(
+        () => writeDataAt(buf, 0, seq, Uint8Array.of(1, 2, 3, 4)),
+        InvalidArgumentError,
+      );
+      assert.throws(() => writeAckAt(buf, 0, seq), InvalidArgumentError);
+      assert.deepEqual(buf, Buffer.alloc(DATA_OVERHEAD + 4, 0xaa), String(seq));
+    }
+  });
+
+  it('a DATA payload is a view into the chunk it arrived in, not a copy', () => {
+    // Documented: the application may keep it (Node never reuses a read chunk), and a
+    // frame split across chunks is the only one that is copied (into a buffer of its own).
+    const chunk = Buffer.concat([encodeAck(1), encodeData(7, Buffer.from('hello'))]);
+    const [, data] = new Decoder().push(chunk) as [AckFrame, DataFrame];
+    assert.equal(data.seq, 7);
+    assert.equal(data.payload.buffer, chunk.buffer);
+    assert.equal(data.payload.byteOffset, chunk.byteOffset + ACK_FRAME_BYTES + DATA_OVERHEAD);
+    assert.equal(Buffer.from(data.payload).toString(), 'hello');
+  });
+
+  it('frames decoded in place equal decodeBody() of each body, for arbitrary frames', () => {
+    fc.assert(
+      fc.property(arbFrames, (frames) => {
+        const stream = Buffer.concat(frames.map(encodeFrame));
+        const bodies: Frame[] = [];
+        for (let at = 0; at < stream.length; ) {
+          const length = stream.readUInt32BE(at);
+          bodies.push(decodeBody(stream.subarray(at + LENGTH_BYTES, at + LENGTH_BYTES + length)));
+          at += LENGTH_BYTES + length;
+        }
+        assertFrames(new Decoder().push(stream), bodies);
+        assertFrames(bodies, frames);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
 
 describe('properties (fast-check)', () => {
   it('decode(encode(frame)) equals frame for arbitrary valid frames', () => {

@@ -233,6 +233,33 @@ test('connect: connecting>healthy on both ends, and an idle link stays healthy',
   assert.ok(client.rtt < 100, `client rtt ${client.rtt} fake ms`);
 });
 
+test('an idle link: the client leads, one exchange per interval; the server samples RTT every 8 intervals', async (t) => {
+  const rig = new Rig(t);
+  const { server, port } = await rig.server();
+  const serverSide = nextConnection(server, rig.clock);
+  const client = rig.client(port);
+  const { conn } = await serverSide;
+  await waitFor(() => client.state === 'healthy');
+  const rtts: number[] = [];
+  conn.on('rtt', (ms) => rtts.push(ms));
+
+  const intervals = 40;
+  await rig.advance(intervals * INTERVAL);
+  const s = conn.heartbeatStats;
+  const c = client.heartbeatStats;
+  // Every PING the server answered is the client's; the client never waits for the server.
+  within(s.pingsReceived, intervals - 1, intervals + 1, 'client PINGs the server answered');
+  assert.equal(c.pingsSent, s.pingsReceived);
+  // The server's only PINGs are its RTT refreshes, which ride with its PONGs: one with
+  // the first PONG, then one per RTT_REFRESH_INTERVALS (8) intervals.
+  within(s.pingsSent, intervals / 8, intervals / 8 + 1, 'server PINGs');
+  assert.equal(c.pingsReceived, s.pingsSent);
+  assert.equal(s.pongsReceived, s.pingsSent);
+  assert.equal(rtts.length, s.pingsSent, 'one RTT sample per refresh');
+  assert.ok(conn.rtt !== undefined && conn.rtt < 100, `server rtt ${conn.rtt} fake ms`);
+  assert.equal(s.probes + c.probes, 0, 'nobody was ever suspected');
+});
+
 test('server end, peer silent: healthy>suspect>dead>disconnected (heartbeat-timeout)', async (t) => {
   const rig = new Rig(t);
   const { server, port } = await rig.server({ sessionTtl: 10_000 });

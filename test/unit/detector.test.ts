@@ -106,6 +106,16 @@ describe('FixedTimeoutDetector', () => {
     assert.deepEqual(out, input);
   });
 
+  it('checkDetectorSettings() keeps an object that is frozen already (it cannot change)', () => {
+    const input = Object.freeze({ interval: 1, timeout: 2, suspectAfter: 2 });
+    assert.equal(checkDetectorSettings(input), input);
+    // Still validated first.
+    assert.throws(
+      () => checkDetectorSettings(Object.freeze({ interval: 1, timeout: 2, suspectAfter: 3 })),
+      invalid('suspectAfter'),
+    );
+  });
+
   it('fixedDetector() builds a fresh detector per link', () => {
     const factory: DetectorFactory = fixedDetector();
     const a: FailureDetector = factory(settings, 0);

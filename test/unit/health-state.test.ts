@@ -143,6 +143,18 @@ describe('HealthMachine', () => {
     assert.deepEqual(seen, ['healthy>dead (state dead)', 'dead>disconnected (state disconnected)']);
   });
 
+  it('calls one shared listener with each owner as `this` (no closure per machine)', () => {
+    const seen: string[] = [];
+    function listener(this: { name: string }, change: StateChange): void {
+      seen.push(`${this.name}: ${change.from}>${change.to}`);
+    }
+    const a = new HealthMachine(listener, 'connecting', { name: 'a' });
+    const b = new HealthMachine(listener, 'healthy', { name: 'b' });
+    a.transition(['connecting'], 'healthy', 'x');
+    b.transition(['healthy'], 'suspect', 'y');
+    assert.deepEqual(seen, ['a: connecting>healthy', 'b: healthy>suspect']);
+  });
+
   it('lets a listener exception reach the caller, with the move already made', () => {
     const m = new HealthMachine(() => {
       throw new Error('listener failed');

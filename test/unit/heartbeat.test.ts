@@ -12,7 +12,13 @@ import {
   fixedDetector,
   phiDetector,
 } from '../../src/health/index.js';
-import { Heartbeat, type HeartbeatHost } from '../../src/heartbeat.js';
+import {
+  Heartbeat,
+  type HeartbeatHost,
+  type HeartbeatRole,
+  RTT_REFRESH_INTERVALS,
+  SERVER_PING_LAG,
+} from '../../src/heartbeat.js';
 import { type HeartbeatSettings, heartbeatSettings } from '../../src/options.js';
 import { FakeClock } from '../../src/time/fake-clock.js';
 import { TimingWheel } from '../../src/time/wheel.js';
@@ -105,12 +111,14 @@ interface SetupOptions {
   start?: number;
   settings?: HeartbeatSettings;
   detector?: DetectorFactory;
+  role?: HeartbeatRole;
 }
 
 function setup({
   start = 0,
   settings = heartbeatSettings(INTERVAL, TIMEOUT),
   detector = fixedDetector(),
+  role = 'client',
 }: SetupOptions = {}) {
   const clock = new FakeClock(start);
   const wheel = new TimingWheel(clock, {
@@ -119,7 +127,7 @@ function setup({
   });
   const host = new StubHost(clock);
   const failureDetector: FailureDetector = detector(settings, clock.now());
-  const hb = new Heartbeat(wheel, clock, settings, failureDetector, host);
+  const hb = new Heartbeat(wheel, clock, settings, failureDetector, host, 0, role);
   host.heartbeat = hb;
   return { clock, wheel, host, hb, detector: failureDetector };
 }
@@ -231,12 +239,38 @@ describe('Heartbeat', () => {
       clock.advance(20 * INTERVAL);
       assert.ok(packets >= 1999, `only ${packets} packets`);
       assert.deepEqual(host.events(), [], 'turned suspect while receiving');
-      // lastReceived is read at check times only (about once per suspectAfter), not per packet.
+      // lastReceived is read when the beat timer fires (at most once per interval: the
+      // earlier of the ping and the check deadline), not per packet.
       const checks = host.receivedReads - reads;
-      assert.ok(checks <= (20 * INTERVAL) / SUSPECT_AFTER + 2, `${checks} reads of lastReceived`);
+      assert.ok(checks <= 20 + 2, `${checks} reads of lastReceived for ${packets} packets`);
       assert.ok(checks >= 1, 'the check never looked at lastReceived');
       // Receiving is not sending: our side still pings on its own schedule.
       assert.ok(host.pings.length >= 19);
+    });
+
+    it('an idle server link that the client leads costs one timer firing per interval', () => {
+      const { clock, host, hb, wheel } = setup({ role: 'server' });
+      hb.start();
+      let firings = 0;
+      const onTimer = hb.onTimer.bind(hb);
+      hb.onTimer = (kind: number) => {
+        firings++;
+        onTimer(kind);
+      };
+      // The client's PING every interval, answered at once with a PONG.
+      every(clock, INTERVAL, () => {
+        host.receive();
+        hb.beat(clock.now(), true);
+        host.send();
+      });
+      clock.advance(20 * INTERVAL);
+      assert.deepEqual(host.events(), [], 'healthy throughout');
+      assert.equal(host.pings.length, 0, 'the server never pinged on its own');
+      // Ping and check share one timer: one firing per interval, not one each.
+      assert.ok(firings >= 15 && firings <= 22, `${firings} firings in 20 intervals`);
+      assert.equal(wheel.size, 1, 'one armed timer');
+      hb.stop();
+      assert.equal(wheel.size, 0);
     });
 
     for (const start of [0, 3, 9.5]) {
@@ -348,9 +382,10 @@ describe('Heartbeat', () => {
       host.receive();
       const heardAt = clock.now();
       clock.advance(TIMEOUT - clock.now() + TICK);
-      // The check at deadAt reads lastReceived: alive there, not dead.
+      // The next beat (a ping due, or the check at deadAt at the latest) reads lastReceived:
+      // alive there, not dead.
       assert.deepEqual(host.events(), ['suspect', 'alive']);
-      within(host.liveness[1]!.at, TIMEOUT, TIMEOUT + TICK, 'lazy alive');
+      within(host.liveness[1]!.at, heardAt, TIMEOUT + TICK, 'lazy alive');
       // From then on the deadlines count from the byte it found.
       clock.advance(heardAt + TIMEOUT - clock.now() + TICK);
       assert.deepEqual(host.events(), ['suspect', 'alive', 'suspect', 'dead']);
@@ -421,7 +456,7 @@ describe('Heartbeat', () => {
       // start() twice in a row still holds one timer per concern at most.
       hb.start();
       hb.start();
-      assert.equal(wheel.size, 2, 'ping + check after start');
+      assert.equal(wheel.size, 1, 'one beat timer (ping + check) after start');
       hb.stop();
       assert.equal(wheel.size, 0);
       assert.equal(clock.pending, 0);
@@ -513,6 +548,121 @@ describe('Heartbeat', () => {
       // A plausible one still counts.
       hb.pong(nowMicros - 25_000);
       assert.deepEqual(host.rtts, [25]);
+    });
+  });
+
+  describe('server role (the client leads the idle exchange, PROTOCOL.md 7.2)', () => {
+    /**
+     * The client's side of an idle link as the server sees it: a PING every interval,
+     * which the server answers at once (a PONG moves lastSent), adding a PING of its own
+     * when rttDue() says so, as the link does; that PING's PONG comes back after `rtt`.
+     */
+    function clientPings(
+      clock: FakeClock,
+      host: StubHost,
+      hb: Heartbeat,
+      rtt = 5,
+    ): { stop: () => void; pongs: () => number } {
+      let pongs = 0;
+      const stop = every(clock, INTERVAL, () => {
+        host.receive();
+        hb.beat(clock.now(), true);
+        host.send();
+        pongs++;
+        if (hb.rttDue(clock.now())) hb.ping();
+      });
+      host.echoRtt = rtt;
+      return { stop, pongs: () => pongs };
+    }
+
+    it('a silent peer: the server pings after SERVER_PING_LAG intervals, not one', () => {
+      const { clock, host, hb } = setup({ role: 'server' });
+      const lag = INTERVAL * SERVER_PING_LAG;
+      host.echoRtt = 5;
+      hb.start();
+      clock.advance(lag - 0.001);
+      assert.equal(host.pings.length, 0, 'pinged before SERVER_PING_LAG intervals of idleness');
+      clock.advance(TICK + 0.001);
+      assert.equal(host.pings.length, 1);
+      within(host.pings[0]!.at, lag, lag + TICK, 'first ping');
+      clock.advance(20 * INTERVAL);
+      for (const gap of gaps(host.pings.map((p) => p.at))) within(gap, lag, lag + TICK, 'gap');
+      // The PONGs of its own pings keep it healthy; 1.25 intervals stay below suspectAfter.
+      assert.deepEqual(host.events(), []);
+    });
+
+    it('a client pinging every interval: one exchange per interval, the server pings only to refresh its RTT', () => {
+      const { clock, host, hb } = setup({ role: 'server' });
+      hb.start();
+      const peer = clientPings(clock, host, hb, 7);
+      const intervals = 40;
+      clock.advance(intervals * INTERVAL + 100);
+      peer.stop();
+      // Every PING of the server rode with a PONG (nothing idle before it), one per
+      // RTT_REFRESH_INTERVALS intervals, the first with the first PONG.
+      assert.equal(host.pings.length, intervals / RTT_REFRESH_INTERVALS);
+      within(host.pings[0]!.at, INTERVAL, INTERVAL, 'first refresh');
+      for (const p of host.pings) assert.equal(p.idleFor, 0, 'a PING not sent with a PONG');
+      for (const gap of gaps(host.pings.map((p) => p.at))) {
+        assert.equal(gap, RTT_REFRESH_INTERVALS * INTERVAL);
+      }
+      assert.equal(hb.stats.pingsReceived, intervals);
+      assert.equal(peer.pongs(), intervals);
+      // Its RTT estimate is fresh, and nothing was ever suspected.
+      assert.deepEqual(host.rtts, Array(host.pings.length).fill(7));
+      assert.equal(hb.rtt.srtt, 7);
+      assert.deepEqual(host.events(), []);
+    });
+
+    it('rttDue(): only on a server, only while running, at most once per RTT_REFRESH_INTERVALS intervals', () => {
+      const client = setup();
+      client.hb.start();
+      assert.equal(
+        client.hb.rttDue(client.clock.now()),
+        false,
+        'a client always leads: it never needs one',
+      );
+      const { clock, host, hb } = setup({ role: 'server' });
+      assert.equal(hb.rttDue(clock.now()), false, 'not started');
+      hb.start();
+      // Traffic both ways (DATA, say): the server never pings on its own.
+      every(clock, INTERVAL / 2, () => {
+        host.send();
+        host.receive();
+      });
+      assert.equal(hb.rttDue(clock.now()), true, 'no sample yet');
+      hb.ping();
+      assert.equal(hb.rttDue(clock.now()), false);
+      clock.advance(RTT_REFRESH_INTERVALS * INTERVAL - 1);
+      assert.equal(hb.rttDue(clock.now()), false);
+      clock.advance(1);
+      assert.equal(hb.rttDue(clock.now()), true);
+      hb.stop();
+      assert.equal(hb.rttDue(clock.now()), false, 'stopped');
+      const sent = hb.stats.pingsSent;
+      hb.ping();
+      assert.equal(hb.stats.pingsSent, sent, 'ping() while stopped sends nothing');
+    });
+
+    it('a client that freezes is still dead at timeout after it was last heard, within one tick', () => {
+      const { clock, host, hb } = setup({ role: 'server' });
+      hb.start();
+      const peer = clientPings(clock, host, hb);
+      clock.advance(10 * INTERVAL + 500);
+      peer.stop();
+      host.echoRtt = null;
+      const lastHeard = 10 * INTERVAL;
+      clock.advance(TIMEOUT - 500 - 1);
+      assert.ok(!host.events().includes('dead'), 'dead before the timeout');
+      clock.advance(TICK + 1);
+      assert.deepEqual(host.events(), ['suspect', 'dead']);
+      within(
+        host.liveness[0]!.at,
+        lastHeard + SUSPECT_AFTER,
+        lastHeard + SUSPECT_AFTER + TICK,
+        'suspect',
+      );
+      within(host.liveness[1]!.at, lastHeard + TIMEOUT, lastHeard + TIMEOUT + TICK, 'dead');
     });
   });
 

@@ -13,6 +13,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type HeartlineError, ProtocolError } from '../../src/errors.js';
 import { fixedDetector } from '../../src/health/index.js';
+import { RTT_REFRESH_INTERVALS } from '../../src/heartbeat.js';
 import { type CloseInfo, Link, type LinkOwner } from '../../src/link.js';
 import { type CommonOptions, heartbeatSettings, resolveCommon } from '../../src/options.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
@@ -212,6 +213,41 @@ describe('Link', () => {
       assert.equal(r.link.beat?.stats.pingsReceived, 1);
     });
 
+    it('as a server, the PONG it owes carries a PING for its RTT, once per RTT_REFRESH_INTERVALS intervals', async (t) => {
+      const r = await rig(t);
+      const clock = fake(r);
+      const view = watch(r.peer);
+      const settings = heartbeatSettings(1000, 3000);
+      r.link.startHeartbeat(settings, fixedDetector()(settings, r.clock.now()), 'server');
+      r.peer.write(encodePing(1, 5_000));
+      await waitFor(() => view.frames.length === 2);
+      assert.deepEqual(view.frames[0], { type: FrameType.PONG, seq: 1, timestamp: 5_000 });
+      const ping = view.frames[1]!;
+      assert.equal(ping.type, FrameType.PING);
+      await clock.advanceAsync(30);
+      if (ping.type === FrameType.PING) r.peer.write(encodePong(ping.seq, ping.timestamp));
+      await waitFor(() => r.owner.rtts.length === 1);
+      assert.equal(r.owner.rtts[0], 30);
+      // The client keeps leading: PONGs alone until the refresh is due again.
+      for (let i = 2; i <= RTT_REFRESH_INTERVALS + 1; i++) {
+        await clock.advanceAsync(settings.interval, TICK);
+        r.peer.write(encodePing(i, i));
+        await waitFor(() => view.frames.length >= i + 1);
+      }
+      await waitFor(() => view.frames.length === RTT_REFRESH_INTERVALS + 3);
+      assert.deepEqual(
+        view.frames.map((f) => f.type),
+        [
+          FrameType.PONG,
+          FrameType.PING,
+          ...Array(RTT_REFRESH_INTERVALS).fill(FrameType.PONG),
+          FrameType.PING,
+        ],
+      );
+      assert.equal(r.link.beat?.stats.pingsSent, 2);
+      assert.equal(r.link.beat?.stats.pingsReceived, RTT_REFRESH_INTERVALS + 1);
+    });
+
     it('stamps lastSent and lastReceived with the injected clock', async (t) => {
       const r = await rig(t);
       const clock = fake(r);
@@ -307,6 +343,138 @@ describe('Link', () => {
       );
       assert.ok(r.owner.writables >= 1, 'onWritable never called on drain');
       assert.equal(r.link.writable, true);
+    });
+  });
+
+  describe('write batching', () => {
+    /** Counts the writes the link hands to its socket. */
+    function countWrites(socket: Socket): { writes: number } {
+      const counter = { writes: 0 };
+      const write = socket.write.bind(socket) as (chunk: Buffer) => boolean;
+      socket.write = ((chunk: Buffer) => {
+        counter.writes++;
+        return write(chunk);
+      }) as typeof socket.write;
+      return counter;
+    }
+
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+    it('frames written in one run of code reach the socket in one write, in order, after it', async (t) => {
+      const r = await rig(t);
+      const view = watch(r.peer);
+      const counter = countWrites(r.local);
+      r.link.write(encodeAck(3));
+      for (let seq = 1; seq <= 50; seq++) r.link.writeData(seq, Buffer.from(`m${seq}`));
+      r.link.write(encodePing(9, 99));
+      assert.equal(counter.writes, 0, 'nothing written before the run of code ends');
+      assert.equal(r.link.flushPending, true);
+      assert.equal(r.link.stats.framesOut, 52, 'frames are counted when written');
+      await turn();
+      assert.equal(counter.writes, 1);
+      assert.equal(r.link.flushPending, false);
+      await waitFor(() => view.frames.length === 52);
+      assert.deepEqual(view.frames[0], { type: FrameType.ACK, seq: 3 });
+      assert.deepEqual(
+        view.frames
+          .slice(1, 51)
+          .map((f) => (f.type === FrameType.DATA ? Buffer.from(f.payload).toString() : '?')),
+        Array.from({ length: 50 }, (_, i) => `m${i + 1}`),
+      );
+      assert.equal(view.frames[51]!.type, FrameType.PING);
+      assert.equal(view.bytes, r.link.stats.bytesOut);
+    });
+
+    it("replies to a chunk leave in one write at its end, behind the owner's cumulative ACK", async (t) => {
+      const r = await rig(t);
+      const view = watch(r.peer);
+      const counter = countWrites(r.local);
+      let chunks = 0;
+      r.local.on('data', () => chunks++);
+      let received = 0;
+      const asked: number[] = [];
+      r.owner.onFrame = (link, frame) => {
+        r.owner.frames.push(frame);
+        if (frame.type === FrameType.DATA) link.writeData(++received, frame.payload);
+      };
+      (r.owner as LinkOwner).pendingAck = (link) => {
+        assert.equal(link, r.link);
+        asked.push(received);
+        return received;
+      };
+      r.peer.write(Buffer.concat(Array.from({ length: 20 }, (_, i) => data(i + 1, 100))));
+      await waitFor(() => view.frames.filter((f) => f.type === FrameType.DATA).length === 20);
+      assert.equal(counter.writes, chunks, 'one write per chunk received');
+      assert.equal(asked.length, chunks, 'the owner was asked for an ACK once per write');
+      assert.equal(view.frames[0]!.type, FrameType.ACK, 'the ACK rides in front');
+      const acks = view.frames
+        .filter((f) => f.type === FrameType.ACK)
+        .map((f) => (f as { seq: number }).seq);
+      assert.equal(acks.length, chunks);
+      assert.equal(acks.at(-1), 20);
+      assert.deepEqual(
+        view.frames.filter((f) => f.type === FrameType.DATA).map((f) => (f as { seq: number }).seq),
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
+    });
+
+    it('an owner with no ACK to send leaves nothing in front; flushSoon() alone writes nothing then', async (t) => {
+      const r = await rig(t);
+      const view = watch(r.peer);
+      const counter = countWrites(r.local);
+      (r.owner as LinkOwner).pendingAck = () => -1;
+      r.link.flushSoon();
+      await turn();
+      assert.equal(counter.writes, 0, 'an empty batch is not written');
+      r.link.writeData(1, Buffer.from('x'));
+      await turn();
+      await waitFor(() => view.frames.length === 1);
+      assert.equal(view.frames[0]!.type, FrameType.DATA);
+      assert.equal(view.bytes, r.link.stats.bytesOut);
+    });
+
+    it('flushSoon() sends the pending ACK in a write of its own', async (t) => {
+      const r = await rig(t);
+      const view = watch(r.peer);
+      let pending = 5;
+      (r.owner as LinkOwner).pendingAck = () => {
+        const seq = pending;
+        pending = -1;
+        return seq;
+      };
+      r.link.flushSoon();
+      await waitFor(() => view.frames.length === 1);
+      assert.deepEqual(view.frames, [{ type: FrameType.ACK, seq: 5 }]);
+      assert.equal(r.link.stats.framesOut, 1);
+    });
+
+    it('frames written before close() leave ahead of the CLOSE, with the last ACK in front', async (t) => {
+      const r = await rig(t);
+      const view = watch(r.peer);
+      (r.owner as LinkOwner).pendingAck = () => 8;
+      r.link.writeData(1, Buffer.from('last'));
+      r.link.close('local', CloseCode.NORMAL, 'bye');
+      await waitFor(() => view.ended);
+      assert.deepEqual(
+        view.frames.map((f) => f.type),
+        [FrameType.ACK, FrameType.DATA, FrameType.CLOSE],
+      );
+      assert.deepEqual(view.frames[0], { type: FrameType.ACK, seq: 8 });
+    });
+
+    it('writeData with a seq out of range throws and leaves nothing behind', async (t) => {
+      const r = await rig(t);
+      const view = watch(r.peer);
+      r.link.writeData(1, Buffer.from('a'));
+      assert.throws(() => r.link.writeData(-1, Buffer.from('bad')), /out of range/);
+      r.link.writeData(2, Buffer.from('b'));
+      await waitFor(() => view.frames.length === 2);
+      assert.deepEqual(
+        view.frames.map((f) => (f.type === FrameType.DATA ? f.seq : -1)),
+        [1, 2],
+      );
+      assert.equal(r.link.stats.framesOut, 2);
+      assert.equal(view.bytes, r.link.stats.bytesOut);
     });
   });
 

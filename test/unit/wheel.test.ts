@@ -183,6 +183,33 @@ describe('TimingWheel', () => {
       assert.equal(fired, 1);
     });
 
+    it('timerFor(): timers of one target call its onTimer with their kind, no closure each', () => {
+      const { clock, wheel } = setup({ tickMs: 10 });
+      const fired: string[] = [];
+      class Owner {
+        readonly a = wheel.timerFor(this, 1);
+        readonly b = wheel.timerFor(this, 2);
+        constructor(readonly name: string) {}
+        onTimer(kind: number): void {
+          fired.push(`${this.name}:${kind}@${clock.now()}`);
+          if (kind === 2 && this.name === 'x') this.a.arm(50);
+        }
+      }
+      const x = new Owner('x');
+      const y = new Owner('y');
+      x.b.arm(100);
+      y.a.arm(30);
+      y.b.arm(200);
+      y.b.cancel();
+      clock.advance(1000);
+      assert.deepEqual(fired, ['y:1@30', 'x:2@100', 'x:1@150']);
+      assert.equal(wheel.size, 0);
+      assert.throws(
+        () => wheel.timerFor({} as unknown as { onTimer(kind: number): void }, 0),
+        InvalidArgumentError,
+      );
+    });
+
     it('a callback can re-arm its own timer (periodic timer)', () => {
       const { clock, wheel } = setup({ tickMs: 10 });
       const fired: number[] = [];
