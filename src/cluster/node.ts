@@ -158,6 +158,8 @@ export class ClusterNode {
   readonly #config: ResolvedCluster;
   readonly #host: ClusterHost;
   readonly #held = new Map<string, Held>();
+  readonly #onOpen: (this: ServerConnection) => void;
+  readonly #onDisconnect: (this: ServerConnection) => void;
   readonly #byClient = new Map<string, Set<ServerConnection>>();
   readonly #presence: Presence;
   readonly #router: Router;
@@ -172,6 +174,15 @@ export class ClusterNode {
   #closed: Promise<void> | null = null;
 
   constructor(config: ResolvedCluster, host: ClusterHost) {
+    // One listener of each kind for every adopted connection, not a closure per connection
+    // (a server holds thousands): the emitter, `this`, is the connection.
+    const node = this;
+    this.#onOpen = function onOpen(this: ServerConnection) {
+      node.#opened(this);
+    };
+    this.#onDisconnect = function onDisconnect(this: ServerConnection) {
+      node.#disconnected(this);
+    };
     this.#config = config;
     this.#host = host;
     this.nodeId = config.nodeId;
@@ -431,17 +442,34 @@ export class ClusterNode {
       }
       set.add(conn);
     }
-    const entry: PresenceEntry = { node: this.nodeId, sessionId, clientId: conn.clientId };
-    const linked = () => conn.state !== 'disconnected' && !conn.closed;
-    conn.on('open', () => {
-      if (!journal) this.#presence.online(entry);
-      else journal.whenStored(() => linked() && this.#presence.online(entry));
-    });
-    conn.on('disconnect', () => {
-      this.#presence.offline(sessionId);
-      // Refresh the store's TTL now, so it runs out together with this node's timer.
-      journal?.probe();
-    });
+    conn.on('open', this.#onOpen);
+    conn.on('disconnect', this.#onDisconnect);
+  }
+
+  /** A held session got a link: online once its journal is stored (if it has one). */
+  #opened(conn: ServerConnection): void {
+    const held = this.#held.get(conn.sessionKey);
+    if (!held || held.conn !== conn) return;
+    const entry: PresenceEntry = {
+      node: this.nodeId,
+      sessionId: conn.sessionKey,
+      clientId: conn.clientId,
+    };
+    const journal = held.journal;
+    if (!journal) this.#presence.online(entry);
+    else {
+      journal.whenStored(
+        () => conn.state !== 'disconnected' && !conn.closed && this.#presence.online(entry),
+      );
+    }
+  }
+
+  /** A held session lost its link: offline, and the store's TTL refreshed. */
+  #disconnected(conn: ServerConnection): void {
+    this.#presence.offline(conn.sessionKey);
+    const held = this.#held.get(conn.sessionKey);
+    // Refresh the store's TTL now, so it runs out together with this node's timer.
+    if (held?.conn === conn) held.journal?.probe();
   }
 
   /** The session ended here: forget it, and keep it in the store or delete it. */

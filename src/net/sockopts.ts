@@ -87,13 +87,19 @@ const TCP_KEEPINTVL = 5;
 const TCP_KEEPCNT = 6;
 const TCP_USER_TIMEOUT = 18;
 
-type SetSockOpt = (fd: number, level: number, name: number, value: number[], len: number) => number;
+type SetSockOpt = (
+  fd: number,
+  level: number,
+  name: number,
+  value: Int32Array,
+  len: number,
+) => number;
 type GetSockOpt = (
   fd: number,
   level: number,
   name: number,
-  value: number[],
-  len: number[],
+  value: Int32Array,
+  len: Uint32Array,
 ) => number;
 
 interface Provider {
@@ -192,8 +198,13 @@ function fdOf(socket: Socket): number {
   return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }
 
+/** The int passed to setsockopt/getsockopt and its length: shared, calls are synchronous. */
+const optValue = new Int32Array(1);
+const optLength = new Uint32Array(1);
+
 function setInt(p: Provider, fd: number, level: number, name: number, value: number): void {
-  if (p.setsockopt(fd, level, name, [value], 4) !== 0) {
+  optValue[0] = value;
+  if (p.setsockopt(fd, level, name, optValue, 4) !== 0) {
     const errno = p.errno();
     const err = new Error(`setsockopt(${name}) = ${value} failed with errno ${errno}`);
     (err as Error & { errno: number }).errno = errno;
@@ -202,16 +213,36 @@ function setInt(p: Provider, fd: number, level: number, name: number, value: num
 }
 
 function getInt(p: Provider, fd: number, level: number, name: number): number {
-  const out = [0];
-  if (p.getsockopt(fd, level, name, out, [4]) !== 0) {
+  optValue[0] = 0;
+  optLength[0] = 4;
+  if (p.getsockopt(fd, level, name, optValue, optLength) !== 0) {
     throw new Error(`getsockopt(${name}) failed with errno ${p.errno()}`);
   }
-  return out[0]!;
+  return optValue[0]!;
 }
 
-/** Per-socket state: what we applied, so a later setKeepAlive can be followed by a re-apply. */
-const kApplied = Symbol('heartline.tcpOptions');
-type Tracked = Socket & { [kApplied]?: TcpSocketSettings };
+/**
+ * Per-socket state, so that a later setKeepAlive can be followed by a re-apply: the probe
+ * interval (s) and count we set, packed into one small integer (interval * 128 + count;
+ * 0 for "not set", count <= 127), so a server's thousands of sockets hold no object each.
+ * Absent or 0 when keepalive is off or neither was set.
+ */
+const kProbes = Symbol('heartline.tcpProbes');
+type Tracked = Socket & { [kProbes]?: number };
+
+function packProbes(s: TcpSocketSettings): number {
+  if (!s.keepAlive) return 0;
+  return ((s.keepAliveInterval ?? 0) / 1000) * 128 + (s.keepAliveCount ?? 0);
+}
+
+function unpackProbes(packed: number): { interval?: number; count?: number } {
+  const interval = Math.floor(packed / 128) * 1000;
+  const count = packed % 128;
+  return {
+    ...(interval > 0 ? { interval } : {}),
+    ...(count > 0 ? { count } : {}),
+  };
+}
 
 /**
  * Applies `settings` to a connected socket (or, while it is still connecting, on its
@@ -262,7 +293,7 @@ export function applyTcpOptions(socket: Socket, settings: TcpSocketSettings): Tc
 }
 
 function setAll(socket: Tracked, s: TcpSocketSettings, can: TcpOptionsSupport): void {
-  socket[kApplied] = { ...s };
+  socket[kProbes] = packProbes(s);
   wrapSetKeepAlive(socket);
   if (s.keepAlive) {
     // Node keeps its own record of keepalive and re-applies it on reconnect-like paths;
@@ -277,7 +308,7 @@ function setAll(socket: Tracked, s: TcpSocketSettings, can: TcpOptionsSupport): 
       ).call(socket, true, s.keepAliveIdle ?? 0, s.keepAliveInterval, s.keepAliveCount);
     } else {
       originalSetKeepAlive(socket).call(socket, true, s.keepAliveIdle ?? 0);
-      setProbes(socket, s);
+      setProbes(socket, s.keepAliveInterval, s.keepAliveCount);
     }
   } else {
     originalSetKeepAlive(socket).call(socket, false);
@@ -290,47 +321,58 @@ function setAll(socket: Tracked, s: TcpSocketSettings, can: TcpOptionsSupport): 
 }
 
 /** Sets interval and count with setsockopt (libuv just reset them to 1 s and 10). */
-function setProbes(socket: Socket, s: TcpSocketSettings): void {
+function setProbes(socket: Socket, interval?: number, count?: number): void {
   const p = loadProvider();
   const fd = fdOf(socket);
   if (!p || fd < 0) return;
-  if (s.keepAliveInterval !== undefined) {
-    setInt(p, fd, IPPROTO_TCP, TCP_KEEPINTVL, s.keepAliveInterval / 1000);
-  }
-  if (s.keepAliveCount !== undefined) setInt(p, fd, IPPROTO_TCP, TCP_KEEPCNT, s.keepAliveCount);
+  if (interval !== undefined) setInt(p, fd, IPPROTO_TCP, TCP_KEEPINTVL, interval / 1000);
+  if (count !== undefined) setInt(p, fd, IPPROTO_TCP, TCP_KEEPCNT, count);
 }
 
+/** A setKeepAlive some other code installed on the socket before us (rare): chained to. */
 const kOriginal = Symbol('heartline.setKeepAlive');
 type Wrapped = Tracked & { [kOriginal]?: Socket['setKeepAlive'] };
 
+/** The setKeepAlive our wrapper stands in front of: the class's, unless someone else's. */
 function originalSetKeepAlive(socket: Wrapped): Socket['setKeepAlive'] {
-  return socket[kOriginal] ?? socket.setKeepAlive;
+  if (socket[kOriginal]) return socket[kOriginal];
+  if (socket.setKeepAlive === keepAliveWrapper) {
+    return (Object.getPrototypeOf(socket) as Socket).setKeepAlive;
+  }
+  return socket.setKeepAlive;
+}
+
+/**
+ * Stands in for a socket's setKeepAlive (one function for every socket, so wrapping
+ * allocates nothing per connection): the 2-argument form makes libuv reset interval and
+ * count, so ours are set again after it while keepalive is on. A caller who passes
+ * interval and count (Node 24.19+) has chosen them: theirs are kept.
+ */
+function keepAliveWrapper(this: Wrapped, ...args: unknown[]): Socket {
+  const original = originalSetKeepAlive(this) as (...a: unknown[]) => Socket;
+  original.apply(this, args);
+  const packed = this[kProbes] ?? 0;
+  if (args[0] === true && args.length <= 2 && packed !== 0 && !this.destroyed) {
+    try {
+      const { interval: i, count: c } = unpackProbes(packed);
+      if (tcpOptionsSupport().nodeKeepAliveTuning && i !== undefined && c !== undefined) {
+        original.call(this, true, args[1] ?? 0, i, c);
+      } else {
+        setProbes(this, i, c);
+      }
+    } catch {
+      // the socket is closing: nothing left to keep alive
+    }
+  }
+  return this;
 }
 
 /** Wraps this socket's setKeepAlive so that interval and count survive a later call. */
 function wrapSetKeepAlive(socket: Wrapped): void {
-  if (socket[kOriginal]) return;
-  const original = socket.setKeepAlive;
-  socket[kOriginal] = original;
-  socket.setKeepAlive = function setKeepAlive(this: Wrapped, ...args: unknown[]) {
-    (original as (...a: unknown[]) => Socket).apply(this, args);
-    const applied = this[kApplied];
-    // The 2-argument form resets interval and count (libuv); re-set ours if keepalive is on.
-    // A caller who passes interval and count (Node 24.19+) has chosen them: keep theirs.
-    if (args[0] === true && args.length <= 2 && applied?.keepAlive && !this.destroyed) {
-      try {
-        const { keepAliveInterval: i, keepAliveCount: c } = applied;
-        if (tcpOptionsSupport().nodeKeepAliveTuning && i !== undefined && c !== undefined) {
-          (original as (...a: unknown[]) => Socket).call(this, true, args[1] ?? 0, i, c);
-        } else {
-          setProbes(this, applied);
-        }
-      } catch {
-        // the socket is closing: nothing left to keep alive
-      }
-    }
-    return this;
-  } as Socket['setKeepAlive'];
+  if (socket.setKeepAlive === keepAliveWrapper) return;
+  // Someone else's own wrapper: keep it to chain to (the class's is found on the prototype).
+  if (Object.hasOwn(socket, 'setKeepAlive')) socket[kOriginal] = socket.setKeepAlive;
+  socket.setKeepAlive = keepAliveWrapper as Socket['setKeepAlive'];
 }
 
 /**

@@ -179,6 +179,8 @@ export class AdaptiveHeartbeat {
   private generation = 0;
   private pending: NodeJS.Immediate | null = null;
   private stopped = false;
+  private readonly forget: (this: ServerConnection) => void;
+  private lastSettings: HeartbeatSettings | null = null;
 
   constructor(
     private readonly policy: GrantPolicy,
@@ -187,6 +189,11 @@ export class AdaptiveHeartbeat {
     private readonly onRetune: (event: RetuneEvent) => void,
   ) {
     this.evaluateTimer = wheel.timer(() => this.evaluate());
+    // One listener for every watched connection, not a closure each: `this` is the connection.
+    const adaptive = this;
+    this.forget = function forget(this: ServerConnection) {
+      if (adaptive.tracked.delete(this)) adaptive.changed();
+    };
   }
 
   /** The stretch factor in force. */
@@ -275,7 +282,11 @@ export class AdaptiveHeartbeat {
 
   private settingsOf(base: HeartbeatGrant): HeartbeatSettings {
     const s = stretchGrant(base, this.factorNow, this.policy);
-    return heartbeatSettings(s.interval, s.timeout);
+    // Most links get the same (frozen) settings: they share one object, not one each.
+    const last = this.lastSettings;
+    if (last !== null && last.interval === s.interval && last.timeout === s.timeout) return last;
+    this.lastSettings = heartbeatSettings(s.interval, s.timeout);
+    return this.lastSettings;
   }
 
   private applyPolicy(conn: ServerConnection, granted: HeartbeatGrant): HeartbeatGrant {
@@ -296,12 +307,10 @@ export class AdaptiveHeartbeat {
   private watch(conn: ServerConnection): void {
     if (this.watched.has(conn)) return;
     this.watched.add(conn);
-    const forget = () => {
-      if (this.tracked.delete(conn)) this.changed();
-    };
-    // A link lost (the session may resume and be counted again) or the connection gone.
-    conn.on('disconnect', forget);
-    conn.once('close', forget);
+    // A link lost (the session may resume and be counted again) or the connection gone
+    // ('close' comes once: no once() wrapper needed).
+    conn.on('disconnect', this.forget);
+    conn.on('close', this.forget);
   }
 
   /** The cost changed: decide within evaluateDelay (one decision for many changes). */

@@ -492,10 +492,23 @@ export function admitSocket(
   return refusalReport(refusal, socketRemote(socket));
 }
 
-/** Counts an admitted socket until it closes. */
+const kAdmission = Symbol('heartline.admission');
+const kAddressKey = Symbol('heartline.addressKey');
+type TrackedSocket = Socket & { [kAdmission]?: Admission; [kAddressKey]?: string };
+
+/** One 'close' listener for every tracked socket (a closure each costs ~200 B per connection). */
+function onTrackedClose(this: TrackedSocket): void {
+  const admission = this[kAdmission];
+  if (admission) admission.closed(this[kAddressKey]!);
+}
+
+/** Counts an admitted socket until it closes ('close' comes once: no once() wrapper). */
 export function trackSocket(admission: Admission, socket: Socket, key: string): void {
   admission.opened(key);
-  socket.once('close', () => admission.closed(key));
+  const tracked = socket as TrackedSocket;
+  tracked[kAdmission] = admission;
+  tracked[kAddressKey] = key;
+  socket.on('close', onTrackedClose);
 }
 
 /**

@@ -72,7 +72,7 @@ import {
   type ResolvedLoad,
   resolveLoad,
 } from './load.js';
-import { ServerConnection } from './server-connection.js';
+import { ServerConnection, type ServerConnectionHost } from './server-connection.js';
 import { TlsFront, type TlsPeerInfo, tlsPeerInfo } from './tls.js';
 import { WORKERS_DEFAULTS, type WorkersOptions, workerLimits, workerRole } from './workers/mode.js';
 import { type WorkerEvent, WorkerPrimary, type WorkerStats } from './workers/primary.js';
@@ -245,6 +245,8 @@ export class Server extends EventEmitter<ServerEvents> {
   private readonly loadMonitor: LoadMonitor;
   private readonly adaptive: AdaptiveHeartbeat;
   private readonly cluster: ClusterNode;
+  /** One host for every connection (a closure each would cost memory per connection). */
+  private readonly connectionHost: ServerConnectionHost = { release: (c) => this.release(c) };
   /** Multi-process mode: the primary's worker pool, or a worker's channel to it. */
   private readonly workers: WorkerPrimary | WorkerChannel | null = null;
 
@@ -665,7 +667,7 @@ export class Server extends EventEmitter<ServerEvents> {
     const conn = new ServerConnection(
       this.config,
       this.wheel,
-      { release: (c) => this.release(c) },
+      this.connectionHost,
       this.config.sessionTtl,
       {
         sessionId: id.toString('hex'),

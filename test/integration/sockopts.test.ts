@@ -129,6 +129,43 @@ describe('TCP socket options', { skip: noProvider }, () => {
     assert.equal(read(client).keepAlive, false);
   });
 
+  test('one shared wrapper for every socket; the largest interval and count survive a later setKeepAlive; a wrapper installed before is chained to', async (t) => {
+    const first = await pair(t);
+    const second = await pair(t);
+    const settings = {
+      keepAlive: true,
+      keepAliveIdle: 1000,
+      keepAliveInterval: 32_767_000,
+      keepAliveCount: 127,
+    };
+    applyTcpOptions(first.client, settings);
+    applyTcpOptions(first.client, settings);
+    // Someone else's wrapper, installed before heartline's.
+    let theirs = 0;
+    const own = second.client.setKeepAlive;
+    second.client.setKeepAlive = function (
+      this: Socket,
+      ...args: Parameters<Socket['setKeepAlive']>
+    ) {
+      theirs++;
+      return own.apply(this, args);
+    };
+    applyTcpOptions(second.client, { ...settings, keepAliveInterval: 3000, keepAliveCount: 1 });
+    // No closure per socket: a server holds thousands of them.
+    assert.equal(first.client.setKeepAlive, second.client.setKeepAlive);
+    const calls = theirs;
+    first.client.setKeepAlive(true, 5000);
+    second.client.setKeepAlive(true, 7000);
+    assert.ok(theirs > calls, 'the earlier wrapper is still called');
+    assert.deepEqual(read(first.client), {
+      ...settings,
+      keepAliveIdle: 5000,
+      userTimeout: read(first.client).userTimeout,
+    });
+    const b = read(second.client);
+    assert.deepEqual([b.keepAliveIdle, b.keepAliveInterval, b.keepAliveCount], [7000, 3000, 1]);
+  });
+
   test('a socket still connecting gets its options on connect', async (t) => {
     const srv = netServer((s) => t.after(() => s.destroy()));
     srv.listen(0, '127.0.0.1');
