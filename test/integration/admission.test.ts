@@ -12,19 +12,18 @@ import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { ReconnectingEvent } from '../../src/connection.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
-import { Decoder, encodeHello } from '../../src/protocol/codec.js';
+import { Decoder } from '../../src/protocol/codec.js';
 import {
   type CloseFrame,
   type Frame,
   FrameType,
   type HelloFrame,
-  PROTOCOL_VERSION,
   type WelcomeFrame,
 } from '../../src/protocol/frames.js';
 import type { LoadEvent, ProcessSample } from '../../src/server/load.js';
 import type { RejectEvent, Server } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
-import { opened, startClient, startServer } from '../support/peers.js';
+import { helloBytes, opened, startClient, startServer } from '../support/peers.js';
 import { onceEvent, waitFor } from '../support/wait.js';
 
 const INTERVAL = 500;
@@ -58,18 +57,7 @@ class Raw {
   }
 
   hello(fields: Partial<Omit<HelloFrame, 'type'>> = {}): void {
-    this.socket.write(
-      encodeHello({
-        version: PROTOCOL_VERSION,
-        interval: 0,
-        timeout: 0,
-        auth: new Uint8Array(0),
-        resume: null,
-        clientId: '',
-        traceId: '',
-        ...fields,
-      }),
-    );
+    this.socket.write(helloBytes(fields));
   }
 
   /** The first frame the server sent (WELCOME or CLOSE). */

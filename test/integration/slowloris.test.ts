@@ -10,10 +10,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { StateChange } from '../../src/health/index.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
-import { encodeHello } from '../../src/protocol/codec.js';
-import { FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
+import { FrameType } from '../../src/protocol/frames.js';
 import type { RejectEvent } from '../../src/server/server.js';
-import { opened, RawPeer, startClient, startServer } from '../support/peers.js';
+import { helloBytes, opened, RawPeer, startClient, startServer } from '../support/peers.js';
 import { waitFor } from '../support/wait.js';
 
 const HANDSHAKE_TIMEOUT = 1500;
@@ -42,15 +41,7 @@ test('silent sockets and a HELLO sent one byte a second are closed at the handsh
   const started = performance.now();
   const silent = await Promise.all(Array.from({ length: 50 }, () => RawPeer.connect(t, port)));
   const trickler = await RawPeer.connect(t, port);
-  const hello = encodeHello({
-    version: PROTOCOL_VERSION,
-    interval: 0,
-    timeout: 0,
-    auth: new Uint8Array(0),
-    resume: null,
-    clientId: 'slow',
-    traceId: '',
-  });
+  const hello = helloBytes({ clientId: 'slow' });
   let trickled = 0;
   const trickle = setInterval(() => {
     if (trickler.closed || trickled >= hello.length) return;

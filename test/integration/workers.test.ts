@@ -20,11 +20,11 @@ import { fileURLToPath } from 'node:url';
 import { createChaosProxy } from '../../src/chaos/proxy.js';
 import { type ClientConnection, connect } from '../../src/client/client.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
-import { Decoder, encodeHello } from '../../src/protocol/codec.js';
-import { FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
+import { Decoder } from '../../src/protocol/codec.js';
+import { FrameType } from '../../src/protocol/frames.js';
 import { createServer } from '../../src/server/server.js';
 import { workerLimits, workerRole } from '../../src/server/workers/mode.js';
-import { opened } from '../support/peers.js';
+import { helloBytes, opened } from '../support/peers.js';
 import { waitFor } from '../support/wait.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -157,15 +157,7 @@ async function closeCode(port: number, bytes: Buffer): Promise<number | null> {
   return code;
 }
 
-const HELLO = encodeHello({
-  version: PROTOCOL_VERSION,
-  interval: 0,
-  timeout: 0,
-  auth: new Uint8Array(0),
-  resume: null,
-  clientId: 'slow',
-  traceId: '',
-});
+const HELLO = helloBytes({ clientId: 'slow' });
 
 test('connections spread over the workers (least loaded), messages echo, ids name the slot', async (t) => {
   const p = await startPrimary(t, ['--import', 'tsx', FIXTURE, '--workers', '2']);

@@ -12,6 +12,20 @@ import { type Frame, type HelloFrame, PROTOCOL_VERSION } from '../../src/protoco
 import { createServer, type Server, type ServerOptions } from '../../src/server/server.js';
 import { onceEvent, waitFor } from './wait.js';
 
+/** A HELLO for a new session, with defaults a test overrides field by field. */
+export function helloBytes(fields: Partial<Omit<HelloFrame, 'type'>> = {}): Buffer {
+  return encodeHello({
+    version: PROTOCOL_VERSION,
+    interval: 0,
+    timeout: 0,
+    auth: new Uint8Array(0),
+    resume: null,
+    clientId: '',
+    traceId: '',
+    ...fields,
+  });
+}
+
 /** Starts a server on 127.0.0.1 (a free port by default) and closes it when the test ends. */
 export async function startServer(
   t: TestContext,
@@ -76,18 +90,7 @@ export class RawPeer {
 
   /** Sends HELLO (optionally resuming a session) and waits for the WELCOME. */
   async handshake(hello: Partial<Omit<HelloFrame, 'type'>> = {}): Promise<Frame> {
-    this.socket.write(
-      encodeHello({
-        version: PROTOCOL_VERSION,
-        interval: 0,
-        timeout: 0,
-        auth: new Uint8Array(0),
-        resume: null,
-        clientId: '',
-        traceId: '',
-        ...hello,
-      }),
-    );
+    this.socket.write(helloBytes(hello));
     await waitFor(() => this.frames.length > 0, { message: 'no WELCOME' });
     return this.frames[0]!;
   }

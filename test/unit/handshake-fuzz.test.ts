@@ -23,9 +23,10 @@ import { connect } from '../../src/client/client.js';
 import { HeartlineError } from '../../src/errors.js';
 import type { CloseInfo } from '../../src/link.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
-import { Decoder, encodeFrame, encodeHello } from '../../src/protocol/codec.js';
+import { Decoder, encodeFrame } from '../../src/protocol/codec.js';
 import { type Frame, FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
 import { createServer, type Server } from '../../src/server/server.js';
+import { helloBytes } from '../support/peers.js';
 import { onceEvent, waitFor } from '../support/wait.js';
 
 const RUNS = Number(process.env.HEARTLINE_FUZZ_RUNS ?? 60);
@@ -97,15 +98,7 @@ const anyFrame: fc.Arbitrary<Frame> = fc.oneof(
 ) as fc.Arbitrary<Frame>;
 
 /** A valid HELLO the hook accepts. */
-const goodHello = encodeHello({
-  version: PROTOCOL_VERSION,
-  interval: 0,
-  timeout: 0,
-  auth: Buffer.from('ok'),
-  resume: null,
-  clientId: 'fuzz',
-  traceId: '',
-});
+const goodHello = helloBytes({ auth: Buffer.from('ok'), clientId: 'fuzz' });
 
 const edits = fc.array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }), {
   maxLength: 4,
