@@ -144,13 +144,12 @@ export abstract class Connection
   sessionId: string | null = null;
   /** The granted heartbeat settings, once a handshake has given them. */
   settings: HeartbeatSettings | null = null;
-  readonly stats: ConnectionStats = {
-    messagesIn: 0,
-    messagesOut: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    links: 0,
-  };
+  /** Counters behind {@link stats}: plain fields, not an object per connection. */
+  private messagesIn = 0;
+  private messagesOut = 0;
+  private closedBytesIn = 0;
+  private closedBytesOut = 0;
+  private links = 0;
   protected link: Link | null = null;
   protected outbound: OutboundBuffer;
   protected inbound: InboundTracker;
@@ -232,6 +231,20 @@ export abstract class Connection
     return this.link?.lastReceived ?? this.lastHeard;
   }
 
+  /**
+   * Counters of this connection, a snapshot taken at each read (`bytesIn`/`bytesOut`
+   * count links that have closed; `traffic` adds the live one).
+   */
+  get stats(): ConnectionStats {
+    return {
+      messagesIn: this.messagesIn,
+      messagesOut: this.messagesOut,
+      bytesIn: this.closedBytesIn,
+      bytesOut: this.closedBytesOut,
+      links: this.links,
+    };
+  }
+
   /** Heartbeat counters over every link of this connection. */
   get heartbeatStats(): HeartbeatStats {
     const live = this.link?.beat?.stats;
@@ -251,8 +264,8 @@ export abstract class Connection
   get traffic(): { bytesIn: number; bytesOut: number } {
     const live = this.link?.stats;
     return {
-      bytesIn: this.stats.bytesIn + (live?.bytesIn ?? 0),
-      bytesOut: this.stats.bytesOut + (live?.bytesOut ?? 0),
+      bytesIn: this.closedBytesIn + (live?.bytesIn ?? 0),
+      bytesOut: this.closedBytesOut + (live?.bytesOut ?? 0),
     };
   }
 
@@ -314,7 +327,7 @@ export abstract class Connection
     }
     this.beforeSend();
     this.outbound.push(payload);
-    this.stats.messagesOut++;
+    this.messagesOut++;
     this.journal?.sent();
     this.flush();
     const full = this.outbound.full;
@@ -436,8 +449,8 @@ export abstract class Connection
 
   /** @internal */
   onClose(link: Link, info: CloseInfo): void {
-    this.stats.bytesIn += link.stats.bytesIn;
-    this.stats.bytesOut += link.stats.bytesOut;
+    this.closedBytesIn += link.stats.bytesIn;
+    this.closedBytesOut += link.stats.bytesOut;
     const beat = link.beat?.stats;
     if (beat) {
       this.beatTotals ??= { pingsSent: 0, pongsReceived: 0, pingsReceived: 0, probes: 0 };
@@ -464,6 +477,7 @@ export abstract class Connection
       'disconnected',
       info.reason,
     );
+    this.linkDisconnected();
     this.emit('disconnect', info);
     this.linkLost(info);
   }
@@ -475,6 +489,14 @@ export abstract class Connection
 
   /** The link was lost and the session goes on: wait for a resume, or retry. */
   protected abstract linkLost(info: CloseInfo): void;
+
+  /**
+   * Hooks for the library's own bookkeeping, called just before 'open' and 'disconnect'
+   * are emitted: a direct call instead of a listener, so that a connection nobody else
+   * listens to holds no listener table.
+   */
+  protected linkOpened(): void {}
+  protected linkDisconnected(): void {}
 
   /** The link closed in a way that ends the session. */
   protected linkEnded(info: CloseInfo): void {
@@ -509,7 +531,7 @@ export abstract class Connection
   ): void {
     this.link = link;
     this.lastRemote = link.remote;
-    this.stats.links++;
+    this.links++;
     link.owner = this;
     this.settings = settings;
     this.sessionId = sessionId;
@@ -530,6 +552,7 @@ export abstract class Connection
       resumed ? 'session resumed' : 'handshake complete',
     );
     const event: OpenEvent = { sessionId, resumed, replayed };
+    this.linkOpened();
     this.emit('open', event);
     if (resumed) this.emit('resumed', event);
     this.flush();
@@ -647,7 +670,7 @@ export abstract class Connection
       acked: () => this.outbound.acked,
       push: (payload) => {
         const seq = this.outbound.push(payload);
-        this.stats.messagesOut++;
+        this.messagesOut++;
         return seq;
       },
       flush: () => this.flush(),
@@ -662,7 +685,7 @@ export abstract class Connection
 
   /** Hands one message to the application; reply() works while its listeners run. */
   private deliver(seq: number, payload: Buffer, redelivered: boolean): void {
-    this.stats.messagesIn++;
+    this.messagesIn++;
     const info = new Delivery(this, seq, redelivered);
     try {
       this.emit('message', payload, info);

@@ -158,6 +158,11 @@ export class Heartbeat implements TimerTarget {
     return this.settings;
   }
 
+  /** @internal Deadline of the beat timer in clock ms, -1 when unarmed (tests). */
+  get nextBeatAt(): number {
+    return this.beatTimer.deadline;
+  }
+
   /** True while the peer is suspected. */
   get isSuspect(): boolean {
     return this.suspect;
@@ -328,33 +333,46 @@ export class Heartbeat implements TimerTarget {
   /** The beat timer fired: check liveness, then ping if nothing was sent for long enough. */
   private beatDue(): void {
     if (!this.running) return;
-    // A pending DEAD confirmation is the confirmation timer's to decide, after the I/O phase.
-    if (this.confirm === null) this.check();
-    if (!this.running) return;
+    // One clock reading and one re-arm per firing: this runs once per interval per link.
     const now = this.clock.now();
+    // A pending DEAD confirmation is the confirmation timer's to decide, after the I/O phase.
+    if (this.confirm === null) {
+      this.judge(now);
+      if (!this.running) return;
+    }
     if (now - this.host.lastSent >= this.settings.interval * this.lag) this.sendPing();
     this.arm(now);
   }
 
+  /** Judges liveness now and re-arms the beat timer. */
   private check(): void {
     if (!this.running) return;
+    const now = this.clock.now();
+    if (this.judge(now)) this.arm(now);
+  }
+
+  /**
+   * Folds the host's last-received time into the detector and acts on the verdict at
+   * `now`: SUSPECT, ALIVE again, or DEAD (after one confirmation, see below). False when
+   * the beat timer is not to be re-armed (stopped, or a DEAD confirmation is pending).
+   */
+  private judge(now: number): boolean {
     const received = this.host.lastReceived;
     if (received > this.lastHeard) {
       this.lastHeard = received;
       this.detector.heard(received);
     }
-    const now = this.clock.now();
     if (now >= this.detector.deadAt()) {
       // After an event-loop stall timers run before sockets are read, so bytes that
       // arrived during the stall are still unread here: look once more after the I/O
       // phase (a zero-delay timer runs on the next loop turn) before declaring death.
       if (this.confirm === null) {
         this.confirm = this.clock.setTimeout(() => this.check(), 0);
-        return;
+        return false;
       }
       this.stop();
       this.host.onLiveness('dead');
-      return;
+      return false;
     }
     this.cancelConfirm();
     if (now >= this.detector.suspectAt()) {
@@ -368,7 +386,7 @@ export class Heartbeat implements TimerTarget {
       this.probeTimer?.cancel();
       this.host.onLiveness('alive');
     }
-    this.arm(now);
+    return true;
   }
 
   private cancelConfirm(): void {

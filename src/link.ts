@@ -27,6 +27,9 @@ import {
   Decoder,
   encodeClose,
   PROBE_FRAME_BYTES,
+  probeSeq,
+  probeTimestamp,
+  wholeProbeType,
   writeAckAt,
   writeDataAt,
   writeProbeAt,
@@ -413,8 +416,9 @@ export class Link implements HeartbeatHost, TimerTarget {
   private batch(): WriteBatch {
     let out = this.out;
     if (out === null) {
-      // Read once per batch, not per frame: the frames of one turn leave together.
-      this.lastSent = this.config.clock.now();
+      // Read once per batch, not per frame: the frames of one turn leave together. While
+      // a chunk is handled, its arrival time (read for it just now) serves.
+      this.lastSent = this.reading ? this.lastReceived : this.config.clock.now();
       out = this.out = acquireBatch();
       // Room for the owner's ACK in front, filled or left out when the batch leaves.
       out.reserveSlot(ACK_FRAME_BYTES);
@@ -556,6 +560,7 @@ export class Link implements HeartbeatHost, TimerTarget {
     this.lastReceived = this.config.clock.now();
     this.stats.bytesIn += chunk.length;
     if (this.heartbeat?.isSuspect) this.heartbeat.heardWhileSuspect();
+    if (this.receiveProbe(chunk)) return;
     let frames: Frame[];
     try {
       frames = this.decoder.push(chunk);
@@ -571,34 +576,60 @@ export class Link implements HeartbeatHost, TimerTarget {
     }
   }
 
-  private dispatch(frame: Frame): void {
+  /**
+   * The idle heartbeat's fast path: a chunk that is exactly one PING or PONG, with
+   * nothing buffered before it (how nearly every heartbeat arrives), is read where it
+   * lies, without the frame list and frame object of {@link Decoder.push}. Anything else,
+   * a malformed probe included, goes through the decoder so that errors stay the same.
+   */
+  private receiveProbe(chunk: Buffer): boolean {
+    if (this.decoder.bufferedBytes !== 0) return false;
+    const type = wholeProbeType(chunk, this.config.maxFrame);
+    if (type === 0) return false;
+    if (this.closed || (this.closing && !this.halfClosed)) return true;
+    this.stats.framesIn++;
+    if (type === FrameType.PING) this.onPing(probeSeq(chunk), probeTimestamp(chunk));
+    else this.onPong(probeTimestamp(chunk));
+    return true;
+  }
+
+  private onPing(seq: number, timestamp: number): void {
     const hb = this.heartbeat;
+    if (!hb) {
+      this.unexpected('PING before the handshake completed');
+      return;
+    }
+    // Policed first, so that the PING that earns a policy close is not answered.
+    hb.beat(this.lastReceived, true);
+    if (hb.rttDue(this.lastReceived)) {
+      // The server's RTT sample rides with the PONG: one write for both (7.2). The
+      // cork keeps it so where a write goes straight to the socket.
+      this.socket.cork();
+      this.writeProbe(FrameType.PONG, seq, timestamp);
+      hb.ping();
+      this.socket.uncork();
+    } else {
+      this.writeProbe(FrameType.PONG, seq, timestamp);
+    }
+  }
+
+  private onPong(timestamp: number): void {
+    const hb = this.heartbeat;
+    if (!hb) {
+      this.unexpected('PONG before the handshake completed');
+      return;
+    }
+    hb.beat(this.lastReceived, false);
+    hb.pong(timestamp);
+  }
+
+  private dispatch(frame: Frame): void {
     switch (frame.type) {
       case FrameType.PING:
-        if (!hb) {
-          this.unexpected('PING before the handshake completed');
-          return;
-        }
-        // Policed first, so that the PING that earns a policy close is not answered.
-        hb.beat(this.lastReceived, true);
-        if (hb.rttDue(this.lastReceived)) {
-          // The server's RTT sample rides with the PONG: one write for both (7.2). The
-          // cork keeps it so where a write goes straight to the socket.
-          this.socket.cork();
-          this.writeProbe(FrameType.PONG, frame.seq, frame.timestamp);
-          hb.ping();
-          this.socket.uncork();
-        } else {
-          this.writeProbe(FrameType.PONG, frame.seq, frame.timestamp);
-        }
+        this.onPing(frame.seq, frame.timestamp);
         return;
       case FrameType.PONG:
-        if (!hb) {
-          this.unexpected('PONG before the handshake completed');
-          return;
-        }
-        hb.beat(this.lastReceived, false);
-        hb.pong(frame.timestamp);
+        this.onPong(frame.timestamp);
         return;
       case FrameType.CLOSE:
         if (this.halfClosed) {
@@ -626,7 +657,7 @@ export class Link implements HeartbeatHost, TimerTarget {
         this.armGrace();
         return;
       default:
-        hb?.other();
+        this.heartbeat?.other();
         this.owner.onFrame(this, frame);
     }
   }

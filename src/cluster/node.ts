@@ -158,9 +158,8 @@ export class ClusterNode {
   readonly #config: ResolvedCluster;
   readonly #host: ClusterHost;
   readonly #held = new Map<string, Held>();
-  readonly #onOpen: (this: ServerConnection) => void;
-  readonly #onDisconnect: (this: ServerConnection) => void;
-  readonly #byClient = new Map<string, Set<ServerConnection>>();
+  /** Connections by client id: the connection itself while it is the only one (most are). */
+  readonly #byClient = new Map<string, ServerConnection | Set<ServerConnection>>();
   readonly #presence: Presence;
   readonly #router: Router;
   readonly #ending = new Set<Promise<void>>();
@@ -174,15 +173,6 @@ export class ClusterNode {
   #closed: Promise<void> | null = null;
 
   constructor(config: ResolvedCluster, host: ClusterHost) {
-    // One listener of each kind for every adopted connection, not a closure per connection
-    // (a server holds thousands): the emitter, `this`, is the connection.
-    const node = this;
-    this.#onOpen = function onOpen(this: ServerConnection) {
-      node.#opened(this);
-    };
-    this.#onDisconnect = function onDisconnect(this: ServerConnection) {
-      node.#disconnected(this);
-    };
     this.#config = config;
     this.#host = host;
     this.nodeId = config.nodeId;
@@ -200,7 +190,10 @@ export class ClusterNode {
       this.store,
       {
         local: (id) => this.#live(id),
-        localByClient: (cid) => this.#byClient.get(cid) ?? [],
+        localByClient: (cid) => {
+          const held = this.#byClient.get(cid);
+          return held === undefined ? [] : held instanceof Set ? held : [held];
+        },
         call: (op) => this.#call(op),
       },
       host.maxFrame,
@@ -435,19 +428,18 @@ export class ClusterNode {
     }
     this.#held.set(sessionId, { conn, journal });
     if (conn.clientId !== '') {
-      let set = this.#byClient.get(conn.clientId);
-      if (!set) {
-        set = new Set();
-        this.#byClient.set(conn.clientId, set);
-      }
-      set.add(conn);
+      const held = this.#byClient.get(conn.clientId);
+      if (held === undefined) this.#byClient.set(conn.clientId, conn);
+      else if (held instanceof Set) held.add(conn);
+      else if (held !== conn) this.#byClient.set(conn.clientId, new Set([held, conn]));
     }
-    conn.on('open', this.#onOpen);
-    conn.on('disconnect', this.#onDisconnect);
   }
 
-  /** A held session got a link: online once its journal is stored (if it has one). */
-  #opened(conn: ServerConnection): void {
+  /**
+   * A held session got a link: online once its journal is stored (if it has one). The
+   * server calls this and {@link disconnected} directly (no listener per connection).
+   */
+  opened(conn: ServerConnection): void {
     const held = this.#held.get(conn.sessionKey);
     if (!held || held.conn !== conn) return;
     const entry: PresenceEntry = {
@@ -465,7 +457,7 @@ export class ClusterNode {
   }
 
   /** A held session lost its link: offline, and the store's TTL refreshed. */
-  #disconnected(conn: ServerConnection): void {
+  disconnected(conn: ServerConnection): void {
     this.#presence.offline(conn.sessionKey);
     const held = this.#held.get(conn.sessionKey);
     // Refresh the store's TTL now, so it runs out together with this node's timer.
@@ -478,9 +470,12 @@ export class ClusterNode {
     const held = this.#held.get(sessionId);
     if (!held || held.conn !== conn) return;
     this.#held.delete(sessionId);
-    const set = this.#byClient.get(conn.clientId);
-    set?.delete(conn);
-    if (set?.size === 0) this.#byClient.delete(conn.clientId);
+    const byClient = this.#byClient.get(conn.clientId);
+    if (byClient === conn) this.#byClient.delete(conn.clientId);
+    else if (byClient instanceof Set) {
+      byClient.delete(conn);
+      if (byClient.size === 0) this.#byClient.delete(conn.clientId);
+    }
     this.#presence.offline(sessionId);
     if (!held.journal) return;
     const ending = held.journal.end(keepsSession(conn) ? 'keep' : 'delete');

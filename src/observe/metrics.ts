@@ -74,13 +74,14 @@ function zeroTotals(): Totals {
 function readTotals(conn: Connection): Totals {
   const hb = conn.heartbeatStats;
   const traffic = conn.traffic;
+  const stats = conn.stats;
   return {
     pingsSent: hb.pingsSent,
     pongsReceived: hb.pongsReceived,
     pingsReceived: hb.pingsReceived,
     probes: hb.probes,
-    messagesIn: conn.stats.messagesIn,
-    messagesOut: conn.stats.messagesOut,
+    messagesIn: stats.messagesIn,
+    messagesOut: stats.messagesOut,
     bytesIn: traffic.bytesIn,
     bytesOut: traffic.bytesOut,
   };

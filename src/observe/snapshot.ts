@@ -136,6 +136,8 @@ export function describeConnection(conn: Connection, now: number): ConnectionInf
   const ids = conn as Connection & { clientId?: unknown; traceId?: unknown };
   const rtt = conn.rtt;
   const traffic = conn.traffic;
+  // A getter that builds a snapshot: read once.
+  const stats = conn.stats;
   return {
     id: conn.id,
     session: conn.sessionId,
@@ -144,12 +146,12 @@ export function describeConnection(conn: Connection, now: number): ConnectionInf
     remote: conn.remote,
     state: conn.state,
     rtt: rtt === undefined ? null : round3(rtt),
-    lastHeardMsAgo: conn.stats.links === 0 ? null : Math.max(0, Math.round(now - conn.lastHeardAt)),
-    messagesIn: conn.stats.messagesIn,
-    messagesOut: conn.stats.messagesOut,
+    lastHeardMsAgo: stats.links === 0 ? null : Math.max(0, Math.round(now - conn.lastHeardAt)),
+    messagesIn: stats.messagesIn,
+    messagesOut: stats.messagesOut,
     bytesIn: traffic.bytesIn,
     bytesOut: traffic.bytesOut,
-    links: conn.stats.links,
+    links: stats.links,
     bufferedBytes: conn.bufferedBytes,
     unacked: conn.unackedCount,
     heartbeat: conn.heartbeatStats,

@@ -182,6 +182,37 @@ export function writeProbeAt(
   putU64(buf, timestamp, offset + LENGTH_BYTES + 5);
 }
 
+/**
+ * The type of `chunk` when it is exactly one well-formed PING or PONG (how nearly every
+ * idle heartbeat arrives), else 0; read its fields with {@link probeSeq} and
+ * {@link probeTimestamp}. Allocates nothing. On 0 the caller decodes the chunk the usual
+ * way, so a malformed probe still raises the usual error.
+ */
+export function wholeProbeType(chunk: Buffer, maxFrame: number): number {
+  if (
+    chunk.length !== PROBE_FRAME_BYTES ||
+    chunk.readUInt32BE(0) !== 1 + PING_SIZE ||
+    1 + PING_SIZE > maxFrame
+  ) {
+    return 0;
+  }
+  const type = chunk[LENGTH_BYTES]!;
+  if (type !== FrameType.PING && type !== FrameType.PONG) return 0;
+  return chunk.readUInt32BE(LENGTH_BYTES + 5) > MAX_SAFE_HIGH ? 0 : type;
+}
+
+/** The seq of a chunk {@link wholeProbeType} accepted. */
+export function probeSeq(chunk: Buffer): number {
+  return chunk.readUInt32BE(LENGTH_BYTES + 1);
+}
+
+/** The timestamp of a chunk {@link wholeProbeType} accepted. */
+export function probeTimestamp(chunk: Buffer): number {
+  return (
+    chunk.readUInt32BE(LENGTH_BYTES + 5) * 0x1_0000_0000 + chunk.readUInt32BE(LENGTH_BYTES + 9)
+  );
+}
+
 /** PING with the sender's seq and monotonic timestamp in microseconds. */
 export function encodePing(seq: number, timestamp: number): Buffer {
   return encodeProbe(FrameType.PING, seq, timestamp);
@@ -503,7 +534,13 @@ export interface DecoderOptions {
  */
 export class Decoder {
   readonly maxFrame: number;
-  private chunks: Buffer[] = [];
+  /**
+   * The chunk the next frame starts in (read from `head`), or null when nothing is
+   * buffered; `rest` holds the chunks after it, and is null unless a frame spans chunks.
+   * An idle link holds neither: no array waits, emptied, on each of a server's connections.
+   */
+  private first: Buffer | null = null;
+  private rest: Buffer[] | null = null;
   private head = 0;
   private buffered = 0;
   private failure: ProtocolError | null = null;
@@ -529,7 +566,10 @@ export class Decoder {
     if (this.failure) throw this.failure;
     const frames: Frame[] = [];
     if (chunk.length > 0) {
-      this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+      const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+      if (this.first === null) this.first = buf;
+      else if (this.rest === null) this.rest = [buf];
+      else this.rest.push(buf);
       this.buffered += chunk.length;
     }
     try {
@@ -543,18 +583,14 @@ export class Decoder {
           );
         }
         if (this.buffered < LENGTH_BYTES + length) break;
-        const first = this.chunks[0]!;
+        const first = this.first!;
         const start = this.head + LENGTH_BYTES;
         const end = start + length;
         if (end <= first.length) {
           // The usual case: the frame lies in the first chunk, decode it where it is.
           this.buffered -= LENGTH_BYTES + length;
-          if (end === first.length) {
-            this.chunks.shift();
-            this.head = 0;
-          } else {
-            this.head = end;
-          }
+          if (end === first.length) this.shift();
+          else this.head = end;
           frames.push(decodeAt(first, start, end));
           continue;
         }
@@ -563,24 +599,34 @@ export class Decoder {
       }
     } catch (err) {
       this.failure = err as ProtocolError;
-      this.chunks = [];
+      this.first = null;
+      this.rest = null;
       this.buffered = 0;
       throw err;
     }
     return frames;
   }
 
+  /** Drops the first chunk (fully read): the next one, if any, takes its place. */
+  private shift(): void {
+    this.head = 0;
+    const rest = this.rest;
+    if (rest === null) {
+      this.first = null;
+      return;
+    }
+    this.first = rest.shift()!;
+    if (rest.length === 0) this.rest = null;
+  }
+
   private peekLength(): number {
-    const first = this.chunks[0]!;
+    const first = this.first!;
     if (first.length - this.head >= LENGTH_BYTES) return first.readUInt32BE(this.head);
+    // The length prefix is split: it continues in the next chunks (buffered >= 4).
     const bytes = Buffer.allocUnsafe(LENGTH_BYTES);
-    let filled = 0;
-    let offset = this.head;
-    for (const c of this.chunks) {
-      const n = Math.min(c.length - offset, LENGTH_BYTES - filled);
-      c.copy(bytes, filled, offset, offset + n);
-      filled += n;
-      offset = 0;
+    let filled = first.copy(bytes, 0, this.head);
+    for (const c of this.rest!) {
+      filled += c.copy(bytes, filled, 0, Math.min(c.length, LENGTH_BYTES - filled));
       if (filled === LENGTH_BYTES) break;
     }
     return bytes.readUInt32BE(0);
@@ -588,7 +634,7 @@ export class Decoder {
 
   /** Removes `n` buffered bytes (n <= buffered) and returns them, copying only if split. */
   private consume(n: number): Buffer {
-    const first = this.chunks[0]!;
+    const first = this.first!;
     const available = first.length - this.head;
     this.buffered -= n;
     if (available > n) {
@@ -598,23 +644,18 @@ export class Decoder {
     }
     if (available === n) {
       const out = first.subarray(this.head);
-      this.chunks.shift();
-      this.head = 0;
+      this.shift();
       return out;
     }
     const out = Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
-      const c = this.chunks[0]!;
+      const c = this.first!;
       const take = Math.min(c.length - this.head, n - filled);
       c.copy(out, filled, this.head, this.head + take);
       filled += take;
-      if (this.head + take === c.length) {
-        this.chunks.shift();
-        this.head = 0;
-      } else {
-        this.head += take;
-      }
+      if (this.head + take === c.length) this.shift();
+      else this.head += take;
     }
     return out;
   }

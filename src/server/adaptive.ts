@@ -174,13 +174,12 @@ const same = (a: HeartbeatSettings | null, b: HeartbeatSettings): boolean =>
 export class AdaptiveHeartbeat {
   private factorNow = 1;
   private readonly tracked = new Map<ServerConnection, Tracked>();
-  private readonly watched = new WeakSet<ServerConnection>();
   private readonly evaluateTimer: WheelTimer;
   private generation = 0;
   private pending: NodeJS.Immediate | null = null;
   private stopped = false;
-  private readonly forget: (this: ServerConnection) => void;
   private lastSettings: HeartbeatSettings | null = null;
+  private lastGrant: HeartbeatGrant | null = null;
 
   constructor(
     private readonly policy: GrantPolicy,
@@ -189,11 +188,6 @@ export class AdaptiveHeartbeat {
     private readonly onRetune: (event: RetuneEvent) => void,
   ) {
     this.evaluateTimer = wheel.timer(() => this.evaluate());
-    // One listener for every watched connection, not a closure each: `this` is the connection.
-    const adaptive = this;
-    this.forget = function forget(this: ServerConnection) {
-      if (adaptive.tracked.delete(this)) adaptive.changed();
-    };
   }
 
   /** The stretch factor in force. */
@@ -220,12 +214,17 @@ export class AdaptiveHeartbeat {
   }
 
   /**
-   * The settings to grant `conn` at its handshake: `granted` through the policy hook, then
+   * The settings to grant `conn` at its handshake: `request` through the policy hook, then
    * stretched. From now on the connection counts until its link is lost.
    */
-  settingsFor(conn: ServerConnection, granted: HeartbeatGrant): HeartbeatSettings {
+  settingsFor(conn: ServerConnection, request: HeartbeatGrant): HeartbeatSettings {
+    // Most clients are granted the same values: they share one (never mutated) object.
+    const last = this.lastGrant;
+    const reuse =
+      last !== null && last.interval === request.interval && last.timeout === request.timeout;
+    const granted = reuse ? last : request;
+    this.lastGrant = granted;
     const base = this.applyPolicy(conn, granted);
-    this.watch(conn);
     this.tracked.set(conn, { granted, base });
     this.changed();
     return this.settingsOf(base);
@@ -304,13 +303,12 @@ export class AdaptiveHeartbeat {
     return grantHeartbeat(this.policy, Math.round(r.interval), Math.round(r.timeout));
   }
 
-  private watch(conn: ServerConnection): void {
-    if (this.watched.has(conn)) return;
-    this.watched.add(conn);
-    // A link lost (the session may resume and be counted again) or the connection gone
-    // ('close' comes once: no once() wrapper needed).
-    conn.on('disconnect', this.forget);
-    conn.on('close', this.forget);
+  /**
+   * `conn` stops counting: its link was lost (a resume counts it again) or it closed. The
+   * server calls this directly (its connection host), not through a listener each.
+   */
+  forget(conn: ServerConnection): void {
+    if (this.tracked.delete(conn)) this.changed();
   }
 
   /** The cost changed: decide within evaluateDelay (one decision for many changes). */

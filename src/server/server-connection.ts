@@ -12,9 +12,16 @@ import { CloseCode } from '../protocol/close-codes.js';
 import { encodeSettings } from '../protocol/codec.js';
 import type { TimingWheel, WheelTimer } from '../time/wheel.js';
 
-/** Hooks the server gives each of its connections. */
+/**
+ * Hooks the server gives each of its connections: one object for all of them, called
+ * directly (internal listeners would give every connection a listener table).
+ */
 export interface ServerConnectionHost {
-  /** The connection ended for good: forget it. */
+  /** A link completed its handshake (called just before 'open'). */
+  opened(conn: ServerConnection): void;
+  /** The link was lost and the session may resume (called just before 'disconnect'). */
+  disconnected(conn: ServerConnection): void;
+  /** The connection ended for good: forget it (called just before 'close'). */
   release(conn: ServerConnection): void;
 }
 
@@ -31,8 +38,11 @@ export class ServerConnection extends Connection {
   readonly identity: string | null;
   /** The session id this connection was created with (sessionId is cleared if it is lost). */
   readonly sessionKey: string;
-  /** The resume token (16 bytes); compared in constant time by the server. */
-  readonly token: Uint8Array;
+  /**
+   * The resume token's bytes as a latin1 string (one byte a character): 32 bytes of heap
+   * where a Buffer of its own costs some 200 with its ArrayBuffer and backing store.
+   */
+  private readonly tokenBytes: string;
   /** Session TTL while no link is attached; created when the first link is lost. */
   private ttlTimer: WheelTimer | null = null;
   /** Applies tightened settings once the client has had time to learn them (retune). */
@@ -55,11 +65,16 @@ export class ServerConnection extends Connection {
     super(config, wheel, 'c');
     this.sessionId = init.sessionId;
     this.sessionKey = init.sessionId;
-    this.token = init.token;
+    this.tokenBytes = Buffer.from(init.token).toString('latin1');
     this.clientId = init.clientId;
     this.traceId = init.traceId;
     this.identity = init.identity;
     this.lastRemote = init.remote;
+  }
+
+  /** The resume token (16 bytes, a fresh copy each read); compared in constant time by the server. */
+  get token(): Uint8Array {
+    return Buffer.from(this.tokenBytes, 'latin1');
   }
 
   /** @internal */
@@ -187,6 +202,14 @@ export class ServerConnection extends Connection {
     // We closed the client for flooding: that is final for it, so it will never resume.
     if (info.reason === 'policy-violation') this.loseSession();
     this.finish(info);
+  }
+
+  protected override linkOpened(): void {
+    this.host.opened(this);
+  }
+
+  protected override linkDisconnected(): void {
+    this.host.disconnected(this);
   }
 
   protected linkLost(): void {

@@ -246,7 +246,14 @@ export class Server extends EventEmitter<ServerEvents> {
   private readonly adaptive: AdaptiveHeartbeat;
   private readonly cluster: ClusterNode;
   /** One host for every connection (a closure each would cost memory per connection). */
-  private readonly connectionHost: ServerConnectionHost = { release: (c) => this.release(c) };
+  private readonly connectionHost: ServerConnectionHost = {
+    opened: (c) => this.cluster.opened(c),
+    disconnected: (c) => {
+      this.adaptive.forget(c);
+      this.cluster.disconnected(c);
+    },
+    release: (c) => this.release(c),
+  };
   /** Multi-process mode: the primary's worker pool, or a worker's channel to it. */
   private readonly workers: WorkerPrimary | WorkerChannel | null = null;
 
@@ -718,6 +725,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.connections.delete(conn.id);
     this.sessions.delete(conn.sessionKey);
     this.cluster.released(conn);
+    this.adaptive.forget(conn);
   }
 }
 

@@ -6,6 +6,7 @@
  */
 
 import assert from 'node:assert/strict';
+import { connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import type { ClientConnection } from '../../src/client/client.js';
 import { heartbeatSettings } from '../../src/options.js';
@@ -150,4 +151,43 @@ test('a throwing heartbeatPolicy refuses that client with CLOSE(internal error) 
   const good = startClient(t, { port, clientId: 'good' });
   await opened(good);
   assert.equal(server.admissionStats.sessions, 1);
+});
+
+test('a lost link stops counting and its resume counts again, with no listener of ours on the connection', async (t) => {
+  const { server, port } = await startServer(t, { interval: 1000, timeout: 3000 });
+  const sockets: Socket[] = [];
+  const client = startClient(t, {
+    port,
+    clientId: 'resumer',
+    createSocket: (a) => {
+      const s = netConnect({ host: a.host, port: a.port });
+      sockets.push(s);
+      return s;
+    },
+  });
+  const onServer = new Promise<ServerConnection>((resolve) => server.on('connection', resolve));
+  await opened(client);
+  const conn = await onServer;
+  // The server's bookkeeping (adaptive heartbeat, cluster presence) is called directly:
+  // a connection the application does not listen to holds no listeners.
+  assert.deepEqual(conn.eventNames(), []);
+  assert.equal(server.heartbeatLoad.connections, 1);
+
+  const events: string[] = [];
+  conn.on('disconnect', () => events.push(`disconnect ${server.heartbeatLoad.connections}`));
+  conn.on('open', (e) => events.push(`open resumed=${e.resumed}`));
+  sockets[0]!.resetAndDestroy();
+  await waitFor(() => events.length === 2 && conn.state === 'healthy', {
+    timeout: 10_000,
+    message: `the session did not resume: ${events.join(', ')}`,
+  });
+  // Forgotten before the application heard of the lost link; counted again on resume.
+  assert.deepEqual(events, ['disconnect 0', 'open resumed=true']);
+  assert.equal(server.heartbeatLoad.connections, 1);
+  assert.ok(sockets.length >= 2);
+
+  const closed = new Promise((resolve) => conn.once('close', resolve));
+  client.close();
+  await closed;
+  assert.equal(server.heartbeatLoad.connections, 0);
 });

@@ -131,14 +131,25 @@ function harness(
   let n = 0;
   const open = (clientId = '') => {
     n++;
-    const conn = new ServerConnection(config, wheel, { release: () => {} }, 60_000, {
-      sessionId: n.toString(16).padStart(32, '0'),
-      token: new Uint8Array(16),
-      clientId,
-      traceId: '',
-      identity: null,
-      remote: `127.0.0.1:${1000 + n}`,
-    });
+    const conn = new ServerConnection(
+      config,
+      wheel,
+      // What the server's host does: a lost link or a closed connection stops counting.
+      {
+        opened: () => {},
+        disconnected: (c) => adaptive.forget(c),
+        release: (c) => adaptive.forget(c),
+      },
+      60_000,
+      {
+        sessionId: n.toString(16).padStart(32, '0'),
+        token: new Uint8Array(16),
+        clientId,
+        traceId: '',
+        identity: null,
+        remote: `127.0.0.1:${1000 + n}`,
+      },
+    );
     conn.settings = adaptive.settingsFor(conn, { ...BASE });
     return conn;
   };
@@ -245,12 +256,15 @@ describe('AdaptiveHeartbeat', () => {
     const { adaptive, open } = harness(t, 20);
     const conn = open();
     assert.equal(adaptive.load.connections, 1);
-    conn.emit('disconnect', { reason: 'reset', message: 'test' });
+    adaptive.forget(conn);
     assert.equal(adaptive.load.connections, 0);
+    adaptive.forget(conn);
+    assert.equal(adaptive.load.connections, 0, 'forgetting twice is harmless');
     adaptive.settingsFor(conn, { ...BASE });
     adaptive.settingsFor(conn, { ...BASE });
     assert.equal(adaptive.load.connections, 1, 'counted once');
-    assert.equal(conn.listenerCount('disconnect'), 1, 'listens once');
+    // The server calls forget() directly: the connection carries no listener of ours.
+    assert.equal(conn.listenerCount('disconnect') + conn.listenerCount('close'), 0);
   });
 
   it('with no budget never arms a timer', (t) => {

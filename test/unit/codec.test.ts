@@ -29,6 +29,9 @@ import {
   encodeWelcome,
   maxPayload,
   PROBE_FRAME_BYTES,
+  probeSeq,
+  probeTimestamp,
+  wholeProbeType,
   writeAckAt,
   writeDataAt,
   writeProbeAt,
@@ -401,6 +404,23 @@ describe('decoder chunking', () => {
       assert.equal(d.bufferedBytes, expectedBuffered);
     }
     assertFrames(frames, STREAM_FRAMES);
+  });
+
+  it('gives the same frames when split into three pushes, the middle one short', () => {
+    // Frames and length prefixes spanning three chunks: the decoder's rarer path, where
+    // chunks after the first wait in a list that is dropped once they are read.
+    for (let i = 0; i <= STREAM.length; i++) {
+      for (const j of [i + 1, i + 2, i + 3, i + 5].filter((x) => x <= STREAM.length)) {
+        const d = new Decoder();
+        const frames = [
+          ...d.push(STREAM.subarray(0, i)),
+          ...d.push(STREAM.subarray(i, j)),
+          ...d.push(STREAM.subarray(j)),
+        ];
+        assertFrames(frames, STREAM_FRAMES, `split at ${i} and ${j}`);
+        assert.equal(d.bufferedBytes, 0, `split at ${i} and ${j}`);
+      }
+    }
   });
 
   it('accepts empty pushes anywhere', () => {
@@ -999,6 +1019,33 @@ describe('encoding into a buffer, decoding in place', () => {
       );
       assert.deepEqual(buf, Buffer.alloc(PROBE_FRAME_BYTES, 0xaa), `${seq}/${timestamp}`);
     }
+  });
+
+  it('wholeProbeType reads exactly one PING or PONG as the decoder does, and nothing else', () => {
+    fc.assert(
+      fc.property(arbFrame, (frame) => {
+        const bytes = encodeFrame(frame);
+        const type = wholeProbeType(bytes, DEFAULT_MAX_FRAME);
+        if (frame.type === FrameType.PING || frame.type === FrameType.PONG) {
+          assert.equal(type, frame.type);
+          assert.equal(probeSeq(bytes), frame.seq);
+          assert.equal(probeTimestamp(bytes), frame.timestamp);
+          // Not whole: a probe plus one more byte, or with its last byte missing.
+          assert.equal(wholeProbeType(Buffer.concat([bytes, Buffer.of(0)]), DEFAULT_MAX_FRAME), 0);
+          assert.equal(wholeProbeType(bytes.subarray(0, -1), DEFAULT_MAX_FRAME), 0);
+        } else {
+          assert.equal(type, 0);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+    // What the decoder would refuse is left to it, so that its error is the one raised.
+    const ping = encodePing(7, 1);
+    const tooBig = Buffer.from(ping);
+    tooBig.writeUInt32BE(0x20_0000, LENGTH_BYTES + 5);
+    assert.equal(wholeProbeType(tooBig, DEFAULT_MAX_FRAME), 0, 'timestamp above 2^53 - 1');
+    assert.equal(wholeProbeType(ping, 8), 0, 'a frame larger than maxFrame');
+    assert.equal(wholeProbeType(ping, DEFAULT_MAX_FRAME), FrameType.PING);
   });
 
   it('a seq out of range throws before any byte is written', () => {

@@ -273,6 +273,63 @@ describe('Heartbeat', () => {
       assert.equal(wheel.size, 0);
     });
 
+    it('each firing on a led server link re-arms once, for the next real deadline', () => {
+      const clock = new FakeClock(0);
+      const wheel = new TimingWheel(clock, { tickMs: TICK });
+      const settings = heartbeatSettings(INTERVAL, TIMEOUT);
+      // Count the beat timer's arms: the heartbeat makes its timer through timerFor.
+      let arms = 0;
+      const timerFor = wheel.timerFor.bind(wheel);
+      wheel.timerFor = (target, kind) => {
+        const timer = timerFor(target, kind);
+        const arm = timer.arm.bind(timer);
+        timer.arm = (delayMs: number) => {
+          arms++;
+          arm(delayMs);
+        };
+        return timer;
+      };
+      const host = new StubHost(clock);
+      const hb = new Heartbeat(
+        wheel,
+        clock,
+        settings,
+        fixedDetector()(settings, 0),
+        host,
+        0,
+        'server',
+      );
+      hb.start();
+      let firings = 0;
+      let deadlineOk = 0;
+      const onTimer = hb.onTimer.bind(hb);
+      hb.onTimer = (kind: number) => {
+        firings++;
+        const before = arms;
+        onTimer(kind);
+        assert.equal(arms - before, 1, 'one re-arm per firing');
+        // Re-armed for the earlier of the ping lag after the last send and suspectAfter
+        // after the last byte heard (the wheel rounds up to its tick).
+        const due = Math.min(
+          host.lastSent + INTERVAL * SERVER_PING_LAG,
+          host.lastReceived + SUSPECT_AFTER,
+        );
+        const armed = hb.nextBeatAt;
+        within(armed, due, due + TICK, 're-armed deadline');
+        deadlineOk++;
+      };
+      every(clock, INTERVAL, () => {
+        host.receive();
+        hb.beat(clock.now(), true);
+        host.send();
+      });
+      clock.advance(20 * INTERVAL);
+      assert.ok(firings >= 15, `${firings} firings`);
+      assert.equal(deadlineOk, firings);
+      assert.deepEqual(host.events(), []);
+      hb.stop();
+    });
+
     for (const start of [0, 3, 9.5]) {
       it(`silence: suspect at suspectAfter, a probe at once, then probes every interval/4 (start ${start})`, () => {
         const { clock, host, hb } = setup({ start });

@@ -281,6 +281,53 @@ describe('Link', () => {
       assert.equal(r.link.beat?.rtt.srtt, r.owner.rtts[0]);
     });
 
+    it('a PING is answered the same whole, split across chunks or behind a partial frame', async (t) => {
+      const r = await rig(t);
+      const view = watch(r.peer);
+      startBeat(r);
+      // A timestamp above 2^32 exercises both words of the u64.
+      const big = 2 ** 40 + 12_345;
+      r.peer.write(encodePing(1, big));
+      await waitFor(() => view.frames.length === 1);
+      const split = encodePing(2, big + 1);
+      r.peer.write(split.subarray(0, 6));
+      await sleep(20);
+      r.peer.write(split.subarray(6));
+      await waitFor(() => view.frames.length === 2);
+      const dataFrame = data(1, 10);
+      r.peer.write(dataFrame.subarray(0, 5));
+      await sleep(20);
+      r.peer.write(Buffer.concat([dataFrame.subarray(5), encodePing(3, 7)]));
+      await waitFor(() => view.frames.length === 3 && r.owner.frames.length === 1);
+      assert.deepEqual(view.frames, [
+        { type: FrameType.PONG, seq: 1, timestamp: big },
+        { type: FrameType.PONG, seq: 2, timestamp: big + 1 },
+        { type: FrameType.PONG, seq: 3, timestamp: 7 },
+      ]);
+      assert.equal(r.owner.frames[0]!.type, FrameType.DATA);
+      assert.equal(r.link.stats.framesIn, 4);
+      assert.equal(r.link.beat?.stats.pingsReceived, 3);
+    });
+
+    it('a lone PING with a timestamp above 2^53 - 1 is malformed, as any frame is', async (t) => {
+      const r = await rig(t);
+      const view = watch(r.peer);
+      startBeat(r);
+      const ping = encodePing(1, 0);
+      ping.writeUInt32BE(0x20_0000, 9); // high word of the timestamp: 2^53
+      r.peer.write(ping);
+      const info = await closedOnce(r);
+      assert.equal(info.reason, 'protocol-error');
+      assert.ok(info.error instanceof ProtocolError);
+      assert.equal(info.error.code, 'HL_ERR_MALFORMED_FRAME');
+      await waitFor(() => view.closed);
+      assert.deepEqual(
+        view.frames.map((f) => f.type),
+        [FrameType.CLOSE],
+        'no PONG for a malformed PING',
+      );
+    });
+
     it('a PING before the heartbeat started is a protocol error', async (t) => {
       const r = await rig(t);
       const view = watch(r.peer);
