@@ -601,16 +601,11 @@ export class Link implements HeartbeatHost, TimerTarget {
     }
     // Policed first, so that the PING that earns a policy close is not answered.
     hb.beat(this.lastReceived, true);
-    if (hb.rttDue(this.lastReceived)) {
-      // The server's RTT sample rides with the PONG: one write for both (7.2). The
-      // cork keeps it so where a write goes straight to the socket.
-      this.socket.cork();
-      this.writeProbe(FrameType.PONG, seq, timestamp);
-      hb.ping();
-      this.socket.uncork();
-    } else {
-      this.writeProbe(FrameType.PONG, seq, timestamp);
-    }
+    const rttDue = hb.rttDue(this.lastReceived);
+    this.writeProbe(FrameType.PONG, seq, timestamp);
+    // The server's RTT sample rides with the PONG (7.2): both go into the write batch
+    // of the chunk being read, so they leave in one write.
+    if (rttDue) hb.ping();
   }
 
   private onPong(timestamp: number): void {

@@ -333,10 +333,7 @@ class Reader {
     return this.buf.readUInt32BE(this.need(4));
   }
   u64(): number {
-    const at = this.need(8);
-    const high = this.buf.readUInt32BE(at);
-    if (high > MAX_SAFE_HIGH) throw malformed(`${this.frameName} has a u64 above 2^53 - 1`);
-    return high * TWO_32 + this.buf.readUInt32BE(at + 4);
+    return readU64(this.buf, this.need(8), this.frameName);
   }
   bytes(n: number): Buffer {
     const at = this.need(n);

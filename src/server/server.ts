@@ -78,6 +78,9 @@ import { WORKERS_DEFAULTS, type WorkersOptions, workerLimits, workerRole } from 
 import { type WorkerEvent, WorkerPrimary, type WorkerStats } from './workers/primary.js';
 import { WorkerChannel } from './workers/worker.js';
 
+/** How often a closing worker looks whether its last socket is gone (ms). */
+const SOCKETS_CLOSED_POLL_MS = 20;
+
 /** Server defaults. */
 export const SERVER_DEFAULTS = Object.freeze({
   /** Shortest heartbeat interval a client may ask for (ms). */
@@ -496,11 +499,14 @@ export class Server extends EventEmitter<ServerEvents> {
     this.loadMonitor.stop();
     this.adaptive.stop();
     this.closing = new Promise<void>((resolve) => {
+      const workers = this.workers;
+      // net.close() calls back once every socket it accepted is gone; a worker's sockets
+      // come from its primary instead, so it waits for admission to count them all closed.
       const netClosed = new Promise<void>((r) => {
-        if (!this.net.listening) r();
+        if (workers?.role === 'worker') this.whenSocketsClosed(r);
+        else if (!this.net.listening) r();
         else this.net.close(() => r());
       });
-      const workers = this.workers;
       this.tls?.destroyPending();
       for (const link of this.handshaking)
         link.close('going-away', CloseCode.GOING_AWAY, 'server closing');
@@ -704,6 +710,19 @@ export class Server extends EventEmitter<ServerEvents> {
     );
     this.emit('connection', conn);
     conn.attachLink(link, settings, restored !== null, restored ? hello.resume!.lastReceived : 0);
+  }
+
+  /** Calls `done` once no admitted socket is open (polled: only while a worker closes). */
+  private whenSocketsClosed(done: () => void): void {
+    if (this.admission.connections === 0) {
+      done();
+      return;
+    }
+    const poll = setInterval(() => {
+      if (this.admission.connections > 0) return;
+      clearInterval(poll);
+      done();
+    }, SOCKETS_CLOSED_POLL_MS);
   }
 
   /**

@@ -379,6 +379,29 @@ test('garbage and a slow HELLO get the CLOSE a single-process server sends; othe
   });
 });
 
+test('a closing worker waits out a peer that ignores its CLOSE, then exits by itself', async (t) => {
+  const p = await startPrimary(t, ['--import', 'tsx', FIXTURE, '--workers', '1']);
+  // allowHalfOpen: the peer reads the server's CLOSE and FIN and never closes its side.
+  const peer = netConnect({ host: HOST, port: p.port, allowHalfOpen: true });
+  peer.on('error', () => {});
+  t.after(() => peer.destroy());
+  await once(peer, 'connect');
+  peer.write(helloBytes({ clientId: 'stubborn' }));
+  await once(peer, 'data'); // WELCOME
+  // At once, well inside the 1 s heartbeat timeout: the close, not the heartbeat, ends it.
+  const peerEnded = once(peer, 'end');
+  p.child.kill('SIGTERM');
+  await peerEnded; // CLOSE(going away) and FIN; the peer keeps its side open
+  // The worker's link destroys the socket after its CLOSE grace; only then may it exit.
+  const exit = await p.exited;
+  assert.equal(exit.code, 0, p.output());
+  const exits = p.lines.filter((l) => l.event === 'worker' && l.state === 'exit');
+  assert.equal(exits.length, 1, p.output());
+  // Not killed by the primary's exit grace: it closed once its last socket was gone.
+  assert.equal(exits[0]!.signal, null, p.output());
+  assert.equal(exits[0]!.code, 0, p.output());
+});
+
 test('heartline serve --workers 2: echoes, then SIGTERM drains and exits 0, no worker left', async (t) => {
   assert.ok(existsSync(MAIN), `${MAIN} is missing: run "npm run build" first`);
   const p = await startPrimary(t, [

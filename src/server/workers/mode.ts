@@ -74,7 +74,7 @@ export type WorkerRole =
   | { role: 'primary'; workers: number }
   | { role: 'worker'; workers: number; slot: number };
 
-/** Validates `workers`; 0 (single process) gives null. */
+/** Validates `workers` and returns it; 0 means one process, no workers. */
 export function resolveWorkers(o: WorkersOptions): number {
   const n = o.workers ?? WORKERS_DEFAULTS.workers;
   if (!Number.isSafeInteger(n) || n < 0 || n > WORKERS_DEFAULTS.maxWorkers) {

@@ -224,9 +224,9 @@ export class WorkerPrimary {
     const waiters = this.readyWaiters;
     this.readyWaiters = [];
     for (const w of waiters) w.reject(new HeartlineError('HL_ERR_INTERNAL', 'server closed'));
-    this.stopping = Promise.all(this.slots.map((s) => this.stopSlot(s, drain))).then(() => {
-      this.wheel.clear();
-    });
+    // The wheel is not cleared: its (unref'd) grace timers still destroy sockets that were
+    // sent a CLOSE above and whose peer never closes.
+    this.stopping = Promise.all(this.slots.map((s) => this.stopSlot(s, drain))).then(() => {});
     return this.stopping;
   }
 
@@ -493,10 +493,9 @@ export class WorkerPrimary {
     }
     const handle = (socket as unknown as { _handle?: { readStop?(): number; reading?: boolean } })
       ._handle;
-    if (handle?.readStop) {
-      handle.readStop();
-      handle.reading = false;
-    }
+    // `reading` stays true on purpose: Node's _read() restarts a handle it sees not
+    // reading, and a read already scheduled for this tick would pull bytes in here.
+    handle?.readStop?.();
     for (const c of chunks) peek.push(c);
     target.sent++;
     target.handoffs++;
@@ -508,6 +507,7 @@ export class WorkerPrimary {
     };
     target.proc!.send(msg, socket, { keepOpen: false }, (err) => {
       if (!err) return;
+      target.sent--;
       socket.destroy();
       this.host.emitRejected({
         remote,
