@@ -483,11 +483,24 @@ export function admitSocket(
 ): RefusalReport | null {
   // A socket already gone has no address; it is counted until its close, moments away.
   const key = addressKey(socket.remoteAddress ?? '?');
+  const refused = refuseIfOverLimit(admission, socket, key, wheel, now);
+  if (!refused) trackSocket(admission, socket, key);
+  return refused;
+}
+
+/**
+ * Checks a new socket against the limits without counting it; a socket over a limit is
+ * turned away with CLOSE(overloaded) and its report returned.
+ */
+export function refuseIfOverLimit(
+  admission: Admission,
+  socket: Socket,
+  key: string,
+  wheel: TimingWheel,
+  now: number,
+): RefusalReport | null {
   const refusal = admission.checkSocket(key, now);
-  if (!refusal) {
-    trackSocket(admission, socket, key);
-    return null;
-  }
+  if (!refusal) return null;
   refuseSocket(socket, wheel, refusal);
   return refusalReport(refusal, socketRemote(socket));
 }

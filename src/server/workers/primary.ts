@@ -25,6 +25,7 @@ import {
   REFUSE_GRACE_MS,
   type RefusalReport,
   refusalReport,
+  refuseIfOverLimit,
   refuseSocket,
   resolveAdmission,
   socketRemote,
@@ -372,18 +373,14 @@ export class WorkerPrimary {
       return;
     }
     const { clock, maxFrame, handshakeTimeout } = this.host.config;
-    const refusal = this.admission.checkSocket(
-      addressKey(socket.remoteAddress ?? '?'),
-      clock.now(),
-    );
-    if (refusal) {
-      refuseSocket(socket, this.wheel, refusal);
-      this.host.emitRejected(refusalReport(refusal, socketRemote(socket)));
+    const key = addressKey(socket.remoteAddress ?? '?');
+    const refused = refuseIfOverLimit(this.admission, socket, key, this.wheel, clock.now());
+    if (refused) {
+      this.host.emitRejected(refused);
       return;
     }
     const started = clock.now();
     const remote = socketRemote(socket);
-    const key = addressKey(socket.remoteAddress ?? '?');
     const peek = new HelloPeek(maxFrame);
     this.admission.opened(key);
     let done = false;
