@@ -121,6 +121,9 @@ function emitState(this: Connection, change: StateChange): void {
   this.emit('state', change);
 }
 
+/** The retry hint sent with CLOSE(overloaded) when the shared replay budget is spent. */
+const HANDLER_RETRY_AFTER_MS = 1000;
+
 /** Timer kinds of {@link Connection.onTimer}. */
 const ACK_TIMER = 0;
 /** Subclasses number their own timer kinds from here. */
@@ -274,6 +277,14 @@ export abstract class Connection
     return this.outbound.bytes;
   }
 
+  /**
+   * Memory the replay buffer is charged for: {@link bufferedBytes} plus a fixed overhead
+   * per message. `highWaterMark` and `maxBufferedBytes` compare against this.
+   */
+  get bufferedMemory(): number {
+    return this.outbound.memory;
+  }
+
   /** Messages sent and not yet acknowledged by the peer. */
   get unackedCount(): number {
     return this.outbound.size;
@@ -326,7 +337,8 @@ export abstract class Connection
       );
     }
     this.beforeSend();
-    this.outbound.push(payload);
+    // A string's bytes were made here: no check whether they keep a larger buffer alive.
+    this.outbound.push(payload, typeof data === 'string');
     this.messagesOut++;
     this.journal?.sent();
     this.flush();
@@ -340,10 +352,18 @@ export abstract class Connection
     this.closeLocal(code, reason);
   }
 
-  /** The work of close(); `error` says why when the close is not the application's choice. */
-  protected closeLocal(code: number, reason: string, error?: HeartlineError): void {
+  /**
+   * The work of close(); `error` says why when the close is not the application's choice,
+   * and `why` classifies it (default 'local').
+   */
+  protected closeLocal(
+    code: number,
+    reason: string,
+    error?: HeartlineError,
+    why: CloseReason = 'local',
+  ): void {
     if (this.closed || this.closing) return;
-    const info: CloseInfo = { reason: 'local', code, message: reason, ...(error ? { error } : {}) };
+    const info: CloseInfo = { reason: why, code, message: reason, ...(error ? { error } : {}) };
     const link = this.link;
     if (!link) {
       this.finish(info);
@@ -352,8 +372,28 @@ export abstract class Connection
     // A closing handshake: CLOSE and FIN go out now, but what the peer sent before it saw
     // them is still delivered; 'close' follows once the peer has closed its side too.
     this.closing = info;
+    // What it holds is freed within the close grace: a shared budget need not wait.
+    this.outbound.releaseBudget();
     this.sendAck();
-    link.close('local', code, reason);
+    link.close(why, code, reason, why === 'overloaded' ? HANDLER_RETRY_AFTER_MS : 0, error);
+  }
+
+  /**
+   * @internal The server's replay budget is spent and this connection holds the most:
+   * it ends with CLOSE(overloaded), and what it holds leaves the budget now (the
+   * messages are handed back when the close completes, at most the close grace later).
+   * @returns The bytes given back.
+   */
+  shed(): number {
+    const held = this.outbound.memory;
+    const message = `server replay budget full: this connection held the most (${held} bytes unacknowledged)`;
+    this.closeLocal(
+      CloseCode.OVERLOADED,
+      message,
+      new HeartlineError('HL_ERR_OVERLOADED', message),
+      'overloaded',
+    );
+    return held;
   }
 
   /** Async iteration over received messages; ends when the connection closes. */
@@ -515,6 +555,7 @@ export abstract class Connection
     return new OutboundBuffer({
       highWaterMark: this.config.highWaterMark,
       maxBytes: this.config.maxBufferedBytes,
+      budget: this.config.budget,
     });
   }
 
@@ -596,6 +637,7 @@ export abstract class Connection
     );
     // Nothing disappears silently: what the peer never acknowledged goes back to the app.
     if (this.outbound.size > 0 && this.handsBackOnClose()) this.loseSession();
+    this.outbound.releaseBudget();
     this.onFinish(info);
     this.rejectAckWaiters('HL_ERR_CONNECTION_CLOSED', `connection ${this.id} closed`);
     this.emit('close', info);
@@ -683,14 +725,54 @@ export abstract class Connection
     this.journal = factory(host);
   }
 
-  /** Hands one message to the application; reply() works while its listeners run. */
+  /**
+   * Hands one message to the application; reply() works while its listeners run. A
+   * listener that throws ends this connection only (see {@link handlerFailed}): the
+   * message came from the peer, and no peer may take the process down with it.
+   */
   private deliver(seq: number, payload: Buffer, redelivered: boolean): void {
     this.messagesIn++;
     const info = new Delivery(this, seq, redelivered);
     try {
       this.emit('message', payload, info);
+    } catch (err) {
+      this.handlerFailed(err, seq);
     } finally {
       info.live = false;
+    }
+  }
+
+  /**
+   * A 'message' listener threw. The connection closes for good, and the peer learns why
+   * from the CLOSE code:
+   * - HL_ERR_BUFFER_FULL (a reply past maxBufferedBytes: the peer leaves that much
+   *   unacknowledged) -> POLICY_VIOLATION, final;
+   * - HL_ERR_OVERLOADED (a server's shared replay budget is spent) -> OVERLOADED, retry later;
+   * - anything else -> INTERNAL_ERROR.
+   * The 'close' event carries the error (HL_ERR_HANDLER with the thrown value as cause for
+   * the last case). Once closing, later failures are the same story and are dropped.
+   */
+  private handlerFailed(err: unknown, seq: number): void {
+    if (this.closed || this.closing) return;
+    const code = err instanceof HeartlineError ? err.code : null;
+    if (code === 'HL_ERR_BUFFER_FULL') {
+      const message = `the peer left ${this.outbound.memory} bytes unacknowledged (maxBufferedBytes ${this.config.maxBufferedBytes})`;
+      this.closeLocal(
+        CloseCode.POLICY_VIOLATION,
+        message,
+        new HeartlineError('HL_ERR_POLICY_VIOLATION', message, { cause: err }),
+        'policy-violation',
+      );
+    } else if (code === 'HL_ERR_OVERLOADED') {
+      const message = (err as HeartlineError).message;
+      this.closeLocal(CloseCode.OVERLOADED, message, err as HeartlineError, 'overloaded');
+    } else {
+      const error = new HeartlineError(
+        'HL_ERR_HANDLER',
+        `a 'message' listener threw on message ${seq}: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
+      this.closeLocal(CloseCode.INTERNAL_ERROR, 'message handler failed', error, 'internal-error');
     }
   }
 

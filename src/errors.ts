@@ -22,7 +22,8 @@ export const ErrorCodes = {
   HL_ERR_SESSION_LOST:
     'The session could not be resumed; unacknowledged messages were handed back.',
   HL_ERR_AUTH_FAILED: 'The server refused the credentials.',
-  HL_ERR_OVERLOADED: 'The server refused the connection because it is overloaded.',
+  HL_ERR_OVERLOADED:
+    'The server is overloaded: it refused the connection, or its shared replay budget is spent.',
   HL_ERR_POLICY_VIOLATION: 'The peer broke a protocol policy (for example pinging too often).',
   HL_ERR_ABORTED: 'The operation was aborted through an AbortSignal.',
   HL_ERR_GAVE_UP: 'The client stopped reconnecting after its maximum number of attempts.',
@@ -31,6 +32,8 @@ export const ErrorCodes = {
   HL_ERR_STORE: 'The session store could not be reached or failed.',
   HL_ERR_REPLY_AFTER_HANDLER: 'A reply was attempted after its message handler had returned.',
   HL_ERR_INTERNAL: 'An unexpected failure inside heartline or an application hook.',
+  HL_ERR_HANDLER:
+    "A 'message' listener threw; the connection that delivered the message was closed.",
 } as const;
 
 /** One of the stable error codes. */

@@ -12,6 +12,7 @@ import {
   type TcpSocketSettings,
 } from './net/sockopts.js';
 import { DEFAULT_MAX_FRAME } from './protocol/frames.js';
+import type { MemoryBudget } from './session/budget.js';
 import type { Clock } from './time/clock.js';
 
 /**
@@ -110,9 +111,15 @@ export interface CommonOptions {
   ackEvery?: number;
   /** Cumulative ACK at most this late in ms. @default 20 */
   ackDelay?: number;
-  /** Replay-buffer bytes above which send() returns false. @default 1048576 */
+  /**
+   * Replay-buffer bytes above which send() returns false (each message counted as its
+   * payload plus 160 bytes). @default 1048576, or maxBufferedBytes when that is lower
+   */
   highWaterMark?: number;
-  /** Replay-buffer bytes above which send() throws. @default 16777216 */
+  /**
+   * Replay-buffer bytes above which send() throws HL_ERR_BUFFER_FULL (each message
+   * counted as its payload plus 160 bytes, what holding it costs). @default 16777216
+   */
   maxBufferedBytes?: number;
   /** OS keepalive idle delay in ms (0 disables). @default 30000 */
   keepAliveDelay?: number;
@@ -210,6 +217,8 @@ export interface ResolvedCommon {
   readonly tcp: ResolvedTcpOptions | false;
   /** PINGs sent too fast before CLOSE(policy violation); 0 (no policing) unless a server sets it. */
   readonly maxPingStrikes: number;
+  /** The byte budget every connection's replay buffer draws from (a server's); null for none. */
+  readonly budget: MemoryBudget | null;
 }
 
 /** Validates the common options; `clock` and `detector` defaults are passed in. */
@@ -220,8 +229,14 @@ export function resolveCommon(
 ): ResolvedCommon {
   const d = CONNECTION_DEFAULTS;
   const maxFrame = intOption('maxFrame', o.maxFrame, d.maxFrame, 64, 0xffff_ffff);
-  const highWaterMark = intOption('highWaterMark', o.highWaterMark, d.highWaterMark, 1);
   const maxBufferedBytes = intOption('maxBufferedBytes', o.maxBufferedBytes, d.maxBufferedBytes, 1);
+  // A cap below the default soft limit brings the soft limit down with it.
+  const highWaterMark = intOption(
+    'highWaterMark',
+    o.highWaterMark,
+    Math.min(d.highWaterMark, maxBufferedBytes),
+    1,
+  );
   if (maxBufferedBytes < highWaterMark) {
     throw new InvalidArgumentError('option "maxBufferedBytes" must be >= "highWaterMark"');
   }
@@ -245,6 +260,8 @@ export function resolveCommon(
     tcp: resolveTcpOptions(o.tcp, o.keepAliveDelay === undefined ? undefined : keepAliveDelay),
     // Only a server polices its peer's PINGs; it overrides this from its own options.
     maxPingStrikes: 0,
+    // Only a server shares one budget between connections; it sets its own.
+    budget: null,
   });
 }
 

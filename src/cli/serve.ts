@@ -33,6 +33,14 @@ Options:
                        close a socket that has not completed TLS and HELLO by then,
                        counted from the TCP accept (default 10000)
   --max-frame BYTES    largest frame accepted or sent (default 1048576)
+  --max-buffered-bytes BYTES
+                       replay-buffer cap per connection, each message counted as its
+                       payload + 160 bytes; a client that leaves more unacknowledged gets
+                       CLOSE(policy violation) (default 16777216)
+  --max-total-buffered-bytes BYTES
+                       what the replay buffers of all connections may hold together;
+                       past it a reply closes its connection with CLOSE(overloaded)
+                       (default 1073741824)
   --workers N          serve from N worker processes behind this one (one port; limits
                        below are machine-wide, split over the workers); 0: this process
                        only (default 0)
@@ -93,6 +101,8 @@ export async function serve(argv: string[]): Promise<number> {
       'log-level': { type: 'string' },
       'handshake-timeout': { type: 'string' },
       'max-frame': { type: 'string' },
+      'max-buffered-bytes': { type: 'string' },
+      'max-total-buffered-bytes': { type: 'string' },
       workers: { type: 'string' },
       'max-ping-strikes': { type: 'string' },
       'max-connections': { type: 'string' },
@@ -127,6 +137,12 @@ export async function serve(argv: string[]): Promise<number> {
     sessionTtl: intFlag('session-ttl', values['session-ttl'], 0),
     handshakeTimeout: intFlag('handshake-timeout', values['handshake-timeout'], 1),
     maxFrame: intFlag('max-frame', values['max-frame'], 64, 0xffff_ffff),
+    maxBufferedBytes: intFlag('max-buffered-bytes', values['max-buffered-bytes'], 1),
+    maxTotalBufferedBytes: intFlag(
+      'max-total-buffered-bytes',
+      values['max-total-buffered-bytes'],
+      1,
+    ),
     maxPingStrikes: intFlag('max-ping-strikes', values['max-ping-strikes'], 0, 1000),
     tls: serverTls(values),
     workers: intFlag('workers', values.workers, 0, 256),

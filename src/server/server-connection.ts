@@ -4,13 +4,21 @@
  * session expires and the connection closes with 'session-expired'.
  */
 
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Connection, FIRST_SUBCLASS_TIMER, type JournalFactory } from '../connection.js';
 import type { HeartbeatRole } from '../heartbeat.js';
 import type { CloseInfo, Link } from '../link.js';
 import type { HeartbeatSettings, ResolvedCommon } from '../options.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { encodeSettings } from '../protocol/codec.js';
+import { ID_BYTES } from '../protocol/frames.js';
 import type { TimingWheel, WheelTimer } from '../time/wheel.js';
+
+/** Compares bytes with a token kept as a latin1 string, in constant time. */
+function timingSafeEqualLatin1(given: Buffer, kept: string): boolean {
+  const expected = Buffer.from(kept, 'latin1');
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
 
 /**
  * Hooks the server gives each of its connections: one object for all of them, called
@@ -42,7 +50,14 @@ export class ServerConnection extends Connection {
    * The resume token's bytes as a latin1 string (one byte a character): 32 bytes of heap
    * where a Buffer of its own costs some 200 with its ArrayBuffer and backing store.
    */
-  private readonly tokenBytes: string;
+  private tokenBytes: string;
+  /**
+   * The token this one replaced, still accepted until the client shows it received the
+   * new one (see {@link rotateToken}); null once it has.
+   */
+  private previousToken: string | null = null;
+  /** Frames the current link had received when it was attached (its HELLO and anything pipelined). */
+  private framesAtAttach = 0;
   /** Session TTL while no link is attached; created when the first link is lost. */
   private ttlTimer: WheelTimer | null = null;
   /** Applies tightened settings once the client has had time to learn them (retune). */
@@ -75,6 +90,62 @@ export class ServerConnection extends Connection {
   /** The resume token (16 bytes, a fresh copy each read); compared in constant time by the server. */
   get token(): Uint8Array {
     return Buffer.from(this.tokenBytes, 'latin1');
+  }
+
+  /**
+   * Whether `token` may resume this session: the current token, or the one it replaced
+   * while the client has not yet shown that it received the current one. Constant time.
+   */
+  acceptsToken(token: Uint8Array): boolean {
+    const link = this.link;
+    if (link) this.settleToken(link);
+    const given = Buffer.from(token);
+    const current = timingSafeEqualLatin1(given, this.tokenBytes);
+    const previous =
+      this.previousToken !== null && timingSafeEqualLatin1(given, this.previousToken);
+    return current || previous;
+  }
+
+  /**
+   * @internal Issues a new resume token for the WELCOME of a resume: tokens are single-use,
+   * so one copied from an earlier WELCOME (a log, a stolen device) cannot take the
+   * session over once its owner has resumed. The token the client resumed with stays
+   * valid until the client sends a frame on the link that carried the new one, so a link
+   * cut before the client read that WELCOME does not lose the session.
+   */
+  rotateToken(presented: Uint8Array): Uint8Array {
+    // Resuming with the current token proves the client has it: the older one is done.
+    if (timingSafeEqualLatin1(Buffer.from(presented), this.tokenBytes)) {
+      this.previousToken = this.tokenBytes;
+    }
+    const token = randomBytes(ID_BYTES);
+    this.tokenBytes = token.toString('latin1');
+    return token;
+  }
+
+  /** The client sent a frame after its WELCOME on `link`: it holds the current token. */
+  private settleToken(link: Link): void {
+    if (this.previousToken !== null && link.stats.framesIn > this.framesAtAttach) {
+      this.previousToken = null;
+    }
+  }
+
+  /**
+   * Highest seq this end sent, and the highest the client acknowledged: a resume's
+   * lastReceived must lie between them (PROTOCOL.md 6.3).
+   */
+  get sentSeq(): number {
+    return this.outbound.lastSeq;
+  }
+
+  /** Highest seq the client acknowledged (see {@link sentSeq}). */
+  get ackedSeq(): number {
+    return this.outbound.acked;
+  }
+
+  protected override detach(link: Link): void {
+    if (link === this.link) this.settleToken(link);
+    super.detach(link);
   }
 
   /** @internal */
@@ -115,6 +186,7 @@ export class ServerConnection extends Connection {
       this.detach(old);
       old.close('superseded', CloseCode.SUPERSEDED, 'a newer connection resumed this session');
     }
+    this.framesAtAttach = link.stats.framesIn;
     this.attach(link, settings, this.sessionKey, resumed, peerLastReceived);
     // The handshake acknowledged what the client has: the store may trim it too.
     this.journal?.acked(this.outbound.acked);
@@ -126,7 +198,8 @@ export class ServerConnection extends Connection {
    */
   restoreSession(state: { received: number; acked: number; log: readonly Uint8Array[] }): void {
     this.outbound.startAt(state.acked);
-    for (const payload of state.log) this.outbound.push(payload);
+    // The store held these within its own cap: counted, never refused.
+    for (const payload of state.log) this.outbound.push(payload, false, true);
     this.inbound.reset(state.received);
     this.nextSend = state.acked + 1;
   }

@@ -3,7 +3,7 @@
  * WELCOME), creates or resumes sessions and keeps the registry of connections.
  */
 
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   type AddressInfo,
@@ -20,7 +20,7 @@ import {
   resolveCluster,
   type StoreEvent,
 } from '../cluster/node.js';
-import { HeartlineError, InvalidArgumentError } from '../errors.js';
+import { HeartlineError, InvalidArgumentError, ProtocolError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
 import { type CloseInfo, Link, type LinkOwner } from '../link.js';
 import {
@@ -41,6 +41,7 @@ import {
   ID_BYTES,
   PROTOCOL_VERSION,
 } from '../protocol/frames.js';
+import { MemoryBudget } from '../session/budget.js';
 import type { PresenceEvent, StoredSession } from '../session/store.js';
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import { TimingWheel } from '../time/wheel.js';
@@ -91,6 +92,14 @@ export const SERVER_DEFAULTS = Object.freeze({
   sessionTtl: 120_000,
   /** How long drain() waits for in-flight messages to be acknowledged (ms). */
   drainTimeout: 10_000,
+  /**
+   * Bytes the replay buffers of all connections may hold together (payload plus the
+   * per-message overhead). 1 GiB: 64 connections at the 16 MiB per-connection cap, so a
+   * few hundred peers that never acknowledge cannot take the process past a bound an
+   * operator can plan for, while normal traffic (acknowledged within a round trip) is far
+   * below it.
+   */
+  maxTotalBufferedBytes: 1024 * 1024 * 1024,
 });
 
 /** What the authenticate hook sees of a HELLO. */
@@ -139,6 +148,13 @@ export interface ServerOptions
   maxInterval?: number;
   /** How long a disconnected session waits for a resume (ms). @default 120000 */
   sessionTtl?: number;
+  /**
+   * Bytes the replay buffers of all this server's connections may hold together (each
+   * message counted as its payload plus 160 bytes). A send or reply past it throws
+   * HL_ERR_OVERLOADED; escaping a 'message' listener, that closes the connection with
+   * CLOSE(overloaded). Must be >= maxBufferedBytes. @default 1073741824 (1 GiB)
+   */
+  maxTotalBufferedBytes?: number;
   /** Authentication hook; without it every client is accepted. */
   authenticate?: Authenticate;
   /**
@@ -217,11 +233,21 @@ function resolveServer(o: ServerOptions): ResolvedServer {
   }
   validatePolicy(policy);
   const admission = resolveAdmission(o);
+  const maxTotal = intOption(
+    'maxTotalBufferedBytes',
+    o.maxTotalBufferedBytes,
+    Math.max(SERVER_DEFAULTS.maxTotalBufferedBytes, common.maxBufferedBytes),
+    1,
+  );
+  if (maxTotal < common.maxBufferedBytes) {
+    throw new InvalidArgumentError('option "maxTotalBufferedBytes" must be >= "maxBufferedBytes"');
+  }
   return Object.freeze({
     admission,
     load: resolveLoad(o.load, admission.maxConnections),
     adaptive: resolveAdaptive(o),
     ...common,
+    budget: new MemoryBudget(maxTotal),
     ...resolvePingPolicy(o),
     policy: Object.freeze(policy),
     sessionTtl: intOption('sessionTtl', o.sessionTtl, SERVER_DEFAULTS.sessionTtl, 0),
@@ -272,6 +298,7 @@ export class Server extends EventEmitter<ServerEvents> {
       role?.role === 'worker' ? workerLimits(options, role.workers) : options,
     );
     const { clock } = this.config;
+    if (this.config.budget) this.config.budget.reclaim = (n, held) => this.reclaim(n, held);
     this.wheel = new TimingWheel(clock);
     this.admission = new Admission(this.config.admission, clock.now());
     this.loadMonitor = new LoadMonitor(
@@ -634,20 +661,32 @@ export class Server extends EventEmitter<ServerEvents> {
       found && (this.cluster.store === null || (await this.cluster.keeps(found))) ? found : null;
     if (!link.open || this.closing) return;
     if (existing) {
+      const resume = hello.resume!;
+      // The client cannot have received more than was sent, nor less than it acknowledged.
+      if (resume.lastReceived > existing.sentSeq || resume.lastReceived < existing.ackedSeq) {
+        const message = `resume lastReceived ${resume.lastReceived} is outside [${existing.ackedSeq}, ${existing.sentSeq}] (acknowledged, sent)`;
+        const error = new ProtocolError('HL_ERR_UNEXPECTED_FRAME', message);
+        // The session stays as it is: a peer that knows its token still cannot corrupt it.
+        link.fail('protocol-error', message, error);
+        const info = { reason: 'protocol-error' as const, code: CloseCode.PROTOCOL_ERROR };
+        this.emit('rejected', { remote: link.remote, info: { ...info, message, error } });
+        return;
+      }
       const settings = this.adaptive.settingsFor(existing, granted);
       link.write(
         encodeWelcome({
           version: PROTOCOL_VERSION,
           resumed: true,
-          sessionId: hello.resume!.sessionId,
-          token: existing.token,
+          sessionId: resume.sessionId,
+          // With a store the token must change there too; that path keeps it for now.
+          token: this.cluster.store ? existing.token : existing.rotateToken(resume.token),
           interval: settings.interval,
           timeout: settings.timeout,
           lastReceived: existing.lastReceived,
           sessionTtl: this.config.sessionTtl,
         }),
       );
-      existing.attachLink(link, settings, true, hello.resume!.lastReceived);
+      existing.attachLink(link, settings, true, resume.lastReceived);
       return;
     }
 
@@ -735,9 +774,32 @@ export class Server extends EventEmitter<ServerEvents> {
   ): ServerConnection | null {
     const conn = this.sessions.get(Buffer.from(resume.sessionId).toString('hex'));
     if (!conn || conn.closed) return null;
-    if (!timingSafeEqual(Buffer.from(resume.token), Buffer.from(conn.token))) return null;
+    if (!conn.acceptsToken(resume.token)) return null;
     if (identity !== undefined && conn.identity !== identity) return null;
     return conn;
+  }
+
+  /**
+   * The replay budget is spent: ends the connections that hold the most (each more than
+   * the one asking, `held`) until `needed` bytes are back, so that the peers that never
+   * acknowledge pay for it, not a connection that holds little. O(connections) per
+   * victim, and only while the budget is exhausted.
+   */
+  private reclaim(needed: number, held: number): boolean {
+    let freed = 0;
+    while (freed < needed) {
+      let victim: ServerConnection | null = null;
+      let most = held;
+      for (const conn of this.connections.values()) {
+        if (conn.bufferedMemory > most && !conn.isClosing && !conn.closed) {
+          victim = conn;
+          most = conn.bufferedMemory;
+        }
+      }
+      if (victim === null) return false;
+      freed += victim.shed();
+    }
+    return true;
   }
 
   private release(conn: ServerConnection): void {

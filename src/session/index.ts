@@ -3,5 +3,6 @@
  * ack batching. Pure building blocks; the connection layer wires them to frames.
  */
 
+export * from './budget.js';
 export * from './inbound.js';
 export * from './outbound.js';

@@ -8,6 +8,7 @@
  */
 
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
+import type { MemoryBudget } from './budget.js';
 
 /** Options for {@link OutboundBuffer}. Every field is optional; see {@link OUTBOUND_DEFAULTS}. */
 export interface OutboundOptions {
@@ -23,6 +24,17 @@ export interface OutboundOptions {
    * @default 16 MiB
    */
   maxBytes?: number;
+  /**
+   * Bytes each held message is charged on top of its payload, for the objects that hold
+   * it; both limits compare against payload plus this (see {@link OutboundBuffer.memory}).
+   * @default 160 ({@link ENTRY_OVERHEAD})
+   */
+  entryOverhead?: number;
+  /**
+   * A budget shared with other buffers (a server's connections): a push that would pass
+   * it is refused with `HL_ERR_OVERLOADED`. @default none
+   */
+  budget?: MemoryBudget | null;
 }
 
 /**
@@ -37,10 +49,33 @@ export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
  */
 export const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
 
+/**
+ * What one held message costs beyond its payload bytes, measured on Node 20 x64 as RSS
+ * per entry over a million entries: a Buffer view and its array slot take about 150
+ * bytes. Counting it makes empty or tiny messages count: without it a peer could make a
+ * server hold gigabytes of bookkeeping under a cap that saw only payload bytes.
+ */
+export const ENTRY_OVERHEAD = 160;
+
+/**
+ * A payload that keeps more than this many bytes of a larger buffer alive (a view into a
+ * 64 KiB socket read) is copied when pushed, so that what the buffer holds is what it
+ * counts. Small enough that the slack a view may carry unaccounted stays below a few
+ * entries' overhead.
+ */
+export const RETAINED_SLACK = 1024;
+
+const EMPTY = new Uint8Array(0);
+
 /** The resolved defaults of {@link OutboundOptions}. */
-export const OUTBOUND_DEFAULTS: Readonly<Required<OutboundOptions>> = Object.freeze({
+export const OUTBOUND_DEFAULTS: Readonly<{
+  highWaterMark: number;
+  maxBytes: number;
+  entryOverhead: number;
+}> = Object.freeze({
   highWaterMark: DEFAULT_HIGH_WATER_MARK,
   maxBytes: DEFAULT_MAX_BYTES,
+  entryOverhead: ENTRY_OVERHEAD,
 });
 
 /**
@@ -67,11 +102,15 @@ export interface OutboundMessage {
 export class OutboundBuffer {
   readonly #highWaterMark: number;
   readonly #maxBytes: number;
+  readonly #overhead: number;
+  #budget: MemoryBudget | null;
 
   /** Payloads; live entries are `#queue[#head ..]`, holes before #head are undefined. */
   #queue: (Uint8Array | undefined)[] = [];
   #head = 0;
   #bytes = 0;
+  /** Payload bytes plus the per-entry overhead of every held message. */
+  #memory = 0;
   #lastSeq = 0;
   #acked = 0;
   /** Bumped by takeAll() so that iterators from after() stop instead of crossing sessions. */
@@ -101,13 +140,29 @@ export class OutboundBuffer {
         `outbound.maxBytes (${maxBytes}) must be >= outbound.highWaterMark (${highWaterMark})`,
       );
     }
+    const entryOverhead = options.entryOverhead ?? ENTRY_OVERHEAD;
+    if (!Number.isSafeInteger(entryOverhead) || entryOverhead < 0) {
+      throw new InvalidArgumentError(
+        `outbound.entryOverhead must be an integer >= 0, got ${String(entryOverhead)}`,
+      );
+    }
     this.#highWaterMark = highWaterMark;
     this.#maxBytes = maxBytes;
+    this.#overhead = entryOverhead;
+    this.#budget = options.budget ?? null;
   }
 
-  /** Bytes held (sum of payload lengths). */
+  /** Payload bytes held (sum of payload lengths). */
   get bytes(): number {
     return this.#bytes;
+  }
+
+  /**
+   * Memory held as the limits count it: payload bytes plus {@link ENTRY_OVERHEAD} per
+   * message. The high-water mark, maxBytes and a shared budget all compare against this.
+   */
+  get memory(): number {
+    return this.#memory;
   }
 
   /** Messages held (unacknowledged). */
@@ -125,32 +180,50 @@ export class OutboundBuffer {
     return this.#acked;
   }
 
-  /** True while bytes >= highWaterMark: send() returns false and the caller should wait. */
+  /** True while memory >= highWaterMark: send() returns false and the caller should wait. */
   get full(): boolean {
-    return this.#bytes >= this.#highWaterMark;
+    return this.#memory >= this.#highWaterMark;
   }
 
   /**
    * Assigns the next sequence number (starting at 1) and keeps the payload until it is
-   * acknowledged.
+   * acknowledged. A payload that is a small view into a much larger buffer is copied (see
+   * {@link RETAINED_SLACK}); `owned` says the caller made it for this push (no check).
+   * `force` skips the limits, for a session restored from a store, which held it already.
    * @returns The assigned sequence number.
    * @throws {HeartlineError} `HL_ERR_BUFFER_FULL` if the payload would take the buffer past
-   *   maxBytes; nothing is changed then.
+   *   maxBytes, `HL_ERR_OVERLOADED` past the shared budget; nothing is changed then.
    * @throws {InvalidArgumentError} if `payload` is not a Uint8Array.
    */
-  push(payload: Uint8Array): number {
+  push(payload: Uint8Array, owned = false, force = false): number {
     if (!(payload instanceof Uint8Array)) {
       throw new InvalidArgumentError('payload must be a Uint8Array');
     }
-    if (this.#bytes + payload.length > this.#maxBytes) {
+    const cost = payload.length + this.#overhead;
+    if (!force && this.#memory + cost > this.#maxBytes) {
       throw new HeartlineError(
         'HL_ERR_BUFFER_FULL',
-        `replay buffer full: ${this.#bytes} + ${payload.length} bytes would pass maxBytes (${this.#maxBytes})`,
+        `replay buffer full: ${this.#size()} unacknowledged messages hold ${this.#memory} bytes; ${cost} more would pass maxBytes (${this.#maxBytes})`,
       );
     }
-    this.#queue.push(payload);
+    const budget = this.#budget;
+    if (budget !== null) {
+      if (force) budget.reserve(cost);
+      else if (!budget.tryReserve(cost, this.#memory)) {
+        throw new HeartlineError(
+          'HL_ERR_OVERLOADED',
+          `server-wide replay budget full: ${budget.used} of ${budget.limit} bytes held by all connections`,
+        );
+      }
+    }
+    this.#queue.push(owned ? payload : keepable(payload));
     this.#bytes += payload.length;
+    this.#memory += cost;
     return ++this.#lastSeq;
+  }
+
+  #size(): number {
+    return this.#queue.length - this.#head;
   }
 
   /**
@@ -169,11 +242,16 @@ export class OutboundBuffer {
     const freed = seq - this.#acked;
     const queue = this.#queue;
     const end = this.#head + freed;
+    let freedBytes = 0;
     for (let i = this.#head; i < end; i++) {
       // Entries in [head, head + size) are always present.
-      this.#bytes -= queue[i]!.length;
+      freedBytes += queue[i]!.length;
       queue[i] = undefined;
     }
+    this.#bytes -= freedBytes;
+    const freedMemory = freedBytes + freed * this.#overhead;
+    this.#memory -= freedMemory;
+    this.#budget?.release(freedMemory);
     this.#head = end;
     this.#acked = seq;
     if (this.#head === queue.length) {
@@ -250,12 +328,29 @@ export class OutboundBuffer {
    */
   takeAll(): Uint8Array[] {
     const out = this.#queue.slice(this.#head) as Uint8Array[];
+    this.#budget?.release(this.#memory);
     this.#queue = [];
     this.#head = 0;
     this.#bytes = 0;
+    this.#memory = 0;
     this.#lastSeq = 0;
     this.#acked = 0;
     this.#generation++;
     return out;
   }
+
+  /**
+   * Gives what the buffer holds back to the shared budget and leaves it (the connection
+   * ended: its messages are gone or kept by a store, not by this process for long).
+   */
+  releaseBudget(): void {
+    this.#budget?.release(this.#memory);
+    this.#budget = null;
+  }
+}
+
+/** The payload to keep for `payload`: a copy when it would keep much more alive than itself. */
+function keepable(payload: Uint8Array): Uint8Array {
+  if (payload.buffer.byteLength - payload.length <= RETAINED_SLACK) return payload;
+  return payload.length === 0 ? EMPTY : Buffer.from(payload);
 }

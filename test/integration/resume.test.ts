@@ -203,17 +203,19 @@ test('send() while disconnected buffers with backpressure: false past the high-w
   const client = startClient(t, {
     port: 1, // nothing listens on port 1: the client stays disconnected
     backoff: { initialDelay: 50, maxDelay: 50 },
-    highWaterMark: 100,
-    maxBufferedBytes: 250,
+    // Each message counts its payload plus 160 bytes of overhead.
+    highWaterMark: 400,
+    maxBufferedBytes: 1000,
   });
   assert.equal(client.send(Buffer.alloc(60)), true);
   assert.equal(client.send(Buffer.alloc(60)), false, 'past the high-water mark');
   assert.equal(client.send(Buffer.alloc(100)), false);
   assert.throws(
-    () => client.send(Buffer.alloc(100)),
+    () => client.send(Buffer.alloc(200)),
     (err: { code?: string }) => err.code === 'HL_ERR_BUFFER_FULL',
   );
   assert.equal(client.bufferedBytes, 220, 'the refused message was not kept');
+  assert.equal(client.bufferedMemory, 220 + 3 * 160);
 });
 
 test('drain follows once acknowledgements bring the buffer below the high-water mark', async (t) => {

@@ -6,80 +6,13 @@
  */
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
-import { after, before, describe, type TestContext, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
 import { makePki, pkiUnavailable, type TestPki } from '../support/certs.js';
-import { waitFor, withTimeout } from '../support/wait.js';
+import { CLI_DEADLINE, cli, event } from '../support/cli.js';
+import { withTimeout } from '../support/wait.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const DEADLINE = 20_000;
-
-interface Run {
-  child: ChildProcess;
-  events: Array<Record<string, unknown>>;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-/** Runs `heartline ...args` from source; killed when the test ends. */
-function cli(t: TestContext, args: string[], stdin?: string): Run {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-    cwd: ROOT,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  const events: Array<Record<string, unknown>> = [];
-  child.stdout!.setEncoding('utf8');
-  child.stdout!.on('data', (chunk: string) => {
-    out += chunk;
-    const lines = out.split('\n');
-    events.length = 0;
-    for (const line of lines) {
-      if (!line.startsWith('{')) continue;
-      try {
-        events.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        // a partial last line
-      }
-    }
-  });
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (chunk: string) => {
-    err += chunk;
-  });
-  child.stdin!.on('error', () => {});
-  if (stdin !== undefined) child.stdin!.end(stdin);
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('close', (code) => resolve(code)),
-  );
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  return { child, events, stdout: () => out, stderr: () => err, exited };
-}
-
-async function event(
-  run: Run,
-  name: string,
-  match: (e: Record<string, unknown>) => boolean = () => true,
-) {
-  let found: Record<string, unknown> | undefined;
-  await waitFor(
-    () => {
-      found = run.events.find((e) => e.event === name && match(e));
-      return found !== undefined;
-    },
-    { timeout: DEADLINE, message: `no "${name}" event:\n${run.stdout()}\n${run.stderr()}` },
-  );
-  return found!;
-}
+const DEADLINE = CLI_DEADLINE;
 
 test('serve --handshake-timeout and --max-frame close slowloris and over-size frames with their codes', async (t) => {
   const server = cli(t, [

@@ -3,6 +3,8 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { HeartlineError, InvalidArgumentError } from '../../src/errors.js';
 import {
+  ENTRY_OVERHEAD,
+  MemoryBudget,
   OUTBOUND_DEFAULTS,
   OutboundBuffer,
   type OutboundOptions,
@@ -20,8 +22,12 @@ function isBufferFull(err: unknown): boolean {
 }
 
 describe('OutboundBuffer defaults and validation', () => {
-  it('exposes frozen named defaults: 1 MiB high-water mark, 16 MiB hard cap', () => {
-    assert.deepEqual(OUTBOUND_DEFAULTS, { highWaterMark: 1 << 20, maxBytes: 16 << 20 });
+  it('exposes frozen named defaults: 1 MiB high-water mark, 16 MiB hard cap, 160 B a message', () => {
+    assert.deepEqual(OUTBOUND_DEFAULTS, {
+      highWaterMark: 1 << 20,
+      maxBytes: 16 << 20,
+      entryOverhead: 160,
+    });
     assert.ok(Object.isFrozen(OUTBOUND_DEFAULTS));
   });
 
@@ -30,16 +36,18 @@ describe('OutboundBuffer defaults and validation', () => {
     assert.deepEqual(state(b), { bytes: 0, size: 0, lastSeq: 0, acked: 0, full: false });
   });
 
-  it('uses the default high-water mark and cap', () => {
+  it('uses the default high-water mark and cap, each message charged its overhead', () => {
     const b = new OutboundBuffer();
-    b.push(bytes((1 << 20) - 1));
+    b.push(bytes((1 << 20) - ENTRY_OVERHEAD - 1));
     assert.equal(b.full, false);
     b.push(bytes(1));
     assert.equal(b.full, true);
-    b.push(bytes((15 << 20) - 10));
-    assert.throws(() => b.push(bytes(11)), isBufferFull);
-    b.push(bytes(10));
-    assert.equal(b.bytes, 16 << 20);
+    assert.equal(b.memory, b.bytes + 2 * ENTRY_OVERHEAD);
+    const room = (16 << 20) - b.memory - ENTRY_OVERHEAD;
+    assert.throws(() => b.push(bytes(room + 1)), isBufferFull);
+    b.push(bytes(room));
+    assert.equal(b.memory, 16 << 20);
+    assert.throws(() => b.push(bytes(0)), isBufferFull, 'even an empty message costs memory');
   });
 
   const bad: [string, OutboundOptions][] = [
@@ -53,6 +61,8 @@ describe('OutboundBuffer defaults and validation', () => {
     ['maxBytes', { maxBytes: 2.5 }],
     ['maxBytes', { highWaterMark: 100, maxBytes: 99 }],
     ['maxBytes', { maxBytes: 1024 }], // below the default high-water mark
+    ['entryOverhead', { entryOverhead: -1 }],
+    ['entryOverhead', { entryOverhead: 0.5 }],
   ];
   for (const [name, options] of bad) {
     it(`rejects ${JSON.stringify(options)} naming outbound.${name}`, () => {
@@ -70,9 +80,9 @@ describe('OutboundBuffer defaults and validation', () => {
   });
 
   it('does not mutate the caller options', () => {
-    const options = Object.freeze({ highWaterMark: 10 });
+    const options = Object.freeze({ highWaterMark: 10, entryOverhead: 0 });
     const b = new OutboundBuffer(options);
-    assert.deepEqual(options, { highWaterMark: 10 });
+    assert.deepEqual(options, { highWaterMark: 10, entryOverhead: 0 });
     b.push(bytes(10));
     assert.equal(b.full, true);
   });
@@ -143,7 +153,7 @@ describe('OutboundBuffer push and ack', () => {
 
 describe('OutboundBuffer high-water mark and hard cap', () => {
   it('is full while bytes >= highWaterMark', () => {
-    const b = new OutboundBuffer({ highWaterMark: 10, maxBytes: 100 });
+    const b = new OutboundBuffer({ highWaterMark: 10, maxBytes: 100, entryOverhead: 0 });
     b.push(bytes(9));
     assert.equal(b.full, false);
     b.push(bytes(1));
@@ -157,7 +167,7 @@ describe('OutboundBuffer high-water mark and hard cap', () => {
   });
 
   it('refuses a push past maxBytes with HL_ERR_BUFFER_FULL and changes nothing', () => {
-    const b = new OutboundBuffer({ highWaterMark: 5, maxBytes: 10 });
+    const b = new OutboundBuffer({ highWaterMark: 5, maxBytes: 10, entryOverhead: 0 });
     b.push(bytes(6));
     const before = state(b);
     assert.throws(
@@ -174,7 +184,7 @@ describe('OutboundBuffer high-water mark and hard cap', () => {
   });
 
   it('refuses a single payload larger than maxBytes even when empty', () => {
-    const b = new OutboundBuffer({ highWaterMark: 1, maxBytes: 8 });
+    const b = new OutboundBuffer({ highWaterMark: 1, maxBytes: 8, entryOverhead: 0 });
     assert.throws(() => b.push(bytes(9)), isBufferFull);
     assert.deepEqual(state(b), { bytes: 0, size: 0, lastSeq: 0, acked: 0, full: false });
   });
@@ -276,7 +286,7 @@ describe('OutboundBuffer get()', () => {
 
 describe('OutboundBuffer takeAll()', () => {
   it('returns every unacknowledged payload in order and restarts the sequence', () => {
-    const b = new OutboundBuffer({ highWaterMark: 2, maxBytes: 10 });
+    const b = new OutboundBuffer({ highWaterMark: 2, maxBytes: 10, entryOverhead: 0 });
     const payloads = [bytes(1, 1), bytes(1, 2), bytes(1, 3), bytes(1, 4)];
     for (const p of payloads) b.push(p);
     b.ack(1);
@@ -298,17 +308,105 @@ describe('OutboundBuffer takeAll()', () => {
   });
 });
 
+describe('OutboundBuffer memory accounting', () => {
+  it('charges every message its overhead, so a flood of empty messages hits the cap', () => {
+    const b = new OutboundBuffer({ highWaterMark: 1600, maxBytes: 16_000 });
+    let pushed = 0;
+    assert.throws(() => {
+      for (;;) {
+        b.push(new Uint8Array(0));
+        pushed++;
+      }
+    }, isBufferFull);
+    assert.equal(pushed, 16_000 / ENTRY_OVERHEAD);
+    assert.equal(b.bytes, 0);
+    assert.equal(b.memory, 16_000);
+    b.ack(10);
+    assert.equal(b.memory, 16_000 - 10 * ENTRY_OVERHEAD);
+  });
+
+  it('copies a small view that would keep a much larger buffer alive, and keeps others', () => {
+    const b = new OutboundBuffer();
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    const view = chunk.subarray(100, 116);
+    b.push(view);
+    const kept = b.get(1)!;
+    assert.notEqual(kept, view);
+    assert.deepEqual(Buffer.from(kept), Buffer.from(view));
+    assert.ok(kept.buffer.byteLength < 16 * 1024, 'the 64 KiB chunk is not retained');
+    const whole = new Uint8Array(4000);
+    b.push(whole);
+    assert.equal(b.get(2), whole, 'a payload that owns its buffer is kept as it is');
+    const mostly = chunk.subarray(0, chunk.length - 512);
+    b.push(mostly);
+    assert.equal(b.get(3), mostly, 'a view over nearly all of its buffer is kept');
+    const empty = chunk.subarray(5, 5);
+    b.push(empty);
+    assert.equal(b.get(4)!.length, 0);
+    assert.notEqual(b.get(4)!.buffer, chunk.buffer);
+    const owned = chunk.subarray(0, 8);
+    b.push(owned, true);
+    assert.equal(b.get(5), owned, 'owned: the caller says it made it, no check');
+  });
+
+  it('draws from a shared budget and gives it back on ack, takeAll and release', () => {
+    const budget = new MemoryBudget(1000);
+    const a = new OutboundBuffer({ highWaterMark: 0, maxBytes: 1000, entryOverhead: 100, budget });
+    const b = new OutboundBuffer({ highWaterMark: 0, maxBytes: 1000, entryOverhead: 100, budget });
+    a.push(bytes(300)); // 400
+    b.push(bytes(300)); // 800
+    assert.equal(budget.used, 800);
+    assert.throws(
+      () => a.push(bytes(101)),
+      (err: unknown) =>
+        err instanceof HeartlineError &&
+        err.code === 'HL_ERR_OVERLOADED' &&
+        /server-wide/.test(err.message),
+    );
+    assert.equal(a.size, 1, 'a refused push changes nothing');
+    assert.equal(budget.refusals, 1);
+    a.push(bytes(100)); // exactly at the limit
+    assert.equal(budget.used, 1000);
+    a.ack(1);
+    assert.equal(budget.used, 600);
+    b.takeAll();
+    assert.equal(budget.used, 200);
+    a.releaseBudget();
+    assert.equal(budget.used, 0);
+    a.ack(2);
+    assert.equal(budget.used, 0, 'a released buffer no longer touches the budget');
+    assert.equal(budget.peak, 1000);
+  });
+
+  it('force-pushes what a store held past the limits, still counting it', () => {
+    const budget = new MemoryBudget(500);
+    const b = new OutboundBuffer({ highWaterMark: 0, maxBytes: 500, entryOverhead: 100, budget });
+    for (let i = 0; i < 4; i++) b.push(bytes(100), false, true);
+    assert.equal(b.memory, 800);
+    assert.equal(budget.used, 800);
+    assert.throws(() => b.push(bytes(0)), isBufferFull);
+    b.ack(4);
+    assert.equal(budget.used, 0);
+  });
+});
+
 /** A naive reference model: an array of live messages. */
 class Model {
   live: { seq: number; payload: Uint8Array }[] = [];
   lastSeq = 0;
   acked = 0;
-  constructor(readonly maxBytes: number) {}
+  constructor(
+    readonly maxBytes: number,
+    readonly overhead: number,
+  ) {}
   get bytes(): number {
     return this.live.reduce((n, m) => n + m.payload.length, 0);
   }
+  get memory(): number {
+    return this.bytes + this.live.length * this.overhead;
+  }
   push(payload: Uint8Array): number | 'full' {
-    if (this.bytes + payload.length > this.maxBytes) return 'full';
+    if (this.memory + payload.length + this.overhead > this.maxBytes) return 'full';
     this.live.push({ seq: ++this.lastSeq, payload });
     return this.lastSeq;
   }
@@ -334,9 +432,9 @@ type Op =
   | { kind: 'after'; delta: number }
   | { kind: 'takeAll' };
 
-function run(ops: Op[], hwm: number, maxBytes: number): void {
-  const b = new OutboundBuffer({ highWaterMark: hwm, maxBytes });
-  const m = new Model(maxBytes);
+function run(ops: Op[], hwm: number, maxBytes: number, overhead: number): void {
+  const b = new OutboundBuffer({ highWaterMark: hwm, maxBytes, entryOverhead: overhead });
+  const m = new Model(maxBytes, overhead);
   for (const op of ops) {
     switch (op.kind) {
       case 'push': {
@@ -365,10 +463,11 @@ function run(ops: Op[], hwm: number, maxBytes: number): void {
         break;
     }
     assert.equal(b.bytes, m.bytes);
+    assert.equal(b.memory, m.memory);
     assert.equal(b.size, m.live.length);
     assert.equal(b.lastSeq, m.lastSeq);
     assert.equal(b.acked, m.acked);
-    assert.equal(b.full, m.bytes >= hwm);
+    assert.equal(b.full, m.memory >= hwm);
     for (const seq of [m.acked, m.acked + 1, m.lastSeq, m.lastSeq + 1]) {
       assert.equal(b.get(seq), m.live.find((x) => x.seq === seq)?.payload);
     }
@@ -397,9 +496,15 @@ describe('OutboundBuffer against a reference model', () => {
 
   it('matches the model for arbitrary operation sequences (fast-check)', () => {
     fc.assert(
-      fc.property(fc.array(op, { maxLength: 300 }), fc.nat(200), fc.nat(400), (ops, hwm, extra) => {
-        run(ops, hwm, Math.max(1, hwm + extra));
-      }),
+      fc.property(
+        fc.array(op, { maxLength: 300 }),
+        fc.nat(200),
+        fc.nat(400),
+        fc.nat(24),
+        (ops, hwm, extra, overhead) => {
+          run(ops, hwm, Math.max(1, hwm + extra), overhead);
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -414,6 +519,7 @@ describe('OutboundBuffer against a reference model', () => {
       else if (r < 0.9995) ops.push({ kind: 'after', delta: Math.floor(random() * 2000) });
       else ops.push({ kind: 'takeAll' });
     }
-    run(ops, 4096, 200_000);
+    run(ops, 4096, 200_000, 0);
+    run(ops, 4096 * 8, 200_000 * 8, ENTRY_OVERHEAD);
   });
 });
