@@ -6,29 +6,83 @@
 import { parseArgs } from 'node:util';
 import { parseAddress } from '../client/servers.js';
 import { InvalidArgumentError } from '../errors.js';
-import type { ConnectionInfo, ServerInfo } from '../observe/snapshot.js';
+import type { ConnectionInfo, ConnectionsPage } from '../observe/snapshot.js';
 import { ExitCode, intFlag, UsageError } from './args.js';
 
 export const statusHelp = `Usage: heartline status ADMIN_HOST:PORT [options]
 
 Prints a table of a running server's connections, worst health first, from its admin
-endpoint (start the server with --admin HOST:PORT).
+endpoint (start the server with --admin HOST:PORT), reading it page by page.
 
 Options:
   --state LIST     only these states, e.g. suspect,dead
   --limit N        at most N rows
-  --json           print the endpoint's JSON as it is
+  --json           print the endpoint's JSON, every page's rows in one document
   -h, --help       show this help
 
 Examples:
   heartline status 127.0.0.1:9464
   heartline status 127.0.0.1:9464 --state suspect,dead --json`;
 
-interface Snapshot {
-  at: number;
-  server: ServerInfo;
-  total?: number;
-  connections: ConnectionInfo[];
+/** What status prints: one page, or every page's rows together. */
+type Snapshot = Pick<ConnectionsPage, 'at' | 'server' | 'connections'> & Partial<ConnectionsPage>;
+
+/** Rows asked for per request: the endpoint's default maximum page. */
+const PAGE_ROWS = 5000;
+
+/** How long one page may take (ms). */
+const PAGE_TIMEOUT_MS = 5000;
+
+/** Why a page could not be read: the message, and the exit code it earns. */
+class PageError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Reads `/api/connections` page after page (following `next`) until `limit` rows or the
+ * last page. A connection that changed state between two pages may show up on both:
+ * it is listed once.
+ */
+async function readPages(base: string, query: URLSearchParams, limit: number): Promise<Snapshot> {
+  const seen = new Set<string>();
+  const rows: ConnectionInfo[] = [];
+  let first: ConnectionsPage | null = null;
+  let offset = 0;
+  for (;;) {
+    const q = new URLSearchParams(query);
+    q.set('limit', String(Math.min(PAGE_ROWS, limit - rows.length)));
+    if (offset > 0) q.set('offset', String(offset));
+    const url = `${base}?${q}`;
+    let response: Response;
+    try {
+      response = await fetch(url, { signal: AbortSignal.timeout(PAGE_TIMEOUT_MS) });
+    } catch (err) {
+      throw new PageError(`cannot reach ${url}: ${(err as Error).message}`, ExitCode.FAILURE);
+    }
+    const body = await response.text();
+    if (!response.ok) {
+      const code = response.status === 400 ? ExitCode.USAGE : ExitCode.FAILURE;
+      throw new PageError(`${url} answered ${response.status}: ${body}`, code);
+    }
+    const page = JSON.parse(body) as ConnectionsPage;
+    first ??= page;
+    for (const c of page.connections) {
+      if (rows.length >= limit) break;
+      if (seen.has(c.id)) continue;
+      seen.add(c.id);
+      rows.push(c);
+    }
+    // An endpoint without paging (next absent) answered everything at once.
+    const next = page.next ?? null;
+    if (next === null || next <= offset || rows.length >= limit) break;
+    offset = next;
+  }
+  return { ...first, offset: 0, limit: rows.length, next: null, connections: rows };
 }
 
 function cell(value: string | number | null | undefined): string {
@@ -73,7 +127,9 @@ export function renderStatus(s: Snapshot): string {
     `server ${cell(s.server.address)}  ${s.server.ready ? 'ready' : 'not ready'}` +
     `${s.server.draining ? ' (draining)' : ''}  load ${s.server.loadLevelName}  ` +
     `${s.server.connections} connections${states ? `: ${states}` : ''}`;
-  return [summary, '', line(header), ...rows.map(line)].join('\n');
+  const more = (s.total ?? 0) - rows.length;
+  const rest = more > 0 ? [`... and ${more} more not listed`] : [];
+  return [summary, '', line(header), ...rows.map(line), ...rest].join('\n');
 }
 
 export async function status(argv: string[]): Promise<number> {
@@ -97,26 +153,20 @@ export async function status(argv: string[]): Promise<number> {
   }
   const query = new URLSearchParams();
   if (values.state !== undefined) query.set('state', values.state);
-  const limit = intFlag('limit', values.limit, 1);
-  if (limit !== undefined) query.set('limit', String(limit));
+  const limit = intFlag('limit', values.limit, 1) ?? Number.POSITIVE_INFINITY;
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
-  const url = `http://${host}:${address.port}/api/connections${query.size > 0 ? `?${query}` : ''}`;
-  let response: Response;
+  let snapshot: Snapshot;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(5000) });
+    snapshot = await readPages(`http://${host}:${address.port}/api/connections`, query, limit);
   } catch (err) {
-    process.stderr.write(`heartline status: cannot reach ${url}: ${(err as Error).message}\n`);
-    return ExitCode.FAILURE;
-  }
-  const body = await response.text();
-  if (!response.ok) {
-    process.stderr.write(`heartline status: ${url} answered ${response.status}: ${body}\n`);
-    return response.status === 400 ? ExitCode.USAGE : ExitCode.FAILURE;
+    if (!(err instanceof PageError)) throw err;
+    process.stderr.write(`heartline status: ${err.message}\n`);
+    return err.exitCode;
   }
   if (values.json) {
-    process.stdout.write(body.endsWith('\n') ? body : `${body}\n`);
+    process.stdout.write(`${JSON.stringify(snapshot)}\n`);
     return ExitCode.OK;
   }
-  process.stdout.write(`${renderStatus(JSON.parse(body) as Snapshot)}\n`);
+  process.stdout.write(`${renderStatus(snapshot)}\n`);
   return ExitCode.OK;
 }

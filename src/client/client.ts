@@ -21,7 +21,13 @@ import {
 } from '../options.js';
 import { CloseCode, FINAL_REASONS } from '../protocol/close-codes.js';
 import { encodeHello } from '../protocol/codec.js';
-import { type Frame, FrameType, PROTOCOL_VERSION, type WelcomeFrame } from '../protocol/frames.js';
+import {
+  DEFAULT_MAX_HELLO_FIELD_BYTES,
+  type Frame,
+  FrameType,
+  PROTOCOL_VERSION,
+  type WelcomeFrame,
+} from '../protocol/frames.js';
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import { TimingWheel } from '../time/wheel.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
@@ -37,6 +43,8 @@ export const CLIENT_DEFAULTS = Object.freeze({
   circuitThreshold: 3,
   /** Attempts before giving up (Infinity: never). */
   maxAttempts: Number.POSITIVE_INFINITY,
+  /** Most UTF-8 bytes of clientId and of traceId: the server's default limit. */
+  maxHelloFieldBytes: DEFAULT_MAX_HELLO_FIELD_BYTES,
 });
 
 /** Options of {@link connect}. */
@@ -57,6 +65,12 @@ export interface ClientOptions extends CommonOptions {
   clientId?: string;
   /** A trace id carried in HELLO for the server's logs. */
   traceId?: string;
+  /**
+   * Most UTF-8 bytes `clientId` and `traceId` may have, checked by connect() so that an
+   * id the server would refuse (CLOSE policy violation, final) fails at once. Match the
+   * server's `maxHelloFieldBytes` when it was raised. 1 to 65535. @default 256
+   */
+  maxHelloFieldBytes?: number;
   /** Reconnect after a close that is not final. @default true */
   reconnect?: boolean;
   /** Backoff policy between attempts. @default 500 ms x2 up to 30 s, full jitter */
@@ -103,6 +117,21 @@ interface ResolvedClient extends ResolvedCommon {
   readonly random: () => number;
 }
 
+/** Checks a HELLO id option: a string of at most `max` UTF-8 bytes ('' when absent). */
+function helloField(name: string, value: string | undefined, max: number): string {
+  if (value === undefined) return '';
+  if (typeof value !== 'string') {
+    throw new InvalidArgumentError(`option "${name}" must be a string, got ${typeof value}`);
+  }
+  const bytes = Buffer.byteLength(value, 'utf8');
+  if (bytes > max) {
+    throw new InvalidArgumentError(
+      `option "${name}" must be at most ${max} UTF-8 bytes (maxHelloFieldBytes), got ${bytes}`,
+    );
+  }
+  return value;
+}
+
 function resolveClient(o: ClientOptions): ResolvedClient {
   if (o.tls !== undefined && (o.tls === null || typeof o.tls !== 'object')) {
     throw new InvalidArgumentError('option "tls" must be an object of node:tls connect options');
@@ -124,14 +153,21 @@ function resolveClient(o: ClientOptions): ResolvedClient {
       : typeof o.auth === 'string'
         ? Buffer.from(o.auth)
         : o.auth;
+  const maxHelloFieldBytes = intOption(
+    'maxHelloFieldBytes',
+    o.maxHelloFieldBytes,
+    CLIENT_DEFAULTS.maxHelloFieldBytes,
+    1,
+    0xffff,
+  );
   return Object.freeze({
     ...common,
     servers,
     interval: intOption('interval', o.interval, 0, 0, 0xffff_ffff),
     timeout: intOption('timeout', o.timeout, 0, 0, 0xffff_ffff),
     auth,
-    clientId: o.clientId ?? '',
-    traceId: o.traceId ?? '',
+    clientId: helloField('clientId', o.clientId, maxHelloFieldBytes),
+    traceId: helloField('traceId', o.traceId, maxHelloFieldBytes),
     reconnect: boolOption('reconnect', o.reconnect, true),
     maxAttempts: numberOption('maxAttempts', o.maxAttempts, CLIENT_DEFAULTS.maxAttempts, 1),
     connectTimeout: intOption(

@@ -16,7 +16,7 @@ import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard/index.j
 import { LiveFeed, pickWorst } from './live.js';
 import type { ObserveLogger } from './logger.js';
 import { createRegistry, metricsFor } from './metrics.js';
-import { describeConnection, describeServer, readiness } from './snapshot.js';
+import { type ConnectionsPage, describeConnection, describeServer, readiness } from './snapshot.js';
 
 /** Admin defaults. */
 export const ADMIN_DEFAULTS = Object.freeze({
@@ -26,8 +26,15 @@ export const ADMIN_DEFAULTS = Object.freeze({
   port: 0,
   /** How often the dashboard gets a snapshot (ms). */
   snapshotInterval: 1000,
-  /** Rows the dashboard shows at most (worst states first); /api/connections has no cap. */
+  /** Rows the dashboard shows at most (worst states first). */
   maxRows: 200,
+  /** Rows of one /api/connections page when the query sets no `limit`. */
+  pageSize: 500,
+  /**
+   * Most rows of one /api/connections page (a larger `limit` is lowered to it), and
+   * most `maxRows`: what one request or snapshot serialises in one event-loop turn.
+   */
+  maxPageSize: 5000,
 });
 
 /** An SSE watcher whose socket holds more than this unsent is cut (it will reconnect). */
@@ -51,8 +58,12 @@ export interface AdminOptions {
   clock?: Clock;
   /** Dashboard snapshot period (ms). @default 1000 */
   snapshotInterval?: number;
-  /** Rows the dashboard shows at most. @default 200 */
+  /** Rows the dashboard shows at most, up to `maxPageSize`. @default 200 */
   maxRows?: number;
+  /** Rows of an /api/connections page whose query sets no `limit`. @default 500 */
+  pageSize?: number;
+  /** Most rows of one /api/connections page; a larger `limit` is lowered to it. @default 5000 */
+  maxPageSize?: number;
 }
 
 /** A running admin endpoint. */
@@ -104,8 +115,31 @@ function sendJson(
   send(req, res, status, 'application/json; charset=utf-8', `${JSON.stringify(value)}\n`, headers);
 }
 
-/** Parses ?state=a,b and ?limit=n of /api/connections; throws InvalidArgumentError. */
-function connectionQuery(url: URL): { states?: Set<HealthState>; limit: number } {
+/** A non-negative integer query parameter, or `fallback` when absent. */
+function countParam(url: URL, name: string, fallback: number): number {
+  const param = url.searchParams.get(name);
+  if (param === null) return fallback;
+  const value = Number(param);
+  if (!/^\d+$/.test(param) || !Number.isSafeInteger(value)) {
+    throw new InvalidArgumentError(`query "${name}" must be a non-negative integer, got ${param}`);
+  }
+  return value;
+}
+
+/** What a query of /api/connections asks for. */
+interface ConnectionQuery {
+  states?: Set<HealthState>;
+  /** Rows of this page (already lowered to maxPageSize). */
+  limit: number;
+  /** Rows of the whole ordering skipped before this page. */
+  offset: number;
+}
+
+/**
+ * Parses ?state=a,b, ?limit=n and ?offset=n of /api/connections; throws
+ * InvalidArgumentError.
+ */
+function connectionQuery(url: URL, pageSize: number, maxPageSize: number): ConnectionQuery {
   const stateParam = url.searchParams.get('state');
   let states: Set<HealthState> | undefined;
   if (stateParam !== null) {
@@ -119,17 +153,9 @@ function connectionQuery(url: URL): { states?: Set<HealthState>; limit: number }
       states.add(s as HealthState);
     }
   }
-  const limitParam = url.searchParams.get('limit');
-  let limit = Number.MAX_SAFE_INTEGER;
-  if (limitParam !== null) {
-    limit = Number(limitParam);
-    if (!/^\d+$/.test(limitParam) || !Number.isSafeInteger(limit)) {
-      throw new InvalidArgumentError(
-        `query "limit" must be a non-negative integer, got ${limitParam}`,
-      );
-    }
-  }
-  return { ...(states ? { states } : {}), limit };
+  const limit = Math.min(countParam(url, 'limit', pageSize), maxPageSize);
+  const offset = countParam(url, 'offset', 0);
+  return { ...(states ? { states } : {}), limit, offset };
 }
 
 /**
@@ -137,7 +163,8 @@ function connectionQuery(url: URL): { states?: Set<HealthState>; limit: number }
  * - `GET /metrics`: Prometheus text format
  * - `GET /healthz`: 200 while the process answers
  * - `GET /readyz`: 200 while the server listens and is not draining, else 503
- * - `GET /api/connections`: JSON, `?state=suspect,dead` and `?limit=N` optional
+ * - `GET /api/connections`: JSON, one page (`?limit=N`, `?offset=N`; `next` is the
+ *   offset of the next page), `?state=suspect,dead` optional
  * - `GET /api/events`: server-sent events (hello, snapshot every second, state, close)
  * - `GET /`: the live dashboard
  * @throws InvalidArgumentError for an invalid option (before anything listens).
@@ -154,7 +181,21 @@ export async function startAdmin(server: Server, options: AdminOptions = {}): Pr
     ADMIN_DEFAULTS.snapshotInterval,
     50,
   );
-  const maxRows = intOption('maxRows', options.maxRows, ADMIN_DEFAULTS.maxRows, 1);
+  const maxPageSize = intOption('maxPageSize', options.maxPageSize, ADMIN_DEFAULTS.maxPageSize, 1);
+  const pageSize = intOption(
+    'pageSize',
+    options.pageSize,
+    Math.min(ADMIN_DEFAULTS.pageSize, maxPageSize),
+    1,
+    maxPageSize,
+  );
+  const maxRows = intOption(
+    'maxRows',
+    options.maxRows,
+    Math.min(ADMIN_DEFAULTS.maxRows, maxPageSize),
+    1,
+    maxPageSize,
+  );
   const clock = options.clock ?? systemClock;
   const logger = options.logger;
   const registry = options.registry ?? createRegistry();
@@ -224,21 +265,27 @@ export async function startAdmin(server: Server, options: AdminOptions = {}): Pr
         return;
       }
       case '/api/connections': {
-        let query: ReturnType<typeof connectionQuery>;
+        let query: ConnectionQuery;
         try {
-          query = connectionQuery(url);
+          query = connectionQuery(url, pageSize, maxPageSize);
         } catch (err) {
           sendJson(req, res, 400, { error: (err as Error).message });
           return;
         }
         const now = clock.now();
-        const { picked, total } = pickWorst(server.connections.values(), query.limit, query.states);
-        sendJson(req, res, 200, {
+        const { offset, limit } = query;
+        const { picked, total } = pickWorst(server.connections, limit, query.states, offset);
+        const end = offset + picked.length;
+        const page: ConnectionsPage = {
           at: clock.wallNow(),
           server: describeServer(server),
           total,
+          offset,
+          limit,
+          next: end < total && limit > 0 ? end : null,
           connections: picked.map((c) => describeConnection(c, now)),
-        });
+        };
+        sendJson(req, res, 200, page);
         return;
       }
       case '/api/events':

@@ -28,9 +28,12 @@ export {
 export { type ObserveOptions, type Observer, observeClient, observeServer } from './observer.js';
 export {
   type ConnectionInfo,
+  type ConnectionsPage,
   describeConnection,
   describeServer,
+  MAX_SHOWN_CHARS,
   type Readiness,
   readiness,
   type ServerInfo,
+  shownText,
 } from './snapshot.js';

@@ -93,27 +93,39 @@ const ORDER: readonly HealthState[] = [
 ];
 
 /**
- * Picks up to `limit` connections, worst state first and in creation order within a
- * state, in one pass (no sort of every connection).
+ * Picks up to `limit` connections from the `offset`-th on, worst state first and in
+ * creation order within a state (the map's insertion order). Two passes over the map
+ * (count by state, then collect) and memory for the page only: no sort, and no copy of
+ * every connection.
  */
 export function pickWorst(
-  conns: Iterable<Connection>,
+  conns: ReadonlyMap<string, Connection>,
   limit: number,
   states?: ReadonlySet<HealthState>,
+  offset = 0,
 ): { picked: Connection[]; total: number } {
-  const byState = new Map<HealthState, Connection[]>(ORDER.map((s) => [s, []]));
-  let total = 0;
-  for (const conn of conns) {
+  const counts = new Map<HealthState, number>(ORDER.map((s) => [s, 0]));
+  for (const conn of conns.values()) {
     if (states && !states.has(conn.state)) continue;
-    total++;
-    byState.get(conn.state)?.push(conn);
+    counts.set(conn.state, (counts.get(conn.state) ?? 0) + 1);
   }
-  const picked: Connection[] = [];
+  // Where each state's rows start in the whole ordering.
+  const start = new Map<HealthState, number>();
+  let total = 0;
   for (const state of ORDER) {
-    for (const conn of byState.get(state) ?? []) {
-      if (picked.length >= limit) return { picked, total };
-      picked.push(conn);
-    }
+    start.set(state, total);
+    total += counts.get(state) ?? 0;
+  }
+  const size = Math.max(0, Math.min(limit, total - offset));
+  const picked = new Array<Connection>(size);
+  if (size === 0) return { picked, total };
+  const seen = new Map<HealthState, number>(ORDER.map((s) => [s, 0]));
+  for (const conn of conns.values()) {
+    if (states && !states.has(conn.state)) continue;
+    const local = seen.get(conn.state) ?? 0;
+    seen.set(conn.state, local + 1);
+    const at = (start.get(conn.state) ?? 0) + local - offset;
+    if (at >= 0 && at < size) picked[at] = conn;
   }
   return { picked, total };
 }
@@ -206,7 +218,7 @@ export class LiveFeed {
       while (i < RTT_CHART_BUCKETS_MS.length && rtt > (RTT_CHART_BUCKETS_MS[i] as number)) i++;
       counts[i] = (counts[i] as number) + 1;
     }
-    const { picked, total } = pickWorst(this.server.connections.values(), this.maxRows);
+    const { picked, total } = pickWorst(this.server.connections, this.maxRows);
     return {
       at: this.clock.wallNow(),
       server: describeServer(this.server),

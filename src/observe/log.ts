@@ -14,6 +14,7 @@ import type { CloseReason } from '../protocol/close-codes.js';
 import type { Server, ServerEvents } from '../server/server.js';
 import type { Clock } from '../time/clock.js';
 import type { ObserveLogger } from './logger.js';
+import { shownText } from './snapshot.js';
 import { Listeners, listenAll, type OptionalServerEvents, watchServer } from './watch.js';
 
 type Level = 'error' | 'warn' | 'info';
@@ -70,8 +71,9 @@ function fields(conn: Connection, extra: Record<string, unknown>): Record<string
     session: conn.sessionId,
     remote: conn.remote,
     state: conn.state,
-    ...(ids.traceId ? { trace: ids.traceId } : {}),
-    ...(ids.clientId ? { client: ids.clientId } : {}),
+    // Peer-chosen: cut, whatever the server's HELLO limits.
+    ...(ids.traceId ? { trace: shownText(ids.traceId) } : {}),
+    ...(ids.clientId ? { client: shownText(ids.clientId) } : {}),
     ...extra,
   };
 }

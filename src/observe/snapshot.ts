@@ -14,9 +14,9 @@ export interface ConnectionInfo {
   id: string;
   /** Session id (hex), or null while there is none. */
   session: string | null;
-  /** The client id from HELLO ('' when the client set none). */
+  /** The client id from HELLO ('' when the client set none), cut to {@link MAX_SHOWN_CHARS}. */
   client: string;
-  /** The trace id from HELLO ('' when the client set none). */
+  /** The trace id from HELLO ('' when the client set none), cut to {@link MAX_SHOWN_CHARS}. */
   trace: string;
   /** Remote host:port of the current link, or of the last one while disconnected. */
   remote: string | null;
@@ -42,6 +42,22 @@ export interface ConnectionInfo {
   /** The granted heartbeat interval and timeout (ms), or null before the handshake. */
   interval: number | null;
   timeout: number | null;
+}
+
+/** One page of `/api/connections`. */
+export interface ConnectionsPage {
+  /** Wall-clock epoch ms. */
+  at: number;
+  server: ServerInfo;
+  /** Connections that match the query, on every page. */
+  total: number;
+  /** Rows of the whole ordering before this page. */
+  offset: number;
+  /** Most rows of this page (the query's, lowered to the endpoint's maximum). */
+  limit: number;
+  /** The `offset` of the next page, or null on the last one. */
+  next: number | null;
+  connections: ConnectionInfo[];
 }
 
 /** A server's readiness, as /readyz reports it. */
@@ -126,6 +142,25 @@ export function countStates(conns: Iterable<Connection>): Record<HealthState, nu
   return states;
 }
 
+/**
+ * Longest peer-chosen string (client id, trace id) the admin views and logs show, in
+ * UTF-16 units: the server's own cap (`maxHelloFieldBytes`) may be raised, and one
+ * output line per connection must stay small whatever it is.
+ */
+export const MAX_SHOWN_CHARS = 256;
+
+/**
+ * `text` as shown: at most `max` UTF-16 units (a surrogate pair is never split), with '…'
+ * appended when something was cut.
+ */
+export function shownText(text: string, max = MAX_SHOWN_CHARS): string {
+  if (text.length <= max) return text;
+  const last = text.charCodeAt(max - 1);
+  // A high surrogate at the cut would leave half a character.
+  const end = last >= 0xd800 && last <= 0xdbff ? max - 1 : max;
+  return `${text.slice(0, end)}…`;
+}
+
 /** Rounds to microseconds: enough for loopback RTTs, short in JSON. */
 function round3(ms: number): number {
   return Math.round(ms * 1000) / 1000;
@@ -141,8 +176,8 @@ export function describeConnection(conn: Connection, now: number): ConnectionInf
   return {
     id: conn.id,
     session: conn.sessionId,
-    client: typeof ids.clientId === 'string' ? ids.clientId : '',
-    trace: typeof ids.traceId === 'string' ? ids.traceId : '',
+    client: typeof ids.clientId === 'string' ? shownText(ids.clientId) : '',
+    trace: typeof ids.traceId === 'string' ? shownText(ids.traceId) : '',
     remote: conn.remote,
     state: conn.state,
     rtt: rtt === undefined ? null : round3(rtt),

@@ -15,6 +15,19 @@ export const ID_BYTES = 16;
 /** Default maximum frame size (type byte + payload): 1 MiB. */
 export const DEFAULT_MAX_FRAME = 1024 * 1024;
 
+/**
+ * Default cap on HELLO's clientId and traceId, each in UTF-8 bytes. The wire allows
+ * 65535; a server keeps both for the session's life and shows them in logs and the
+ * admin endpoint, so it refuses more than its `maxHelloFieldBytes` (this by default).
+ */
+export const DEFAULT_MAX_HELLO_FIELD_BYTES = 256;
+
+/**
+ * Default cap on HELLO's auth field in bytes: room for a JWT or a signed token. The
+ * server only hands it to the authenticate hook and keeps nothing of it.
+ */
+export const DEFAULT_MAX_AUTH_BYTES = 8192;
+
 /** Wire values of the frame types. */
 export const FrameType = {
   /** Client to server, first frame: version, heartbeat wishes, auth, resume. */

@@ -35,6 +35,8 @@ import {
 import { CloseCode } from '../protocol/close-codes.js';
 import { encodeWelcome } from '../protocol/codec.js';
 import {
+  DEFAULT_MAX_AUTH_BYTES,
+  DEFAULT_MAX_HELLO_FIELD_BYTES,
   type Frame,
   FrameType,
   type HelloFrame,
@@ -100,7 +102,14 @@ export const SERVER_DEFAULTS = Object.freeze({
    * below it.
    */
   maxTotalBufferedBytes: 1024 * 1024 * 1024,
+  /** Most UTF-8 bytes of HELLO's clientId, and of its traceId (kept per session). */
+  maxHelloFieldBytes: DEFAULT_MAX_HELLO_FIELD_BYTES,
+  /** Most bytes of HELLO's auth field (handed to `authenticate`, never kept). */
+  maxAuthBytes: DEFAULT_MAX_AUTH_BYTES,
 });
+
+/** The wire limit of HELLO's length-prefixed fields (u16). */
+const MAX_WIRE_FIELD = 0xffff;
 
 /** What the authenticate hook sees of a HELLO. */
 export interface HelloInfo {
@@ -155,6 +164,18 @@ export interface ServerOptions
    * CLOSE(overloaded). Must be >= maxBufferedBytes. @default 1073741824 (1 GiB)
    */
   maxTotalBufferedBytes?: number;
+  /**
+   * Most UTF-8 bytes HELLO's clientId may have, and its traceId: the server keeps both
+   * for the session's life and shows them in logs and the admin endpoint. A HELLO over
+   * it is refused with CLOSE(policy violation), before `authenticate`. 1 to 65535.
+   * @default 256
+   */
+  maxHelloFieldBytes?: number;
+  /**
+   * Most bytes HELLO's auth field may have (a JWT fits the default); refused like
+   * `maxHelloFieldBytes`. 0 to 65535. @default 8192
+   */
+  maxAuthBytes?: number;
   /** Authentication hook; without it every client is accepted. */
   authenticate?: Authenticate;
   /**
@@ -205,6 +226,8 @@ export interface ServerEvents {
 interface ResolvedServer extends ResolvedCommon {
   readonly policy: GrantPolicy;
   readonly sessionTtl: number;
+  readonly maxHelloFieldBytes: number;
+  readonly maxAuthBytes: number;
   readonly authenticate: Authenticate | null;
   readonly admission: ResolvedAdmission;
   readonly load: ResolvedLoad;
@@ -251,6 +274,20 @@ function resolveServer(o: ServerOptions): ResolvedServer {
     ...resolvePingPolicy(o),
     policy: Object.freeze(policy),
     sessionTtl: intOption('sessionTtl', o.sessionTtl, SERVER_DEFAULTS.sessionTtl, 0),
+    maxHelloFieldBytes: intOption(
+      'maxHelloFieldBytes',
+      o.maxHelloFieldBytes,
+      SERVER_DEFAULTS.maxHelloFieldBytes,
+      1,
+      MAX_WIRE_FIELD,
+    ),
+    maxAuthBytes: intOption(
+      'maxAuthBytes',
+      o.maxAuthBytes,
+      SERVER_DEFAULTS.maxAuthBytes,
+      0,
+      MAX_WIRE_FIELD,
+    ),
     authenticate: o.authenticate ?? null,
     cluster: resolveCluster(o),
   });
@@ -621,7 +658,37 @@ export class Server extends EventEmitter<ServerEvents> {
     });
   }
 
+  /**
+   * Why a HELLO's fields exceed this server's limits, or null. A peer must not make the
+   * server keep (or log, or serve on the admin endpoint) what it likes per session.
+   */
+  private oversizedHello(hello: HelloFrame): string | null {
+    const { maxHelloFieldBytes, maxAuthBytes } = this.config;
+    if (hello.auth.length > maxAuthBytes) {
+      return `HELLO auth is ${hello.auth.length} bytes, over the server's limit of ${maxAuthBytes}`;
+    }
+    for (const [name, value] of [
+      ['clientId', hello.clientId],
+      ['traceId', hello.traceId],
+    ] as const) {
+      // A UTF-16 unit is at most 3 UTF-8 bytes: short strings need no count.
+      if (value.length * 3 <= maxHelloFieldBytes) continue;
+      const bytes = Buffer.byteLength(value, 'utf8');
+      if (bytes > maxHelloFieldBytes) {
+        return `HELLO ${name} is ${bytes} bytes, over the server's limit of ${maxHelloFieldBytes}`;
+      }
+    }
+    return null;
+  }
+
   private async handshake(link: Link, hello: HelloFrame): Promise<void> {
+    // Checked first: nothing of an oversized HELLO reaches admission, authenticate or a session.
+    const oversized = this.oversizedHello(hello);
+    if (oversized) {
+      // Still handshaking: the accept owner reports it as 'rejected'.
+      link.close('policy-violation', CloseCode.POLICY_VIOLATION, oversized);
+      return;
+    }
     // Before authenticate, which may be costly; checked again once the identity is known.
     const early = this.admitSession(hello);
     if (early) {

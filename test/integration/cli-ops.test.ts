@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { opened, startClient } from '../support/peers.js';
+import { startAdmin } from '../../src/observe/index.js';
+import { opened, RawPeer, startClient, startServer } from '../support/peers.js';
 import { onceEvent, waitFor } from '../support/wait.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -135,4 +136,33 @@ test('configuration precedence: defaults < --config file < HEARTLINE_SERVE_* < f
   writeFileSync(file, JSON.stringify({ serve: { bogus: 1 } }));
   const bad = await finish(t, ['serve', '--config', file]);
   assert.equal(bad.code, 2, 'an unknown key is a usage error');
+});
+
+test('status reads every page of /api/connections, or --limit rows of them', async (t) => {
+  const { server, port } = await startServer(t, { interval: 60_000, timeout: 120_000 });
+  for (let i = 0; i < 5; i++) await (await RawPeer.connect(t, port)).handshake();
+  // Pages of 2: status must follow `next` to list all five.
+  const admin = await startAdmin(server, { maxPageSize: 2 });
+  t.after(() => admin.close());
+  const target = `127.0.0.1:${admin.port}`;
+  const rowsOf = (lines: string[]) => lines.filter((l) => /^c\d+\s+healthy\s/.test(l));
+
+  const table = await finish(t, ['status', target]);
+  assert.equal(table.code, 0, table.lines.join('\n'));
+  assert.equal(rowsOf(table.lines).length, 5, table.lines.join('\n'));
+  assert.ok(!table.lines.some((l) => l.includes('more not listed')));
+
+  const limited = await finish(t, ['status', target, '--limit', '3']);
+  assert.equal(rowsOf(limited.lines).length, 3, limited.lines.join('\n'));
+  assert.equal(limited.lines.at(-1), '... and 2 more not listed');
+
+  const json = await finish(t, ['status', target, '--json']);
+  const doc = JSON.parse(json.lines.join('\n')) as {
+    total: number;
+    next: number | null;
+    connections: Array<{ id: string }>;
+  };
+  assert.equal(doc.total, 5);
+  assert.equal(doc.next, null);
+  assert.equal(new Set(doc.connections.map((c) => c.id)).size, 5);
 });
