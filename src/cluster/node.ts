@@ -132,7 +132,7 @@ export interface StoreWriteback {
   /** Sessions written back. */
   sessions: number;
   /**
-   * From the store answering again (or, when this node never saw it fail, from the first
+   * From this node's `{ up: true }` (or, when it never saw the store fail, from the first
    * session finding itself missing) to the last session written back, in ms.
    */
   durationMs: number;
