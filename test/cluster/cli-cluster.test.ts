@@ -194,6 +194,8 @@ describe('heartline serve cluster flags', () => {
     [['--redis', 'http://127.0.0.1:6379'], '--redis must be a redis:// or rediss:// URL'],
     [['--node-id', 'a'], '--node-id, --presence-ttl and --store-timeout need --redis'],
     [['--redis', 'redis://127.0.0.1:1', '--presence-ttl', '10'], '--presence-ttl must be'],
+    [['--redis', 'redis://127.0.0.1:1', '--store-timeout', '5'], '--store-timeout must be'],
+    [['--store-timeout', '500'], '--node-id, --presence-ttl and --store-timeout need --redis'],
     [['--redis', 'redis://127.0.0.1:1', '--node-id', 'a b'], 'option "nodeId" must be'],
   ] as const) {
     test(`serve ${args.join(' ')} is a usage error (exit 2)`, async (t) => {
