@@ -14,6 +14,8 @@
  */
 
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { before, describe, type TestContext, test } from 'node:test';
 import { RedisStore } from '../../src/cluster/redis-store.js';
 import { type Child, type CliEvent, requireBuiltCli, run } from '../support/cli.js';
@@ -35,11 +37,20 @@ interface Case {
   /** Extra `serve` flags. */
   serve: string[];
   /** Breaks Redis and repairs it; resolves once it answers again. */
-  outage(redis: RedisServer): Promise<void>;
+  outage(redis: RedisServer, session: string): Promise<void>;
   /** Kill the node holding the session after the write-back: the client resumes elsewhere. */
   move: boolean;
   /** The session's keys expire during the outage. */
   expired?: boolean;
+}
+
+/** Asserts that Redis 7's AOF (appendonlydir/) holds the session: a restart loads it. */
+function assertInAof(redis: RedisServer, session: string): void {
+  const aof = join(redis.dir, 'appendonlydir');
+  const text = readdirSync(aof)
+    .map((f) => readFileSync(join(aof, f), 'latin1'))
+    .join('');
+  assert.ok(text.includes(session), 'the killed Redis had the session in its AOF');
 }
 
 const CASES: Case[] = [
@@ -58,8 +69,9 @@ const CASES: Case[] = [
     name: 'Redis killed and restarted with its data (AOF)',
     redis: { appendonly: true },
     serve: [],
-    outage: async (redis) => {
+    outage: async (redis, session) => {
       await redis.stop('SIGKILL');
+      assertInAof(redis, session);
       await sleep(2000);
       await redis.resume();
     },
@@ -120,7 +132,7 @@ describe('Redis outages under a streaming CLI client', { skip }, () => {
         ['connect', `127.0.0.1:${a.port},127.0.0.1:${b.port}`, '--json'],
         'client',
       );
-      await client.event('"open"', (e) => e.event === 'open');
+      const session = (await client.event('"open"', (e) => e.event === 'open')).session as string;
       const dump = () => `${client.dump()}\n${a.child.dump()}\n${b.child.dump()}`;
       // The client picks its node from the list: `holder` is the one it landed on.
       let holder = a.child;
@@ -141,12 +153,14 @@ describe('Redis outages under a streaming CLI client', { skip }, () => {
       };
       await feed(BEFORE_OUTAGE);
       // The lines keep coming through the outage and the recovery.
-      let answered = false;
-      const outage = c.outage(redis).then(() => {
-        answered = true;
-        return Date.now();
-      });
-      while (!answered) await feed(1);
+      let over = false;
+      const outage = c
+        .outage(redis, session)
+        .finally(() => {
+          over = true;
+        })
+        .then(() => Date.now());
+      while (!over) await feed(1);
       const answeredAt = await outage;
       await feed(AFTER_OUTAGE);
 
@@ -169,15 +183,22 @@ describe('Redis outages under a streaming CLI client', { skip }, () => {
       );
 
       // The node commits to the store again (it no longer serves locally): the store
-      // catches up with every line sent so far.
-      const session = (await client.event('"open"', (e) => e.event === 'open')).session as string;
+      // catches up with every line sent so far (received) and with the client's
+      // acknowledgement of every echo (acked; echo k is server message k).
       const store = new RedisStore(redis.url);
       t.after(() => store.close());
       const sent = written;
-      await waitFor(async () => ((await store.load(session))?.received ?? 0) >= sent, {
-        timeout: 10_000,
-        message: `the store did not catch up with line ${sent}\n${dump()}`,
-      });
+      let stored: { received: number; acked: number } | null = null;
+      await waitFor(
+        async () => {
+          stored = await store.load(session);
+          return stored !== null && stored.received >= sent && stored.acked >= sent;
+        },
+        {
+          timeout: 10_000,
+          message: `the store did not catch up with line ${sent}: ${JSON.stringify(stored)}\n${dump()}`,
+        },
+      );
       if (c.expired) {
         const stats = await (await store.client()).info('stats');
         const expired = Number(/expired_keys:(\d+)/.exec(stats)?.[1]);
