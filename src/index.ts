@@ -11,6 +11,7 @@ export {
   type ClusterOptions,
   type PresenceInfo,
   type StoreEvent,
+  type StoreWriteback,
 } from './cluster/node.js';
 export { PRESENCE_DEFAULTS } from './cluster/presence.js';
 export { RedisStore, type RedisStoreOptions, type StoreStatus } from './cluster/redis-store.js';

@@ -1,7 +1,8 @@
 /**
  * The cluster flags of `serve`: `--redis URL` keeps sessions in Redis so that any node can
  * resume them, `--node-id` names the node, `--presence-ttl` says how soon a dead node's
- * sessions count as offline. With `--redis` the command also prints `store` and
+ * sessions count as offline, `--store-timeout` how long a store call may take before the
+ * node serves its links locally. With `--redis` the command also prints `store` and
  * `presence` events.
  */
 
@@ -14,6 +15,7 @@ export const CLUSTER_FLAGS = {
   redis: { type: 'string' },
   'node-id': { type: 'string' },
   'presence-ttl': { type: 'string' },
+  'store-timeout': { type: 'string' },
 } as const;
 
 /** Help lines of the cluster flags. */
@@ -21,13 +23,16 @@ export const CLUSTER_HELP = `  --redis URL          keep sessions in Redis (redi
                        started with the same URL can resume them; adds "store" and
                        "presence" events
   --node-id ID         this node's id in the cluster (default HOSTNAME-PID-RANDOM)
-  --presence-ttl MS    a node not heard for this long counts as dead (default 10000)`;
+  --presence-ttl MS    a node not heard for this long counts as dead (default 10000)
+  --store-timeout MS   a Redis call slower than this counts as failed: the node serves
+                       its links locally until Redis answers again (default 2000)`;
 
 /** The values of the cluster flags. */
 export interface ClusterFlagValues {
   redis?: string | undefined;
   'node-id'?: string | undefined;
   'presence-ttl'?: string | undefined;
+  'store-timeout'?: string | undefined;
 }
 
 /** Server options from the flags (none without them); a bad value is a usage error. */
@@ -35,19 +40,26 @@ export function clusterOptions(values: ClusterFlagValues): {
   redis?: string;
   nodeId?: string;
   presenceTtl?: number;
+  storeTimeout?: number;
 } {
-  const out: { redis?: string; nodeId?: string; presenceTtl?: number } = {};
+  const out: { redis?: string; nodeId?: string; presenceTtl?: number; storeTimeout?: number } = {};
   if (values.redis !== undefined) {
     if (!/^rediss?:\/\/./.test(values.redis)) {
       throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${values.redis}"`);
     }
     out.redis = values.redis;
-  } else if (values['node-id'] !== undefined || values['presence-ttl'] !== undefined) {
-    throw new UsageError('--node-id and --presence-ttl need --redis');
+  } else if (
+    values['node-id'] !== undefined ||
+    values['presence-ttl'] !== undefined ||
+    values['store-timeout'] !== undefined
+  ) {
+    throw new UsageError('--node-id, --presence-ttl and --store-timeout need --redis');
   }
   if (values['node-id'] !== undefined) out.nodeId = values['node-id'];
   const ttl = intFlag('presence-ttl', values['presence-ttl'], 300);
   if (ttl !== undefined) out.presenceTtl = ttl;
+  const storeTimeout = intFlag('store-timeout', values['store-timeout'], 10, 600_000);
+  if (storeTimeout !== undefined) out.storeTimeout = storeTimeout;
   return out;
 }
 
@@ -59,6 +71,8 @@ export function reportCluster(out: EventOutput, server: Server): void {
       up: e.up,
       error: e.error?.message,
       errorCode: e.error?.code,
+      wroteBack: e.writeback?.sessions,
+      writebackMs: e.writeback?.durationMs,
     }),
   );
   server.on('presence', (e) =>

@@ -39,6 +39,10 @@ export interface JournalEvents {
   failed(journal: SessionJournal, error: HeartlineError): void;
   /** A store call succeeded. */
   ok(journal: SessionJournal): void;
+  /** The store answered without the session (it restarted, failed over, or expired it). */
+  lost(journal: SessionJournal): void;
+  /** The whole session was written back after a failure or a loss ({@link needsWriteBack}). */
+  wroteBack(journal: SessionJournal): void;
 }
 
 /** Construction parameters of a {@link SessionJournal}. */
@@ -105,6 +109,8 @@ export class SessionJournal implements ConnectionJournal {
   #inboxTail: number;
   // state
   #needSnapshot: boolean;
+  /** A store call failed or the store lost the session: the next snapshot is a write-back. */
+  #lost = false;
   #degraded = false;
   #probe = false;
   #inflight = false;
@@ -166,6 +172,14 @@ export class SessionJournal implements ConnectionJournal {
   /** True while the store cannot be used and the session runs on local acks. */
   get degraded(): boolean {
     return this.#degraded;
+  }
+
+  /**
+   * True from a failed store call or a store that lost the session until the session has
+   * been written back whole.
+   */
+  get needsWriteBack(): boolean {
+    return this.#lost && !this.#ended;
   }
 
   /** True once the session may no longer be written (claimed elsewhere, over its cap, ended). */
@@ -363,6 +377,10 @@ export class SessionJournal implements ConnectionJournal {
         this.#inboxStored = Math.max(this.#inboxStored, c.inboxThrough ?? 0);
         if (result.inboxTail > this.#inboxTail) this.#inboxTail = result.inboxTail;
         this.#o.events.ok(this);
+        if (c.snapshot && this.#lost) {
+          this.#lost = false;
+          this.#o.events.wroteBack(this);
+        }
         this.#stored();
         // The replies first, then the ACK of the messages they answer.
         host.flush();
@@ -383,6 +401,10 @@ export class SessionJournal implements ConnectionJournal {
       case 'gap':
         // The store lost the session (restarted, failed over) while we still hold it.
         this.#needSnapshot = true;
+        if (!this.#lost) {
+          this.#lost = true;
+          this.#o.events.lost(this);
+        }
         break;
     }
     this.#wake();
@@ -397,6 +419,7 @@ export class SessionJournal implements ConnectionJournal {
     }
     this.#degraded = true;
     this.#needSnapshot = true;
+    this.#lost = true;
     this.#o.events.failed(this, asStoreError(err));
     this.#stored();
     this.#wake();

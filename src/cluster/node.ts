@@ -112,10 +112,30 @@ export function resolveCluster(o: ClusterOptions): ResolvedCluster {
   });
 }
 
-/** The store became reachable (`up`) or failed (`error` says how). */
+/**
+ * The store became reachable (`up`) or failed (`error` says how); or, with `writeback`,
+ * this node finished writing its sessions back after the store failed or lost them.
+ */
 export interface StoreEvent {
   up: boolean;
   error?: HeartlineError;
+  /** Present once a write-back has ended (then `up` is true). */
+  writeback?: StoreWriteback;
+}
+
+/**
+ * One write-back: every session this node held that the store had failed to take or had
+ * lost (a Redis restart without its data, keys expired while it was unreachable) is
+ * written back whole, and its acknowledgements are gated on the store again.
+ */
+export interface StoreWriteback {
+  /** Sessions written back. */
+  sessions: number;
+  /**
+   * From this node's `{ up: true }` (or, when it never saw the store fail, from the first
+   * session finding itself missing) to the last session written back, in ms.
+   */
+  durationMs: number;
 }
 
 /** Where a session id or client id is online. */
@@ -167,6 +187,8 @@ export class ClusterNode {
   /** The TTL of the store's keys and the period of touches (ms). */
   readonly #keyTtl: number;
   #up: boolean | null = null;
+  /** The write-back under way: sessions still to write, since when, how many written. */
+  #writeback: { since: number; sessions: number; pending: Set<SessionJournal> } | null = null;
   #timer: ClockTimer | null = null;
   #unsubscribe: Promise<Unsubscribe | null> | null = null;
   #stopStatus: (() => void) | null = null;
@@ -207,6 +229,8 @@ export class ClusterNode {
           ?.conn.endSession('session-expired', 'the session passed its byte cap in the store'),
       failed: (_j, err) => this.#storeDown(err),
       ok: () => this.#storeUp(),
+      lost: (j) => this.#joinWriteback([j]),
+      wroteBack: (j) => this.#wroteBack(j, true),
     };
     this.#start();
   }
@@ -279,7 +303,37 @@ export class ClusterNode {
     if (this.#up === true) return;
     this.#up = true;
     this.#host.store({ up: true });
-    for (const held of this.#held.values()) held.journal?.retry();
+    const lost: SessionJournal[] = [];
+    for (const held of this.#held.values()) {
+      if (held.journal?.needsWriteBack) lost.push(held.journal);
+    }
+    this.#joinWriteback(lost);
+    for (const journal of lost) journal.retry();
+  }
+
+  /** Counts `journals` into the write-back under way, starting one if none is. */
+  #joinWriteback(journals: readonly SessionJournal[]): void {
+    if (journals.length === 0) return;
+    this.#writeback ??= { since: this.#host.clock.now(), sessions: 0, pending: new Set() };
+    for (const j of journals) this.#writeback.pending.add(j);
+  }
+
+  /** A session was written back (`done`) or ended before it could be; reports the end. */
+  #wroteBack(journal: SessionJournal, done: boolean): void {
+    const w = this.#writeback;
+    if (!w?.pending.delete(journal)) {
+      if (!done) return;
+      // Lost and written back in one step (a snapshot retry found the store empty).
+      this.#joinWriteback([journal]);
+      this.#wroteBack(journal, done);
+      return;
+    }
+    if (done) w.sessions++;
+    if (w.pending.size > 0) return;
+    this.#writeback = null;
+    if (w.sessions === 0) return;
+    const durationMs = Math.max(0, Math.round(this.#host.clock.now() - w.since));
+    this.#host.store({ up: true, writeback: { sessions: w.sessions, durationMs } });
   }
 
   #onNote(note: StoreNote): void {
@@ -478,6 +532,7 @@ export class ClusterNode {
     }
     this.#presence.offline(sessionId);
     if (!held.journal) return;
+    this.#wroteBack(held.journal, false);
     const ending = held.journal.end(keepsSession(conn) ? 'keep' : 'delete');
     this.#ending.add(ending);
     void ending.finally(() => this.#ending.delete(ending));

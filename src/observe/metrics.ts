@@ -37,6 +37,14 @@ export const DETECTION_BUCKETS: readonly number[] = Object.freeze([
   0.5, 1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300,
 ]);
 
+/**
+ * Write-back buckets (seconds): a local Redis takes milliseconds per session; a slow or
+ * flapping one, up to the store timeout and a few retries.
+ */
+export const WRITEBACK_BUCKETS: readonly number[] = Object.freeze([
+  0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60,
+]);
+
 /** States reported by heartline_connections ('closed' connections are gone; see heartline_closes_total). */
 const GAUGE_STATES: readonly HealthState[] = [
   'connecting',
@@ -152,6 +160,8 @@ export class HeartlineMetrics {
   private readonly sessionsStarted: Counter;
   private readonly rtt: Histogram;
   private readonly detection: Histogram;
+  private readonly writebackSessions: Counter;
+  private readonly writebacks: Histogram;
 
   constructor(registry: Registry) {
     if (registry.getSingleMetric(`${METRIC_PREFIX}connections`)) {
@@ -287,6 +297,17 @@ export class HeartlineMetrics {
       help: 'Sessions that could not be resumed (their unacknowledged messages were handed back).',
       registers,
     });
+    this.writebackSessions = new prom.Counter({
+      name: `${METRIC_PREFIX}store_writeback_sessions_total`,
+      help: 'Sessions a cluster node wrote back whole after the session store failed or lost them.',
+      registers,
+    });
+    this.writebacks = new prom.Histogram({
+      name: `${METRIC_PREFIX}store_writeback_seconds`,
+      help: 'Each write-back, from the store answering again (the store up event) to the last session written.',
+      buckets: [...WRITEBACK_BUCKETS],
+      registers,
+    });
     new prom.Gauge({
       name: `${METRIC_PREFIX}replay_buffer_bytes`,
       help: 'Bytes held for replay (sent or queued, not yet acknowledged) over every connection.',
@@ -350,6 +371,11 @@ export class HeartlineMetrics {
       });
       const unlisten = listenAll<ServerEvents, Server>(server, {
         rejected: (e) => this.rejections.inc({ reason: e.info.reason }),
+        store: (e) => {
+          if (!e.writeback) return;
+          this.writebackSessions.inc(e.writeback.sessions);
+          this.writebacks.observe(e.writeback.durationMs / 1000);
+        },
       });
       entry = {
         refs: 1,

@@ -214,7 +214,10 @@ export interface ServerEvents {
   retune: [event: RetuneEvent];
   /** A session came online on a node or went offline (every node's, with a store). */
   presence: [event: PresenceEvent];
-  /** The session store became reachable, or failed (`error`, HL_ERR_STORE). */
+  /**
+   * The session store became reachable, or failed (`error`, HL_ERR_STORE); with
+   * `writeback`, this node finished writing back the sessions the store failed or lost.
+   */
   store: [event: StoreEvent];
   /** Multi-process mode, in the primary: a worker came online, exited or failed. */
   worker: [event: WorkerEvent];

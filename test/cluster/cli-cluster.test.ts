@@ -12,119 +12,15 @@
  */
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { before, describe, type TestContext, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { RedisStore } from '../../src/cluster/redis-store.js';
 import { createServer } from '../../src/server/server.js';
 import type { PresenceEvent } from '../../src/session/store.js';
+import { type Child, requireBuiltCli, run } from '../support/cli.js';
 import { freePort, RedisServer, redisSkip } from '../support/redis.js';
 import { waitFor, withTimeout } from '../support/wait.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const MAIN = join(ROOT, 'dist', 'cli', 'main.js');
 const skip = redisSkip();
-
-interface CliEvent {
-  ts: number;
-  event: string;
-  [field: string]: unknown;
-}
-
-/** A CLI child with its JSON events parsed as they arrive. */
-class Child {
-  readonly events: CliEvent[] = [];
-  stderr = '';
-  exit: { code: number | null; signal: string | null } | null = null;
-  readonly exited: Promise<{ code: number | null; signal: string | null }>;
-  #partial = '';
-
-  constructor(
-    readonly proc: ChildProcess,
-    readonly label: string,
-  ) {
-    proc.stdout!.setEncoding('utf8');
-    proc.stdout!.on('data', (chunk: string) => {
-      const parts = (this.#partial + chunk).split('\n');
-      this.#partial = parts.pop()!;
-      for (const line of parts) {
-        try {
-          this.events.push(JSON.parse(line) as CliEvent);
-        } catch {
-          this.events.push({ ts: 0, event: 'not-json', line });
-        }
-      }
-    });
-    proc.stderr!.setEncoding('utf8');
-    proc.stderr!.on('data', (chunk: string) => {
-      this.stderr += chunk;
-    });
-    proc.stdin?.on('error', () => {});
-    this.exited = new Promise((resolve) => {
-      proc.once('close', (code, signal) => {
-        this.exit = { code, signal };
-        resolve(this.exit);
-      });
-    });
-  }
-
-  dump(): string {
-    const tail = this.events.slice(-30).map((e) => JSON.stringify(e));
-    return `--- ${this.label} (last events):\n${tail.join('\n')}\n--- stderr:\n${this.stderr}`;
-  }
-
-  async event(what: string, match: (e: CliEvent) => boolean, timeout = 10_000): Promise<CliEvent> {
-    let found: CliEvent | undefined;
-    await waitFor(
-      () => {
-        found = this.events.find(match);
-        return found !== undefined;
-      },
-      { timeout, message: `${this.label}: no ${what} within ${timeout} ms\n${this.dump()}` },
-    );
-    return found!;
-  }
-
-  /** SIGKILL to the child's whole process group; resolves once it is gone. */
-  async kill(): Promise<void> {
-    if (this.exit === null) {
-      try {
-        process.kill(-this.proc.pid!, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
-    await withTimeout(this.exited, { timeout: 5000, message: `${this.label} did not die` });
-  }
-}
-
-/** Every child still running, killed with its group if this process exits first. */
-const children = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const c of children) {
-    try {
-      process.kill(-c.pid!, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-});
-
-function run(t: TestContext, args: string[], label: string): Child {
-  const proc = spawn(process.execPath, [MAIN, ...args], {
-    cwd: ROOT,
-    detached: true,
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...process.env, NO_COLOR: '1' },
-  });
-  const child = new Child(proc, label);
-  children.add(proc);
-  proc.once('close', () => children.delete(proc));
-  t.after(() => child.kill());
-  return child;
-}
 
 /** One `serve --echo --redis` node, restartable on the same port with the same node id. */
 class ServeNode {
@@ -161,11 +57,7 @@ class ServeNode {
 }
 
 describe('heartline serve --redis: a cluster of CLI processes', { skip }, () => {
-  before(() => {
-    if (!existsSync(MAIN)) {
-      throw new Error(`${MAIN} is missing: run "npm run build" first (npm test builds).`);
-    }
-  });
+  before(requireBuiltCli);
 
   test('2,000 numbered lines echo exactly once, in order, while the client node is SIGKILLed again and again', async (t) => {
     const redis = await RedisServer.start(t);
@@ -296,16 +188,14 @@ describe('heartline serve --redis: a cluster of CLI processes', { skip }, () => 
 });
 
 describe('heartline serve cluster flags', () => {
-  before(() => {
-    if (!existsSync(MAIN)) {
-      throw new Error(`${MAIN} is missing: run "npm run build" first (npm test builds).`);
-    }
-  });
+  before(requireBuiltCli);
 
   for (const [args, message] of [
     [['--redis', 'http://127.0.0.1:6379'], '--redis must be a redis:// or rediss:// URL'],
-    [['--node-id', 'a'], '--node-id and --presence-ttl need --redis'],
+    [['--node-id', 'a'], '--node-id, --presence-ttl and --store-timeout need --redis'],
     [['--redis', 'redis://127.0.0.1:1', '--presence-ttl', '10'], '--presence-ttl must be'],
+    [['--redis', 'redis://127.0.0.1:1', '--store-timeout', '5'], '--store-timeout must be'],
+    [['--store-timeout', '500'], '--node-id, --presence-ttl and --store-timeout need --redis'],
     [['--redis', 'redis://127.0.0.1:1', '--node-id', 'a b'], 'option "nodeId" must be'],
   ] as const) {
     test(`serve ${args.join(' ')} is a usage error (exit 2)`, async (t) => {

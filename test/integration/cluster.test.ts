@@ -18,12 +18,15 @@ import type { ClientConnection } from '../../src/client/client.js';
 import type { StoreEvent } from '../../src/cluster/node.js';
 import { RedisStore } from '../../src/cluster/redis-store.js';
 import type { MessageInfo } from '../../src/connection.js';
+import { createRegistry } from '../../src/observe/metrics.js';
+import { observeServer } from '../../src/observe/observer.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
 import { MemoryStore, type PresenceEvent, type SessionStore } from '../../src/session/store.js';
 import { opened, startClient, startServer } from '../support/peers.js';
+import { parseExposition } from '../support/prom.js';
 import { freePort, RedisServer, redisSkip } from '../support/redis.js';
-import { onceEvent, waitFor } from '../support/wait.js';
+import { onceEvent, waitFor, withTimeout } from '../support/wait.js';
 
 const skip = redisSkip();
 const FAST = { interval: 200, timeout: 600 };
@@ -492,6 +495,9 @@ describe('cluster on Redis: outages', { skip }, () => {
     const b = await startNode(t, storeB, 'b');
     const storeEvents: StoreEvent[] = [];
     a.server.on('store', (e) => storeEvents.push(e));
+    const registry = createRegistry();
+    const observer = observeServer(a.server, { registry });
+    t.after(() => observer.stop());
     let target = a.proxy.port;
     const client = steeredClient(t, () => target);
     const echoes: string[] = [];
@@ -525,13 +531,23 @@ describe('cluster on Redis: outages', { skip }, () => {
     assert.ok((refusal.info.retryAfter ?? 0) > 0);
     target = a.proxy.port; // back to the node that holds it
 
-    // Redis comes back empty (no persistence): the session is written back from a.
+    // Redis comes back empty (no persistence): the session is written back from a, which
+    // says so in a 'store' event and in its metrics.
     await redis.resume();
-    await waitFor(() => storeEvents.at(-1)?.up === true, {
+    await waitFor(() => storeEvents.some((e) => e.writeback !== undefined), {
       timeout: 15_000,
-      message: 'no store up event',
+      message: `no write-back event: ${JSON.stringify(storeEvents)}`,
     });
+    const wb = storeEvents.find((e) => e.writeback)!;
+    assert.equal(wb.up, true);
+    assert.equal(wb.writeback?.sessions, 1);
+    const metrics = parseExposition(await registry.metrics());
+    const sample = (name: string) => metrics.samples.find((m) => m.name === name)?.value;
+    assert.equal(sample('heartline_store_writeback_sessions_total'), 1);
+    assert.equal(sample('heartline_store_writeback_seconds_count'), 1);
     await burst(50);
+    // Acknowledged again, now that commits reach the store.
+    await withTimeout(client.whenAcked(), { timeout: 10_000, message: 'acks stalled' });
     await waitFor(async () => (await storeB.load(client.sessionId!)) !== null, {
       timeout: 10_000,
       message: 'the session was not written back',

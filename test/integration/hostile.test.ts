@@ -16,7 +16,7 @@ import { CloseCode } from '../../src/protocol/close-codes.js';
 import { encodeAck, encodeData, encodePing } from '../../src/protocol/codec.js';
 import { type CloseFrame, FrameType, type WelcomeFrame } from '../../src/protocol/frames.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
-import { cli, event, type Run } from '../support/cli.js';
+import { type Child, requireBuiltCli, run } from '../support/cli.js';
 import { helloBytes, opened, RawPeer, startClient, startServer } from '../support/peers.js';
 import { onceEvent, waitFor, withTimeout } from '../support/wait.js';
 
@@ -76,10 +76,14 @@ function bystander(t: TestContext, port: number, count = 200) {
 
 /** Starts `heartline serve --echo --json` with `flags`; resolves with its port and pid. */
 async function echoServer(t: TestContext, flags: string[] = []) {
-  const run: Run = cli(t, ['serve', '--json', '--echo', '--session-ttl', '2000', ...flags]);
-  const port = (await event(run, 'listening')).port as number;
-  const pid = run.child.pid!;
-  return { run, port, pid };
+  requireBuiltCli();
+  const server: Child = run(
+    t,
+    ['serve', '--json', '--echo', '--session-ttl', '2000', ...flags],
+    'serve',
+  );
+  const port = (await server.named('listening')).port as number;
+  return { server, port, pid: server.proc.pid! };
 }
 
 function closeFrame(peer: RawPeer): CloseFrame | undefined {
@@ -89,7 +93,7 @@ function closeFrame(peer: RawPeer): CloseFrame | undefined {
 // The report's attack was 17 such frames against the 16 MiB default cap; a 4 MiB cap
 // takes the same path with 5 (npm run attack runs the full-size one).
 test('DATA frames of 1,048,567 bytes never acknowledged past the cap: CLOSE(policy violation) for that client only, serve --echo stays up', async (t) => {
-  const { run, port, pid } = await echoServer(t, ['--max-buffered-bytes', String(4 * MiB)]);
+  const { server, port, pid } = await echoServer(t, ['--max-buffered-bytes', String(4 * MiB)]);
   const before = rssOf(pid);
   const peak = rssPeak(pid);
   const calm = bystander(t, port);
@@ -103,10 +107,10 @@ test('DATA frames of 1,048,567 bytes never acknowledged past the cap: CLOSE(poli
   });
   assert.equal(closeFrame(attacker)!.code, CloseCode.POLICY_VIOLATION);
   assert.match(closeFrame(attacker)!.reason, /unacknowledged/);
-  const closed = await event(run, 'close', (e) => e.reason === 'policy-violation');
+  const closed = await server.named('close', (e) => e.reason === 'policy-violation');
   assert.equal(closed.code, CloseCode.POLICY_VIOLATION);
   await calm.done;
-  assert.equal(run.child.exitCode, null, `the server exited:\n${run.stderr()}`);
+  assert.equal(server.exit, null, `the server exited:\n${server.dump()}`);
   const grew = peak() - before;
   // 4 MiB of replies held, the frames being decoded, printed, and the socket buffers.
   assert.ok(grew < 96 * MiB, `RSS grew ${(grew / MiB).toFixed(1)} MiB`);
@@ -115,7 +119,7 @@ test('DATA frames of 1,048,567 bytes never acknowledged past the cap: CLOSE(poli
 test('empty DATA frames never acknowledged: each message counts its overhead, one client and twenty stay within the caps', async (t) => {
   const perConnection = 256 * 1024;
   const total = 2 * MiB;
-  const { run, port, pid } = await echoServer(t, [
+  const { server, port, pid } = await echoServer(t, [
     '--max-buffered-bytes',
     String(perConnection),
     '--max-total-buffered-bytes',
@@ -159,7 +163,7 @@ test('empty DATA frames never acknowledged: each message counts its overhead, on
   assert.equal(shed + kept, 20, `codes: ${codes.join(', ')}`);
   assert.ok(shed >= 20 - Math.floor(total / (1000 * 160)), `only ${shed} shed`);
   await calm.done;
-  assert.equal(run.child.exitCode, null, `the server exited:\n${run.stderr()}`);
+  assert.equal(server.exit, null, `the server exited:\n${server.dump()}`);
   const grew = peak() - before;
   // The caps hold 2 MiB; the rest is 21 sockets' buffers and the decoded floods.
   assert.ok(grew < 96 * MiB, `RSS grew ${(grew / MiB).toFixed(1)} MiB`);

@@ -1,5 +1,5 @@
 /**
- * The security flags of the command line, run from source (tsx) as child processes on
+ * The security flags of the command line, run as child processes (the built CLI) on
  * loopback: `serve --handshake-timeout/--max-frame/--max-ping-strikes`, mutual TLS with
  * `serve --tls-cert/--tls-key/--tls-ca` and `connect --tls-ca/--tls-cert/--tls-key`, and
  * usage errors (exit 2) for flags that cannot work together or files that cannot be read.
@@ -7,12 +7,22 @@
 
 import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, type TestContext, test } from 'node:test';
 import { makePki, pkiUnavailable, type TestPki } from '../support/certs.js';
-import { CLI_DEADLINE, cli, event } from '../support/cli.js';
+import { type Child, requireBuiltCli, run } from '../support/cli.js';
 import { withTimeout } from '../support/wait.js';
 
-const DEADLINE = CLI_DEADLINE;
+const DEADLINE = 20_000;
+
+/** `heartline ...args` (the built CLI); killed when the test ends. */
+function cli(t: TestContext, args: string[], stdin?: string): Child {
+  requireBuiltCli();
+  return run(t, args, args.slice(0, 2).join(' '), stdin);
+}
+
+async function exitCode(child: Child): Promise<number | null> {
+  return (await withTimeout(child.exited, { timeout: DEADLINE })).code;
+}
 
 test('serve --handshake-timeout and --max-frame close slowloris and over-size frames with their codes', async (t) => {
   const server = cli(t, [
@@ -25,12 +35,12 @@ test('serve --handshake-timeout and --max-frame close slowloris and over-size fr
     '--max-ping-strikes',
     '2',
   ]);
-  const listening = await event(server, 'listening');
+  const listening = await server.named('listening');
   const port = listening.port as number;
   const silent = netConnect({ host: '127.0.0.1', port });
   silent.on('error', () => {});
   t.after(() => silent.destroy());
-  const rejected = await event(server, 'rejected', (e) => e.reason === 'handshake-timeout');
+  const rejected = await server.named('rejected', (e) => e.reason === 'handshake-timeout');
   assert.equal(rejected.code, 1010);
 
   const big = netConnect({ host: '127.0.0.1', port });
@@ -39,7 +49,7 @@ test('serve --handshake-timeout and --max-frame close slowloris and over-size fr
   const header = Buffer.alloc(4);
   header.writeUInt32BE(4097);
   big.write(header);
-  const tooLarge = await event(server, 'rejected', (e) => e.reason === 'frame-too-large');
+  const tooLarge = await server.named('rejected', (e) => e.reason === 'frame-too-large');
   assert.equal(tooLarge.code, 1004);
 });
 
@@ -62,7 +72,7 @@ describe('CLI mutual TLS', { skip: pkiUnavailable() }, () => {
       '--tls-ca',
       pki.caFile,
     ]);
-    const port = (await event(server, 'listening')).port as number;
+    const port = (await server.named('listening')).port as number;
     const client = cli(
       t,
       [
@@ -78,19 +88,19 @@ describe('CLI mutual TLS', { skip: pkiUnavailable() }, () => {
       ],
       undefined,
     );
-    await event(client, 'open');
-    client.child.stdin!.write('hello over mutual tls\n');
-    const message = await event(client, 'message');
+    await client.named('open');
+    client.proc.stdin!.write('hello over mutual tls\n');
+    const message = await client.named('message');
     assert.equal(message.data, 'hello over mutual tls');
-    client.child.stdin!.end();
-    assert.equal(await withTimeout(client.exited, { timeout: DEADLINE }), 0);
+    client.proc.stdin!.end();
+    assert.equal(await exitCode(client), 0);
 
     const anonymous = cli(t, ['connect', `127.0.0.1:${port}`, '--json', '--tls-ca', pki.caFile]);
-    const close = await event(anonymous, 'close');
+    const close = await anonymous.named('close');
     assert.equal(close.reason, 'auth-failed');
     assert.equal(close.code, 1006);
-    assert.equal(await withTimeout(anonymous.exited, { timeout: DEADLINE }), 1);
-    await event(server, 'rejected', (e) => e.reason === 'auth-failed');
+    assert.equal(await exitCode(anonymous), 1);
+    await server.named('rejected', (e) => e.reason === 'auth-failed');
   });
 
   test('bad TLS flags are usage errors (exit 2) naming the flag', async (t) => {
@@ -105,9 +115,9 @@ describe('CLI mutual TLS', { skip: pkiUnavailable() }, () => {
     await Promise.all(
       cases.map(async ([args, message]) => {
         const run = cli(t, args, '');
-        const code = await withTimeout(run.exited, { timeout: DEADLINE });
-        assert.equal(code, 2, `${args.join(' ')}: ${run.stderr()}`);
-        assert.match(run.stderr(), message);
+        const code = await exitCode(run);
+        assert.equal(code, 2, `${args.join(' ')}: ${run.stderr}`);
+        assert.match(run.stderr, message);
       }),
     );
   });

@@ -1,85 +1,141 @@
 /**
- * The command line as a child process for tests: `heartline ...args` run from source
- * (tsx) with its JSON events parsed as they arrive, killed when the test ends.
+ * The built CLI (dist/cli/main.js) as child processes for the tests: each child
+ * runs in its own process group, its `--json` events are parsed as they arrive, and it is
+ * killed with its group when the test ends, pass or fail (and at process exit as a last
+ * resort).
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from './wait.js';
+import { waitFor, withTimeout } from './wait.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-/** How long {@link event} waits for an event by default (ms). */
-export const CLI_DEADLINE = 20_000;
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The built CLI's entry point. */
+export const MAIN = join(ROOT, 'dist', 'cli', 'main.js');
 
-/** A running command. */
-export interface Run {
-  child: ChildProcess;
-  /** Every JSON line printed on stdout so far, parsed. */
-  events: Array<Record<string, unknown>>;
-  stdout: () => string;
-  stderr: () => string;
-  /** Resolves with the exit code once the process has exited. */
-  exited: Promise<number | null>;
+/** Throws with the remedy when the CLI has not been built. */
+export function requireBuiltCli(): void {
+  if (!existsSync(MAIN)) {
+    throw new Error(`${MAIN} is missing: run "npm run build" first (npm test builds).`);
+  }
 }
 
-/** Runs `heartline ...args` from source; killed when the test ends. */
-export function cli(t: TestContext, args: string[], stdin?: string): Run {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-    cwd: ROOT,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  const events: Array<Record<string, unknown>> = [];
-  let parsed = 0;
-  child.stdout!.setEncoding('utf8');
-  child.stdout!.on('data', (chunk: string) => {
-    out += chunk;
-    // Parse each complete line once.
-    for (let nl = out.indexOf('\n', parsed); nl >= 0; nl = out.indexOf('\n', parsed)) {
-      const line = out.slice(parsed, nl);
-      parsed = nl + 1;
-      if (!line.startsWith('{')) continue;
+/** One `--json` line of the CLI. */
+export interface CliEvent {
+  ts: number;
+  event: string;
+  [field: string]: unknown;
+}
+
+/** A CLI child with its JSON events parsed as they arrive. */
+export class Child {
+  readonly events: CliEvent[] = [];
+  stderr = '';
+  exit: { code: number | null; signal: string | null } | null = null;
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  #partial = '';
+
+  constructor(
+    readonly proc: ChildProcess,
+    readonly label: string,
+  ) {
+    proc.stdout!.setEncoding('utf8');
+    proc.stdout!.on('data', (chunk: string) => {
+      const parts = (this.#partial + chunk).split('\n');
+      this.#partial = parts.pop()!;
+      for (const line of parts) {
+        try {
+          this.events.push(JSON.parse(line) as CliEvent);
+        } catch {
+          this.events.push({ ts: 0, event: 'not-json', line });
+        }
+      }
+    });
+    proc.stderr!.setEncoding('utf8');
+    proc.stderr!.on('data', (chunk: string) => {
+      this.stderr += chunk;
+    });
+    proc.stdin?.on('error', () => {});
+    this.exited = new Promise((resolve) => {
+      proc.once('close', (code, signal) => {
+        this.exit = { code, signal };
+        resolve(this.exit);
+      });
+    });
+  }
+
+  /** The last events and stderr, for failure messages. */
+  dump(): string {
+    const tail = this.events.slice(-30).map((e) => JSON.stringify(e));
+    return `--- ${this.label} (last events):\n${tail.join('\n')}\n--- stderr:\n${this.stderr}`;
+  }
+
+  /** The first event `match` accepts, waiting for it up to `timeout` ms. */
+  async event(what: string, match: (e: CliEvent) => boolean, timeout = 10_000): Promise<CliEvent> {
+    let found: CliEvent | undefined;
+    await waitFor(
+      () => {
+        found = this.events.find(match);
+        return found !== undefined;
+      },
+      { timeout, message: `${this.label}: no ${what} within ${timeout} ms\n${this.dump()}` },
+    );
+    return found!;
+  }
+
+  /** The first `name` event (that `match` accepts), waiting up to `timeout` ms. */
+  named(
+    name: string,
+    match: (e: CliEvent) => boolean = () => true,
+    timeout = 20_000,
+  ): Promise<CliEvent> {
+    return this.event(`"${name}" event`, (e) => e.event === name && match(e), timeout);
+  }
+
+  /** SIGKILL to the child's whole process group; resolves once it is gone. */
+  async kill(): Promise<void> {
+    if (this.exit === null) {
       try {
-        events.push(JSON.parse(line) as Record<string, unknown>);
+        process.kill(-this.proc.pid!, 'SIGKILL');
       } catch {
-        // not an event line
+        // gone already
       }
     }
-  });
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (chunk: string) => {
-    err += chunk;
-  });
-  child.stdin!.on('error', () => {});
-  if (stdin !== undefined) child.stdin!.end(stdin);
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('close', (code) => resolve(code)),
-  );
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  return { child, events, stdout: () => out, stderr: () => err, exited };
+    await withTimeout(this.exited, { timeout: 5000, message: `${this.label} did not die` });
+  }
 }
 
-/** Resolves with the first event `name` (matching `match`) the command printed. */
-export async function event(
-  run: Run,
-  name: string,
-  match: (e: Record<string, unknown>) => boolean = () => true,
-  timeout = CLI_DEADLINE,
-): Promise<Record<string, unknown>> {
-  let found: Record<string, unknown> | undefined;
-  await waitFor(
-    () => {
-      found = run.events.find((e) => e.event === name && match(e));
-      return found !== undefined;
-    },
-    { timeout, message: `no "${name}" event:\n${run.stdout()}\n${run.stderr()}` },
-  );
-  return found!;
+/** Every child still running, killed with its group if this process exits first. */
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of children) {
+    try {
+      process.kill(-c.pid!, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+});
+
+/**
+ * Starts `heartline ARGS...`; it is killed when the test ends. `stdin`, when given, is
+ * written to its standard input, which is then closed.
+ */
+export function run(t: TestContext, args: string[], label: string, stdin?: string): Child {
+  const proc = spawn(process.execPath, [MAIN, ...args], {
+    cwd: ROOT,
+    detached: true,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1' },
+  });
+  const child = new Child(proc, label);
+  if (stdin !== undefined) proc.stdin!.end(stdin);
+  children.add(proc);
+  proc.once('close', () => children.delete(proc));
+  t.after(() => child.kill());
+  return child;
 }

@@ -1,6 +1,7 @@
 /**
  * A real redis-server (Debian's package, /usr/bin/redis-server) for the cluster suites: on
- * a free loopback port, with its own temporary directory, no persistence. The suites skip
+ * a free loopback port, with its own temporary directory, no persistence unless asked
+ * (`appendonly`: an AOF in that directory, so a restart finds its data again). The suites skip
  * themselves with the reason when redis-server is missing (failing instead under
  * HEARTLINE_REQUIRE_ALL=1, see require.ts). The server is stopped by its PID and its
  * directory removed when the test ends, pass or fail, and at process exit as a last resort.
@@ -58,6 +59,12 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
+/** Options of {@link RedisServer.start}. */
+export interface RedisServerOptions {
+  /** Keep an append-only file (fsync every second) so that a restart loads the data. */
+  appendonly?: boolean;
+}
+
 /** A running (or stopped, restartable) redis-server. */
 export class RedisServer {
   #child: ChildProcess | null = null;
@@ -66,6 +73,7 @@ export class RedisServer {
   private constructor(
     readonly port: number,
     readonly dir: string,
+    readonly options: RedisServerOptions,
   ) {}
 
   /** redis://127.0.0.1:PORT */
@@ -82,7 +90,7 @@ export class RedisServer {
    * Starts a server for the test; it is stopped and its directory removed in t.after.
    * Retries on another port if the one picked was taken meanwhile.
    */
-  static async start(t: TestContext): Promise<RedisServer> {
+  static async start(t: TestContext, options: RedisServerOptions = {}): Promise<RedisServer> {
     const dir = mkdtempSync(join(tmpdir(), 'heartline-redis-'));
     let server: RedisServer | null = null;
     t.after(async () => {
@@ -91,7 +99,7 @@ export class RedisServer {
     });
     let lastError: unknown;
     for (let attempt = 0; attempt < 5; attempt++) {
-      server = new RedisServer(await freePort(), dir);
+      server = new RedisServer(await freePort(), dir, options);
       try {
         await server.resume();
         return server;
@@ -107,7 +115,8 @@ export class RedisServer {
   async resume(): Promise<void> {
     if (this.#child) return;
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', ''];
-    args.push('--appendonly', 'no', '--dir', this.dir, '--protected-mode', 'no');
+    args.push('--appendonly', this.options.appendonly ? 'yes' : 'no');
+    args.push('--dir', this.dir, '--protected-mode', 'no');
     const child = spawn(REDIS, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.#child = child;
     running.add(child);
@@ -129,6 +138,15 @@ export class RedisServer {
     throw new Error(`redis-server did not answer PING on port ${this.port}: ${this.#stderr}`);
   }
 
+  /** Freezes (SIGSTOP) or thaws (SIGCONT) the running server: its sockets stay open. */
+  signal(signal: 'SIGSTOP' | 'SIGCONT'): void {
+    const child = this.#child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`redis-server on port ${this.port} is not running`);
+    }
+    child.kill(signal);
+  }
+
   /** Stops the server by its PID (SIGTERM, then SIGKILL after 3 s); resolves once it exited. */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const child = this.#child;
@@ -138,6 +156,8 @@ export class RedisServer {
     }
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     child.kill(signal);
+    // A frozen server would never act on SIGTERM.
+    if (signal !== 'SIGKILL') child.kill('SIGCONT');
     const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
     await exited;
     clearTimeout(timer);

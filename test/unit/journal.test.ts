@@ -46,12 +46,21 @@ function harness(
   const store = options.store ?? new MemoryStore();
   const clock = options.clock ?? new FakeClock();
   const snapshot: SessionSnapshot = options.snapshot ?? sessionSnapshot();
-  const events = { fenced: 0, overflow: 0, failed: [] as HeartlineError[], ok: 0 };
+  const events = {
+    fenced: 0,
+    overflow: 0,
+    failed: [] as HeartlineError[],
+    ok: 0,
+    lost: 0,
+    wroteBack: 0,
+  };
   const handlers: JournalEvents = {
     fenced: () => events.fenced++,
     overflow: () => events.overflow++,
     failed: (_j, err) => events.failed.push(err),
     ok: () => events.ok++,
+    lost: () => events.lost++,
+    wroteBack: () => events.wroteBack++,
   };
   const journal = new SessionJournal({
     store,
@@ -283,11 +292,15 @@ describe('SessionJournal', () => {
     journal.data(3, data('c'));
     await settle();
     assert.deepEqual(host.delivered(), ['a', 'b', 'c'], 'at once while degraded');
+    assert.equal(journal.needsWriteBack, true);
+    assert.equal(events.wroteBack, 0);
     // The store is back: the whole session is written back.
     hang = false;
     journal.retry();
     await settle();
     assert.equal(journal.degraded, false);
+    assert.equal(journal.needsWriteBack, false);
+    assert.equal(events.wroteBack, 1, 'the write-back is reported once');
     const s = (await memory.load(snapshot.sessionId))!;
     assert.equal(s.received, 3);
     assert.deepEqual(
@@ -304,16 +317,22 @@ describe('SessionJournal', () => {
         return typeof value === 'function' ? value.bind(current) : value;
       },
     });
-    const { journal, host, snapshot } = harness({
+    const { journal, host, snapshot, events } = harness({
       store: restartable,
       onDeliver: (_s, text, h) => h.send(`re:${text}`),
     });
     journal.data(1, data('a'));
     await settle();
+    assert.equal(events.wroteBack, 0, 'creating a new session is no write-back');
     current = new MemoryStore(); // Redis restarted without persistence
     journal.data(2, data('b'));
     await settle();
     assert.deepEqual(host.delivered(), ['a', 'b']);
+    assert.deepEqual([events.lost, events.wroteBack], [1, 1], 'lost, then written back');
+    assert.ok(
+      host.calls.some((c) => c.op === 'committed' && c.seq === 2),
+      'b is acknowledged once the store holds it again',
+    );
     const s = (await current.load(snapshot.sessionId))!;
     assert.ok(s, 'written back');
     assert.equal(s.received, 2);
