@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { createChaosProxy } from '../../src/chaos/proxy.js';
 import { type ClientConnection, connect } from '../../src/client/client.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
-import { Decoder } from '../../src/protocol/codec.js';
+import { Decoder, MAX_HELLO_LENGTH } from '../../src/protocol/codec.js';
 import { FrameType } from '../../src/protocol/frames.js';
 import { createServer } from '../../src/server/server.js';
 import { workerLimits, workerRole } from '../../src/server/workers/mode.js';
@@ -348,6 +348,23 @@ test('garbage and a slow HELLO get the CLOSE a single-process server sends; othe
       assert.ok(performance.now() - started >= handshakeTimeout - 50, 'not before the timeout');
     }
   }
+  // A HELLO longer than any HELLO can be: the single process fails it once the whole frame is
+  // in; the primary refuses it with the same code as soon as its version byte is.
+  const oversized = Buffer.alloc(4 + MAX_HELLO_LENGTH + 1);
+  oversized.writeUInt32BE(MAX_HELLO_LENGTH + 1);
+  oversized[4] = FrameType.HELLO;
+  oversized[5] = 1;
+  assert.equal(await closeCode(singlePort, oversized), CloseCode.PROTOCOL_ERROR, 'reference');
+  // Six bytes only: a wait for the rest would end in CLOSE(handshake timeout) instead.
+  assert.equal(await closeCode(p.port, oversized.subarray(0, 6)), CloseCode.PROTOCOL_ERROR);
+  await waitFor(
+    () =>
+      p.lines.some(
+        (l) =>
+          l.event === 'rejected' && l.slot === 'primary' && l.code === CloseCode.PROTOCOL_ERROR,
+      ),
+    { timeout: DEADLINE, message: `the primary reports its refusal${p.output()}` },
+  );
   // A HELLO trickled in pieces is read whole by the primary and welcomed by a worker.
   const trickle = netConnect({ host: HOST, port: p.port });
   t.after(() => trickle.destroy());
@@ -374,7 +391,7 @@ test('garbage and a slow HELLO get the CLOSE a single-process server sends; othe
   await waitFor(() => echoes.length > 0, { timeout: DEADLINE });
   assert.match(echoes[0]!, /^e:7:[01]$/);
   // Each refusal was reported once by the worker that closed it.
-  await waitFor(() => p.lines.filter((l) => l.event === 'rejected').length >= 5, {
+  await waitFor(() => p.lines.filter((l) => l.event === 'rejected').length >= 6, {
     timeout: DEADLINE,
   });
 });

@@ -12,7 +12,7 @@
 
 import { type ChildProcess, fork } from 'node:child_process';
 import { type AddressInfo, createServer, type Server as NetServer, type Socket } from 'node:net';
-import { HeartlineError } from '../../errors.js';
+import { HeartlineError, type ProtocolError } from '../../errors.js';
 import type { CloseInfo } from '../../link.js';
 import { CloseCode } from '../../protocol/close-codes.js';
 import { encodeClose } from '../../protocol/codec.js';
@@ -414,6 +414,12 @@ export class WorkerPrimary {
     const onData = (chunk: Buffer) => {
       const r = peek.push(chunk);
       if (r.kind === 'more') return;
+      if (r.kind === 'oversized') {
+        // No worker needs to see it: refused at once, with the close a worker would send
+        // once the whole frame were in (PROTOCOL.md section 4).
+        if (settle()) this.refuseOversized(socket, r.error, remote);
+        return;
+      }
       finish(r.kind === 'hello' && r.sessionId ? r.sessionId[0]! : null);
     };
     const onClose = () => {
@@ -433,6 +439,27 @@ export class WorkerPrimary {
     socket.once('close', onClose);
     // pauseOnConnect: the socket reads nothing until this.
     socket.resume();
+  }
+
+  /** Closes a socket whose HELLO is longer than any HELLO can be, as a worker would. */
+  private refuseOversized(socket: Socket, error: ProtocolError, remote: string): void {
+    const unsupported = error.code === 'HL_ERR_UNSUPPORTED_VERSION';
+    const code = unsupported ? CloseCode.UNSUPPORTED_VERSION : CloseCode.PROTOCOL_ERROR;
+    const grace = this.wheel.timer(() => socket.destroy());
+    socket.once('close', () => grace.cancel());
+    grace.arm(REFUSE_GRACE_MS);
+    // Keep reading (and dropping) so that the peer's writes do not stall the CLOSE.
+    socket.resume();
+    socket.end(encodeClose(code, error.message));
+    this.host.emitRejected({
+      remote,
+      info: {
+        reason: unsupported ? 'unsupported-version' : 'protocol-error',
+        code,
+        message: error.message,
+        error,
+      },
+    });
   }
 
   /** The worker for a socket: the slot its resume names when that worker is online. */
