@@ -45,11 +45,18 @@ export interface WorkerEvent {
   pid: number;
   /**
    * online: registered (its listen() ran) and served from now on; exit: it exited (code,
-   * signal); failed: its slot crashed too often in a row and is not re-forked any more.
+   * signal); crash-loop: after an exit, its slot has crashed `crashes` times in a row
+   * (from WORKERS_DEFAULTS.crashLoopAfter on, once per crash) and is re-forked in
+   * `retryIn` ms all the same; recovered: a slot that was in a crash loop has stayed online
+   * for WORKERS_DEFAULTS.stableAfter ms.
    */
-  event: 'online' | 'exit' | 'failed';
+  event: 'online' | 'exit' | 'crash-loop' | 'recovered';
   code?: number | null;
   signal?: NodeJS.Signals | null;
+  /** exit and crash-loop: crashes of the slot in a row (0 for an exit asked by close()). */
+  crashes?: number;
+  /** exit and crash-loop: ms until the slot is forked again (absent when not re-forked). */
+  retryIn?: number;
 }
 
 /** One worker as the primary sees it (`server.workerStats`). */
@@ -57,7 +64,7 @@ export interface WorkerStats {
   slot: number;
   /** 0 while no process runs in the slot. */
   pid: number;
-  state: 'starting' | 'online' | 'closing' | 'stopped' | 'failed';
+  state: 'starting' | 'online' | 'closing' | 'stopped';
   /** Open sockets the worker reported, plus those handed to it since. */
   connections: number;
   /** Sessions the worker reported. */
@@ -66,6 +73,8 @@ export interface WorkerStats {
   handoffs: number;
   /** Times the slot's worker was re-forked. */
   restarts: number;
+  /** Crashes in a row (reset once a worker stays online WORKERS_DEFAULTS.stableAfter ms). */
+  crashes: number;
 }
 
 /** What the primary needs of its server. */
@@ -79,7 +88,6 @@ export interface PrimaryHost {
   };
   emitWorker(event: WorkerEvent): void;
   emitRejected(report: { remote: string; info: CloseInfo; limit?: RefusalReport['limit'] }): void;
-  emitError(err: HeartlineError): void;
 }
 
 interface Slot {
@@ -93,7 +101,11 @@ interface Slot {
   restarts: number;
   crashes: number;
   onlineAt: number;
+  /** When the pending re-fork happens (clock ms), 0 when none is pending. */
+  restartAt: number;
   restartTimer: NodeJS.Timeout | null;
+  /** Resets `crashes` once the worker has stayed online long enough. */
+  stableTimer: NodeJS.Timeout | null;
   exited: Promise<void>;
 }
 
@@ -138,7 +150,9 @@ export class WorkerPrimary {
         restarts: 0,
         crashes: 0,
         onlineAt: 0,
+        restartAt: 0,
         restartTimer: null,
+        stableTimer: null,
         exited: Promise.resolve(),
       });
     }
@@ -153,6 +167,7 @@ export class WorkerPrimary {
       sessions: s.reported.sessions,
       handoffs: s.handoffs,
       restarts: s.restarts,
+      crashes: s.crashes,
     }));
   }
 
@@ -234,6 +249,8 @@ export class WorkerPrimary {
   private stopSlot(s: Slot, drain: number | null): Promise<void> {
     if (s.restartTimer) clearTimeout(s.restartTimer);
     s.restartTimer = null;
+    s.restartAt = 0;
+    this.clearStable(s);
     const proc = s.proc;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return s.exited;
     s.state = 'closing';
@@ -294,6 +311,7 @@ export class WorkerPrimary {
         }
         s.state = 'online';
         this.host.emitWorker({ slot: s.slot, pid: proc.pid ?? 0, event: 'online' });
+        if (s.crashes > 0) this.armStable(s, proc);
         if (this.slots.every((x) => x.state === 'online')) {
           const waiters = this.readyWaiters;
           this.readyWaiters = [];
@@ -328,38 +346,74 @@ export class WorkerPrimary {
   ): void {
     if (s.proc !== proc) return;
     s.proc = null;
-    const wasOnline = s.onlineAt > 0;
-    const uptime = wasOnline ? this.host.config.clock.now() - s.onlineAt : 0;
-    this.host.emitWorker({ slot: s.slot, pid: proc.pid ?? 0, event: 'exit', code, signal });
+    this.clearStable(s);
+    const pid = proc.pid ?? 0;
     if (this.stopping) {
       s.state = 'stopped';
-      return;
-    }
-    s.crashes = uptime >= WORKERS_DEFAULTS.stableAfter ? 1 : s.crashes + 1;
-    if (s.crashes >= WORKERS_DEFAULTS.maxCrashes) {
-      s.state = 'failed';
-      const err = new HeartlineError(
-        'HL_ERR_INTERNAL',
-        `worker ${s.slot} exited ${s.crashes} times in a row (last: ${signal ?? `code ${code}`}); not restarting it`,
-      );
-      this.host.emitWorker({ slot: s.slot, pid: proc.pid ?? 0, event: 'failed', code, signal });
-      const waiters = this.readyWaiters;
-      this.readyWaiters = [];
-      for (const w of waiters) w.reject(err);
-      if (waiters.length === 0) this.host.emitError(err);
+      this.host.emitWorker({ slot: s.slot, pid, event: 'exit', code, signal, crashes: 0 });
       return;
     }
     s.state = 'stopped';
-    const delay = Math.min(
-      WORKERS_DEFAULTS.restartDelay * 2 ** (s.crashes - 1),
-      WORKERS_DEFAULTS.maxRestartDelay,
-    );
+    s.crashes++;
+    const { crashLoopAfter, restartDelay, maxRestartDelay } = WORKERS_DEFAULTS;
+    if (this.readyWaiters.length > 0 && s.crashes >= crashLoopAfter) {
+      // Still starting: a script that cannot start a worker fails listen() (which stops the
+      // others) rather than retrying for ever unseen.
+      this.host.emitWorker({ slot: s.slot, pid, event: 'exit', code, signal, crashes: s.crashes });
+      const err = new HeartlineError(
+        'HL_ERR_INTERNAL',
+        `worker ${s.slot} exited ${s.crashes} times in a row while starting (last: ${signal ?? `code ${code}`})`,
+      );
+      const waiters = this.readyWaiters;
+      this.readyWaiters = [];
+      for (const w of waiters) w.reject(err);
+      return;
+    }
+    // Never given up once serving: one slot crashing must not take the service down.
+    // Capped exponential backoff; the other workers take every new socket meanwhile.
+    const retryIn = Math.min(restartDelay * 2 ** (s.crashes - 1), maxRestartDelay);
+    const event = { slot: s.slot, pid, code, signal, crashes: s.crashes, retryIn };
+    this.host.emitWorker({ ...event, event: 'exit' });
+    if (s.crashes >= crashLoopAfter) this.host.emitWorker({ ...event, event: 'crash-loop' });
+    s.restartAt = this.host.config.clock.now() + retryIn;
     s.restartTimer = setTimeout(() => {
       s.restartTimer = null;
+      s.restartAt = 0;
       if (this.stopping) return;
       s.restarts++;
       this.spawn(s);
-    }, delay);
+    }, retryIn);
+  }
+
+  /** Once `proc` has stayed online stableAfter ms, its slot's crash count starts over. */
+  private armStable(s: Slot, proc: ChildProcess): void {
+    this.clearStable(s);
+    s.stableTimer = setTimeout(() => {
+      s.stableTimer = null;
+      if (s.proc !== proc || s.state !== 'online') return;
+      const looped = s.crashes >= WORKERS_DEFAULTS.crashLoopAfter;
+      s.crashes = 0;
+      if (looped) this.host.emitWorker({ slot: s.slot, pid: proc.pid ?? 0, event: 'recovered' });
+    }, WORKERS_DEFAULTS.stableAfter);
+    s.stableTimer.unref();
+  }
+
+  private clearStable(s: Slot): void {
+    if (s.stableTimer) clearTimeout(s.stableTimer);
+    s.stableTimer = null;
+  }
+
+  /** About when a worker should be online again (ms from now), for a retry hint. */
+  private nextRestart(): number {
+    const { restartDelay, maxRestartDelay } = WORKERS_DEFAULTS;
+    const now = this.host.config.clock.now();
+    let soonest: number = maxRestartDelay;
+    for (const s of this.slots) {
+      // A starting worker needs about a first re-fork delay to register.
+      const at = s.state === 'starting' ? restartDelay : s.restartAt > 0 ? s.restartAt - now : 0;
+      if (at > 0) soonest = Math.min(soonest, at + restartDelay);
+    }
+    return Math.ceil(soonest);
   }
 
   /** Connections of a worker: what it reported plus what was handed to it since. */
@@ -499,8 +553,8 @@ export class WorkerPrimary {
       // Every worker is down (being re-forked): come back once one is up again.
       const refusal = {
         limit: 'load' as const,
-        retryAfter: WORKERS_DEFAULTS.maxRestartDelay,
-        message: 'server overloaded',
+        retryAfter: this.nextRestart(),
+        message: 'no worker is online',
       };
       refuseSocket(socket, this.wheel, refusal);
       this.host.emitRejected(refusalReport(refusal, remote));
