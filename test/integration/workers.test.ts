@@ -647,6 +647,46 @@ test('heartline serve --workers 2: echoes, then SIGTERM drains and exits 0, no w
   await waitFor(() => conns.every((c) => c.state === 'closed'), { timeout: DEADLINE });
 });
 
+test('heartline serve --workers 2 --json: lines over 4 KiB from both workers reach stdout whole', async (t) => {
+  assert.ok(existsSync(MAIN), `${MAIN} is missing: run "npm run build" first`);
+  const p = await startPrimary(t, [MAIN, 'serve', '--workers', '2', '--echo', '--json']);
+  await waitFor(() => onlineWorkers(p.lines).size === 2, { timeout: DEADLINE });
+  const conns = [client(t, p.port), client(t, p.port)];
+  await Promise.all(conns.map((c) => opened(c, DEADLINE)));
+  // Two new sessions on an idle pool: one on each worker.
+  const slots = conns.map((c) => Number.parseInt(c.sessionId!.slice(0, 2), 16));
+  assert.deepEqual([...slots].sort(), [0, 1]);
+  // Each worker prints a 'message' line of about 16 KiB per message (four times PIPE_BUF),
+  // both at once: written by two processes to one pipe, such lines came out spliced.
+  const N = 40;
+  const texts = conns.map((_, i) =>
+    Array.from({ length: N }, (_, k) => `${i}:${k}:${String.fromCharCode(97 + i).repeat(16_384)}`),
+  );
+  const echoes = [0, 0];
+  // A slow reader: while stdout is not read the pipe fills, and a writer that finds it
+  // full writes part of its line, sleeps, and writes the rest after whoever woke first.
+  p.child.stdout!.pause();
+  for (const [i, c] of conns.entries()) {
+    c.on('message', () => echoes[i]!++);
+    for (const text of texts[i]!) c.send(text);
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  p.child.stdout!.resume();
+  await waitFor(() => echoes.every((n) => n === N), {
+    timeout: DEADLINE,
+    message: `echoes ${echoes}`,
+  });
+  // Every line in, or one that is not JSON (spliced lines also make fewer lines).
+  const broken = () => p.lines.filter((l) => l.event === 'text');
+  await waitFor(
+    () => broken().length > 0 || p.lines.filter((l) => l.event === 'message').length >= 2 * N,
+    { timeout: DEADLINE, message: 'message lines missing' },
+  );
+  assert.equal(broken().length, 0, `lines that are not JSON: ${broken().length}`);
+  const printed = p.lines.filter((l) => l.event === 'message').map((l) => l.data as string);
+  assert.deepEqual(printed.sort(), texts.flat().sort());
+});
+
 test('options: workers with tls or out of range are refused; a worker holds its share', () => {
   // Refused before any certificate is looked at.
   assert.throws(() => createServer({ workers: 2, tls: {} }), {

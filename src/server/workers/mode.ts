@@ -39,6 +39,13 @@ export const WORKERS_DEFAULTS = Object.freeze({
    * crashes of one slot fail listen() instead (the script cannot start a worker).
    */
   crashLoopAfter: 5,
+  /**
+   * Longest line of a worker's stdout or stderr the primary holds back until its newline
+   * (bytes): a longer one is passed on in pieces, which may interleave with other workers'.
+   */
+  maxLine: 8 * 1024 * 1024,
+  /** How long after a worker exited the primary waits for the end of its output (ms). */
+  outputGrace: 1000,
   /** How long a worker may take to exit once asked to close, beyond any drain (ms). */
   exitGrace: 5000,
   /** How often a worker reports its counts to the primary (ms). */

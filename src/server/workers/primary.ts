@@ -4,7 +4,7 @@
  * socket, enforces the accept rate, reads up to the first complete frame and hands the
  * socket with those bytes to a worker: a resume to the slot its session id names, anything
  * else to the least-loaded worker. It re-forks a worker that dies and stops them all on
- * close() / drain().
+ * close() / drain(). The workers' stdout and stderr reach its own whole lines at a time.
  *
  * child_process.fork rather than node:cluster: the application may use node:cluster
  * itself, and cluster's shared listening would bypass the HELLO routing anyway.
@@ -30,6 +30,7 @@ import {
   resolveAdmission,
   socketRemote,
 } from '../admission.js';
+import { forwardLines } from './lines.js';
 import {
   IPC_TAG,
   isWorkerMessage,
@@ -270,7 +271,11 @@ export class WorkerPrimary {
     const proc = fork(process.argv[1]!, process.argv.slice(2), {
       execArgv: process.execArgv,
       env,
+      // Output through the primary, whole lines at a time (lines.ts says why).
+      stdio: ['inherit', 'pipe', 'pipe', 'ipc'],
     });
+    forwardLines(proc.stdout!, process.stdout, WORKERS_DEFAULTS.maxLine);
+    forwardLines(proc.stderr!, process.stderr, WORKERS_DEFAULTS.maxLine);
     s.proc = proc;
     s.state = 'starting';
     s.sent = 0;
@@ -279,8 +284,11 @@ export class WorkerPrimary {
     s.exited = new Promise<void>((resolve) => {
       proc.once('exit', (code, signal) => {
         this.exited(s, proc, code, signal);
-        resolve();
+        // Resolved once its last output lines are forwarded too ('close': its pipes ended),
+        // or soon after, should a process it started hold them open.
+        setTimeout(resolve, WORKERS_DEFAULTS.outputGrace).unref();
       });
+      proc.once('close', () => resolve());
     });
     proc.on('error', () => {
       // 'exit' follows (or the send failed): handled there
