@@ -8,6 +8,23 @@
 
 import type { Readable, Writable } from 'node:stream';
 
+/** Callbacks for the next 'drain' of a stream: one listener however many workers wait. */
+const drainWaiters = new WeakMap<Writable, Array<() => void>>();
+
+function onDrain(to: Writable, callback: () => void): void {
+  let waiting = drainWaiters.get(to);
+  if (!waiting) {
+    const list: Array<() => void> = [];
+    waiting = list;
+    drainWaiters.set(to, list);
+    to.once('drain', () => {
+      drainWaiters.delete(to);
+      for (const resume of list) resume();
+    });
+  }
+  waiting.push(callback);
+}
+
 /**
  * Copies `from` to `to`, holding back a trailing partial line until its newline arrives
  * (or `from` ends). A line longer than `maxLine` bytes is passed on in pieces rather than
@@ -17,11 +34,17 @@ import type { Readable, Writable } from 'node:stream';
 export function forwardLines(from: Readable, to: Writable, maxLine: number): void {
   let partial: Buffer[] = [];
   let partialBytes = 0;
+  let waiting = false;
   const write = (chunk: Buffer) => {
     if (chunk.length === 0) return;
-    if (!to.write(chunk)) {
+    // Paused once until the next 'drain' (not once per chunk that arrived meanwhile).
+    if (!to.write(chunk) && !waiting) {
+      waiting = true;
       from.pause();
-      to.once('drain', () => from.resume());
+      onDrain(to, () => {
+        waiting = false;
+        from.resume();
+      });
     }
   };
   const flush = () => {
