@@ -330,9 +330,10 @@ test('with every worker down, sockets get CLOSE(overloaded) and a retry hint; th
   const sw = crashSwitch(t);
   const p = await startPrimary(
     t,
-    ['--import', 'tsx', '--import', CRASH_SWITCH, FIXTURE, '--workers', '1'],
+    ['--import', 'tsx', '--import', CRASH_SWITCH, FIXTURE, '--workers', '1', '--admin'],
     sw.env,
   );
+  const admin = p.lines.find((l) => l.event === 'listening')!.admin as string;
   const first = onlineWorkers(p.lines).get(0)!;
   sw.crash(0);
   process.kill(first, 'SIGKILL');
@@ -348,6 +349,10 @@ test('with every worker down, sockets get CLOSE(overloaded) and a retry hint; th
     `retryAfter ${refusal.retryAfter}`,
   );
   assert.equal(refusal.reason, 'no worker is online');
+  // A load balancer takes the instance out meanwhile.
+  const ready = await fetch(`${admin}/readyz`);
+  assert.equal(ready.status, 503);
+  assert.deepEqual(await ready.json(), { status: 'not ready', reason: 'no worker online' });
   sw.crash(null);
   await waitFor(() => (onlineWorkers(p.lines).get(0) ?? first) !== first, {
     timeout: DEADLINE,
@@ -356,6 +361,7 @@ test('with every worker down, sockets get CLOSE(overloaded) and a retry hint; th
   const conn = client(t, p.port);
   await opened(conn, DEADLINE);
   assert.equal((await who(conn)).slot, '0');
+  assert.equal((await fetch(`${admin}/readyz`)).status, 200);
   assert.equal(p.child.exitCode, null, 'the primary never exited');
   // Each crash was an exit with its count and the delay before the next fork, doubling.
   const exits = workerLines(p.lines, 0, 'exit');
