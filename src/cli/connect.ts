@@ -10,7 +10,7 @@ import { connect as connectClient } from '../client/client.js';
 import { parseServerList } from '../client/servers.js';
 import { InvalidArgumentError } from '../errors.js';
 import { ExitCode, intFlag, UsageError } from './args.js';
-import { EventOutput, reportConnection } from './output.js';
+import { EventOutput, escapeControl, reportConnection } from './output.js';
 import { clientTls } from './tls-flags.js';
 
 export const connectHelp = `Usage: heartline connect HOST:PORT[,HOST:PORT...] [options]
@@ -92,8 +92,10 @@ export async function connect(argv: string[]): Promise<number> {
     throw err;
   }
   reportConnection(out, conn, { messages: values.json });
-  if (!values.json)
-    conn.on('message', (data) => process.stdout.write(`${data.toString('utf8')}\n`));
+  // One line per message, whatever the server put in it (escaped as readable lines are).
+  if (!values.json) {
+    conn.on('message', (data) => process.stdout.write(`${escapeControl(data.toString('utf8'))}\n`));
+  }
   conn.on('open', (e) => {
     if (!e.resumed) out.event('open', { conn: conn.id, session: e.sessionId, remote: conn.remote });
   });

@@ -2,6 +2,11 @@
  * CLI output. With --json every event is one JSON object per line on stdout:
  * `{"ts": <epoch ms>, "event": <name>, ...fields}` — a public contract documented in
  * docs/cli.md. Without it, readable lines, coloured only when the stream is a TTY.
+ *
+ * Message texts, client and trace ids and close reasons come from peers: a control
+ * character in them must not reach the terminal (an ESC sequence repaints it, a newline
+ * forges a whole event line). Readable lines show every one as a visible escape; JSON
+ * lines escape the few that JSON.stringify leaves raw.
  */
 
 import type { Writable } from 'node:stream';
@@ -19,6 +24,35 @@ const COLOURS: Record<string, string> = {
   closed: '\x1b[90m',
 };
 const RESET = '\x1b[0m';
+
+/**
+ * Characters shown escaped: C0 controls (with ESC, CR and LF), DEL, C1 controls, the
+ * Unicode line and paragraph separators and the bidirectional overrides and isolates
+ * (which reorder what a terminal shows), and the backslash, so that an escape in the
+ * output always means one in the text.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
+const UNSAFE = /[\x00-\x1f\x7f-\x9f\\\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+/** Those of them JSON.stringify writes raw (it escapes C0, quote and backslash itself). */
+const JSON_UNSAFE = /[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\\': '\\\\' };
+
+function hex(c: string, width: number): string {
+  return c.charCodeAt(0).toString(16).padStart(width, '0');
+}
+
+/** `text` with every control character as a visible escape (\n, \x1b, \u{202e}, \\). */
+export function escapeControl(text: string): string {
+  return text.replace(
+    UNSAFE,
+    (c) => NAMED[c] ?? (c.charCodeAt(0) <= 0xff ? `\\x${hex(c, 2)}` : `\\u{${hex(c, 4)}}`),
+  );
+}
+
+/** A JSON text with the characters above written as \u escapes (still the same JSON). */
+function escapeJson(json: string): string {
+  return json.replace(JSON_UNSAFE, (c) => `\\u${hex(c, 4)}`);
+}
 
 /** Writes events as JSON lines or readable text. */
 export class EventOutput {
@@ -38,7 +72,7 @@ export class EventOutput {
     if (this.json) {
       const record: Record<string, unknown> = { ts, event: name };
       for (const [k, v] of Object.entries(fields)) if (v !== undefined) record[k] = v;
-      this.out.write(`${JSON.stringify(record)}\n`);
+      this.out.write(`${escapeJson(JSON.stringify(record))}\n`);
       return;
     }
     this.out.write(`${this.readable(ts, name, fields)}\n`);
@@ -52,20 +86,22 @@ export class EventOutput {
 
   private readable(ts: number, name: string, f: EventFields): string {
     const time = new Date(ts).toISOString().slice(11, 23);
-    const who = f.conn !== undefined ? ` ${f.conn}` : '';
+    // Every value is escaped, wherever it came from; only paint() adds escapes, after.
+    const str = (v: unknown) => escapeControl(String(v));
+    const who = f.conn !== undefined ? ` ${str(f.conn)}` : '';
     switch (name) {
       case 'state':
-        return `${time}${who} ${String(f.from)} -> ${this.paint(String(f.to), String(f.to))} (${String(f.reason)})`;
+        return `${time}${who} ${str(f.from)} -> ${this.paint(str(f.to), String(f.to))} (${str(f.reason)})`;
       case 'rtt':
         return `${time}${who} rtt ${Number(f.ms).toFixed(2)} ms`;
       case 'message':
-        return `${time}${who} message ${String(f.data)}`;
+        return `${time}${who} message ${str(f.data)}`;
       default: {
         const rest = Object.entries(f)
           .filter(([k, v]) => k !== 'conn' && v !== undefined)
-          .map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.length}]` : String(v)}`)
+          .map(([k, v]) => `${str(k)}=${Array.isArray(v) ? `[${v.length}]` : str(v)}`)
           .join(' ');
-        return `${time}${who} ${name}${rest ? ` ${rest}` : ''}`;
+        return `${time}${who} ${str(name)}${rest ? ` ${rest}` : ''}`;
       }
     }
   }

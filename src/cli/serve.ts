@@ -172,15 +172,31 @@ export async function serve(argv: string[]): Promise<number> {
   // A worker of --workers runs this same command: it reports its connections, while the
   // primary reports listening, workers and shutdown, and serves the admin endpoint.
   const worker = (options.workers ?? 0) > 0 && isWorkerProcess();
-  server.on('worker', (e) =>
+  // Assigned once listening (logs start then); until then crash loops go to stderr.
+  let logger: ReturnType<typeof createLogger> | undefined;
+  server.on('worker', (e) => {
     out.event('worker', {
       slot: e.slot,
       pid: e.pid,
       state: e.event,
       code: e.code,
       signal: e.signal,
-    }),
-  );
+      crashes: e.crashes,
+      retryIn: e.retryIn,
+    });
+    // An operator must hear of a crash loop even without --log-level (the logger says it).
+    if (e.event === 'crash-loop' && !logger) {
+      process.stderr.write(
+        `heartline serve: worker slot ${e.slot} crashed ${e.crashes} times in a row; forking it again in ${e.retryIn} ms\n`,
+      );
+    }
+  });
+  // heartline emits no 'error' on the server; should anything ever do so, it is reported
+  // rather than left to Node, which would turn an unheard 'error' into this process's exit.
+  server.on('error', (err) => {
+    out.event('error', { code: err.code, message: err.message });
+    process.stderr.write(`heartline serve: ${err.message}\n`);
+  });
   server.on('connection', (conn) => {
     out.event('connection', { conn: conn.id, remote: conn.remote, session: conn.sessionId });
     reportConnection(out, conn);
@@ -220,8 +236,7 @@ export async function serve(argv: string[]): Promise<number> {
     return ExitCode.FAILURE;
   }
   // Logs go to stderr so that stdout keeps only the events (JSON or readable).
-  const logger =
-    logLevel === undefined ? undefined : createLogger({ level: logLevel, destination: 2 });
+  logger = logLevel === undefined ? undefined : createLogger({ level: logLevel, destination: 2 });
   let adminUrl: string | undefined;
   if (admin || logger) {
     // With --workers, the primary's /metrics adds up the workers' registries.

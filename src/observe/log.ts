@@ -182,6 +182,19 @@ export function logServer(server: Server, logger: ObserveLogger, clock: Clock): 
         'handshake rejected',
       ),
     close: () => logger.info({}, 'server closed'),
+    worker: (e) => {
+      const f = {
+        slot: e.slot,
+        pid: e.pid,
+        ...(e.code != null ? { code: e.code } : {}),
+        ...(e.signal ? { signal: e.signal } : {}),
+        ...(e.crashes !== undefined ? { crashes: e.crashes } : {}),
+        ...(e.retryIn !== undefined ? { retryIn: e.retryIn } : {}),
+      };
+      if (e.event === 'crash-loop') logger.error(f, 'worker crash loop');
+      else if (e.event === 'exit' && e.retryIn !== undefined) logger.warn(f, 'worker crashed');
+      else logger.info(f, `worker ${e.event}`);
+    },
   });
   // Load levels and adaptive heartbeats are optional server features: listened to by
   // name, so that a server without them is observed all the same.

@@ -15,6 +15,7 @@ import type { Connection, ConnectionEvents } from '../connection.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { HealthState } from '../health/index.js';
 import type { Server, ServerEvents } from '../server/server.js';
+import { WORKERS_DEFAULTS } from '../server/workers/mode.js';
 import { type Clock, systemClock } from '../time/clock.js';
 import { loadProm } from './deps.js';
 import { eventLoop } from './event-loop.js';
@@ -330,6 +331,33 @@ export class HeartlineMetrics {
       registers,
       collect(this: Gauge) {
         this.set(agg().loadLevel);
+      },
+    });
+    // Multi-process mode: read from the primary's workerStats (empty elsewhere, so 0).
+    const slots = () => [...this.servers.keys()].flatMap((server) => server.workerStats);
+    new prom.Counter({
+      name: `${METRIC_PREFIX}worker_restarts_total`,
+      help: "Worker processes forked again after their slot's worker exited unexpectedly (primary).",
+      registers,
+      collect(this: Counter) {
+        this.reset();
+        this.inc(slots().reduce((n, w) => n + w.restarts, 0));
+      },
+    });
+    new prom.Gauge({
+      name: `${METRIC_PREFIX}workers_online`,
+      help: 'Worker processes online, taking new connections (primary).',
+      registers,
+      collect(this: Gauge) {
+        this.set(slots().filter((w) => w.state === 'online').length);
+      },
+    });
+    new prom.Gauge({
+      name: `${METRIC_PREFIX}workers_crash_looping`,
+      help: `Worker slots in a crash loop: ${WORKERS_DEFAULTS.crashLoopAfter} or more crashes in a row, none online for ${WORKERS_DEFAULTS.stableAfter / 1000} s (primary).`,
+      registers,
+      collect(this: Gauge) {
+        this.set(slots().filter((w) => w.crashes >= WORKERS_DEFAULTS.crashLoopAfter).length);
       },
     });
     const loopGauge = (

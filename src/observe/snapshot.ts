@@ -63,7 +63,7 @@ export interface ConnectionsPage {
 /** A server's readiness, as /readyz reports it. */
 export interface Readiness {
   ready: boolean;
-  /** Why the server is not ready ('not listening', 'draining'). */
+  /** Why the server is not ready ('not listening', 'draining', 'no worker online'). */
   reason?: string;
 }
 
@@ -129,6 +129,11 @@ export function isDraining(server: Server): boolean {
 export function readiness(server: Server): Readiness {
   if (server.address() === null) return { ready: false, reason: 'not listening' };
   if (isDraining(server)) return { ready: false, reason: 'draining' };
+  // A worker pool's primary with every worker down (being re-forked) refuses every socket.
+  const workers = server.workerStats;
+  if (workers.length > 0 && !workers.some((w) => w.state === 'online')) {
+    return { ready: false, reason: 'no worker online' };
+  }
   return { ready: true };
 }
 

@@ -45,6 +45,12 @@ const ACK_SIZE = 8;
 const CLOSE_FIXED = 2 + 4;
 const SETTINGS_SIZE = 4 + 4;
 
+/**
+ * The largest length prefix a valid HELLO can carry: the type byte, the fixed fields and
+ * three u16-sized fields at their longest (PROTOCOL.md 3.1: `57 + A + C + T`).
+ */
+export const MAX_HELLO_LENGTH = 1 + HELLO_FIXED + 3 * 0xffff;
+
 /** Bytes a DATA frame adds around its payload (length prefix, type, seq). */
 export const DATA_OVERHEAD = LENGTH_BYTES + 1 + DATA_HEADER;
 

@@ -219,9 +219,17 @@ export interface ServerEvents {
    * `writeback`, this node finished writing back the sessions the store failed or lost.
    */
   store: [event: StoreEvent];
-  /** Multi-process mode, in the primary: a worker came online, exited or failed. */
+  /**
+   * Multi-process mode, in the primary: a worker came online or exited; a slot that keeps
+   * crashing is reported as 'crash-loop' (and re-forked all the same), then 'recovered'.
+   */
   worker: [event: WorkerEvent];
-  /** Multi-process mode, in the primary: a worker slot crashed too often and gave up. */
+  /**
+   * Not emitted by heartline: every failure it survives is a `rejected`, `store` or
+   * `worker` event, none of which needs a listener (it once reported a worker slot that
+   * crashed too often: without a listener, Node turned that into the primary's exit).
+   * Declared so that an 'error' listener still type-checks.
+   */
   error: [err: HeartlineError];
   close: [];
 }
@@ -386,7 +394,6 @@ export class Server extends EventEmitter<ServerEvents> {
           },
           emitWorker: (e) => this.emit('worker', e),
           emitRejected: (e) => this.emit('rejected', e),
-          emitError: (err) => this.emit('error', err),
         },
         role.workers,
       );

@@ -12,16 +12,17 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createChaosProxy } from '../../src/chaos/proxy.js';
 import { type ClientConnection, connect } from '../../src/client/client.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
-import { Decoder } from '../../src/protocol/codec.js';
-import { FrameType } from '../../src/protocol/frames.js';
+import { Decoder, MAX_HELLO_LENGTH } from '../../src/protocol/codec.js';
+import { type CloseFrame, FrameType } from '../../src/protocol/frames.js';
 import { createServer } from '../../src/server/server.js';
 import { workerLimits, workerRole } from '../../src/server/workers/mode.js';
 import { helloBytes, opened } from '../support/peers.js';
@@ -30,6 +31,7 @@ import { waitFor } from '../support/wait.js';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'workers-server.ts');
 const MAIN = join(ROOT, 'dist', 'cli', 'main.js');
+const CRASH_SWITCH = join(ROOT, 'test', 'fixtures', 'crash-switch.mjs');
 const HOST = '127.0.0.1';
 /** Generous: forking workers through tsx on a loaded machine takes a while. */
 const DEADLINE = 15_000;
@@ -45,6 +47,7 @@ interface Started {
   lines: Line[];
   port: number;
   output: () => string;
+  stderr: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -58,9 +61,14 @@ function alive(pid: number): boolean {
 }
 
 /** Starts a primary (its own process group) and waits for its 'listening' line. */
-async function startPrimary(t: TestContext, args: string[]): Promise<Started> {
+async function startPrimary(
+  t: TestContext,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Started> {
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
+    env,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -102,7 +110,7 @@ async function startPrimary(t: TestContext, args: string[]): Promise<Started> {
     message: `the primary did not listen${output()}`,
   });
   const port = lines.find((l) => l.event === 'listening')!.port as number;
-  return { child, lines, port, output, exited };
+  return { child, lines, port, output, stderr: () => errText, exited };
 }
 
 /** Worker pids by slot, from the primary's 'worker' lines (the latest online per slot). */
@@ -135,14 +143,14 @@ async function who(conn: ClientConnection): Promise<{ slot: string; pid: number 
   });
 }
 
-/** Writes `bytes` on a raw socket and resolves with the code of the CLOSE it gets back. */
-async function closeCode(port: number, bytes: Buffer): Promise<number | null> {
+/** Writes `bytes` on a raw socket and resolves with the CLOSE it gets back. */
+async function closeFrame(port: number, bytes: Buffer): Promise<CloseFrame | null> {
   const socket = netConnect({ host: HOST, port });
   const decoder = new Decoder();
-  let code: number | null = null;
+  let close: CloseFrame | null = null;
   socket.on('data', (chunk) => {
     try {
-      for (const f of decoder.push(chunk)) if (f.type === FrameType.CLOSE) code = f.code;
+      for (const f of decoder.push(chunk)) if (f.type === FrameType.CLOSE) close = f;
     } catch {
       // only the CLOSE matters
     }
@@ -154,7 +162,31 @@ async function closeCode(port: number, bytes: Buffer): Promise<number | null> {
   const timer = setTimeout(() => socket.destroy(), 5000);
   await once(socket, 'close');
   clearTimeout(timer);
-  return code;
+  return close;
+}
+
+/** Writes `bytes` on a raw socket and resolves with the code of the CLOSE it gets back. */
+async function closeCode(port: number, bytes: Buffer): Promise<number | null> {
+  return (await closeFrame(port, bytes))?.code ?? null;
+}
+
+/**
+ * The crash switch (test/fixtures/crash-switch.mjs) for one test: `env` for the primary,
+ * `crash(slot)` makes every worker forked into `slot` exit at once (null: none).
+ */
+function crashSwitch(t: TestContext): { env: NodeJS.ProcessEnv; crash(slot: number | null): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'heartline-crash-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'slot');
+  return {
+    env: { ...process.env, HEARTLINE_TEST_CRASH_FILE: file },
+    crash: (slot) => writeFileSync(file, slot === null ? '' : String(slot)),
+  };
+}
+
+/** The 'worker' lines of one slot with this state. */
+function workerLines(lines: Line[], slot: number, state: string): Line[] {
+  return lines.filter((l) => l.event === 'worker' && l.slot === slot && l.state === state);
 }
 
 const HELLO = helloBytes({ clientId: 'slow' });
@@ -202,6 +234,7 @@ test('connections spread over the workers (least loaded), messages echo, ids nam
       sessions: 3,
       handoffs: 3,
       restarts: 0,
+      crashes: 0,
     });
   }
   const echoes: string[] = [];
@@ -293,6 +326,165 @@ test('a SIGKILLed worker is re-forked into its slot and serves new clients', asy
   assert.deepEqual(await who(survivor), survivorHome);
 });
 
+test('with every worker down, sockets get CLOSE(overloaded) and a retry hint; the slot comes back', async (t) => {
+  const sw = crashSwitch(t);
+  const p = await startPrimary(
+    t,
+    ['--import', 'tsx', '--import', CRASH_SWITCH, FIXTURE, '--workers', '1', '--admin'],
+    sw.env,
+  );
+  const admin = p.lines.find((l) => l.event === 'listening')!.admin as string;
+  const first = onlineWorkers(p.lines).get(0)!;
+  sw.crash(0);
+  process.kill(first, 'SIGKILL');
+  // Every re-fork now exits before it registers: no worker is online until the switch is off.
+  await waitFor(() => workerLines(p.lines, 0, 'exit').some((l) => Number(l.crashes) >= 3), {
+    timeout: DEADLINE,
+    message: `slot 0 did not crash three times${p.output()}`,
+  });
+  const refusal = await closeFrame(p.port, HELLO);
+  assert.equal(refusal?.code, CloseCode.OVERLOADED, p.output());
+  assert.ok(
+    refusal.retryAfter > 0 && refusal.retryAfter <= 5100,
+    `retryAfter ${refusal.retryAfter}`,
+  );
+  assert.equal(refusal.reason, 'no worker is online');
+  // A load balancer takes the instance out meanwhile.
+  const ready = await fetch(`${admin}/readyz`);
+  assert.equal(ready.status, 503);
+  assert.deepEqual(await ready.json(), { status: 'not ready', reason: 'no worker online' });
+  sw.crash(null);
+  await waitFor(() => (onlineWorkers(p.lines).get(0) ?? first) !== first, {
+    timeout: DEADLINE,
+    message: `slot 0 did not come back${p.output()}`,
+  });
+  const conn = client(t, p.port);
+  await opened(conn, DEADLINE);
+  assert.equal((await who(conn)).slot, '0');
+  assert.equal((await fetch(`${admin}/readyz`)).status, 200);
+  assert.equal(p.child.exitCode, null, 'the primary never exited');
+  // Each crash was an exit with its count and the delay before the next fork, doubling.
+  const exits = workerLines(p.lines, 0, 'exit');
+  assert.deepEqual(
+    exits.slice(0, 3).map((l) => [l.crashes, l.retryIn]),
+    [
+      [1, 100],
+      [2, 200],
+      [3, 400],
+    ],
+  );
+});
+
+test('heartline serve --workers 2: a slot in a crash loop is re-forked with backoff, the other serves on', async (t) => {
+  assert.ok(existsSync(MAIN), `${MAIN} is missing: run "npm run build" first`);
+  const sw = crashSwitch(t);
+  const p = await startPrimary(
+    t,
+    [
+      '--import',
+      CRASH_SWITCH,
+      MAIN,
+      'serve',
+      '--workers',
+      '2',
+      '--echo',
+      '--json',
+      '--admin',
+      '0',
+      '--log-level',
+      'warn',
+    ],
+    sw.env,
+  );
+  const admin = p.lines.find((l) => l.event === 'listening')!.admin as string;
+  await waitFor(() => onlineWorkers(p.lines).size === 2, { timeout: DEADLINE });
+  // The bystander's worker is named by its session id's first byte; the other slot crashes.
+  const bystander = client(t, p.port);
+  await opened(bystander, DEADLINE);
+  const home = Number.parseInt(bystander.sessionId!.slice(0, 2), 16);
+  const victim = home === 0 ? 1 : 0;
+  let lost = 0;
+  bystander.on('session-lost', () => lost++);
+  bystander.on('close', () => lost++);
+  const echoes: string[] = [];
+  bystander.on('message', (m) => echoes.push(m.toString()));
+  let sent = 0;
+  const pump = setInterval(() => bystander.send(`m${++sent}`), 20);
+  t.after(() => clearInterval(pump));
+
+  sw.crash(victim);
+  process.kill(onlineWorkers(p.lines).get(victim)!, 'SIGKILL');
+  // Six crashes in a row: the fifth and sixth are a crash loop. Before, the fifth made the
+  // primary emit 'error' unheard and exit, taking the healthy worker with it.
+  await waitFor(() => workerLines(p.lines, victim, 'crash-loop').length >= 2, {
+    timeout: DEADLINE * 2,
+    message: `no crash loop reported${p.output()}`,
+  });
+  const loops = workerLines(p.lines, victim, 'crash-loop');
+  assert.deepEqual(
+    loops.slice(0, 2).map((l) => [l.crashes, l.retryIn]),
+    [
+      [5, 1600],
+      [6, 3200],
+    ],
+  );
+  assert.equal(p.child.exitCode, null, 'the primary is up');
+  assert.equal((await fetch(`${admin}/healthz`)).status, 200);
+  // One worker online is enough to be ready; new clients go to it.
+  assert.equal((await fetch(`${admin}/readyz`)).status, 200);
+  const metrics = await (await fetch(`${admin}/metrics`)).text();
+  assert.match(metrics, /^heartline_workers_online 1$/m, metrics);
+  assert.match(metrics, /^heartline_workers_crash_looping 1$/m, metrics);
+  const restarts = Number(/^heartline_worker_restarts_total (\d+)$/m.exec(metrics)?.[1]);
+  assert.ok(restarts >= 5, `restarts ${restarts}`);
+  assert.match(p.stderr(), /"msg":"worker crash loop"/, p.output());
+  const newcomer = client(t, p.port);
+  await opened(newcomer, DEADLINE);
+  assert.equal(Number.parseInt(newcomer.sessionId!.slice(0, 2), 16), home);
+
+  // Crashes stop: the slot is forked again at its next retry and serves; once it has stayed
+  // up for stableAfter, the crash loop is over.
+  sw.crash(null);
+  const crashedPids = new Set(workerLines(p.lines, victim, 'exit').map((l) => l.pid));
+  await waitFor(
+    () => {
+      const pid = onlineWorkers(p.lines).get(victim);
+      return pid !== undefined && !crashedPids.has(pid);
+    },
+    { timeout: DEADLINE, message: `slot ${victim} did not come back${p.output()}` },
+  );
+  const fresh = client(t, p.port);
+  await opened(fresh, DEADLINE);
+  assert.equal(Number.parseInt(fresh.sessionId!.slice(0, 2), 16), victim, 'least loaded');
+  const freshEchoes: string[] = [];
+  fresh.on('message', (m) => freshEchoes.push(m.toString()));
+  fresh.send('back');
+  await waitFor(() => freshEchoes.length > 0, { timeout: DEADLINE });
+  assert.deepEqual(freshEchoes, ['back']);
+  await waitFor(() => workerLines(p.lines, victim, 'recovered').length === 1, {
+    timeout: DEADLINE,
+    message: `no recovery reported${p.output()}`,
+  });
+  const after = await (await fetch(`${admin}/metrics`)).text();
+  assert.match(after, /^heartline_workers_online 2$/m, after);
+  assert.match(after, /^heartline_workers_crash_looping 0$/m, after);
+
+  // The bystander's stream went on the whole time: exactly once, in order.
+  clearInterval(pump);
+  await waitFor(() => echoes.length >= sent, {
+    timeout: DEADLINE,
+    message: `${echoes.length} of ${sent} echoes`,
+  });
+  assert.ok(sent > 100, `only ${sent} messages sent`);
+  assert.deepEqual(
+    echoes,
+    Array.from({ length: sent }, (_, i) => `m${i + 1}`),
+  );
+  assert.equal(lost, 0);
+  assert.equal(bystander.state, 'healthy');
+  assert.doesNotMatch(p.stderr(), /Unhandled|Error:/);
+});
+
 test('when the primary is killed, its workers close their connections and exit', async (t) => {
   const p = await startPrimary(t, ['--import', 'tsx', FIXTURE, '--workers', '2']);
   const pids = [...onlineWorkers(p.lines).values()];
@@ -348,6 +540,23 @@ test('garbage and a slow HELLO get the CLOSE a single-process server sends; othe
       assert.ok(performance.now() - started >= handshakeTimeout - 50, 'not before the timeout');
     }
   }
+  // A HELLO longer than any HELLO can be: the single process fails it once the whole frame is
+  // in; the primary refuses it with the same code as soon as its version byte is.
+  const oversized = Buffer.alloc(4 + MAX_HELLO_LENGTH + 1);
+  oversized.writeUInt32BE(MAX_HELLO_LENGTH + 1);
+  oversized[4] = FrameType.HELLO;
+  oversized[5] = 1;
+  assert.equal(await closeCode(singlePort, oversized), CloseCode.PROTOCOL_ERROR, 'reference');
+  // Six bytes only: a wait for the rest would end in CLOSE(handshake timeout) instead.
+  assert.equal(await closeCode(p.port, oversized.subarray(0, 6)), CloseCode.PROTOCOL_ERROR);
+  await waitFor(
+    () =>
+      p.lines.some(
+        (l) =>
+          l.event === 'rejected' && l.slot === 'primary' && l.code === CloseCode.PROTOCOL_ERROR,
+      ),
+    { timeout: DEADLINE, message: `the primary reports its refusal${p.output()}` },
+  );
   // A HELLO trickled in pieces is read whole by the primary and welcomed by a worker.
   const trickle = netConnect({ host: HOST, port: p.port });
   t.after(() => trickle.destroy());
@@ -374,7 +583,7 @@ test('garbage and a slow HELLO get the CLOSE a single-process server sends; othe
   await waitFor(() => echoes.length > 0, { timeout: DEADLINE });
   assert.match(echoes[0]!, /^e:7:[01]$/);
   // Each refusal was reported once by the worker that closed it.
-  await waitFor(() => p.lines.filter((l) => l.event === 'rejected').length >= 5, {
+  await waitFor(() => p.lines.filter((l) => l.event === 'rejected').length >= 6, {
     timeout: DEADLINE,
   });
 });
@@ -442,6 +651,46 @@ test('heartline serve --workers 2: echoes, then SIGTERM drains and exits 0, no w
   assert.equal(p.lines.filter((l) => l.event === 'shutdown').length, 1, 'only the primary');
   await waitFor(() => !pids.some(alive), { timeout: DEADLINE, message: 'a worker outlived it' });
   await waitFor(() => conns.every((c) => c.state === 'closed'), { timeout: DEADLINE });
+});
+
+test('heartline serve --workers 2 --json: lines over 4 KiB from both workers reach stdout whole', async (t) => {
+  assert.ok(existsSync(MAIN), `${MAIN} is missing: run "npm run build" first`);
+  const p = await startPrimary(t, [MAIN, 'serve', '--workers', '2', '--echo', '--json']);
+  await waitFor(() => onlineWorkers(p.lines).size === 2, { timeout: DEADLINE });
+  const conns = [client(t, p.port), client(t, p.port)];
+  await Promise.all(conns.map((c) => opened(c, DEADLINE)));
+  // Two new sessions on an idle pool: one on each worker.
+  const slots = conns.map((c) => Number.parseInt(c.sessionId!.slice(0, 2), 16));
+  assert.deepEqual([...slots].sort(), [0, 1]);
+  // Each worker prints a 'message' line of about 16 KiB per message (four times PIPE_BUF),
+  // both at once: written by two processes to one pipe, such lines came out spliced.
+  const N = 40;
+  const texts = conns.map((_, i) =>
+    Array.from({ length: N }, (_, k) => `${i}:${k}:${String.fromCharCode(97 + i).repeat(16_384)}`),
+  );
+  const echoes = [0, 0];
+  // A slow reader: while stdout is not read the pipe fills, and a writer that finds it
+  // full writes part of its line, sleeps, and writes the rest after whoever woke first.
+  p.child.stdout!.pause();
+  for (const [i, c] of conns.entries()) {
+    c.on('message', () => echoes[i]!++);
+    for (const text of texts[i]!) c.send(text);
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  p.child.stdout!.resume();
+  await waitFor(() => echoes.every((n) => n === N), {
+    timeout: DEADLINE,
+    message: `echoes ${echoes}`,
+  });
+  // Every line in, or one that is not JSON (spliced lines also make fewer lines).
+  const broken = () => p.lines.filter((l) => l.event === 'text');
+  await waitFor(
+    () => broken().length > 0 || p.lines.filter((l) => l.event === 'message').length >= 2 * N,
+    { timeout: DEADLINE, message: 'message lines missing' },
+  );
+  assert.equal(broken().length, 0, `lines that are not JSON: ${broken().length}`);
+  const printed = p.lines.filter((l) => l.event === 'message').map((l) => l.data as string);
+  assert.deepEqual(printed.sort(), texts.flat().sort());
 });
 
 test('options: workers with tls or out of range are refused; a worker holds its share', () => {

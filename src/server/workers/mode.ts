@@ -26,12 +26,26 @@ export const WORKERS_DEFAULTS = Object.freeze({
   maxWorkers: 256,
   /** First re-fork delay after a worker exited unexpectedly (ms); doubles per crash. */
   restartDelay: 100,
-  /** Longest re-fork delay (ms). */
+  /**
+   * Longest re-fork delay (ms): a slot that keeps crashing is re-forked this often, for as
+   * long as the server runs; the other workers serve meanwhile.
+   */
   maxRestartDelay: 5000,
-  /** A worker that stayed up this long (ms) resets its slot's crash count. */
+  /** A worker that stayed online this long (ms) resets its slot's crash count. */
   stableAfter: 5000,
-  /** Crashes in a row (none stable) after which a slot gives up. */
-  maxCrashes: 5,
+  /**
+   * Crashes in a row (none stable) from which a slot is in a crash loop: each further crash
+   * is reported as a 'worker' event 'crash-loop'. Before listen() resolved, this many
+   * crashes of one slot fail listen() instead (the script cannot start a worker).
+   */
+  crashLoopAfter: 5,
+  /**
+   * Longest line of a worker's stdout or stderr the primary holds back until its newline
+   * (bytes): a longer one is passed on in pieces, which may interleave with other workers'.
+   */
+  maxLine: 8 * 1024 * 1024,
+  /** How long after a worker exited the primary waits for the end of its output (ms). */
+  outputGrace: 1000,
   /** How long a worker may take to exit once asked to close, beyond any drain (ms). */
   exitGrace: 5000,
   /** How often a worker reports its counts to the primary (ms). */

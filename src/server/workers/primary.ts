@@ -4,7 +4,7 @@
  * socket, enforces the accept rate, reads up to the first complete frame and hands the
  * socket with those bytes to a worker: a resume to the slot its session id names, anything
  * else to the least-loaded worker. It re-forks a worker that dies and stops them all on
- * close() / drain().
+ * close() / drain(). The workers' stdout and stderr reach its own whole lines at a time.
  *
  * child_process.fork rather than node:cluster: the application may use node:cluster
  * itself, and cluster's shared listening would bypass the HELLO routing anyway.
@@ -12,7 +12,7 @@
 
 import { type ChildProcess, fork } from 'node:child_process';
 import { type AddressInfo, createServer, type Server as NetServer, type Socket } from 'node:net';
-import { HeartlineError } from '../../errors.js';
+import { HeartlineError, type ProtocolError } from '../../errors.js';
 import type { CloseInfo } from '../../link.js';
 import { CloseCode } from '../../protocol/close-codes.js';
 import { encodeClose } from '../../protocol/codec.js';
@@ -30,6 +30,7 @@ import {
   resolveAdmission,
   socketRemote,
 } from '../admission.js';
+import { forwardLines } from './lines.js';
 import {
   IPC_TAG,
   isWorkerMessage,
@@ -45,11 +46,18 @@ export interface WorkerEvent {
   pid: number;
   /**
    * online: registered (its listen() ran) and served from now on; exit: it exited (code,
-   * signal); failed: its slot crashed too often in a row and is not re-forked any more.
+   * signal); crash-loop: after an exit, its slot has crashed `crashes` times in a row
+   * (from WORKERS_DEFAULTS.crashLoopAfter on, once per crash) and is re-forked in
+   * `retryIn` ms all the same; recovered: a slot that was in a crash loop has stayed online
+   * for WORKERS_DEFAULTS.stableAfter ms.
    */
-  event: 'online' | 'exit' | 'failed';
+  event: 'online' | 'exit' | 'crash-loop' | 'recovered';
   code?: number | null;
   signal?: NodeJS.Signals | null;
+  /** exit and crash-loop: crashes of the slot in a row (0 for an exit asked by close()). */
+  crashes?: number;
+  /** exit and crash-loop: ms until the slot is forked again (absent when not re-forked). */
+  retryIn?: number;
 }
 
 /** One worker as the primary sees it (`server.workerStats`). */
@@ -57,7 +65,7 @@ export interface WorkerStats {
   slot: number;
   /** 0 while no process runs in the slot. */
   pid: number;
-  state: 'starting' | 'online' | 'closing' | 'stopped' | 'failed';
+  state: 'starting' | 'online' | 'closing' | 'stopped';
   /** Open sockets the worker reported, plus those handed to it since. */
   connections: number;
   /** Sessions the worker reported. */
@@ -66,6 +74,8 @@ export interface WorkerStats {
   handoffs: number;
   /** Times the slot's worker was re-forked. */
   restarts: number;
+  /** Crashes in a row (reset once a worker stays online WORKERS_DEFAULTS.stableAfter ms). */
+  crashes: number;
 }
 
 /** What the primary needs of its server. */
@@ -79,7 +89,6 @@ export interface PrimaryHost {
   };
   emitWorker(event: WorkerEvent): void;
   emitRejected(report: { remote: string; info: CloseInfo; limit?: RefusalReport['limit'] }): void;
-  emitError(err: HeartlineError): void;
 }
 
 interface Slot {
@@ -93,7 +102,11 @@ interface Slot {
   restarts: number;
   crashes: number;
   onlineAt: number;
+  /** When the pending re-fork happens (clock ms), 0 when none is pending. */
+  restartAt: number;
   restartTimer: NodeJS.Timeout | null;
+  /** Resets `crashes` once the worker has stayed online long enough. */
+  stableTimer: NodeJS.Timeout | null;
   exited: Promise<void>;
 }
 
@@ -138,7 +151,9 @@ export class WorkerPrimary {
         restarts: 0,
         crashes: 0,
         onlineAt: 0,
+        restartAt: 0,
         restartTimer: null,
+        stableTimer: null,
         exited: Promise.resolve(),
       });
     }
@@ -153,6 +168,7 @@ export class WorkerPrimary {
       sessions: s.reported.sessions,
       handoffs: s.handoffs,
       restarts: s.restarts,
+      crashes: s.crashes,
     }));
   }
 
@@ -234,6 +250,8 @@ export class WorkerPrimary {
   private stopSlot(s: Slot, drain: number | null): Promise<void> {
     if (s.restartTimer) clearTimeout(s.restartTimer);
     s.restartTimer = null;
+    s.restartAt = 0;
+    this.clearStable(s);
     const proc = s.proc;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return s.exited;
     s.state = 'closing';
@@ -253,7 +271,11 @@ export class WorkerPrimary {
     const proc = fork(process.argv[1]!, process.argv.slice(2), {
       execArgv: process.execArgv,
       env,
+      // Output through the primary, whole lines at a time (lines.ts says why).
+      stdio: ['inherit', 'pipe', 'pipe', 'ipc'],
     });
+    forwardLines(proc.stdout!, process.stdout, WORKERS_DEFAULTS.maxLine);
+    forwardLines(proc.stderr!, process.stderr, WORKERS_DEFAULTS.maxLine);
     s.proc = proc;
     s.state = 'starting';
     s.sent = 0;
@@ -262,8 +284,11 @@ export class WorkerPrimary {
     s.exited = new Promise<void>((resolve) => {
       proc.once('exit', (code, signal) => {
         this.exited(s, proc, code, signal);
-        resolve();
+        // Resolved once its last output lines are forwarded too ('close': its pipes ended),
+        // or soon after, should a process it started hold them open.
+        setTimeout(resolve, WORKERS_DEFAULTS.outputGrace).unref();
       });
+      proc.once('close', () => resolve());
     });
     proc.on('error', () => {
       // 'exit' follows (or the send failed): handled there
@@ -294,6 +319,7 @@ export class WorkerPrimary {
         }
         s.state = 'online';
         this.host.emitWorker({ slot: s.slot, pid: proc.pid ?? 0, event: 'online' });
+        if (s.crashes > 0) this.armStable(s, proc);
         if (this.slots.every((x) => x.state === 'online')) {
           const waiters = this.readyWaiters;
           this.readyWaiters = [];
@@ -328,38 +354,74 @@ export class WorkerPrimary {
   ): void {
     if (s.proc !== proc) return;
     s.proc = null;
-    const wasOnline = s.onlineAt > 0;
-    const uptime = wasOnline ? this.host.config.clock.now() - s.onlineAt : 0;
-    this.host.emitWorker({ slot: s.slot, pid: proc.pid ?? 0, event: 'exit', code, signal });
+    this.clearStable(s);
+    const pid = proc.pid ?? 0;
     if (this.stopping) {
       s.state = 'stopped';
-      return;
-    }
-    s.crashes = uptime >= WORKERS_DEFAULTS.stableAfter ? 1 : s.crashes + 1;
-    if (s.crashes >= WORKERS_DEFAULTS.maxCrashes) {
-      s.state = 'failed';
-      const err = new HeartlineError(
-        'HL_ERR_INTERNAL',
-        `worker ${s.slot} exited ${s.crashes} times in a row (last: ${signal ?? `code ${code}`}); not restarting it`,
-      );
-      this.host.emitWorker({ slot: s.slot, pid: proc.pid ?? 0, event: 'failed', code, signal });
-      const waiters = this.readyWaiters;
-      this.readyWaiters = [];
-      for (const w of waiters) w.reject(err);
-      if (waiters.length === 0) this.host.emitError(err);
+      this.host.emitWorker({ slot: s.slot, pid, event: 'exit', code, signal, crashes: 0 });
       return;
     }
     s.state = 'stopped';
-    const delay = Math.min(
-      WORKERS_DEFAULTS.restartDelay * 2 ** (s.crashes - 1),
-      WORKERS_DEFAULTS.maxRestartDelay,
-    );
+    s.crashes++;
+    const { crashLoopAfter, restartDelay, maxRestartDelay } = WORKERS_DEFAULTS;
+    if (this.readyWaiters.length > 0 && s.crashes >= crashLoopAfter) {
+      // Still starting: a script that cannot start a worker fails listen() (which stops the
+      // others) rather than retrying for ever unseen.
+      this.host.emitWorker({ slot: s.slot, pid, event: 'exit', code, signal, crashes: s.crashes });
+      const err = new HeartlineError(
+        'HL_ERR_INTERNAL',
+        `worker ${s.slot} exited ${s.crashes} times in a row while starting (last: ${signal ?? `code ${code}`})`,
+      );
+      const waiters = this.readyWaiters;
+      this.readyWaiters = [];
+      for (const w of waiters) w.reject(err);
+      return;
+    }
+    // Never given up once serving: one slot crashing must not take the service down.
+    // Capped exponential backoff; the other workers take every new socket meanwhile.
+    const retryIn = Math.min(restartDelay * 2 ** (s.crashes - 1), maxRestartDelay);
+    const event = { slot: s.slot, pid, code, signal, crashes: s.crashes, retryIn };
+    this.host.emitWorker({ ...event, event: 'exit' });
+    if (s.crashes >= crashLoopAfter) this.host.emitWorker({ ...event, event: 'crash-loop' });
+    s.restartAt = this.host.config.clock.now() + retryIn;
     s.restartTimer = setTimeout(() => {
       s.restartTimer = null;
+      s.restartAt = 0;
       if (this.stopping) return;
       s.restarts++;
       this.spawn(s);
-    }, delay);
+    }, retryIn);
+  }
+
+  /** Once `proc` has stayed online stableAfter ms, its slot's crash count starts over. */
+  private armStable(s: Slot, proc: ChildProcess): void {
+    this.clearStable(s);
+    s.stableTimer = setTimeout(() => {
+      s.stableTimer = null;
+      if (s.proc !== proc || s.state !== 'online') return;
+      const looped = s.crashes >= WORKERS_DEFAULTS.crashLoopAfter;
+      s.crashes = 0;
+      if (looped) this.host.emitWorker({ slot: s.slot, pid: proc.pid ?? 0, event: 'recovered' });
+    }, WORKERS_DEFAULTS.stableAfter);
+    s.stableTimer.unref();
+  }
+
+  private clearStable(s: Slot): void {
+    if (s.stableTimer) clearTimeout(s.stableTimer);
+    s.stableTimer = null;
+  }
+
+  /** About when a worker should be online again (ms from now), for a retry hint. */
+  private nextRestart(): number {
+    const { restartDelay, maxRestartDelay } = WORKERS_DEFAULTS;
+    const now = this.host.config.clock.now();
+    let soonest: number = maxRestartDelay;
+    for (const s of this.slots) {
+      // A starting worker needs about a first re-fork delay to register.
+      const at = s.state === 'starting' ? restartDelay : s.restartAt > 0 ? s.restartAt - now : 0;
+      if (at > 0) soonest = Math.min(soonest, at + restartDelay);
+    }
+    return Math.ceil(soonest);
   }
 
   /** Connections of a worker: what it reported plus what was handed to it since. */
@@ -414,6 +476,12 @@ export class WorkerPrimary {
     const onData = (chunk: Buffer) => {
       const r = peek.push(chunk);
       if (r.kind === 'more') return;
+      if (r.kind === 'oversized') {
+        // No worker needs to see it: refused at once, with the close a worker would send
+        // once the whole frame were in (PROTOCOL.md section 4).
+        if (settle()) this.refuseOversized(socket, r.error, remote);
+        return;
+      }
       finish(r.kind === 'hello' && r.sessionId ? r.sessionId[0]! : null);
     };
     const onClose = () => {
@@ -433,6 +501,27 @@ export class WorkerPrimary {
     socket.once('close', onClose);
     // pauseOnConnect: the socket reads nothing until this.
     socket.resume();
+  }
+
+  /** Closes a socket whose HELLO is longer than any HELLO can be, as a worker would. */
+  private refuseOversized(socket: Socket, error: ProtocolError, remote: string): void {
+    const unsupported = error.code === 'HL_ERR_UNSUPPORTED_VERSION';
+    const code = unsupported ? CloseCode.UNSUPPORTED_VERSION : CloseCode.PROTOCOL_ERROR;
+    const grace = this.wheel.timer(() => socket.destroy());
+    socket.once('close', () => grace.cancel());
+    grace.arm(REFUSE_GRACE_MS);
+    // Keep reading (and dropping) so that the peer's writes do not stall the CLOSE.
+    socket.resume();
+    socket.end(encodeClose(code, error.message));
+    this.host.emitRejected({
+      remote,
+      info: {
+        reason: unsupported ? 'unsupported-version' : 'protocol-error',
+        code,
+        message: error.message,
+        error,
+      },
+    });
   }
 
   /** The worker for a socket: the slot its resume names when that worker is online. */
@@ -472,8 +561,8 @@ export class WorkerPrimary {
       // Every worker is down (being re-forked): come back once one is up again.
       const refusal = {
         limit: 'load' as const,
-        retryAfter: WORKERS_DEFAULTS.maxRestartDelay,
-        message: 'server overloaded',
+        retryAfter: this.nextRestart(),
+        message: 'no worker is online',
       };
       refuseSocket(socket, this.wheel, refusal);
       this.host.emitRejected(refusalReport(refusal, remote));

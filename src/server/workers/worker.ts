@@ -51,6 +51,9 @@ export class WorkerChannel {
         this.address_ = { address: msg.address, family: msg.family, port: msg.port };
         resolve(this.address_);
       };
+      // stdout and stderr are pipes to the primary (lines.ts): once it is gone a write
+      // fails with EPIPE, which must not turn the worker's orderly close into a crash.
+      for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
       process.on('message', got);
       process.on('message', this.onMessage);
       process.on('disconnect', this.onDisconnect);
