@@ -741,4 +741,14 @@ test('options: workers with tls or out of range are refused; a worker holds its 
     maxSessions: Number.POSITIVE_INFINITY,
     acceptRate: Number.POSITIVE_INFINITY,
   });
+  // The replay budget is split too, never below one connection's cap.
+  assert.equal(
+    workerLimits({ maxTotalBufferedBytes: 400 << 20 }, 4).maxTotalBufferedBytes,
+    100 << 20,
+  );
+  assert.equal(
+    workerLimits({ maxTotalBufferedBytes: 3 << 20, maxBufferedBytes: 2 << 20 }, 4)
+      .maxTotalBufferedBytes,
+    2 << 20,
+  );
 });

@@ -6,6 +6,7 @@
  */
 
 import { InvalidArgumentError } from '../../errors.js';
+import { CONNECTION_DEFAULTS } from '../../options.js';
 
 /** Options of the multi-process mode (part of ServerOptions). */
 export interface WorkersOptions {
@@ -127,13 +128,16 @@ interface SplitLimits {
   maxConnections?: number | undefined;
   maxSessions?: number | undefined;
   maxHeartbeatsPerSecond?: number | undefined;
+  maxTotalBufferedBytes?: number | undefined;
+  maxBufferedBytes?: number | undefined;
   acceptRate?: number | undefined;
   acceptBurst?: number | undefined;
 }
 
 /**
- * A worker's share of the machine-wide limits: configured maxConnections, maxSessions and
- * maxHeartbeatsPerSecond divided evenly (rounded up); defaults stay per process (they
+ * A worker's share of the machine-wide limits: configured maxConnections, maxSessions,
+ * maxHeartbeatsPerSecond and maxTotalBufferedBytes divided evenly (rounded up; the
+ * replay budget never below one connection's cap); defaults stay per process (they
  * derive from per-process resources). The accept rate is the primary's to enforce.
  */
 export function workerLimits<T extends SplitLimits>(o: T, workers: number): T {
@@ -143,6 +147,10 @@ export function workerLimits<T extends SplitLimits>(o: T, workers: number): T {
   delete out.acceptBurst;
   for (const key of ['maxConnections', 'maxSessions', 'maxHeartbeatsPerSecond'] as const) {
     if (o[key] !== undefined) out[key] = share(o[key]) as T[typeof key];
+  }
+  if (o.maxTotalBufferedBytes !== undefined) {
+    const perConnection = o.maxBufferedBytes ?? CONNECTION_DEFAULTS.maxBufferedBytes;
+    out.maxTotalBufferedBytes = Math.max(share(o.maxTotalBufferedBytes) ?? 0, perConnection);
   }
   return out;
 }
