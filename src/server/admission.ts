@@ -458,6 +458,25 @@ export function refusalInfo(refusal: Refusal): CloseInfo {
   };
 }
 
+/**
+ * The report of a failed accept (EMFILE, ENFILE, ENOMEM...), which a listening
+ * net.Server emits as 'error': with no listener that would end the process, so a peer
+ * that opens sockets until the descriptors run out could crash it. libuv closes the
+ * connection it could not accept and the server goes on listening.
+ */
+export function acceptFailure(err: Error): { remote: string; info: CloseInfo } {
+  const errno = (err as NodeJS.ErrnoException).code;
+  return {
+    remote: '?',
+    info: {
+      reason: 'error',
+      message: `accept failed: ${err.message}`,
+      error: new HeartlineError('HL_ERR_SOCKET', `accept failed: ${err.message}`, { cause: err }),
+      ...(errno ? { errno } : {}),
+    },
+  };
+}
+
 /** A refusal as the server reports it (its 'rejected' event). */
 export interface RefusalReport {
   remote: string;

@@ -275,8 +275,20 @@ class ProcessSampler {
     this.histogram.enable();
   }
 
+  /** The last RSS reading, kept for when the next one cannot be taken. */
+  private rss = 0;
+
   sample(): ProcessSample {
-    const { heapUsed, rss } = process.memoryUsage();
+    // RSS is read from /proc and throws EMFILE once a flood of sockets has used every
+    // descriptor, exactly when the load levels matter: keep the last reading then. The
+    // heap figure needs no descriptor.
+    try {
+      this.rss = process.memoryUsage.rss();
+    } catch {
+      // keep the last reading
+    }
+    const rss = this.rss;
+    const heapUsed = getHeapStatistics().used_heap_size;
     const h = this.histogram;
     // The histogram holds nanoseconds; an empty one reports a huge minimum, so check count.
     const eventLoopDelay = h.count > 0 ? h.percentile(99) / 1e6 : 0;

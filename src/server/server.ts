@@ -60,6 +60,7 @@ import {
   type AdmissionLimit,
   type AdmissionOptions,
   type AdmissionStats,
+  acceptFailure,
   admitSocket,
   type Refusal,
   type ResolvedAdmission,
@@ -382,6 +383,10 @@ export class Server extends EventEmitter<ServerEvents> {
     } else {
       this.net = netServer({ noDelay: true }, (socket) => this.accept(socket));
     }
+    // A failed accept once listening (out of descriptors) is reported, never thrown.
+    this.net.on('error', (err) => {
+      if (this.net.listening) this.emit('rejected', acceptFailure(err));
+    });
     if (role?.role === 'primary') {
       const { clock, maxFrame, handshakeTimeout } = this.config;
       this.workers = new WorkerPrimary(

@@ -7,7 +7,9 @@
  */
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClientConnection } from '../../src/client/client.js';
@@ -273,4 +275,29 @@ test('a resume whose lastReceived lies beyond what the server sent is refused; t
     resume: { sessionId: w1.sessionId, token: w1.token, lastReceived: 1 },
   });
   assert.equal(w.resumed, true, 'the owner still resumes its session');
+});
+
+test('sockets until the descriptors run out: the server stays up and serves again once they close', async (t) => {
+  const { server, port, pid } = await echoServer(t);
+  // Leave the server a few dozen descriptors (prlimit, util-linux), then open more
+  // sockets than that: accept() fails with EMFILE.
+  const limited = spawnSync('prlimit', ['--pid', String(pid), '--nofile=64:64']);
+  assert.equal(limited.status, 0, String(limited.stderr));
+  const flood = Array.from({ length: 120 }, () => {
+    const s = netConnect({ host: '127.0.0.1', port });
+    s.on('error', () => {});
+    return s;
+  });
+  t.after(() => {
+    for (const s of flood) s.destroy();
+  });
+  // Every descriptor in use: libuv then accepts and drops what it cannot keep.
+  const open = () => readdirSync(`/proc/${pid}/fd`).length;
+  await waitFor(() => open() >= 60, { timeout: 10_000, message: 'descriptors not exhausted' });
+  // Load samples run meanwhile (every second); reading RSS from /proc needs a descriptor.
+  await sleep(2500);
+  for (const s of flood) s.destroy();
+  assert.equal(server.exit, null, `the server exited:\n${server.dump()}`);
+  const calm = bystander(t, port, 20);
+  await calm.done;
 });

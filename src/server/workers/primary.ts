@@ -21,6 +21,7 @@ import { TimingWheel } from '../../time/wheel.js';
 import {
   Admission,
   type AdmissionOptions,
+  acceptFailure,
   addressKey,
   REFUSE_GRACE_MS,
   type RefusalReport,
@@ -140,6 +141,10 @@ export class WorkerPrimary {
       clock.now(),
     );
     this.net = createServer({ noDelay: true, pauseOnConnect: true }, (s) => this.accept(s));
+    // A failed accept once listening (out of descriptors) is reported, never thrown.
+    this.net.on('error', (err) => {
+      if (this.net.listening) this.host.emitRejected(acceptFailure(err));
+    });
     for (let slot = 0; slot < workers; slot++) {
       this.slots.push({
         slot,
