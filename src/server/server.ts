@@ -63,7 +63,7 @@ import {
   refusalReport,
   resolveAdmission,
 } from './admission.js';
-import { type GrantPolicy, grantHeartbeat, validatePolicy } from './grant.js';
+import { defaultMaxTimeout, type GrantPolicy, grantHeartbeat, validatePolicy } from './grant.js';
 import {
   type LoadEvent,
   type LoadLevel,
@@ -137,6 +137,12 @@ export interface ServerOptions
   minInterval?: number;
   /** Longest interval a client may obtain (ms). @default 120000 */
   maxInterval?: number;
+  /**
+   * Longest heartbeat timeout a client may obtain (ms): how long a silent peer may keep
+   * its connection. At least 2 x maxInterval.
+   * @default max(300000, 2 x maxInterval)
+   */
+  maxTimeout?: number;
   /** How long a disconnected session waits for a resume (ms). @default 120000 */
   sessionTtl?: number;
   /** Authentication hook; without it every client is accepted. */
@@ -204,6 +210,7 @@ function resolveServer(o: ServerOptions): ResolvedServer {
     timeout: intOption('timeout', o.timeout, HEARTBEAT_DEFAULTS.timeout, 1),
     minInterval: intOption('minInterval', o.minInterval, SERVER_DEFAULTS.minInterval, 1),
     maxInterval: intOption('maxInterval', o.maxInterval, SERVER_DEFAULTS.maxInterval, 1),
+    maxTimeout: 0,
   };
   // An explicit interval below the default floor lowers the floor rather than failing.
   if (o.interval !== undefined && o.minInterval === undefined) {
@@ -215,6 +222,13 @@ function resolveServer(o: ServerOptions): ResolvedServer {
   if (o.interval !== undefined && o.timeout === undefined) {
     policy.timeout = policy.interval * (HEARTBEAT_DEFAULTS.timeout / HEARTBEAT_DEFAULTS.interval);
   }
+  policy.maxTimeout = intOption(
+    'maxTimeout',
+    o.maxTimeout,
+    // An explicit longer timeout raises the default rather than failing.
+    Math.max(defaultMaxTimeout(policy.maxInterval), policy.timeout),
+    1,
+  );
   validatePolicy(policy);
   const admission = resolveAdmission(o);
   return Object.freeze({
