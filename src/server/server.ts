@@ -57,6 +57,7 @@ import {
   type AdmissionLimit,
   type AdmissionOptions,
   type AdmissionStats,
+  addressKey,
   admitSocket,
   type Refusal,
   type ResolvedAdmission,
@@ -73,6 +74,7 @@ import {
   resolveLoad,
 } from './load.js';
 import { ServerConnection, type ServerConnectionHost } from './server-connection.js';
+import { SessionQuota } from './session-quota.js';
 import { TlsFront, type TlsPeerInfo, tlsPeerInfo } from './tls.js';
 import { WORKERS_DEFAULTS, type WorkersOptions, workerLimits, workerRole } from './workers/mode.js';
 import { type WorkerEvent, WorkerPrimary, type WorkerStats } from './workers/primary.js';
@@ -259,13 +261,21 @@ export class Server extends EventEmitter<ServerEvents> {
   private closing: Promise<void> | null = null;
   private drainStarted = false;
   private readonly admission: Admission;
+  /** Sessions per address and identity, and which abandoned one to evict for a new one. */
+  private readonly quota: SessionQuota;
+  /** Sessions evicted to make room (admissionStats). */
+  private evictions = 0;
   private readonly loadMonitor: LoadMonitor;
   private readonly adaptive: AdaptiveHeartbeat;
   private readonly cluster: ClusterNode;
   /** One host for every connection (a closure each would cost memory per connection). */
   private readonly connectionHost: ServerConnectionHost = {
-    opened: (c) => this.cluster.opened(c),
+    opened: (c) => {
+      this.quota.connected(c);
+      this.cluster.opened(c);
+    },
     disconnected: (c) => {
+      this.quota.disconnected(c);
       this.adaptive.forget(c);
       this.cluster.disconnected(c);
     },
@@ -288,6 +298,7 @@ export class Server extends EventEmitter<ServerEvents> {
     const { clock } = this.config;
     this.wheel = new TimingWheel(clock);
     this.admission = new Admission(this.config.admission, clock.now());
+    this.quota = new SessionQuota(this.config.admission);
     this.loadMonitor = new LoadMonitor(
       this.config.load,
       clock,
@@ -420,12 +431,13 @@ export class Server extends EventEmitter<ServerEvents> {
     return this.adaptive.load;
   }
 
-  /** Open sockets, sessions, and refusals by limit. */
+  /** Open sockets, sessions, refusals by limit and evicted sessions. */
   get admissionStats(): AdmissionStats {
     return {
       connections: this.admission.connections,
       sessions: this.sessions.size,
       refused: { ...this.admission.refusals },
+      evicted: this.evictions,
     };
   }
 
@@ -570,11 +582,31 @@ export class Server extends EventEmitter<ServerEvents> {
     return refused === null;
   }
 
-  /** Admission of a session: in danger or at maxSessions, only resumes pass. */
-  private admitSession(hello: HelloFrame, identity?: string | null): Refusal | null {
+  /**
+   * Admission of a session: resumes always pass; in danger nothing else does; at a session
+   * limit, an abandoned session is evicted to make room (see {@link SessionQuota}), or the
+   * HELLO is refused. Before authenticate (`identity` undefined) nothing is evicted: a peer
+   * that then fails to authenticate must not displace anyone.
+   */
+  private admitSession(link: Link, hello: HelloFrame, identity?: string | null): Refusal | null {
     if (hello.resume && this.findSession(hello.resume, identity)) return null;
     const danger = this.loadMonitor.level === 'danger';
-    return this.admission.checkSession(this.sessions.size, danger, this.config.load.recoverAfter);
+    const refusal = this.admission.checkSession(0, danger, this.config.load.recoverAfter);
+    if (refusal) return refusal;
+    const key = addressKey(link.socket.remoteAddress ?? '?');
+    // Each eviction removes a session, so this ends; the bound is a guard, not a limit.
+    for (let i = 0; i < 4; i++) {
+      const excess = this.quota.check(key, identity, this.sessions.size);
+      if (excess === null) return null;
+      if (excess.victim === null) return this.admission.refuseSession(excess.limit);
+      if (identity === undefined) return null;
+      this.evictions++;
+      excess.victim.endSession(
+        'session-expired',
+        `evicted to make room for a new session (${excess.limit})`,
+      );
+    }
+    return null;
   }
 
   /** Turns a handshaking link away with CLOSE(overloaded) and reports it. */
@@ -610,7 +642,7 @@ export class Server extends EventEmitter<ServerEvents> {
 
   private async handshake(link: Link, hello: HelloFrame): Promise<void> {
     // Before authenticate, which may be costly; checked again once the identity is known.
-    const early = this.admitSession(hello);
+    const early = this.admitSession(link, hello);
     if (early) {
       this.refuse(link, early);
       return;
@@ -665,7 +697,7 @@ export class Server extends EventEmitter<ServerEvents> {
       return;
     }
 
-    const refusal = this.admitSession(hello, identity);
+    const refusal = this.admitSession(link, hello, identity);
     if (refusal) {
       this.refuse(link, refusal);
       return;
@@ -708,6 +740,7 @@ export class Server extends EventEmitter<ServerEvents> {
     // Before registering it: a throwing heartbeatPolicy must not leave a session behind.
     const settings = this.adaptive.settingsFor(conn, granted);
     this.sessions.set(conn.sessionKey, conn);
+    this.quota.added(conn, addressKey(link.socket.remoteAddress ?? '?'));
     this.connections.set(conn.id, conn);
     this.cluster.adopt(conn, restored);
     link.write(
@@ -757,6 +790,7 @@ export class Server extends EventEmitter<ServerEvents> {
   private release(conn: ServerConnection): void {
     this.connections.delete(conn.id);
     this.sessions.delete(conn.sessionKey);
+    this.quota.removed(conn);
     this.cluster.released(conn);
     this.adaptive.forget(conn);
   }
