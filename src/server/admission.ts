@@ -534,17 +534,20 @@ export function refusalReport(refusal: Refusal, remote: string): RefusalReport {
 /**
  * Admission of a socket the server just accepted, before anything else is built for it:
  * an admitted socket is counted until it closes (null is returned); a refused one gets
- * CLOSE(overloaded) and is closed, and the report of its refusal is returned.
+ * CLOSE(overloaded) and is closed, and the report of its refusal is returned. `plain`
+ * false (a TLS listener, before the TLS handshake) closes a refused socket without a
+ * CLOSE frame, which its peer could not read, and reports no code or hint.
  */
 export function admitSocket(
   admission: Admission,
   socket: Socket,
   wheel: TimingWheel,
   now: number,
+  plain = true,
 ): RefusalReport | null {
   // A socket already gone has no address; it is counted until its close, moments away.
   const key = addressKey(socket.remoteAddress ?? '?');
-  const refused = refuseIfOverLimit(admission, socket, key, wheel, now);
+  const refused = refuseIfOverLimit(admission, socket, key, wheel, now, plain);
   if (!refused) trackSocket(admission, socket, key);
   return refused;
 }
@@ -559,11 +562,15 @@ export function refuseIfOverLimit(
   key: string,
   wheel: TimingWheel,
   now: number,
+  plain = true,
 ): RefusalReport | null {
   const refusal = admission.checkSocket(key, now);
   if (!refusal) return null;
-  refuseSocket(socket, wheel, refusal);
-  return refusalReport(refusal, socketRemote(socket));
+  refuseSocket(socket, wheel, refusal, plain);
+  const report = refusalReport(refusal, socketRemote(socket));
+  if (plain) return report;
+  const { code: _code, retryAfter: _retryAfter, ...info } = report.info;
+  return { ...report, info: { ...info, message: `${info.message} (closed before TLS)` } };
 }
 
 const kAdmission = Symbol('heartline.admission');
@@ -589,9 +596,14 @@ export function trackSocket(admission: Admission, socket: Socket, key: string): 
  * Turns a socket away: writes CLOSE(OVERLOADED, retryAfter) and half-closes, reading and
  * dropping whatever the peer sent (so that the close is a FIN, not a reset that could
  * destroy the CLOSE frame in flight), and destroys the socket if the peer has not closed
- * within {@link REFUSE_GRACE_MS}.
+ * within {@link REFUSE_GRACE_MS}. With `plain` false (a peer expecting TLS) only the FIN.
  */
-export function refuseSocket(socket: Socket, wheel: TimingWheel, refusal: Refusal): void {
+export function refuseSocket(
+  socket: Socket,
+  wheel: TimingWheel,
+  refusal: Refusal,
+  plain = true,
+): void {
   socket.on('error', () => {
     // the peer may reset first; the refusal has been reported already
   });
@@ -599,5 +611,6 @@ export function refuseSocket(socket: Socket, wheel: TimingWheel, refusal: Refusa
   socket.once('close', () => grace.cancel());
   grace.arm(REFUSE_GRACE_MS);
   socket.resume();
-  socket.end(encodeClose(CloseCode.OVERLOADED, refusal.message, refusal.retryAfter));
+  if (plain) socket.end(encodeClose(CloseCode.OVERLOADED, refusal.message, refusal.retryAfter));
+  else socket.end();
 }

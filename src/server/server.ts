@@ -325,7 +325,8 @@ export class Server extends EventEmitter<ServerEvents> {
         clock,
         wheel: this.wheel,
         handshakeTimeout,
-        secure: (socket, remainingMs) => this.accept(socket, remainingMs),
+        admit: (raw) => this.admit(raw, false),
+        secure: (socket, remainingMs) => this.accept(socket, remainingMs, true),
         rejected: (remote, info) => this.emit('rejected', { remote, info }),
       });
       this.net = this.tls.server;
@@ -552,13 +553,20 @@ export class Server extends EventEmitter<ServerEvents> {
     return this.closing;
   }
 
-  /** `handshakeMs`: what is left of handshakeTimeout (TLS used the rest). */
-  private accept(socket: Socket, handshakeMs = this.config.handshakeTimeout): void {
+  /**
+   * `handshakeMs`: what is left of handshakeTimeout (TLS used the rest); `admitted`: the
+   * TLS front admitted the socket at its TCP accept already.
+   */
+  private accept(
+    socket: Socket,
+    handshakeMs = this.config.handshakeTimeout,
+    admitted = false,
+  ): void {
     if (this.closing || this.drainStarted) {
       socket.destroy();
       return;
     }
-    if (!this.admit(socket)) return;
+    if (!admitted && !this.admit(socket)) return;
     const owner: LinkOwner = {
       onFrame: (link, frame) => this.onHandshakeFrame(link, frame),
       onLiveness: () => {},
@@ -575,9 +583,18 @@ export class Server extends EventEmitter<ServerEvents> {
     link.startHandshakeTimer(handshakeMs);
   }
 
-  /** Admission of a new socket: counts it, or refuses it with CLOSE(overloaded). */
-  private admit(socket: Socket): boolean {
-    const refused = admitSocket(this.admission, socket, this.wheel, this.config.clock.now());
+  /**
+   * Admission of a new socket: counts it, or refuses it with CLOSE(overloaded). A TLS
+   * socket (`plain` false) is admitted at its TCP accept, before TLS: refused, it is only
+   * closed.
+   */
+  private admit(socket: Socket, plain = true): boolean {
+    if (this.closing || this.drainStarted) {
+      socket.destroy();
+      return false;
+    }
+    const now = this.config.clock.now();
+    const refused = admitSocket(this.admission, socket, this.wheel, now, plain);
     if (refused) this.emit('rejected', refused);
     return refused === null;
   }
