@@ -4,7 +4,7 @@
  * limits off and on. Since admission runs at the TCP accept (before TLS), a socket the
  * limits refuse costs an accept and a close instead of a key exchange.
  *
- *   node --import tsx bench/tls-flood.ts [--seconds 5] [--clients 200] [--baseline DIR]
+ *   npm run bench:tls-flood -- [--seconds 5] [--clients 200] [--baseline DIR]
  *
  * The server runs in a child process (its CPU time is read with process.cpuUsage); the
  * flood runs here, the way a cheap attacker floods: `--clients` loops, each opening a TCP
