@@ -440,9 +440,19 @@ export class Admission {
    * refusing them could make a session outlive its TTL.
    */
   checkSession(sessions: number, danger = false, recoverAfter = 0): Refusal | null {
-    if (danger) return this.refuse('load', this.hint(recoverAfter));
+    const load = this.checkLoad(danger, recoverAfter);
+    if (load) return load;
     if (sessions >= this.config.maxSessions) return this.refuse('max-sessions', this.hint());
     return null;
+  }
+
+  /**
+   * The load half of {@link checkSession}: in danger, a HELLO for a new session is refused
+   * with a hint of at least `recoverAfter`. The server checks the session limits itself,
+   * since it may evict an abandoned session instead of refusing.
+   */
+  checkLoad(danger: boolean, recoverAfter = 0): Refusal | null {
+    return danger ? this.refuse('load', this.hint(recoverAfter)) : null;
   }
 
   /** Refuses a new session for one of the session limits (counted like every refusal). */

@@ -608,7 +608,7 @@ export class Server extends EventEmitter<ServerEvents> {
   private admitSession(link: Link, hello: HelloFrame, identity?: string | null): Refusal | null {
     if (hello.resume && this.findSession(hello.resume, identity)) return null;
     const danger = this.loadMonitor.level === 'danger';
-    const refusal = this.admission.checkSession(0, danger, this.config.load.recoverAfter);
+    const refusal = this.admission.checkLoad(danger, this.config.load.recoverAfter);
     if (refusal) return refusal;
     const key = addressKey(link.socket.remoteAddress ?? '?');
     // Each eviction removes a session, so this ends; the bound is a guard, not a limit.
