@@ -203,3 +203,18 @@ test('a frame trickled after the handshake is cut by the minimum data rate altho
   );
   assert.deepEqual(changes, [], 'no state change on the bystander');
 });
+
+test('a client asking for a 20-minute heartbeat timeout is granted maxTimeout at most', async (t) => {
+  const { server, port } = await startServer(t, { maxTimeout: 250_000 });
+  const greedy = await RawPeer.connect(t, port);
+  const welcome = await greedy.handshake({ interval: 120_000, timeout: 1_200_000 });
+  assert.ok(welcome.type === FrameType.WELCOME);
+  assert.equal(welcome.interval, 120_000);
+  assert.equal(welcome.timeout, 250_000);
+  // The default: 5 minutes.
+  const { port: port2 } = await startServer(t);
+  const other = await RawPeer.connect(t, port2);
+  const w2 = await other.handshake({ interval: 120_000, timeout: 1_200_000 });
+  assert.ok(w2.type === FrameType.WELCOME && w2.timeout === 300_000);
+  assert.equal(server.policy.maxTimeout, 250_000);
+});
