@@ -12,6 +12,7 @@ export const ErrorCodes = {
   HL_ERR_MALFORMED_FRAME: 'A frame was truncated, too long for its type or held an invalid field.',
   HL_ERR_UNSUPPORTED_VERSION: 'The peer speaks a protocol version this end does not support.',
   HL_ERR_UNEXPECTED_FRAME: 'A valid frame arrived in a state where it is not allowed.',
+  HL_ERR_SLOW_FRAME: 'A frame arrived below the minimum data rate.',
   HL_ERR_HANDSHAKE_TIMEOUT: 'The handshake did not complete in time.',
   HL_ERR_CONNECT_TIMEOUT: 'The TCP connection could not be established in time.',
   HL_ERR_HEARTBEAT_TIMEOUT: 'Nothing was heard from the peer within the heartbeat timeout.',
@@ -61,6 +62,7 @@ export class ProtocolError extends HeartlineError {
       | 'HL_ERR_MALFORMED_FRAME'
       | 'HL_ERR_UNSUPPORTED_VERSION'
       | 'HL_ERR_UNEXPECTED_FRAME'
+      | 'HL_ERR_SLOW_FRAME'
     >,
     message: string,
   ) {

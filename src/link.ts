@@ -122,6 +122,7 @@ function flushLink(link: Link): void {
 const STALL_TIMER = 0;
 const HANDSHAKE_TIMER = 1;
 const GRACE_TIMER = 2;
+const PARTIAL_TIMER = 3;
 
 /**
  * Socket listeners shared by every link: Node calls them with the socket as `this`, and
@@ -178,6 +179,12 @@ export class Link implements HeartbeatHost, TimerTarget {
   /** We sent CLOSE and FIN on purpose and keep reading until the peer closes. */
   private halfClosed = false;
   private graceTimer: WheelTimer | null = null;
+  /** Fires when the incomplete frame in the decoder may be too slow (see trackPartial). */
+  private partialTimer: WheelTimer | null = null;
+  /** Monotonic ms at which the incomplete frame in the decoder began arriving; -1: none. */
+  private partialSince = -1;
+  /** Bytes of the incomplete frame received since partialSince. */
+  private partialBytes = 0;
   /**
    * Frames written this turn and not yet handed to the socket: they leave together in
    * one write when the turn's work is done (null while there are none).
@@ -216,7 +223,8 @@ export class Link implements HeartbeatHost, TimerTarget {
     if (kind === STALL_TIMER) this.checkStall();
     else if (kind === HANDSHAKE_TIMER) {
       this.fail('handshake-timeout', 'no handshake within the handshake timeout');
-    } else this.socket.destroy();
+    } else if (kind === PARTIAL_TIMER) this.checkPartial();
+    else this.socket.destroy();
   }
 
   /** Remote address as host:port (kept after the socket closes). */
@@ -568,6 +576,7 @@ export class Link implements HeartbeatHost, TimerTarget {
       this.failProtocol(err);
       return;
     }
+    if (this.config.minDataRate > 0) this.trackPartial(chunk.length, frames.length > 0);
     for (const frame of frames) {
       // After our own close() the peer's frames still count until its FIN (closing handshake).
       if (this.closed || (this.closing && !this.halfClosed)) return;
@@ -657,6 +666,46 @@ export class Link implements HeartbeatHost, TimerTarget {
     }
   }
 
+  /**
+   * Keeps the clock of the incomplete frame the decoder holds after a chunk: a frame must
+   * be complete within partialFrameTimeout plus one second per minDataRate bytes of it
+   * received. Bytes (PINGs included: inside a frame they are its bytes) keep the heartbeat
+   * alive but never restart this clock; only completing the frame does. The hot path only
+   * counts: the one wheel timer is armed when a frame starts and no timer is armed, and
+   * {@link checkPartial} re-arms it to the true deadline when it fires early.
+   */
+  private trackPartial(n: number, completed: boolean): void {
+    if (this.decoder.bufferedBytes === 0) {
+      this.partialSince = -1;
+      return;
+    }
+    if (this.partialSince < 0 || completed) {
+      // A frame began in this chunk (after any that completed in it).
+      this.partialSince = this.lastReceived;
+      this.partialBytes = this.decoder.bufferedBytes;
+      this.partialTimer ??= this.wheel.timerFor(this, PARTIAL_TIMER);
+      // An armed timer fires no later than this frame's deadline: its frame started earlier.
+      if (!this.partialTimer.armed) this.partialTimer.arm(this.config.partialFrameTimeout);
+    } else {
+      this.partialBytes += n;
+    }
+  }
+
+  /** The partial-frame timer fired: cut the link if its frame is past its deadline. */
+  private checkPartial(): void {
+    if (!this.open || this.partialSince < 0 || this.decoder.bufferedBytes === 0) return;
+    const { partialFrameTimeout, minDataRate, clock } = this.config;
+    const deadline =
+      this.partialSince + partialFrameTimeout + (this.partialBytes * 1000) / minDataRate;
+    const now = clock.now();
+    if (now < deadline) {
+      this.partialTimer!.arm(Math.ceil(deadline - now));
+      return;
+    }
+    const message = `a frame stayed incomplete for ${Math.round(now - this.partialSince)} ms with ${this.partialBytes} bytes of it received, below the minimum rate of ${minDataRate} bytes/s after the first ${partialFrameTimeout} ms`;
+    this.fail('protocol-error', message, new ProtocolError('HL_ERR_SLOW_FRAME', message));
+  }
+
   /** Ends the link because the peer sent a frame that is valid but not allowed now. */
   unexpected(message: string): void {
     this.fail('protocol-error', message, new ProtocolError('HL_ERR_UNEXPECTED_FRAME', message));
@@ -717,6 +766,7 @@ export class Link implements HeartbeatHost, TimerTarget {
     this.handshakeTimer?.cancel();
     this.stallTimer?.cancel();
     this.graceTimer?.cancel();
+    this.partialTimer?.cancel();
     const info = this.closing ?? { reason: 'eof', message: 'the connection closed' };
     this.owner.onClose(this, info);
   }

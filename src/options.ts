@@ -59,6 +59,22 @@ export const CONNECTION_DEFAULTS = Object.freeze({
   socketLowWater: 64 * 1024,
   /** OS keepalive backstop: idle time before the kernel probes (ms, whole seconds). */
   keepAliveDelay: 30_000,
+  /**
+   * A frame that started arriving must be complete within this long (ms), plus one second
+   * per `minDataRate` bytes of it received: as long as the heartbeat timeout tolerates
+   * silence, since a stalled path may pause a frame that long. Every byte keeps the
+   * heartbeat alive, so without this a peer sending one byte of a frame per timeout held
+   * its connection forever.
+   */
+  partialFrameTimeout: 30_000,
+  /**
+   * Minimum average rate of a frame in flight (bytes/s): 8 kbit/s, below any link that
+   * carries real traffic, while a trickle of a byte per heartbeat is cut at
+   * partialFrameTimeout. The allowance grows with the bytes received, not the length a
+   * frame announces, so announcing a huge frame buys no time (Apache mod_reqtimeout's
+   * `MinRate` works the same way).
+   */
+  minDataRate: 1024,
 });
 
 /**
@@ -123,6 +139,14 @@ export interface CommonOptions {
   maxBufferedBytes?: number;
   /** OS keepalive idle delay in ms (0 disables). @default 30000 */
   keepAliveDelay?: number;
+  /**
+   * A frame that started arriving must be complete within this many ms plus one second
+   * per `minDataRate` bytes of it received, or the link closes with CLOSE(protocol error)
+   * and `HL_ERR_SLOW_FRAME`. @default 30000
+   */
+  partialFrameTimeout?: number;
+  /** Minimum average rate of an incomplete frame in bytes/s (0: no limit). @default 1024 */
+  minDataRate?: number;
   /** Failure detector behind SUSPECT and DEAD. @default fixedDetector() */
   detector?: DetectorFactory;
   /**
@@ -211,6 +235,9 @@ export interface ResolvedCommon {
   readonly highWaterMark: number;
   readonly maxBufferedBytes: number;
   readonly keepAliveDelay: number;
+  readonly partialFrameTimeout: number;
+  /** 0: no limit on how slowly a frame may arrive. */
+  readonly minDataRate: number;
   readonly socketLowWater: number;
   readonly detector: DetectorFactory;
   /** TCP options given explicitly (undefined fields derive from the heartbeat), or false. */
@@ -255,6 +282,13 @@ export function resolveCommon(
     highWaterMark,
     maxBufferedBytes,
     keepAliveDelay,
+    partialFrameTimeout: intOption(
+      'partialFrameTimeout',
+      o.partialFrameTimeout,
+      d.partialFrameTimeout,
+      1,
+    ),
+    minDataRate: intOption('minDataRate', o.minDataRate, d.minDataRate, 0),
     socketLowWater: d.socketLowWater,
     detector: o.detector ?? detector,
     tcp: resolveTcpOptions(o.tcp, o.keepAliveDelay === undefined ? undefined : keepAliveDelay),

@@ -53,13 +53,19 @@ Options:
                        (default unlimited)
   --max-sessions N     most sessions, counting those waiting for a resume
                        (default 2 x max-connections)
+  --max-sessions-per-address N
+                       most sessions created from one address (default
+                       2 x max-connections-per-address)
+  --max-sessions-per-identity N
+                       most sessions bound to one authenticated identity
+                       (default 1000)
   --accept-rate N      sockets accepted per second (default 1000)
   --accept-burst N     sockets accepted at once before the rate applies
                        (default accept-rate)
   --max-heartbeats-per-second N
                        heartbeat budget: above it every interval is stretched
                        (default 10000)
-                       Each of these six takes "unlimited" too.
+                       Each of these eight takes "unlimited" too.
   --tls-cert FILE      serve TLS with this PEM certificate (chain)...
   --tls-key FILE       ...and this PEM private key
   --tls-ca FILE        mutual TLS: require client certificates signed by this PEM CA
@@ -108,6 +114,8 @@ export async function serve(argv: string[]): Promise<number> {
       'max-connections': { type: 'string' },
       'max-connections-per-address': { type: 'string' },
       'max-sessions': { type: 'string' },
+      'max-sessions-per-address': { type: 'string' },
+      'max-sessions-per-identity': { type: 'string' },
       'accept-rate': { type: 'string' },
       'accept-burst': { type: 'string' },
       'max-heartbeats-per-second': { type: 'string' },
@@ -153,6 +161,14 @@ export async function serve(argv: string[]): Promise<number> {
       values['max-connections-per-address'],
     ),
     maxSessions: limitFlag('max-sessions', values['max-sessions']),
+    maxSessionsPerAddress: limitFlag(
+      'max-sessions-per-address',
+      values['max-sessions-per-address'],
+    ),
+    maxSessionsPerIdentity: limitFlag(
+      'max-sessions-per-identity',
+      values['max-sessions-per-identity'],
+    ),
     acceptRate: limitFlag('accept-rate', values['accept-rate']),
     acceptBurst: limitFlag('accept-burst', values['accept-burst']),
     maxHeartbeatsPerSecond: limitFlag(

@@ -8,7 +8,7 @@ export const CloseCode = {
   NORMAL: 1000,
   /** The server is shutting down or draining: reconnect elsewhere at once. */
   GOING_AWAY: 1001,
-  /** The peer sent bytes that are not a valid frame, or a frame out of order. */
+  /** The peer sent bytes that are not a valid frame, a frame out of order, or a frame too slowly. */
   PROTOCOL_ERROR: 1002,
   /** The peer's HELLO asked for a protocol version this end does not speak. */
   UNSUPPORTED_VERSION: 1003,
@@ -41,7 +41,8 @@ export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
  * - reset: ECONNRESET / EPIPE
  * - refused: ECONNREFUSED while connecting
  * - connect-timeout, handshake-timeout, heartbeat-timeout, write-stall: our own timers
- * - protocol-error, frame-too-large, unsupported-version: the peer sent bad bytes
+ * - protocol-error, frame-too-large, unsupported-version: the peer sent bad bytes (or,
+ *   protocol-error with HL_ERR_SLOW_FRAME, a frame below the minimum data rate)
  * - keepalive-timeout: the kernel gave up on the peer (TCP keepalive or TCP_USER_TIMEOUT)
  * - tls-error: the TLS handshake failed or a certificate was refused (no CLOSE code: it
  *   happens below the frame layer); not final, a client retries with backoff

@@ -156,7 +156,11 @@ export function stretchGrant(
     Math.max(policy.maxInterval, base.interval),
     Math.ceil(base.interval * factor),
   );
-  const timeout = Math.min(0xffff_ffff, Math.round((base.timeout * interval) / base.interval));
+  // Never past maxTimeout (>= 2 x maxInterval >= 2 x interval, so still a valid grant).
+  const timeout = Math.min(
+    Math.max(policy.maxTimeout, base.timeout),
+    Math.round((base.timeout * interval) / base.interval),
+  );
   return { interval, timeout };
 }
 

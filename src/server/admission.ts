@@ -7,6 +7,9 @@
  * - `maxConnectionsPerAddress`: open sockets from one client address (an IPv6 address
  *   counts by its /64 prefix, the block one host usually owns);
  * - `maxSessions`: sessions, including those waiting for a resume;
+ * - `maxSessionsPerAddress` / `maxSessionsPerIdentity`: sessions created from one client
+ *   address, and bound to one identity (the server's session quota makes room by evicting
+ *   abandoned sessions before refusing, see `session-quota.ts`);
  * - `acceptRate` / `acceptBurst`: a token bucket on accepted sockets.
  *
  * The decisions are pure: {@link Admission} takes the time as an argument (the server reads
@@ -38,6 +41,14 @@ import type { TimingWheel } from '../time/wheel.js';
  * - maxSessions: twice maxConnections: every connected client's session, plus as many again
  *   waiting for a resume (clients that crashed and came back with a new session while the
  *   old one waits out its TTL), each holding its replay buffer.
+ * - maxSessionsPerAddress: 2 x maxConnectionsPerAddress, so unlimited by default for the
+ *   same reason (one address may be a whole NAT), and in proportion when that is set, as
+ *   maxSessions is to maxConnections.
+ * - maxSessionsPerIdentity: 1,000. A person or a device holds a handful of sessions; at
+ *   1,000 one stolen credential holds at most 1/39 of the default session table, so
+ *   locking everyone out takes dozens of them. A fleet sharing one identity needs more
+ *   (or Infinity). At the limit, the identity's own oldest disconnected session is
+ *   evicted first: an identity is never locked out by sessions it abandoned.
  * - acceptRate / acceptBurst: 1,000 per second with a burst of 1,000. A plain handshake
  *   costs tens of microseconds of CPU and a TLS one about a millisecond, so a reconnect
  *   storm stays under one core even with TLS, while a full process refills in about 20 s.
@@ -51,6 +62,8 @@ export const ADMISSION_DEFAULTS = Object.freeze({
   fileReserve: 256,
   /** Sessions allowed per allowed connection (default maxSessions = this x maxConnections). */
   sessionsPerConnection: 2,
+  /** Sessions bound to one identity. */
+  maxSessionsPerIdentity: 1000,
   /** Accepted sockets per second. */
   acceptRate: 1000,
   /** Hint for refusals other than the accept rate (ms). */
@@ -84,6 +97,21 @@ export interface AdmissionOptions {
    * @default 2 x maxConnections
    */
   maxSessions?: number;
+  /**
+   * Most sessions created from one client address (IPv6: one /64), including those waiting
+   * for a resume. At the limit the address's oldest disconnected session without an
+   * identity is evicted to make room; if it has none, the HELLO is refused.
+   * `Infinity` for no limit.
+   * @default 2 x maxConnectionsPerAddress (unlimited)
+   */
+  maxSessionsPerAddress?: number;
+  /**
+   * Most sessions bound to one identity (what `authenticate` returned). At the limit the
+   * identity's oldest disconnected session is evicted to make room; if all are connected,
+   * the HELLO is refused. `Infinity` for no limit.
+   * @default 1000
+   */
+  maxSessionsPerIdentity?: number;
   /** Sockets accepted per second (token bucket refill rate). `Infinity` for no limit. @default 1000 */
   acceptRate?: number;
   /** Sockets accepted at once before the rate applies (bucket size). @default acceptRate */
@@ -101,8 +129,16 @@ export type AdmissionLimit =
   | 'max-connections'
   | 'max-connections-per-address'
   | 'max-sessions'
+  | 'max-sessions-per-address'
+  | 'max-sessions-per-identity'
   | 'accept-rate'
   | 'load';
+
+/** The limits on sessions (see the server's session quota). */
+export type SessionLimit = Extract<
+  AdmissionLimit,
+  'max-sessions' | 'max-sessions-per-address' | 'max-sessions-per-identity'
+>;
 
 /** A decision to refuse. */
 export interface Refusal {
@@ -118,6 +154,8 @@ export interface ResolvedAdmission {
   readonly maxConnections: number;
   readonly maxConnectionsPerAddress: number;
   readonly maxSessions: number;
+  readonly maxSessionsPerAddress: number;
+  readonly maxSessionsPerIdentity: number;
   readonly acceptRate: number;
   readonly acceptBurst: number;
   readonly retryAfter: number;
@@ -127,6 +165,8 @@ const MESSAGES: Readonly<Record<AdmissionLimit, string>> = {
   'max-connections': 'connection limit reached',
   'max-connections-per-address': 'connection limit for this address reached',
   'max-sessions': 'session limit reached',
+  'max-sessions-per-address': 'session limit for this address reached',
+  'max-sessions-per-identity': 'session limit for this identity reached',
   'accept-rate': 'accept rate limit reached',
   load: 'server overloaded',
 };
@@ -197,6 +237,16 @@ export function resolveAdmission(
     o.maxSessions,
     maxConnections * ADMISSION_DEFAULTS.sessionsPerConnection,
   );
+  const maxSessionsPerAddress = limitOption(
+    'maxSessionsPerAddress',
+    o.maxSessionsPerAddress,
+    maxConnectionsPerAddress * ADMISSION_DEFAULTS.sessionsPerConnection,
+  );
+  const maxSessionsPerIdentity = limitOption(
+    'maxSessionsPerIdentity',
+    o.maxSessionsPerIdentity,
+    ADMISSION_DEFAULTS.maxSessionsPerIdentity,
+  );
   const acceptRate = o.acceptRate ?? ADMISSION_DEFAULTS.acceptRate;
   if (typeof acceptRate !== 'number' || !(acceptRate > 0)) {
     throw new InvalidArgumentError(
@@ -221,6 +271,8 @@ export function resolveAdmission(
     maxConnections,
     maxConnectionsPerAddress,
     maxSessions,
+    maxSessionsPerAddress,
+    maxSessionsPerIdentity,
     acceptRate,
     acceptBurst,
     retryAfter,
@@ -339,6 +391,8 @@ export class Admission {
     'max-connections': 0,
     'max-connections-per-address': 0,
     'max-sessions': 0,
+    'max-sessions-per-address': 0,
+    'max-sessions-per-identity': 0,
     'accept-rate': 0,
     load: 0,
   };
@@ -386,9 +440,24 @@ export class Admission {
    * refusing them could make a session outlive its TTL.
    */
   checkSession(sessions: number, danger = false, recoverAfter = 0): Refusal | null {
-    if (danger) return this.refuse('load', this.hint(recoverAfter));
+    const load = this.checkLoad(danger, recoverAfter);
+    if (load) return load;
     if (sessions >= this.config.maxSessions) return this.refuse('max-sessions', this.hint());
     return null;
+  }
+
+  /**
+   * The load half of {@link checkSession}: in danger, a HELLO for a new session is refused
+   * with a hint of at least `recoverAfter`. The server checks the session limits itself,
+   * since it may evict an abandoned session instead of refusing.
+   */
+  checkLoad(danger: boolean, recoverAfter = 0): Refusal | null {
+    return danger ? this.refuse('load', this.hint(recoverAfter)) : null;
+  }
+
+  /** Refuses a new session for one of the session limits (counted like every refusal). */
+  refuseSession(limit: SessionLimit): Refusal {
+    return this.refuse(limit, this.hint());
   }
 
   /** Counts an admitted socket. */
@@ -435,6 +504,8 @@ export interface AdmissionStats {
   sessions: number;
   /** Refusals since the server started, by limit. */
   refused: Readonly<Record<AdmissionLimit, number>>;
+  /** Disconnected sessions evicted to make room for new ones since the server started. */
+  evicted: number;
 }
 
 /** A socket's remote address as host:port, [v6]:port, or '?' once it is gone. */
@@ -492,17 +563,20 @@ export function refusalReport(refusal: Refusal, remote: string): RefusalReport {
 /**
  * Admission of a socket the server just accepted, before anything else is built for it:
  * an admitted socket is counted until it closes (null is returned); a refused one gets
- * CLOSE(overloaded) and is closed, and the report of its refusal is returned.
+ * CLOSE(overloaded) and is closed, and the report of its refusal is returned. `plain`
+ * false (a TLS listener, before the TLS handshake) closes a refused socket without a
+ * CLOSE frame, which its peer could not read, and reports no code or hint.
  */
 export function admitSocket(
   admission: Admission,
   socket: Socket,
   wheel: TimingWheel,
   now: number,
+  plain = true,
 ): RefusalReport | null {
   // A socket already gone has no address; it is counted until its close, moments away.
   const key = addressKey(socket.remoteAddress ?? '?');
-  const refused = refuseIfOverLimit(admission, socket, key, wheel, now);
+  const refused = refuseIfOverLimit(admission, socket, key, wheel, now, plain);
   if (!refused) trackSocket(admission, socket, key);
   return refused;
 }
@@ -517,11 +591,15 @@ export function refuseIfOverLimit(
   key: string,
   wheel: TimingWheel,
   now: number,
+  plain = true,
 ): RefusalReport | null {
   const refusal = admission.checkSocket(key, now);
   if (!refusal) return null;
-  refuseSocket(socket, wheel, refusal);
-  return refusalReport(refusal, socketRemote(socket));
+  refuseSocket(socket, wheel, refusal, plain);
+  const report = refusalReport(refusal, socketRemote(socket));
+  if (plain) return report;
+  const { code: _code, retryAfter: _retryAfter, ...info } = report.info;
+  return { ...report, info: { ...info, message: `${info.message} (closed before TLS)` } };
 }
 
 const kAdmission = Symbol('heartline.admission');
@@ -547,9 +625,14 @@ export function trackSocket(admission: Admission, socket: Socket, key: string): 
  * Turns a socket away: writes CLOSE(OVERLOADED, retryAfter) and half-closes, reading and
  * dropping whatever the peer sent (so that the close is a FIN, not a reset that could
  * destroy the CLOSE frame in flight), and destroys the socket if the peer has not closed
- * within {@link REFUSE_GRACE_MS}.
+ * within {@link REFUSE_GRACE_MS}. With `plain` false (a peer expecting TLS) only the FIN.
  */
-export function refuseSocket(socket: Socket, wheel: TimingWheel, refusal: Refusal): void {
+export function refuseSocket(
+  socket: Socket,
+  wheel: TimingWheel,
+  refusal: Refusal,
+  plain = true,
+): void {
   socket.on('error', () => {
     // the peer may reset first; the refusal has been reported already
   });
@@ -557,5 +640,6 @@ export function refuseSocket(socket: Socket, wheel: TimingWheel, refusal: Refusa
   socket.once('close', () => grace.cancel());
   grace.arm(REFUSE_GRACE_MS);
   socket.resume();
-  socket.end(encodeClose(CloseCode.OVERLOADED, refusal.message, refusal.retryAfter));
+  if (plain) socket.end(encodeClose(CloseCode.OVERLOADED, refusal.message, refusal.retryAfter));
+  else socket.end();
 }

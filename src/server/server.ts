@@ -61,13 +61,14 @@ import {
   type AdmissionOptions,
   type AdmissionStats,
   acceptFailure,
+  addressKey,
   admitSocket,
   type Refusal,
   type ResolvedAdmission,
   refusalReport,
   resolveAdmission,
 } from './admission.js';
-import { type GrantPolicy, grantHeartbeat, validatePolicy } from './grant.js';
+import { defaultMaxTimeout, type GrantPolicy, grantHeartbeat, validatePolicy } from './grant.js';
 import {
   type LoadEvent,
   type LoadLevel,
@@ -77,6 +78,7 @@ import {
   resolveLoad,
 } from './load.js';
 import { ServerConnection, type ServerConnectionHost } from './server-connection.js';
+import { SessionQuota } from './session-quota.js';
 import { TlsFront, type TlsPeerInfo, tlsPeerInfo } from './tls.js';
 import { WORKERS_DEFAULTS, type WorkersOptions, workerLimits, workerRole } from './workers/mode.js';
 import { type WorkerEvent, WorkerPrimary, type WorkerStats } from './workers/primary.js';
@@ -156,6 +158,12 @@ export interface ServerOptions
   minInterval?: number;
   /** Longest interval a client may obtain (ms). @default 120000 */
   maxInterval?: number;
+  /**
+   * Longest heartbeat timeout a client may obtain (ms): how long a silent peer may keep
+   * its connection. At least 2 x maxInterval.
+   * @default max(300000, 2 x maxInterval)
+   */
+  maxTimeout?: number;
   /** How long a disconnected session waits for a resume (ms). @default 120000 */
   sessionTtl?: number;
   /**
@@ -255,6 +263,7 @@ function resolveServer(o: ServerOptions): ResolvedServer {
     timeout: intOption('timeout', o.timeout, HEARTBEAT_DEFAULTS.timeout, 1),
     minInterval: intOption('minInterval', o.minInterval, SERVER_DEFAULTS.minInterval, 1),
     maxInterval: intOption('maxInterval', o.maxInterval, SERVER_DEFAULTS.maxInterval, 1),
+    maxTimeout: 0,
   };
   // An explicit interval below the default floor lowers the floor rather than failing.
   if (o.interval !== undefined && o.minInterval === undefined) {
@@ -266,6 +275,13 @@ function resolveServer(o: ServerOptions): ResolvedServer {
   if (o.interval !== undefined && o.timeout === undefined) {
     policy.timeout = policy.interval * (HEARTBEAT_DEFAULTS.timeout / HEARTBEAT_DEFAULTS.interval);
   }
+  policy.maxTimeout = intOption(
+    'maxTimeout',
+    o.maxTimeout,
+    // An explicit longer timeout raises the default rather than failing.
+    Math.max(defaultMaxTimeout(policy.maxInterval), policy.timeout),
+    1,
+  );
   validatePolicy(policy);
   const admission = resolveAdmission(o);
   const maxTotal = intOption(
@@ -320,13 +336,21 @@ export class Server extends EventEmitter<ServerEvents> {
   private closing: Promise<void> | null = null;
   private drainStarted = false;
   private readonly admission: Admission;
+  /** Sessions per address and identity, and which abandoned one to evict for a new one. */
+  private readonly quota: SessionQuota;
+  /** Sessions evicted to make room (admissionStats). */
+  private evictions = 0;
   private readonly loadMonitor: LoadMonitor;
   private readonly adaptive: AdaptiveHeartbeat;
   private readonly cluster: ClusterNode;
   /** One host for every connection (a closure each would cost memory per connection). */
   private readonly connectionHost: ServerConnectionHost = {
-    opened: (c) => this.cluster.opened(c),
+    opened: (c) => {
+      this.quota.connected(c);
+      this.cluster.opened(c);
+    },
     disconnected: (c) => {
+      this.quota.disconnected(c);
       this.adaptive.forget(c);
       this.cluster.disconnected(c);
     },
@@ -350,6 +374,7 @@ export class Server extends EventEmitter<ServerEvents> {
     if (this.config.budget) this.config.budget.reclaim = (n, held) => this.reclaim(n, held);
     this.wheel = new TimingWheel(clock);
     this.admission = new Admission(this.config.admission, clock.now());
+    this.quota = new SessionQuota(this.config.admission);
     this.loadMonitor = new LoadMonitor(
       this.config.load,
       clock,
@@ -376,7 +401,8 @@ export class Server extends EventEmitter<ServerEvents> {
         clock,
         wheel: this.wheel,
         handshakeTimeout,
-        secure: (socket, remainingMs) => this.accept(socket, remainingMs),
+        admit: (raw) => this.admit(raw, false),
+        secure: (socket, remainingMs) => this.accept(socket, remainingMs, true),
         rejected: (remote, info) => this.emit('rejected', { remote, info }),
       });
       this.net = this.tls.server;
@@ -485,12 +511,13 @@ export class Server extends EventEmitter<ServerEvents> {
     return this.adaptive.load;
   }
 
-  /** Open sockets, sessions, and refusals by limit. */
+  /** Open sockets, sessions, refusals by limit and evicted sessions. */
   get admissionStats(): AdmissionStats {
     return {
       connections: this.admission.connections,
       sessions: this.sessions.size,
       refused: { ...this.admission.refusals },
+      evicted: this.evictions,
     };
   }
 
@@ -605,13 +632,20 @@ export class Server extends EventEmitter<ServerEvents> {
     return this.closing;
   }
 
-  /** `handshakeMs`: what is left of handshakeTimeout (TLS used the rest). */
-  private accept(socket: Socket, handshakeMs = this.config.handshakeTimeout): void {
+  /**
+   * `handshakeMs`: what is left of handshakeTimeout (TLS used the rest); `admitted`: the
+   * TLS front admitted the socket at its TCP accept already.
+   */
+  private accept(
+    socket: Socket,
+    handshakeMs = this.config.handshakeTimeout,
+    admitted = false,
+  ): void {
     if (this.closing || this.drainStarted) {
       socket.destroy();
       return;
     }
-    if (!this.admit(socket)) return;
+    if (!admitted && !this.admit(socket)) return;
     const owner: LinkOwner = {
       onFrame: (link, frame) => this.onHandshakeFrame(link, frame),
       onLiveness: () => {},
@@ -628,18 +662,47 @@ export class Server extends EventEmitter<ServerEvents> {
     link.startHandshakeTimer(handshakeMs);
   }
 
-  /** Admission of a new socket: counts it, or refuses it with CLOSE(overloaded). */
-  private admit(socket: Socket): boolean {
-    const refused = admitSocket(this.admission, socket, this.wheel, this.config.clock.now());
+  /**
+   * Admission of a new socket: counts it, or refuses it with CLOSE(overloaded). A TLS
+   * socket (`plain` false) is admitted at its TCP accept, before TLS: refused, it is only
+   * closed.
+   */
+  private admit(socket: Socket, plain = true): boolean {
+    if (this.closing || this.drainStarted) {
+      socket.destroy();
+      return false;
+    }
+    const now = this.config.clock.now();
+    const refused = admitSocket(this.admission, socket, this.wheel, now, plain);
     if (refused) this.emit('rejected', refused);
     return refused === null;
   }
 
-  /** Admission of a session: in danger or at maxSessions, only resumes pass. */
-  private admitSession(hello: HelloFrame, identity?: string | null): Refusal | null {
+  /**
+   * Admission of a session: resumes always pass; in danger nothing else does; at a session
+   * limit, an abandoned session is evicted to make room (see {@link SessionQuota}), or the
+   * HELLO is refused. Before authenticate (`identity` undefined) nothing is evicted: a peer
+   * that then fails to authenticate must not displace anyone.
+   */
+  private admitSession(link: Link, hello: HelloFrame, identity?: string | null): Refusal | null {
     if (hello.resume && this.findSession(hello.resume, identity)) return null;
     const danger = this.loadMonitor.level === 'danger';
-    return this.admission.checkSession(this.sessions.size, danger, this.config.load.recoverAfter);
+    const refusal = this.admission.checkLoad(danger, this.config.load.recoverAfter);
+    if (refusal) return refusal;
+    const key = addressKey(link.socket.remoteAddress ?? '?');
+    // Each eviction removes a session, so this ends; the bound is a guard, not a limit.
+    for (let i = 0; i < 4; i++) {
+      const excess = this.quota.check(key, identity, this.sessions.size);
+      if (excess === null) return null;
+      if (excess.victim === null) return this.admission.refuseSession(excess.limit);
+      if (identity === undefined) return null;
+      this.evictions++;
+      excess.victim.endSession(
+        'session-expired',
+        `evicted to make room for a new session (${excess.limit})`,
+      );
+    }
+    return null;
   }
 
   /** Turns a handshaking link away with CLOSE(overloaded) and reports it. */
@@ -705,7 +768,7 @@ export class Server extends EventEmitter<ServerEvents> {
       return;
     }
     // Before authenticate, which may be costly; checked again once the identity is known.
-    const early = this.admitSession(hello);
+    const early = this.admitSession(link, hello);
     if (early) {
       this.refuse(link, early);
       return;
@@ -772,7 +835,7 @@ export class Server extends EventEmitter<ServerEvents> {
       return;
     }
 
-    const refusal = this.admitSession(hello, identity);
+    const refusal = this.admitSession(link, hello, identity);
     if (refusal) {
       this.refuse(link, refusal);
       return;
@@ -815,6 +878,7 @@ export class Server extends EventEmitter<ServerEvents> {
     // Before registering it: a throwing heartbeatPolicy must not leave a session behind.
     const settings = this.adaptive.settingsFor(conn, granted);
     this.sessions.set(conn.sessionKey, conn);
+    this.quota.added(conn, addressKey(link.socket.remoteAddress ?? '?'));
     this.connections.set(conn.id, conn);
     this.cluster.adopt(conn, restored);
     link.write(
@@ -887,6 +951,7 @@ export class Server extends EventEmitter<ServerEvents> {
   private release(conn: ServerConnection): void {
     this.connections.delete(conn.id);
     this.sessions.delete(conn.sessionKey);
+    this.quota.removed(conn);
     this.cluster.released(conn);
     this.adaptive.forget(conn);
   }

@@ -6,9 +6,15 @@
  * ('tls-error', 'handshake-timeout', 'eof') and reported, and a client certificate the
  * server's CA does not trust is refused with CLOSE(AUTH_FAILED) over the TLS channel, so
  * that the client learns why and stops retrying (Node alone would just hang up).
+ *
+ * Admission runs at the TCP accept, before any TLS: a plain net server listens and hands
+ * each admitted socket to the (never listening) TLS server, the way node:tls documents for
+ * injecting connections. A refused socket never reaches OpenSSL, so a flood of handshakes
+ * costs an accept and a close each, not the key exchange; it gets a plain TCP close (a
+ * CLOSE frame would be garbage to a peer expecting a ServerHello).
  */
 
-import type { Socket } from 'node:net';
+import { type Server as NetServer, createServer as netServer, type Socket } from 'node:net';
 import {
   type PeerCertificate,
   type TLSSocket,
@@ -58,6 +64,11 @@ export interface TlsFrontHost {
   readonly wheel: TimingWheel;
   /** The one deadline for TLS handshake + HELLO (ms). */
   readonly handshakeTimeout: number;
+  /**
+   * Admission of a TCP connection, before TLS: true to go on with the handshake; false
+   * when the host refused (and closed, and reported) it.
+   */
+  admit(raw: Socket): boolean;
   /** TLS is up: hand the socket to the handshake with what is left of the deadline. */
   secure(socket: TLSSocket, remainingMs: number): void;
   /** A socket failed before it could send HELLO. */
@@ -96,7 +107,10 @@ function tupleOf(socket: Socket): string | null {
  * `destroyPending()` when the server closes.
  */
 export class TlsFront {
-  readonly server: ReturnType<typeof tlsServer>;
+  /** The listener: admission at the TCP accept, then the TLS server. */
+  readonly server: NetServer;
+  /** Runs the TLS handshakes of admitted sockets; it never listens itself. */
+  private readonly tls: ReturnType<typeof tlsServer>;
   private readonly pending = new Map<string, Pending>();
   /** Refused sockets flushing their CLOSE. */
   private readonly refused = new Set<TLSSocket>();
@@ -111,18 +125,27 @@ export class TlsFront {
       throw new InvalidArgumentError('option "tls" must be an object of node:tls server options');
     }
     this.requireClientCert = options.requestCert === true && options.rejectUnauthorized !== false;
-    this.server = tlsServer({
+    this.tls = tlsServer({
       ...options,
       // The certificate is checked after the handshake (below), to answer with a reason.
       rejectUnauthorized: false,
       // handshakeTimeout is ours and absolute; Node's is an idle timer a trickle resets.
       handshakeTimeout: 0,
     });
-    this.server.on('connection', (raw: Socket) => this.onConnection(raw));
-    this.server.on('tlsClientError', (err: Error, socket: TLSSocket) =>
-      this.onTlsError(err, socket),
+    this.tls.on('tlsClientError', (err: Error, socket: TLSSocket) => this.onTlsError(err, socket));
+    this.tls.on('secureConnection', (socket: TLSSocket) => this.onSecure(socket));
+    this.server = netServer(
+      { allowHalfOpen: options.allowHalfOpen ?? false, pauseOnConnect: false },
+      (raw) => this.onAccept(raw),
     );
-    this.server.on('secureConnection', (socket: TLSSocket) => this.onSecure(socket));
+  }
+
+  /** A TCP connection: admitted, it starts its TLS handshake; refused, it never does. */
+  private onAccept(raw: Socket): void {
+    if (!this.host.admit(raw)) return;
+    this.onConnection(raw);
+    // Documented by node:tls ('connection' event): injects the socket into the TLS server.
+    this.tls.emit('connection', raw);
   }
 
   /** Destroys every socket still in its TLS handshake or being refused (the server is closing). */

@@ -172,17 +172,13 @@ test('maxConnectionsPerAddress: one address is capped, another still gets in', a
   await a4.welcome();
 });
 
-test('maxSessions: a new session is refused at the HELLO, a resume of a waiting one is not', async (t) => {
+test('maxSessions: a new session is refused at the HELLO while every session is live, a resume of a waiting one is not', async (t) => {
   const { server, port } = await startServer(t, { ...base, maxSessions: 2, sessionTtl: 30_000 });
   const rejected = rejections(server);
   const one = await Raw.open(t, port);
   const w1 = await one.welcome();
   const two = await Raw.open(t, port);
   await two.welcome();
-  // The first link drops: its session waits for a resume and still counts.
-  one.socket.destroy();
-  await waitFor(() => server.admissionStats.connections === 1);
-  assert.equal(server.admissionStats.sessions, 2);
 
   const three = await Raw.open(t, port);
   three.hello();
@@ -191,6 +187,10 @@ test('maxSessions: a new session is refused at the HELLO, a resume of a waiting 
   await waitFor(() => rejected.length === 1);
   assert.equal(rejected[0]!.limit, 'max-sessions');
 
+  // The first link drops: its session waits for a resume and still counts.
+  one.socket.destroy();
+  await waitFor(() => server.admissionStats.connections === 1);
+  assert.equal(server.admissionStats.sessions, 2);
   const back = await Raw.open(t, port);
   const resumed = await back.welcome({
     resume: { sessionId: w1.sessionId, token: w1.token, lastReceived: 0 },
@@ -202,6 +202,187 @@ test('maxSessions: a new session is refused at the HELLO, a resume of a waiting 
   forged.hello({ resume: { sessionId: w1.sessionId, token: new Uint8Array(16), lastReceived: 0 } });
   await forged.refused();
   assert.equal(server.admissionStats.sessions, 2);
+});
+
+/** Authenticates HELLO auth text as the identity; '' as anonymous, 'bad' refused. */
+function authByText(hello: { auth: Buffer }): string | boolean {
+  const text = hello.auth.toString();
+  if (text === 'bad') return false;
+  return text === '' ? true : text;
+}
+
+/** Records each session's 'session-lost' and 'close' by client id, in order. */
+function lifecycle(server: Server): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  server.on('connection', (c) => {
+    const log: string[] = [];
+    out.set(c.clientId, log);
+    c.on('session-lost', (e) => log.push(`lost:${e.unacked.map((m) => m.toString()).join(',')}`));
+    c.on('close', (info) => log.push(`close:${info.reason}:${info.message}`));
+  });
+  return out;
+}
+
+/** Waits until the server's session of `clientId` lost its link. */
+async function abandoned(server: Server, peer: Raw, clientId: string): Promise<void> {
+  peer.socket.destroy();
+  await waitFor(
+    () =>
+      [...server.connections.values()].some(
+        (c) => c.clientId === clientId && c.state === 'disconnected',
+      ),
+    { message: `${clientId} not disconnected` },
+  );
+}
+
+test('maxSessions full of abandoned sessions: a new one evicts the oldest without identity, handing back its messages; live and authenticated ones stay', async (t) => {
+  const { server, port } = await startServer(t, {
+    ...base,
+    maxSessions: 4,
+    sessionTtl: 60_000,
+    authenticate: authByText,
+  });
+  const rejected = rejections(server);
+  const log = lifecycle(server);
+  server.on('connection', (c) => {
+    c.on('message', (m) => c.send(m));
+    // Never acknowledged by the raw peer: it must come back to the application.
+    if (c.clientId === 'a1') c.send('for-a1');
+  });
+  const bystander = startClient(t, { port, clientId: 'bystander' });
+  await opened(bystander);
+
+  const alice = await Raw.open(t, port);
+  await alice.welcome({ clientId: 'alice', auth: Buffer.from('alice') });
+  await abandoned(server, alice, 'alice');
+  const a1 = await Raw.open(t, port);
+  await a1.welcome({ clientId: 'a1' });
+  await waitFor(() => a1.frames.some((f) => f.type === FrameType.DATA));
+  await abandoned(server, a1, 'a1');
+  const a2 = await Raw.open(t, port);
+  await a2.welcome({ clientId: 'a2' });
+  await abandoned(server, a2, 'a2');
+  assert.equal(server.admissionStats.sessions, 4);
+
+  // A HELLO that fails authenticate evicts nothing.
+  const bad = await Raw.open(t, port);
+  bad.hello({ clientId: 'bad', auth: Buffer.from('bad') });
+  const refusal = await bad.answer();
+  assert.ok(refusal.type === FrameType.CLOSE && refusal.code === CloseCode.AUTH_FAILED);
+  assert.equal(server.admissionStats.evicted, 0);
+
+  // New clients get in, evicting the abandoned anonymous sessions, oldest first, as if
+  // they expired: 'session-lost' (with what was never acknowledged), then 'close'.
+  const n1 = await Raw.open(t, port);
+  await n1.welcome({ clientId: 'n1' });
+  assert.deepEqual(log.get('a1'), [
+    'lost:for-a1',
+    'close:session-expired:evicted to make room for a new session (max-sessions)',
+  ]);
+  assert.deepEqual(log.get('a2'), []);
+  const n2 = await Raw.open(t, port);
+  await n2.welcome({ clientId: 'n2' });
+  assert.deepEqual(log.get('a2'), [
+    'lost:',
+    'close:session-expired:evicted to make room for a new session (max-sessions)',
+  ]);
+  assert.equal(server.admissionStats.evicted, 2);
+
+  // Left: the bystander, n1, n2 (live) and alice's (authenticated): nothing to evict.
+  const n3 = await Raw.open(t, port);
+  n3.hello({ clientId: 'n3' });
+  await n3.refused();
+  await waitFor(() => rejected.some((r) => r.limit === 'max-sessions'));
+  assert.deepEqual(log.get('alice'), []);
+  assert.deepEqual(log.get('bystander'), []);
+  await stillServed(bystander, 'still here');
+  assert.equal(server.admissionStats.sessions, 4);
+});
+
+test('maxSessionsPerAddress: one address is capped (its abandoned sessions make room), another still gets in', async (t) => {
+  const { server, port } = await startServer(t, {
+    ...base,
+    maxSessionsPerAddress: 2,
+    sessionTtl: 60_000,
+  });
+  const rejected = rejections(server);
+  const log = lifecycle(server);
+  echo(server);
+  const bystander = startClient(t, { port, clientId: 'bystander' });
+  await opened(bystander);
+
+  const p1 = await Raw.open(t, port, '127.0.0.2');
+  await p1.welcome({ clientId: 'p1' });
+  const p2 = await Raw.open(t, port, '127.0.0.2');
+  await p2.welcome({ clientId: 'p2' });
+  const p3 = await Raw.open(t, port, '127.0.0.2');
+  p3.hello({ clientId: 'p3' });
+  const close = await p3.refused();
+  assert.equal(close.reason, 'session limit for this address reached');
+  await waitFor(() => rejected.length === 1);
+  assert.equal(rejected[0]!.limit, 'max-sessions-per-address');
+  assert.equal(server.admissionStats.refused['max-sessions-per-address'], 1);
+
+  // Another address is not affected.
+  const late = startClient(t, { port, clientId: 'late' });
+  await opened(late);
+  await stillServed(late, 'late');
+
+  // p1 abandons its session: the address's next one evicts it instead of being refused.
+  await abandoned(server, p1, 'p1');
+  const p4 = await Raw.open(t, port, '127.0.0.2');
+  await p4.welcome({ clientId: 'p4' });
+  assert.deepEqual(log.get('p1'), [
+    'lost:',
+    'close:session-expired:evicted to make room for a new session (max-sessions-per-address)',
+  ]);
+  assert.deepEqual(log.get('p2'), []);
+  await stillServed(bystander, 'bystander');
+});
+
+test('maxSessionsPerIdentity: one identity is capped and only ever evicts its own abandoned sessions', async (t) => {
+  const { server, port } = await startServer(t, {
+    ...base,
+    maxSessionsPerIdentity: 2,
+    sessionTtl: 60_000,
+    authenticate: authByText,
+  });
+  const rejected = rejections(server);
+  const log = lifecycle(server);
+  echo(server);
+  const bystander = startClient(t, { port, clientId: 'bystander', auth: 'alice' });
+  await opened(bystander);
+  // An anonymous abandoned session is never a victim of an identity's limit.
+  const anon = await Raw.open(t, port);
+  await anon.welcome({ clientId: 'anon' });
+  await abandoned(server, anon, 'anon');
+
+  const m1 = await Raw.open(t, port);
+  await m1.welcome({ clientId: 'm1', auth: Buffer.from('mallory') });
+  const m2 = await Raw.open(t, port);
+  await m2.welcome({ clientId: 'm2', auth: Buffer.from('mallory') });
+  const m3 = await Raw.open(t, port);
+  m3.hello({ clientId: 'm3', auth: Buffer.from('mallory') });
+  const close = await m3.refused();
+  assert.equal(close.reason, 'session limit for this identity reached');
+  await waitFor(() => rejected.length === 1);
+  assert.equal(rejected[0]!.limit, 'max-sessions-per-identity');
+
+  // alice has one session (the bystander) and gets a second one.
+  const alice = await Raw.open(t, port);
+  await alice.welcome({ clientId: 'alice2', auth: Buffer.from('alice') });
+
+  await abandoned(server, m1, 'm1');
+  const m4 = await Raw.open(t, port);
+  await m4.welcome({ clientId: 'm4', auth: Buffer.from('mallory') });
+  assert.deepEqual(log.get('m1'), [
+    'lost:',
+    'close:session-expired:evicted to make room for a new session (max-sessions-per-identity)',
+  ]);
+  assert.deepEqual(log.get('anon'), []);
+  assert.deepEqual(log.get('m2'), []);
+  assert.equal(server.admissionStats.evicted, 1);
+  await stillServed(bystander, 'bystander');
 });
 
 test('acceptRate: past the burst, refused sockets are given slots one token apart', async (t) => {
@@ -342,6 +523,10 @@ test('heartline serve takes the limits as flags and reports refusals', async (t)
       'unlimited',
       '--max-sessions',
       '10',
+      '--max-sessions-per-address',
+      '4',
+      '--max-sessions-per-identity',
+      'unlimited',
       '--accept-rate',
       '1000',
       '--accept-burst',
@@ -392,6 +577,7 @@ test('heartline serve refuses a bad limit with a usage error', async (t) => {
     ['--max-connections', '0'],
     ['--accept-rate', 'fast'],
     ['--max-sessions', '-3'],
+    ['--max-sessions-per-identity', '0'],
   ]) {
     const child = spawn(
       process.execPath,

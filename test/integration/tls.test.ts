@@ -6,9 +6,14 @@
  */
 
 import assert from 'node:assert/strict';
-import { connect as netConnect, type Socket } from 'node:net';
-import { after, before, describe, test } from 'node:test';
-import { connect as tlsConnect } from 'node:tls';
+import {
+  type AddressInfo,
+  connect as netConnect,
+  createServer as netServer,
+  type Socket,
+} from 'node:net';
+import { after, before, describe, type TestContext, test } from 'node:test';
+import { type Server as TlsServer, connect as tlsConnect } from 'node:tls';
 import { createChaosProxy } from '../../src/chaos/proxy.js';
 import { connect } from '../../src/client/client.js';
 import type { ReconnectingEvent } from '../../src/connection.js';
@@ -276,6 +281,75 @@ describe('TLS', { skip }, () => {
     assert.ok(performance.now() - t0 < 900, 'close() destroyed the sockets still in TLS');
   });
 
+  test('admission runs at the TCP accept: a refused socket never reaches the TLS handshake (a plain close, no ServerHello); admitted ones and a bystander are served', async (t) => {
+    const hello = await captureClientHello(t);
+    const { server, port } = await startServer(t, {
+      ...FAST,
+      tls: serverTls(),
+      maxConnectionsPerAddress: 2,
+      acceptRate: Number.POSITIVE_INFINITY,
+    });
+    server.on('connection', (conn) => conn.on('message', (m) => conn.send(m)));
+    const rejected: RejectEvent[] = [];
+    server.on('rejected', (e) => rejected.push(e));
+    // Sockets handed to the TLS server, the only place a handshake can start.
+    const inner = (server as unknown as { tls: { tls: TlsServer } }).tls.tls;
+    let intoTls = 0;
+    inner.on('connection', () => intoTls++);
+
+    const bystander = startClient(t, { port, tls: { ca: pki.ca }, backoff: FAST_BACKOFF });
+    await opened(bystander);
+    assert.equal(intoTls, 1);
+
+    /** Sends a real ClientHello from 127.0.0.2 and records what comes back. */
+    const flood = async () => {
+      const socket = netConnect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' });
+      t.after(() => {
+        socket.destroy();
+      });
+      const peer = { socket, bytes: Buffer.alloc(0), ended: false, closed: false };
+      socket.on('data', (c: Buffer) => {
+        peer.bytes = Buffer.concat([peer.bytes, c]);
+      });
+      socket.on('end', () => {
+        peer.ended = true;
+      });
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        peer.closed = true;
+      });
+      await onceEvent(socket, 'connect');
+      socket.write(hello);
+      return peer;
+    };
+    const admitted = [await flood(), await flood()];
+    for (const p of admitted) {
+      // A TLS handshake record (0x16): the ServerHello.
+      await waitFor(() => p.bytes.length > 0, { message: 'no ServerHello' });
+      assert.equal(p.bytes[0], 0x16);
+    }
+    const refused = await flood();
+    const remote = `127.0.0.2:${refused.socket.localPort}`;
+    await waitFor(() => refused.closed, { message: 'the refused socket was not closed' });
+    assert.equal(refused.bytes.length, 0, 'not one byte: no ServerHello, no CLOSE frame');
+    assert.ok(refused.ended, 'a plain TCP close (FIN)');
+    assert.equal(intoTls, 3, 'the refused socket never reached the TLS server');
+    await waitFor(() => rejected.some((r) => r.remote === remote));
+    const mine = rejected.filter((r) => r.remote === remote);
+    assert.equal(mine.length, 1, 'reported once, by admission; no TLS failure follows');
+    assert.equal(mine[0]!.limit, 'max-connections-per-address');
+    assert.equal(mine[0]!.info.reason, 'overloaded');
+    assert.equal(mine[0]!.info.code, undefined, 'no CLOSE frame was sent');
+    assert.equal(server.admissionStats.refused['max-connections-per-address'], 1);
+    // The two admitted sockets count while in their TLS handshake.
+    assert.equal(server.admissionStats.connections, 3);
+
+    bystander.send('still here');
+    const [echo] = (await onceEvent(bystander, 'message')) as [Buffer];
+    assert.equal(echo.toString(), 'still here');
+    assert.equal(bystander.state, 'healthy');
+  });
+
   test('tls options are validated: not an object, or together with createSocket', () => {
     assert.throws(
       () => connect({ port: 1, tls: 'yes' as never }),
@@ -287,3 +361,23 @@ describe('TLS', { skip }, () => {
     );
   });
 });
+
+/** A real TLS ClientHello, as a client sends it first: recorded by a plain TCP listener. */
+async function captureClientHello(t: TestContext): Promise<Buffer> {
+  const first = new Promise<Buffer>((resolve) => {
+    const recorder = netServer((s) => {
+      s.once('data', (c: Buffer) => {
+        resolve(c);
+        s.destroy();
+      });
+    });
+    t.after(() => recorder.close());
+    recorder.listen(0, '127.0.0.1', () => {
+      const { port } = recorder.address() as AddressInfo;
+      const c = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+      c.on('error', () => {});
+      t.after(() => c.destroy());
+    });
+  });
+  return first;
+}

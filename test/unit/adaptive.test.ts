@@ -22,6 +22,7 @@ const POLICY: GrantPolicy = {
   timeout: 3000,
   minInterval: 1000,
   maxInterval: 60_000,
+  maxTimeout: 300_000,
 };
 const BASE = { interval: 1000, timeout: 3000 };
 

@@ -27,6 +27,8 @@ function config(o: Partial<ResolvedAdmission> = {}): ResolvedAdmission {
     maxConnections: Number.POSITIVE_INFINITY,
     maxConnectionsPerAddress: Number.POSITIVE_INFINITY,
     maxSessions: Number.POSITIVE_INFINITY,
+    maxSessionsPerAddress: Number.POSITIVE_INFINITY,
+    maxSessionsPerIdentity: Number.POSITIVE_INFINITY,
     acceptRate: Number.POSITIVE_INFINITY,
     acceptBurst: Number.POSITIVE_INFINITY,
     retryAfter: 5000,
@@ -74,6 +76,8 @@ describe('resolveAdmission', () => {
         maxConnections: 19_744,
         maxConnectionsPerAddress: Number.POSITIVE_INFINITY,
         maxSessions: 39_488,
+        maxSessionsPerAddress: Number.POSITIVE_INFINITY,
+        maxSessionsPerIdentity: 1000,
         acceptRate: ADMISSION_DEFAULTS.acceptRate,
         acceptBurst: ADMISSION_DEFAULTS.acceptRate,
         retryAfter: 5000,
@@ -81,6 +85,8 @@ describe('resolveAdmission', () => {
     );
     assert.ok(Object.isFrozen(r));
     assert.equal(resolveAdmission({ maxConnections: 10 }).maxSessions, 20);
+    // Per address in proportion to connections per address, as sessions to connections.
+    assert.equal(resolveAdmission({ maxConnectionsPerAddress: 5 }).maxSessionsPerAddress, 10);
     assert.equal(resolveAdmission({ acceptRate: 0.5 }).acceptBurst, 1);
     const open = resolveAdmission({
       maxConnections: Number.POSITIVE_INFINITY,
@@ -97,6 +103,8 @@ describe('resolveAdmission', () => {
       [{ maxConnections: Number.NaN }, 'maxConnections'],
       [{ maxConnectionsPerAddress: -1 }, 'maxConnectionsPerAddress'],
       [{ maxSessions: '10' }, 'maxSessions'],
+      [{ maxSessionsPerAddress: 0 }, 'maxSessionsPerAddress'],
+      [{ maxSessionsPerIdentity: 2.5 }, 'maxSessionsPerIdentity'],
       [{ acceptRate: 0 }, 'acceptRate'],
       [{ acceptRate: Number.NaN }, 'acceptRate'],
       [{ acceptBurst: 0 }, 'acceptBurst'],
@@ -268,6 +276,8 @@ describe('Admission', () => {
       'max-connections': 0,
       'max-connections-per-address': 0,
       'max-sessions': 1,
+      'max-sessions-per-address': 0,
+      'max-sessions-per-identity': 0,
       'accept-rate': 0,
       load: 2,
     });

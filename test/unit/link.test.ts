@@ -780,6 +780,58 @@ describe('Link', () => {
       assert.ok(pings === 7 || pings === 8, `${pings} PINGs`);
     });
 
+    it('a frame trickled one byte per 900 ms keeps the heartbeat alive but is cut at partialFrameTimeout: CLOSE(protocol error), HL_ERR_SLOW_FRAME', async (t) => {
+      const r = await rig(t, { partialFrameTimeout: 5000, minDataRate: 1024 });
+      const clock = fake(r);
+      const view = watch(r.peer);
+      startBeat(r);
+      const frame = data(1, 995);
+      const started = clock.now();
+      let sent = 0;
+      while (r.link.open && sent < frame.length) {
+        r.peer.write(frame.subarray(sent, sent + 1));
+        sent++;
+        await waitFor(() => r.link.stats.bytesIn === sent || !r.link.open);
+        if (clock.now() - started < 4900) {
+          assert.equal(r.link.open, true, `cut early, at ${clock.now() - started} ms`);
+        }
+        await clock.advanceAsync(900, TICK);
+      }
+      const info = await closedOnce(r);
+      const cutAt = clock.now() - started;
+      assert.ok(sent <= 7, `cut after ${sent} bytes (about 5 s at one per 900 ms)`);
+      assert.equal(info.reason, 'protocol-error');
+      assert.equal(info.code, CloseCode.PROTOCOL_ERROR);
+      assert.equal(info.error?.code, 'HL_ERR_SLOW_FRAME');
+      assert.ok(info.error instanceof ProtocolError);
+      assert.deepEqual(r.owner.liveness, [], 'the heartbeat never suspected the trickler');
+      assert.deepEqual(r.owner.frames, []);
+      await waitFor(() => view.frames.some((f) => f.type === FrameType.CLOSE));
+      const close = view.frames.find((f) => f.type === FrameType.CLOSE)!;
+      assert.equal(close.type === FrameType.CLOSE && close.code, CloseCode.PROTOCOL_ERROR);
+      assert.ok(cutAt >= 5000, `${cutAt} ms`);
+    });
+
+    it('each frame has its own clock: frames that each complete in time are never cut', async (t) => {
+      const r = await rig(t, { partialFrameTimeout: 5000, minDataRate: 1024 });
+      const clock = fake(r);
+      watch(r.peer);
+      startBeat(r);
+      // Three 29-byte frames sent 7 bytes a second: 13 s in all, each frame within 5 s, and
+      // pieces that end one frame and start the next.
+      const stream = Buffer.concat([data(1, 16), data(2, 16), data(3, 16)]);
+      for (let at = 0; at < stream.length; at += 7) {
+        r.peer.write(stream.subarray(at, at + 7));
+        const upto = Math.min(stream.length, at + 7);
+        await waitFor(() => r.link.stats.bytesIn === upto);
+        await clock.advanceAsync(1000, TICK);
+        assert.equal(r.link.open, true, `cut after ${upto} bytes`);
+      }
+      assert.equal(r.owner.frames.length, 3);
+      assert.deepEqual(r.owner.liveness, []);
+      assert.equal(r.link.open, true);
+    });
+
     it('bytes from a suspected peer clear the suspicion at once', async (t) => {
       const r = await rig(t);
       const clock = fake(r);
