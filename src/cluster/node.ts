@@ -11,7 +11,7 @@ import type { RedisOptions } from 'ioredis';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import { intOption } from '../options.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import type { HelloFrame } from '../protocol/frames.js';
+import { type HelloFrame, ID_BYTES } from '../protocol/frames.js';
 import type { ServerConnection } from '../server/server-connection.js';
 import type {
   PresenceEntry,
@@ -430,20 +430,56 @@ export class ClusterNode {
     const claimed = await this.#call(store.claim(sessionId, this.nodeId));
     this.#storeUp();
     if (!claimed) return null;
+    const fence = { node: this.nodeId, gen: claimed.gen };
     if (!this.#resumable(claimed, resume, identity)) {
-      await this.#call(store.delete(sessionId, { node: this.nodeId, gen: claimed.gen })).catch(
-        () => {},
-      );
+      await this.#call(store.delete(sessionId, fence)).catch(() => {});
       return null;
     }
-    return claimed;
+    // Tokens are single-use: the WELCOME carries a new one, which the store holds first
+    // (the token presented stays valid until the client shows it read that WELCOME).
+    const token = randomBytes(ID_BYTES);
+    const presented = Uint8Array.from(resume.token);
+    if (!(await this.#call(store.setToken(sessionId, fence, token, presented)))) return null;
+    return { ...claimed, token, previousToken: presented };
+  }
+
+  /**
+   * A new resume token for a session this node holds, resumed here by `presented`: in
+   * force once the store holds it. Null (the token stays as it is) when the store cannot
+   * take it now: resuming still works, and the next resume rotates it.
+   */
+  async rotateToken(conn: ServerConnection, presented: Uint8Array): Promise<Uint8Array | null> {
+    const store = this.store;
+    const journal = this.#held.get(conn.sessionKey)?.journal;
+    if (!store || !journal) return null;
+    const next = conn.nextToken(presented);
+    try {
+      const stored = await this.#call(
+        store.setToken(conn.sessionKey, journal.fence, next.token, next.previous),
+      );
+      if (!stored) return null;
+    } catch {
+      return null;
+    }
+    conn.useToken(next);
+    return next.token;
+  }
+
+  /** The client holds its newest token: the store forgets the one before (best effort). */
+  tokenSettled(conn: ServerConnection): void {
+    const store = this.store;
+    const journal = this.#held.get(conn.sessionKey)?.journal;
+    if (!store || !journal) return;
+    void this.#call(store.setToken(conn.sessionKey, journal.fence, conn.token, null)).catch(
+      () => {},
+    );
   }
 
   #resumable(s: StoredSession, resume: Resume, identity: string | null): boolean {
     const token = Buffer.from(resume.token);
-    if (s.token.length !== token.length || !timingSafeEqual(token, Buffer.from(s.token))) {
-      return false;
-    }
+    const matches = (t: Uint8Array | undefined) =>
+      t !== undefined && t.length === token.length && timingSafeEqual(token, Buffer.from(t));
+    if (!matches(s.token) && !matches(s.previousToken)) return false;
     // The client got server messages the store never held (a node served it while the
     // store was down): numbering would collide, so the session cannot go on.
     return (
@@ -465,7 +501,10 @@ export class ClusterNode {
         store,
         snapshot: {
           sessionId,
-          token: conn.token,
+          // Read at each write-back: the token changes with every resume.
+          get token() {
+            return conn.token;
+          },
           identity: conn.identity,
           clientId: conn.clientId,
           traceId: conn.traceId,

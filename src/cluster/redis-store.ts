@@ -270,6 +270,15 @@ if f[3] and f[3] ~= '' then redis.call('SREM', ARGV[3] .. 'c:' .. f[3], ARGV[4])
 return 1
 `;
 
+/** The owner replaces the resume token. KEYS: s. ARGV: node, gen, token, previous ('' none). */
+const SET_TOKEN = `
+local f = redis.call('HMGET', KEYS[1], 'own', 'gen')
+if not f[2] then return 0 end
+if f[1] ~= ARGV[1] or tonumber(f[2]) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'tok', ARGV[3], 'ptok', ARGV[4])
+return 1
+`;
+
 /** A Lua script run by its SHA1, loaded on the first NOSCRIPT. */
 class Script {
   readonly sha: string;
@@ -299,6 +308,7 @@ function isNoScript(err: unknown): boolean {
 const SCRIPTS = {
   commit: new Script(COMMIT),
   claim: new Script(CLAIM),
+  setToken: new Script(SET_TOKEN),
   append: new Script(APPEND),
   fetch: new Script(FETCH),
   touch: new Script(TOUCH),
@@ -326,6 +336,7 @@ function parseSession(sessionId: string, reply: unknown): StoredSession | null {
   return {
     sessionId,
     token: new Uint8Array(h.get('tok') ?? Buffer.alloc(0)),
+    ...(h.get('ptok')?.length ? { previousToken: new Uint8Array(h.get('ptok')!) } : {}),
     identity: h.has('idn') ? text(h.get('idn')) : null,
     clientId: h.has('cid') ? text(h.get('cid')) : '',
     traceId: h.has('tid') ? text(h.get('tid')) : '',
@@ -478,6 +489,21 @@ export class RedisStore implements SessionStore {
       sessionId,
     ]);
     return parseSession(sessionId, reply);
+  }
+
+  async setToken(
+    sessionId: string,
+    owner: OwnerFence,
+    token: Uint8Array,
+    previous: Uint8Array | null,
+  ): Promise<boolean> {
+    checkNode(owner.node);
+    const reply = await this.#run(
+      'setToken',
+      [this.#keys(sessionId)[0]!],
+      [owner.node, owner.gen, Buffer.from(token), previous ? Buffer.from(previous) : ''],
+    );
+    return num(reply) === 1;
   }
 
   commit(sessionId: string, batch: CommitBatch): Promise<CommitResult> {

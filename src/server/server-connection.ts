@@ -31,11 +31,16 @@ export interface ServerConnectionHost {
   disconnected(conn: ServerConnection): void;
   /** The connection ended for good: forget it (called just before 'close'). */
   release(conn: ServerConnection): void;
+  /** The client showed it holds its new resume token: the previous one is void. */
+  tokenSettled?(conn: ServerConnection): void;
 }
 
 /** Timer kinds of {@link ServerConnection.onTimer}, after the base class's. */
 const TTL_TIMER = FIRST_SUBCLASS_TIMER;
 const LENIENCY_TIMER = FIRST_SUBCLASS_TIMER + 1;
+const TOKEN_TIMER = FIRST_SUBCLASS_TIMER + 2;
+/** How often {@link ServerConnection.watchToken} looks before settings are known (ms). */
+const TOKEN_CHECK_FALLBACK_MS = 1000;
 
 export class ServerConnection extends Connection {
   /** The client's self-chosen id from HELLO (may be empty). */
@@ -62,6 +67,8 @@ export class ServerConnection extends Connection {
   private ttlTimer: WheelTimer | null = null;
   /** Applies tightened settings once the client has had time to learn them (retune). */
   private leniency: WheelTimer | null = null;
+  /** Looks whether the client holds its new token (see {@link watchToken}); created on first use. */
+  private tokenTimer: WheelTimer | null = null;
 
   constructor(
     config: ResolvedCommon,
@@ -71,6 +78,8 @@ export class ServerConnection extends Connection {
     init: {
       sessionId: string;
       token: Uint8Array;
+      /** A token still accepted beside `token` (a session taken over from a store). */
+      previousToken?: Uint8Array;
       clientId: string;
       traceId: string;
       identity: string | null;
@@ -81,6 +90,9 @@ export class ServerConnection extends Connection {
     this.sessionId = init.sessionId;
     this.sessionKey = init.sessionId;
     this.tokenBytes = Buffer.from(init.token).toString('latin1');
+    if (init.previousToken?.length) {
+      this.previousToken = Buffer.from(init.previousToken).toString('latin1');
+    }
     this.clientId = init.clientId;
     this.traceId = init.traceId;
     this.identity = init.identity;
@@ -114,20 +126,47 @@ export class ServerConnection extends Connection {
    * cut before the client read that WELCOME does not lose the session.
    */
   rotateToken(presented: Uint8Array): Uint8Array {
+    const next = this.nextToken(presented);
+    this.useToken(next);
+    return next.token;
+  }
+
+  /**
+   * @internal The token a resume with `presented` would get, and the one still accepted
+   * beside it, without changing anything yet (a store must hold them first).
+   */
+  nextToken(presented: Uint8Array): { token: Uint8Array; previous: Uint8Array } {
     // Resuming with the current token proves the client has it: the older one is done.
-    if (timingSafeEqualLatin1(Buffer.from(presented), this.tokenBytes)) {
-      this.previousToken = this.tokenBytes;
-    }
-    const token = randomBytes(ID_BYTES);
-    this.tokenBytes = token.toString('latin1');
-    return token;
+    const previous = timingSafeEqualLatin1(Buffer.from(presented), this.tokenBytes)
+      ? this.tokenBytes
+      : (this.previousToken ?? this.tokenBytes);
+    return { token: randomBytes(ID_BYTES), previous: Buffer.from(previous, 'latin1') };
+  }
+
+  /** @internal Puts a token from {@link nextToken} in force. */
+  useToken(next: { token: Uint8Array; previous: Uint8Array }): void {
+    this.tokenBytes = Buffer.from(next.token).toString('latin1');
+    this.previousToken = Buffer.from(next.previous).toString('latin1');
   }
 
   /** The client sent a frame after its WELCOME on `link`: it holds the current token. */
   private settleToken(link: Link): void {
     if (this.previousToken !== null && link.stats.framesIn > this.framesAtAttach) {
       this.previousToken = null;
+      this.tokenTimer?.cancel();
+      this.host.tokenSettled?.(this);
     }
+  }
+
+  /**
+   * While an older token is still accepted, looks once per heartbeat interval whether the
+   * client has shown it holds the new one (an idle client pings at least that often), so
+   * that the old token stops working soon, not only at the next resume.
+   */
+  private watchToken(): void {
+    if (this.previousToken === null || !this.link) return;
+    this.tokenTimer ??= this.wheel.timerFor(this, TOKEN_TIMER);
+    this.tokenTimer.arm(this.settings?.interval ?? TOKEN_CHECK_FALLBACK_MS);
   }
 
   /**
@@ -151,7 +190,10 @@ export class ServerConnection extends Connection {
   /** @internal */
   override onTimer(kind: number): void {
     if (kind === TTL_TIMER) this.expire();
-    else if (kind === LENIENCY_TIMER) {
+    else if (kind === TOKEN_TIMER) {
+      if (this.link) this.settleToken(this.link);
+      this.watchToken();
+    } else if (kind === LENIENCY_TIMER) {
       if (this.settings) this.link?.beat?.retune(this.settings);
     } else super.onTimer(kind);
   }
@@ -188,6 +230,7 @@ export class ServerConnection extends Connection {
     }
     this.framesAtAttach = link.stats.framesIn;
     this.attach(link, settings, this.sessionKey, resumed, peerLastReceived);
+    this.watchToken();
     // The handshake acknowledged what the client has: the store may trim it too.
     this.journal?.acked(this.outbound.acked);
   }
@@ -292,6 +335,7 @@ export class ServerConnection extends Connection {
 
   protected override onFinish(): void {
     this.ttlTimer?.cancel();
+    this.tokenTimer?.cancel();
     this.leniency?.cancel();
     this.host.release(this);
   }

@@ -355,6 +355,7 @@ export class Server extends EventEmitter<ServerEvents> {
       this.cluster.disconnected(c);
     },
     release: (c) => this.release(c),
+    tokenSettled: (c) => this.cluster.tokenSettled(c),
   };
   /** Multi-process mode: the primary's worker pool, or a worker's channel to it. */
   private readonly workers: WorkerPrimary | WorkerChannel | null = null;
@@ -817,14 +818,18 @@ export class Server extends EventEmitter<ServerEvents> {
         this.emit('rejected', { remote: link.remote, info: { ...info, message, error } });
         return;
       }
+      // Single-use tokens: with a store, the new one is in force once the store holds it.
+      const token = this.cluster.store
+        ? ((await this.cluster.rotateToken(existing, resume.token)) ?? existing.token)
+        : existing.rotateToken(resume.token);
+      if (!link.open || this.closing) return;
       const settings = this.adaptive.settingsFor(existing, granted);
       link.write(
         encodeWelcome({
           version: PROTOCOL_VERSION,
           resumed: true,
           sessionId: resume.sessionId,
-          // With a store the token must change there too; that path keeps it for now.
-          token: this.cluster.store ? existing.token : existing.rotateToken(resume.token),
+          token,
           interval: settings.interval,
           timeout: settings.timeout,
           lastReceived: existing.lastReceived,
@@ -869,6 +874,7 @@ export class Server extends EventEmitter<ServerEvents> {
       {
         sessionId: id.toString('hex'),
         token,
+        ...(restored?.previousToken ? { previousToken: restored.previousToken } : {}),
         clientId: restored?.clientId ?? hello.clientId,
         traceId: restored?.traceId ?? hello.traceId,
         identity,

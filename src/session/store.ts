@@ -35,6 +35,11 @@ export interface SessionMeta {
   sessionId: string;
   /** The resume token (16 bytes), compared in constant time by the node. */
   token: Uint8Array;
+  /**
+   * The token `token` replaced, still accepted until the client shows it holds the new
+   * one (tokens are single-use: each resume issues a new one); absent or empty: none.
+   */
+  previousToken?: Uint8Array;
   /** The identity the authenticate hook bound the session to, or null. */
   identity: string | null;
   /** The client id from HELLO (may be empty). */
@@ -188,6 +193,16 @@ export interface SessionStore {
    * owner a `superseded` note. Returns the session as claimed, or null when it is missing.
    */
   claim(sessionId: string, node: string): Promise<StoredSession | null>;
+  /**
+   * Replaces the session's resume token (and the previous one still accepted, or none),
+   * only while `owner` still owns it; false when it is missing or fenced.
+   */
+  setToken(
+    sessionId: string,
+    owner: OwnerFence,
+    token: Uint8Array,
+    previous: Uint8Array | null,
+  ): Promise<boolean>;
   /** The owner's atomic write: received seq, seen mark, replies, acks and inbox trim. */
   commit(sessionId: string, batch: CommitBatch): Promise<CommitResult>;
   /** The client acknowledged every server seq up to `seq`: trims the log. */
@@ -335,6 +350,7 @@ export class MemoryStore implements SessionStore {
     return {
       ...s.meta,
       token: Uint8Array.from(s.meta.token),
+      ...(s.meta.previousToken ? { previousToken: Uint8Array.from(s.meta.previousToken) } : {}),
       received: s.received,
       seen: s.seen,
       acked: s.acked,
@@ -409,6 +425,21 @@ export class MemoryStore implements SessionStore {
       this.#note(previous, { type: 'superseded', sessionId, gen: s.gen });
     }
     return this.#snapshot(s);
+  }
+
+  async setToken(
+    sessionId: string,
+    owner: OwnerFence,
+    token: Uint8Array,
+    previous: Uint8Array | null,
+  ): Promise<boolean> {
+    const s = this.#live(sessionId);
+    if (!s || s.owner !== owner.node || s.gen !== owner.gen) return false;
+    s.meta = { ...s.meta, token: Uint8Array.from(token) };
+    if (previous !== null) s.meta.previousToken = Uint8Array.from(previous);
+    else delete s.meta.previousToken;
+    this.#refresh(s);
+    return true;
   }
 
   async commit(sessionId: string, batch: CommitBatch): Promise<CommitResult> {

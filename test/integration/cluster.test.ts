@@ -20,10 +20,12 @@ import { RedisStore } from '../../src/cluster/redis-store.js';
 import type { MessageInfo } from '../../src/connection.js';
 import { createRegistry } from '../../src/observe/metrics.js';
 import { observeServer } from '../../src/observe/observer.js';
+import { encodePing } from '../../src/protocol/codec.js';
+import { FrameType, type WelcomeFrame } from '../../src/protocol/frames.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
 import { MemoryStore, type PresenceEvent, type SessionStore } from '../../src/session/store.js';
-import { opened, startClient, startServer } from '../support/peers.js';
+import { opened, RawPeer, startClient, startServer } from '../support/peers.js';
 import { parseExposition } from '../support/prom.js';
 import { freePort, RedisServer, redisSkip } from '../support/redis.js';
 import { onceEvent, waitFor, withTimeout } from '../support/wait.js';
@@ -148,8 +150,54 @@ async function redisStore(t: TestContext): Promise<SessionStore> {
   return store;
 }
 
+/** A raw client's WELCOME for `hello` on `port`. */
+async function welcomeAt(t: TestContext, port: number, hello: Parameters<RawPeer['handshake']>[0]) {
+  const peer = await RawPeer.connect(t, port);
+  const frame = await peer.handshake(hello);
+  assert.equal(frame.type, FrameType.WELCOME);
+  return { peer, welcome: frame as WelcomeFrame };
+}
+
 function suite(name: string, make: (t: TestContext) => Promise<SessionStore>, opts = {}): void {
   describe(`cluster on ${name}`, opts, () => {
+    test('resume tokens are single-use across nodes: the store holds each new one, an old one resumes nothing', async (t) => {
+      const shared = await make(t);
+      const a = await startNode(t, shared, 'a');
+      const b = await startNode(t, shared, 'b');
+      const first = await welcomeAt(t, a.port, {});
+      const sessionId = first.welcome.sessionId;
+      const hex = Buffer.from(sessionId).toString('hex');
+      first.peer.socket.destroy();
+      // The owner resumes on the same node: a new token, held by the store first.
+      const again = await welcomeAt(t, a.port, {
+        resume: { sessionId, token: first.welcome.token, lastReceived: 0 },
+      });
+      assert.equal(again.welcome.resumed, true);
+      const t2 = Buffer.from(again.welcome.token);
+      assert.notDeepEqual(t2, Buffer.from(first.welcome.token));
+      assert.deepEqual(Buffer.from((await shared.load(hex))!.token), t2);
+      // It shows it holds the new token: the store forgets the old one.
+      again.peer.socket.write(encodePing(1, 1));
+      await waitFor(async () => (await shared.load(hex))?.previousToken === undefined, {
+        message: 'the store still accepts the old token',
+      });
+      // A thief with the first token on the other node gets a session of its own.
+      const thief = await welcomeAt(t, b.port, {
+        resume: { sessionId, token: first.welcome.token, lastReceived: 0 },
+      });
+      assert.equal(thief.welcome.resumed, false);
+      assert.equal(again.peer.closed, false, 'the owner was not superseded');
+      // The owner moves to the other node with its current token: a takeover, a new token.
+      again.peer.socket.destroy();
+      const moved = await welcomeAt(t, b.port, {
+        resume: { sessionId, token: t2, lastReceived: 0 },
+      });
+      assert.equal(moved.welcome.resumed, true);
+      const t3 = Buffer.from(moved.welcome.token);
+      assert.notDeepEqual(t3, t2);
+      assert.deepEqual(Buffer.from((await shared.load(hex))!.token), t3);
+    });
+
     test('a node dies at a chosen instant: its successor delivers again, flagged, and echoes once', async (t) => {
       const shared = await make(t);
       const a = await startNode(t, shared, 'a');
