@@ -18,6 +18,9 @@
  *   suspicion within a round trip and a dead one is confirmed on time.
  * On a server it also polices the peer's PINGs (PROTOCOL.md 7.6): a peer pinging faster
  * than its grant allows collects strikes, and the host closes it after `maxPingStrikes`.
+ * A PONG counts only when it answers a PING of ours still outstanding (PROTOCOL.md 7.3),
+ * and RTT is timed on our own clock: a peer cannot forge a sample or set the rate of
+ * `onRtt` calls, which is at most one per PING we send.
  *
  * The timers call {@link Heartbeat.onTimer} with their kind instead of holding a
  * closure each, and the probe timer exists only once the peer was first suspected: a
@@ -99,8 +102,13 @@ export class Heartbeat implements TimerTarget {
   private probeTimer: WheelTimer | null = null;
   /** Intervals of silence before this end pings (1, or SERVER_PING_LAG on a server). */
   private readonly lag: number;
-  /** When we last sent a PING (ms), for the server's RTT refresh. */
+  /** When we last sent a PING (ms): the RTT refresh, and the send time its PONG is timed from. */
   private lastPingAt = Number.NEGATIVE_INFINITY;
+  /**
+   * Seq of the last PING a PONG answered: the PINGs after it, up to `seq`, are the
+   * outstanding ones (seqs count up by one per PING, so two numbers describe the set).
+   */
+  private answered = 0;
   /** A DEAD verdict waits one loop turn for unread bytes (see check()). */
   private confirm: ClockTimer | null = null;
   private seq = 0;
@@ -217,7 +225,10 @@ export class Heartbeat implements TimerTarget {
     if (this.suspect && this.running) this.check();
   }
 
-  /** A PING (answered by the host) or PONG arrived: feeds adaptive detectors. */
+  /**
+   * A PING arrived (the host answers it), or a PONG answered ours (from {@link pong}):
+   * polices PINGs and feeds adaptive detectors.
+   */
   beat(now: number, isPing: boolean): void {
     if (isPing) {
       this.pingsReceived++;
@@ -256,13 +267,32 @@ export class Heartbeat implements TimerTarget {
     if (this.running) this.sendPing();
   }
 
-  /** A PONG echoing one of our PINGs. */
-  pong(timestampMicros: number): void {
+  /**
+   * A PONG arrived at `now` (ms). It counts only when it answers a PING of ours that no
+   * PONG has answered yet (PROTOCOL.md 7.3); anything else, a replayed, duplicated or
+   * unsolicited PONG, is ignored here at no cost beyond its decoding (the host has
+   * already counted its bytes as life). The answer to our latest PING gives an RTT
+   * sample, timed from when we sent it, never from the echoed timestamp, which the peer
+   * controls; the echo must still match ours, so that the peer cannot answer a PING it has
+   * not read yet. Answers to earlier PINGs (a stalled path delivering probes late) feed
+   * the failure detector but give no sample: we keep only the latest send time.
+   * Returns whether the PONG answered an outstanding PING.
+   */
+  pong(seq: number, timestampMicros: number, now: number): boolean {
+    const back = (this.seq - seq) >>> 0;
+    if (back >= (this.seq - this.answered) >>> 0) return false;
+    const sentAt = this.lastPingAt;
+    if (back === 0 && timestampMicros !== Math.round(sentAt * 1000)) return false;
+    this.answered = seq;
     this.pongsReceived++;
-    const sample = this.clock.now() - timestampMicros / 1000;
-    if (!(sample >= 0 && sample <= MAX_RTT_SAMPLE_MS)) return;
-    this.rtt.update(sample);
-    this.host.onRtt(sample);
+    this.beat(now, false);
+    if (back !== 0) return true;
+    const sample = now - sentAt;
+    if (sample >= 0 && sample <= MAX_RTT_SAMPLE_MS) {
+      this.rtt.update(sample);
+      this.host.onRtt(sample);
+    }
+    return true;
   }
 
   /**

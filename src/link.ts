@@ -598,7 +598,7 @@ export class Link implements HeartbeatHost, TimerTarget {
     if (this.closed || (this.closing && !this.halfClosed)) return true;
     this.stats.framesIn++;
     if (type === FrameType.PING) this.onPing(probeSeq(chunk), probeTimestamp(chunk));
-    else this.onPong(probeTimestamp(chunk));
+    else this.onPong(probeSeq(chunk), probeTimestamp(chunk));
     return true;
   }
 
@@ -617,14 +617,14 @@ export class Link implements HeartbeatHost, TimerTarget {
     if (rttDue) hb.ping();
   }
 
-  private onPong(timestamp: number): void {
+  private onPong(seq: number, timestamp: number): void {
     const hb = this.heartbeat;
     if (!hb) {
       this.unexpected('PONG before the handshake completed');
       return;
     }
-    hb.beat(this.lastReceived, false);
-    hb.pong(timestamp);
+    // A PONG answering none of our PINGs is ignored (PROTOCOL.md 7.3): its bytes were life.
+    hb.pong(seq, timestamp, this.lastReceived);
   }
 
   private dispatch(frame: Frame): void {
@@ -633,7 +633,7 @@ export class Link implements HeartbeatHost, TimerTarget {
         this.onPing(frame.seq, frame.timestamp);
         return;
       case FrameType.PONG:
-        this.onPong(frame.timestamp);
+        this.onPong(frame.seq, frame.timestamp);
         return;
       case FrameType.CLOSE:
         if (this.halfClosed) {

@@ -134,8 +134,7 @@ class End {
       this.send({ type: 'pong', seq: frame.seq, ts: frame.ts });
       hb.beat(now, true);
     } else {
-      hb.beat(now, false);
-      hb.pong(frame.ts);
+      hb.pong(frame.seq, frame.ts, now);
     }
   }
 

@@ -530,10 +530,29 @@ export interface DecoderOptions {
 }
 
 /**
+ * Chunks below this size that continue a buffered frame are copied into the decoder's
+ * assembly buffer rather than held: each held chunk costs about 200 B of heap and 500 B
+ * of RSS besides its bytes (its Buffer and ArrayBuffer objects and its own allocation), so
+ * a frame trickled a few bytes per packet cost some 85 B of RSS per byte held. From this
+ * size on the overhead is under half a byte per byte and the chunk is held by reference,
+ * uncopied: an MSS-sized read (about 1448 B), a 16 KiB TLS record, a 64 KiB socket read.
+ */
+const SMALL_CHUNK = 1024;
+
+/** Smallest assembly buffer worth allocating (a few small frames fit in it). */
+const MIN_ASSEMBLY = 256;
+
+/**
  * Incremental decoder. Feed it any chunking of a byte stream; it yields the same frames.
  * An announced length is checked against `maxFrame` before any byte of the frame is
  * buffered beyond what arrived, so a hostile length never causes an allocation. After it
  * throws, the decoder stays failed: the stream cannot be re-synchronised.
+ *
+ * Memory: an incomplete frame costs about its size. Small chunks are copied into one
+ * assembly buffer that at most doubles each time it grows and never outgrows the frame it
+ * assembles; large ones too while they fit in its room, and are held by reference
+ * otherwise. The decoder thus retains at most about twice the bytes it buffers (plus
+ * 256 B, and the decoded part of the chunk a frame began in): see {@link retainedBytes}.
  */
 export class Decoder {
   readonly maxFrame: number;
@@ -546,6 +565,19 @@ export class Decoder {
   private rest: Buffer[] | null = null;
   private head = 0;
   private buffered = 0;
+  /**
+   * The assembly buffer, and `accView`, its filled part (it starts at 0). While it can
+   * still grow in place `accView` is the last chunk held (`first`, or the last of `rest`);
+   * both are null otherwise. Bytes before the end of `accView` are never written again:
+   * frames decoded from it (DATA payloads) are views into it.
+   */
+  private acc: Buffer | null = null;
+  private accView: Buffer | null = null;
+  /**
+   * Spare room of assembly buffers given up for a large chunk while their bytes are still
+   * held (for {@link retainedBytes}); cleared once a single chunk is left.
+   */
+  private abandoned = 0;
   private failure: ProtocolError | null = null;
 
   constructor(options: DecoderOptions = {}) {
@@ -564,6 +596,25 @@ export class Decoder {
     return this.buffered;
   }
 
+  /**
+   * Bytes of memory the decoder keeps alive (an upper bound): the chunks it holds, in
+   * full (including the part of the first one already decoded), and the spare room of its
+   * assembly buffers. At least {@link bufferedBytes}; at most about twice that, plus a few
+   * hundred bytes and the decoded part of the first chunk.
+   */
+  get retainedBytes(): number {
+    if (this.first === null) return 0;
+    let n = this.first.length;
+    if (this.rest !== null) for (const c of this.rest) n += c.length;
+    if (this.acc !== null && this.accView !== null) n += this.acc.length - this.accView.length;
+    return n + this.abandoned;
+  }
+
+  /** @internal Chunks held (tests: small chunks must not pile up). */
+  get heldChunks(): number {
+    return this.first === null ? 0 : 1 + (this.rest?.length ?? 0);
+  }
+
   /** Decodes every complete frame in the bytes received so far. */
   push(chunk: Uint8Array): Frame[] {
     if (this.failure) throw this.failure;
@@ -571,8 +622,7 @@ export class Decoder {
     if (chunk.length > 0) {
       const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
       if (this.first === null) this.first = buf;
-      else if (this.rest === null) this.rest = [buf];
-      else this.rest.push(buf);
+      else this.append(buf);
       this.buffered += chunk.length;
     }
     try {
@@ -604,10 +654,72 @@ export class Decoder {
       this.failure = err as ProtocolError;
       this.first = null;
       this.rest = null;
+      this.acc = this.accView = null;
+      this.abandoned = 0;
       this.buffered = 0;
       throw err;
     }
     return frames;
+  }
+
+  /**
+   * Adds a chunk behind the buffered bytes (the start of an incomplete frame). It goes
+   * into the assembly buffer when that has room for it; a large chunk is otherwise held
+   * by reference, and a small one is copied into a new assembly buffer that also takes
+   * over the last chunk's unread bytes when that one is small (or the old assembly
+   * buffer), so small chunks never pile up.
+   */
+  private append(chunk: Buffer): void {
+    const n = chunk.length;
+    const view = this.accView;
+    if (view !== null && this.acc!.length - view.length >= n) {
+      chunk.copy(this.acc!, view.length);
+      this.setLast(this.acc!.subarray(0, view.length + n));
+      return;
+    }
+    let rest = this.rest;
+    if (n >= SMALL_CHUNK) {
+      // Its room is lost while its bytes wait; less than this chunk, which did not fit.
+      if (view !== null) this.abandoned += this.acc!.length - view.length;
+      this.acc = this.accView = null;
+      if (rest === null) this.rest = [chunk];
+      else rest.push(chunk);
+      return;
+    }
+    const last = rest === null ? this.first! : rest[rest.length - 1]!;
+    const from = rest === null ? this.head : 0;
+    const live = last.length - from;
+    const merge = last === view || live < SMALL_CHUNK;
+    const want = merge ? live + n : n;
+    // Room for the rest of the frame, no more: the bytes still missing from it are known
+    // once its length prefix is in, and that length has been checked against maxFrame.
+    let missing = 0;
+    if (this.buffered >= LENGTH_BYTES) {
+      missing = Math.max(0, LENGTH_BYTES + this.peekLength() - this.buffered - n);
+    }
+    // Doubling keeps the copies linear in the frame size and the spare room below what was
+    // received, so a peer cannot make us reserve memory it has not sent.
+    const acc = Buffer.allocUnsafe(want + Math.min(missing, Math.max(want, MIN_ASSEMBLY - want)));
+    const at = merge ? last.copy(acc, 0, from) : 0;
+    chunk.copy(acc, at);
+    this.acc = acc;
+    const filled = acc.subarray(0, want);
+    if (merge) {
+      if (rest === null) this.head = 0;
+      this.setLast(filled);
+      return;
+    }
+    if (rest === null) rest = this.rest = [];
+    rest.push(filled);
+    this.accView = filled;
+  }
+
+  /** Replaces the last chunk held with `view` (the grown assembly buffer). */
+  private setLast(view: Buffer): void {
+    const rest = this.rest;
+    if (rest === null) this.first = view;
+    else rest[rest.length - 1] = view;
+    this.accView = view;
   }
 
   /** Drops the first chunk (fully read): the next one, if any, takes its place. */
@@ -615,11 +727,18 @@ export class Decoder {
     this.head = 0;
     const rest = this.rest;
     if (rest === null) {
+      // The assembly buffer, if any, was this last chunk: frames decoded from it keep it.
       this.first = null;
+      this.acc = this.accView = null;
+      this.abandoned = 0;
       return;
     }
     this.first = rest.shift()!;
-    if (rest.length === 0) this.rest = null;
+    if (rest.length === 0) {
+      // A lone chunk is never one given up by the assembly buffer (a large one followed it).
+      this.rest = null;
+      this.abandoned = 0;
+    }
   }
 
   private peekLength(): number {

@@ -443,6 +443,120 @@ describe('decoder chunking', () => {
   });
 });
 
+describe('decoder memory (an incomplete frame costs about its size)', () => {
+  /** A DATA frame of `size` bytes on the wire with a recognisable payload. */
+  function dataFrame(size: number, seq = 1): Buffer {
+    const payload = Buffer.alloc(size - DATA_OVERHEAD);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 31 + seq) & 0xff;
+    return encodeData(seq, payload);
+  }
+
+  it('a frame trickled one byte per chunk is assembled in one buffer of at most twice what arrived', () => {
+    const frame = dataFrame(256 * 1024);
+    const d = new Decoder();
+    for (let i = 0; i < frame.length - 1; i++) {
+      assert.deepEqual(d.push(frame.subarray(i, i + 1)), []);
+      assert.ok(d.heldChunks <= 2, `${d.heldChunks} chunks held after ${i + 1} bytes`);
+      const held = d.bufferedBytes;
+      assert.ok(d.retainedBytes <= 2 * held + 256, `${d.retainedBytes} B retained for ${held}`);
+    }
+    // Never more than the frame itself, however it grew.
+    assert.ok(
+      d.retainedBytes <= frame.length,
+      `${d.retainedBytes} B for a ${frame.length} B frame`,
+    );
+    const [data] = d.push(frame.subarray(frame.length - 1)) as [DataFrame];
+    assert.deepEqual(encodeData(data.seq, data.payload), frame);
+    assert.equal(d.retainedBytes, 0);
+    assert.equal(d.heldChunks, 0);
+  });
+
+  it('a hostile length reserves nothing beyond what arrived: 1 MiB announced, 10 bytes sent', () => {
+    const d = new Decoder();
+    const start = dataFrame(DEFAULT_MAX_FRAME + LENGTH_BYTES).subarray(0, 10);
+    for (const b of start) d.push(Uint8Array.of(b));
+    assert.equal(d.bufferedBytes, 10);
+    assert.ok(d.retainedBytes <= 256, `${d.retainedBytes} B retained`);
+  });
+
+  it('large chunks are held by reference, small ones between them assembled, payloads intact', () => {
+    // Frames of 100 B to 40 KB cut into chunks of 1 B to 9 KB: some below the copy
+    // threshold, some above; every frame is checked after all the pushes, so a payload
+    // viewing an assembly buffer that was later written to would show.
+    const frames = [100, 5000, 40_000, 17, 300, 12_000, 9000].map((n, i) =>
+      dataFrame(Math.max(n, DATA_OVERHEAD), i + 1),
+    );
+    const stream = Buffer.concat(frames);
+    const sizes = [1, 3, 9000, 1, 1, 700, 5000, 2, 1023, 1024, 64, 8192, 1, 1500, 4096];
+    const d = new Decoder();
+    const got: Frame[] = [];
+    for (let at = 0, k = 0; at < stream.length; k++) {
+      const n = sizes[k % sizes.length]!;
+      // Copies, as sockets deliver them: the decoder may keep the large ones.
+      got.push(...d.push(Buffer.from(stream.subarray(at, at + n))));
+      at += n;
+      assert.ok(d.retainedBytes >= d.bufferedBytes);
+    }
+    assert.equal(d.bufferedBytes, 0);
+    assert.deepEqual(
+      got.map((f) => encodeFrame(f)),
+      frames,
+    );
+  });
+
+  it('large chunks are not copied, also after small ones were assembled', () => {
+    const frame = dataFrame(1024 * 1024 - 4);
+    const d = new Decoder();
+    // A small start (assembled), then 64 KiB reads as a busy socket delivers them.
+    d.push(frame.subarray(0, 10));
+    d.push(frame.subarray(10, 20));
+    const chunks: Buffer[] = [];
+    for (let at = 20; at < frame.length - 1; at += 65536) {
+      chunks.push(frame.subarray(at, Math.min(at + 65536, frame.length - 1)));
+    }
+    for (const c of chunks) d.push(c);
+    assert.equal(d.heldChunks, 1 + chunks.length, 'each large chunk held as it came');
+    // The small start's assembly buffer had room for the rest of its 1 MiB frame, given
+    // up when the first large chunk came: counted, and smaller than that chunk.
+    assert.ok(d.retainedBytes <= d.bufferedBytes + 65536, `${d.retainedBytes} retained`);
+    const [data] = d.push(frame.subarray(frame.length - 1)) as [DataFrame];
+    assert.deepEqual(encodeData(data.seq, data.payload), frame);
+    assert.equal(d.retainedBytes, 0);
+  });
+
+  it('arbitrary chunkings of large frames give the same frames and retain at most about twice the bytes held', () => {
+    const arbSizes = fc.array(fc.integer({ min: DATA_OVERHEAD, max: 20_000 }), {
+      minLength: 1,
+      maxLength: 5,
+    });
+    const arbChunk = fc.oneof(fc.integer({ min: 1, max: 16 }), fc.integer({ min: 1, max: 10_000 }));
+    fc.assert(
+      fc.property(arbSizes, fc.array(arbChunk, { minLength: 1, maxLength: 40 }), (sizes, cuts) => {
+        const frames = sizes.map((n, i) => dataFrame(n, i + 1));
+        const stream = Buffer.concat(frames);
+        const d = new Decoder();
+        const got: Frame[] = [];
+        let largestChunk = 0;
+        for (let at = 0, k = 0; at < stream.length; k++) {
+          const n = cuts[k % cuts.length]!;
+          largestChunk = Math.max(largestChunk, n);
+          got.push(...d.push(Buffer.from(stream.subarray(at, at + n))));
+          at += n;
+          // Twice what is buffered, plus the smallest assembly buffer, plus the decoded
+          // part of the first chunk (at most one chunk or one frame).
+          const bound = 2 * d.bufferedBytes + 256 + Math.max(largestChunk, 20_000);
+          assert.ok(d.retainedBytes <= bound, `${d.retainedBytes} > ${bound}`);
+        }
+        assert.deepEqual(
+          got.map((f) => encodeFrame(f)),
+          frames,
+        );
+      }),
+      { numRuns: Math.min(RUNS, 200) },
+    );
+  });
+});
+
 describe('round trips', () => {
   const id = (start: number) => Uint8Array.from({ length: ID_BYTES }, (_, i) => start + i);
   const cases: Array<[string, Frame, Buffer]> = [];

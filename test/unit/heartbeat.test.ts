@@ -88,8 +88,7 @@ class StubHost implements HeartbeatHost {
     if (rtt !== null) {
       this.clock.setTimeout(() => {
         this.receive();
-        this.heartbeat?.beat(this.clock.now(), false);
-        this.heartbeat?.pong(timestampMicros);
+        this.heartbeat?.pong(seq, timestampMicros, this.clock.now());
       }, rtt);
     }
   }
@@ -581,29 +580,81 @@ describe('Heartbeat', () => {
       assert.equal(hb.stats.pongsReceived, host.rtts.length);
     });
 
-    it('ignores absurd timestamps (future, far past, not a number)', () => {
+    it('a PONG answering no PING of ours gives no sample and no event (PROTOCOL.md 7.3)', () => {
       const { clock, host, hb } = setup({ start: 1_000_000 });
       hb.start();
-      const nowMicros = clock.now() * 1000;
-      for (const ts of [
-        nowMicros + 1000, // 1 ms in the future
-        nowMicros + 3.6e9, // an hour in the future
-        nowMicros - 11 * 60_000 * 1000, // 11 minutes ago
-        0, // 1000 s ago
-        -1,
-        Number.NaN,
-        Number.POSITIVE_INFINITY,
-      ]) {
-        hb.pong(ts);
+      const now = clock.now();
+      // Nothing sent yet: every seq is unsolicited, whatever the timestamp claims.
+      for (const seq of [0, 1, 2, 0xffff_ffff]) {
+        for (const ts of [0, 1, now * 1000 - 12_600_000, now * 1000, Number.NaN]) {
+          assert.equal(hb.pong(seq, ts, now), false);
+        }
       }
+      // A flood costs nothing: no sample, no event, no counter, no detector input.
+      for (let i = 0; i < 100_000; i++) hb.pong(i, 1, now);
       assert.deepEqual(host.rtts, []);
       assert.equal(hb.rtt.samples, 0);
-      assert.equal(hb.rtt.srtt, undefined);
-      // Counted as received all the same (they are PONGs; only the sample is refused).
-      assert.equal(hb.stats.pongsReceived, 7);
-      // A plausible one still counts.
-      hb.pong(nowMicros - 25_000);
-      assert.deepEqual(host.rtts, [25]);
+      assert.equal(hb.stats.pongsReceived, 0);
+      assert.deepEqual(host.events(), []);
+    });
+
+    it('a forged timestamp cannot change the RTT: samples use our send time', () => {
+      const { clock, host, hb } = setup({ start: 1_000_000 });
+      hb.start();
+      clock.advance(INTERVAL + TICK);
+      const ping = host.pings.at(-1)!;
+      clock.advance(30 - (clock.now() - ping.at));
+      // The right seq with a timestamp other than ours: not an answer to our PING (a peer
+      // would otherwise answer before reading it, and time its own RTT).
+      for (const ts of [0, 1, ping.timestampMicros - 12_600_000, ping.timestampMicros + 1]) {
+        assert.equal(hb.pong(ping.seq, ts, clock.now()), false);
+      }
+      // A seq we have not sent yet, or an older one, answers nothing either.
+      assert.equal(hb.pong(ping.seq + 1, ping.timestampMicros, clock.now()), false);
+      assert.equal(hb.pong(ping.seq - 1, ping.timestampMicros, clock.now()), false);
+      assert.deepEqual(host.rtts, []);
+      // The true echo: the sample is the time since we sent it, on our clock.
+      assert.equal(hb.pong(ping.seq, ping.timestampMicros, clock.now()), true);
+      assert.deepEqual(host.rtts, [30]);
+      assert.equal(hb.rtt.srtt, 30);
+      // Answered once: a replay of it is ignored.
+      clock.advance(5);
+      assert.equal(hb.pong(ping.seq, ping.timestampMicros, clock.now()), false);
+      assert.deepEqual(host.rtts, [30]);
+      assert.equal(hb.stats.pongsReceived, 1);
+    });
+
+    it('answers to earlier PINGs still count once each, without a sample; only the latest is timed', () => {
+      const { clock, host, hb } = setup();
+      hb.start();
+      // Silence: suspect at 1.5 intervals, then probes every interval/4, none answered.
+      clock.advance(2 * INTERVAL + TICK);
+      const sent = host.pings.slice();
+      assert.ok(sent.length >= 3, `${sent.length} PINGs`);
+      // A stalled path heals and delivers every PONG at once, in order.
+      const answers = sent.map((p) => hb.pong(p.seq, p.timestampMicros, clock.now()));
+      assert.deepEqual(answers, Array(sent.length).fill(true));
+      assert.equal(hb.stats.pongsReceived, sent.length);
+      assert.deepEqual(host.rtts, [clock.now() - sent.at(-1)!.at]);
+      // Each is answered once: replaying any of them is ignored.
+      for (const p of sent) assert.equal(hb.pong(p.seq, p.timestampMicros, clock.now()), false);
+      assert.equal(hb.stats.pongsReceived, sent.length);
+    });
+
+    it('seqs wrap from 2^32 - 1 to 0 and stay matched', () => {
+      const { clock, host, hb } = setup();
+      // The counter just below the wrap (tests reach into it rather than send 2^32 PINGs).
+      (hb as unknown as { seq: number; answered: number }).seq = 0xffff_fffe;
+      (hb as unknown as { seq: number; answered: number }).answered = 0xffff_fffe;
+      hb.start();
+      host.echoRtt = 10;
+      clock.advance(4 * INTERVAL + 100);
+      assert.deepEqual(
+        host.pings.slice(0, 3).map((p) => p.seq),
+        [0xffff_ffff, 0, 1],
+      );
+      assert.equal(hb.stats.pongsReceived, host.pings.length);
+      assert.deepEqual(host.rtts, Array(host.pings.length).fill(10));
     });
   });
 
