@@ -35,6 +35,7 @@ import {
   writeProbeAt,
 } from './protocol/codec.js';
 import { type Frame, FrameType } from './protocol/frames.js';
+import type { MemoryBudget } from './session/budget.js';
 import type { TimerTarget, TimingWheel, WheelTimer } from './time/wheel.js';
 
 /** How a link ended. */
@@ -89,6 +90,7 @@ const CODE_FOR_REASON: Partial<Record<CloseReason, number>> = {
   'heartbeat-timeout': CloseCode.HEARTBEAT_TIMEOUT,
   'handshake-timeout': CloseCode.HANDSHAKE_TIMEOUT,
   'write-stall': CloseCode.WRITE_STALL,
+  overloaded: CloseCode.OVERLOADED,
 };
 
 /** Typed error codes for the closes that are failures. */
@@ -176,6 +178,11 @@ export class Link implements HeartbeatHost, TimerTarget {
   private drainsAtMark = 0;
   private closing: CloseInfo | null = null;
   private closed = false;
+  /**
+   * Bytes the decoder holds that are charged to the server's shared budget (what it
+   * keeps of an incomplete frame), given back as frames complete and when the link ends.
+   */
+  private charged = 0;
   /** We sent CLOSE and FIN on purpose and keep reading until the peer closes. */
   private halfClosed = false;
   private graceTimer: WheelTimer | null = null;
@@ -577,12 +584,32 @@ export class Link implements HeartbeatHost, TimerTarget {
       return;
     }
     if (this.config.minDataRate > 0) this.trackPartial(chunk.length, frames.length > 0);
+    if (this.config.budget !== null && !this.chargeDecoder(this.config.budget)) return;
     for (const frame of frames) {
       // After our own close() the peer's frames still count until its FIN (closing handshake).
       if (this.closed || (this.closing && !this.halfClosed)) return;
       this.stats.framesIn++;
       this.dispatch(frame);
     }
+  }
+
+  /**
+   * Charges what the decoder now keeps to the server's budget, so that incomplete frames
+   * on many connections cannot together pass it (each is bounded by maxFrame alone). When
+   * the budget cannot take it, even after shedding connections that hold more, this link
+   * ends with CLOSE(overloaded). False when it did.
+   */
+  private chargeDecoder(budget: MemoryBudget): boolean {
+    const held = this.decoder.retainedBytes;
+    const delta = held - this.charged;
+    if (delta > 0 && !budget.tryReserve(delta, this.charged)) {
+      const message = `server buffer budget full: no room for ${held} bytes of an incomplete frame`;
+      this.fail('overloaded', message, new HeartlineError('HL_ERR_OVERLOADED', message));
+      return false;
+    }
+    if (delta < 0) budget.release(-delta);
+    this.charged = held;
+    return true;
   }
 
   /**
@@ -758,6 +785,10 @@ export class Link implements HeartbeatHost, TimerTarget {
   onSocketClose(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.charged > 0) {
+      this.config.budget?.release(this.charged);
+      this.charged = 0;
+    }
     if (this.out !== null) {
       releaseBatch(this.out);
       this.out = null;

@@ -301,3 +301,25 @@ test('sockets until the descriptors run out: the server stays up and serves agai
   const calm = bystander(t, port, 20);
   await calm.done;
 });
+
+test('incomplete frames on many connections draw from the shared budget: past it, CLOSE(overloaded)', async (t) => {
+  const { server, port } = await startServer(t, {
+    maxBufferedBytes: MiB,
+    maxTotalBufferedBytes: 4 * MiB,
+  });
+  server.on('connection', (conn) => conn.on('message', (data, info) => info.reply(data)));
+  const calm = bystander(t, port, 50);
+  // Each sends 900 KiB of a 1 MiB frame and stops: ten would hold 9 MiB.
+  const peers = await Promise.all(Array.from({ length: 10 }, () => RawPeer.connect(t, port)));
+  await Promise.all(peers.map((p) => p.handshake()));
+  const partial = encodeData(1, Buffer.alloc(MiB - 9)).subarray(0, 900 * 1024);
+  for (const p of peers) p.socket.write(partial);
+  await waitFor(() => peers.filter((p) => p.closed).length >= 6, {
+    timeout: 10_000,
+    message: 'the budget did not stop incomplete frames',
+  });
+  const refused = peers.filter((p) => closeFrame(p)?.code === CloseCode.OVERLOADED).length;
+  assert.ok(refused >= 6, `${refused} refused with CLOSE(overloaded)`);
+  assert.ok(peers.filter((p) => !p.closed).length <= 4, 'at most 4 MiB of incomplete frames held');
+  await calm.done;
+});
