@@ -68,7 +68,8 @@ Exits 1 when a row failed (the row says why).
   --cli PATH            the heartline CLI to attack (default: src/ compiled afresh by tsc)
   --out DIR             where attack.json goes (default bench/results)
   --peak-budget MIB     memory an attack may add at its peak (default ${DEFAULT_PEAK_BUDGET_MIB})
-  --retained-budget MIB memory still held after it settled (default ${DEFAULT_RETAINED_BUDGET_MIB})
+  --retained-budget MIB memory still held (heap + buffers, after GC) once it settled
+                        (default ${DEFAULT_RETAINED_BUDGET_MIB})
   -h, --help            this help`;
 
 /** Runs `attacks` in turn; a row that could not run at all is a failed row, not an abort. */
@@ -92,6 +93,7 @@ export async function runAttacks(
         serverExit: null,
         crash: null,
         rssMiB: { before: null, peak: null, after: null },
+        heldMiB: { before: null, after: null },
         serverLoopP99Ms: null,
         bystander: {
           result: 'not-connected',
@@ -259,7 +261,7 @@ async function main(): Promise<number> {
     rows,
     targets: targets(rows),
     notes: [
-      'Each row: a fresh `heartline serve --echo --json --interval 1000 --timeout 3000 --handshake-timeout 3000 --drain-timeout 0` with a short --session-ttl; RSS from /proc (VmRSS, summed over worker processes); before = after the bystander warmed up, after = once the attack stopped, the settle period and the session TTL passed.',
+      'Each row: a fresh `heartline serve --echo --json --interval 1000 --timeout 3000 --handshake-timeout 3000 --drain-timeout 0` with a short --session-ttl; RSS from /proc (VmRSS, summed over worker processes), sampled every 100 ms; before = once the bystander warmed up, after = once the attack stopped and the settle period and the session TTL passed, both after full garbage collections in every server process (heldMiB: V8 heap used + external memory then).',
       'Bystander: the library client, one 16-byte numbered message every 10 ms through the echo during the whole attack; it must get each back exactly once, in order.',
     ],
   };

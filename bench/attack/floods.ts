@@ -78,7 +78,7 @@ function floodAttack(
     seconds: (quick) => (quick ? 1.5 : 5),
     async run(ctx) {
       const stats: FloodStats = { connections: 0, batches: 0 };
-      const { errors } = await runLanes(LANES, ctx.deadline, async () => {
+      const { errors } = await runLanes(LANES, ctx, async () => {
         stats.connections++;
         const next = makeNext();
         return floodOne(ctx, (peer) => {

@@ -61,7 +61,7 @@ export const fuzzAttacks: Attack[] = [
       const seed = randomInt(1, 2 ** 31);
       const rnd = generator(seed);
       const counts = new Map<string, number>();
-      await runLanes(8, ctx.deadline, async () => {
+      await runLanes(8, ctx, async () => {
         const kind = KINDS[Math.floor(rnd() * KINDS.length)]!;
         counts.set(kind, (counts.get(kind) ?? 0) + 1);
         const bytes = input(kind, rnd);

@@ -58,7 +58,7 @@ async function forEachSocket(
   each: (i: number) => Promise<void>,
 ): Promise<number> {
   let next = 0;
-  await runLanes(lanes, ctx.deadline, async () => {
+  await runLanes(lanes, ctx, async () => {
     if (next >= count) return false;
     await each(next++);
     return true;

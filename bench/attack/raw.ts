@@ -254,19 +254,20 @@ export class SocketPool {
 }
 
 /**
- * Runs `lane` on `lanes` parallel lanes until `deadline` (performance.now()) or until a
- * lane returns false; a lane that throws is counted and restarted after a short pause
- * (the server refusing or resetting an attacker is an outcome, not a harness failure).
+ * Runs `lane` on `lanes` parallel lanes until `clock.deadline` (performance.now(), read
+ * on every turn: the harness moves it to 0 to stop an attack early) or until a lane
+ * returns false; a lane that throws is counted and restarted after a short pause (the
+ * server refusing or resetting an attacker is an outcome, not a harness failure).
  */
 export async function runLanes(
   lanes: number,
-  deadline: number,
+  clock: { readonly deadline: number },
   lane: (index: number) => Promise<boolean | undefined>,
 ): Promise<{ errors: number }> {
   let errors = 0;
   await Promise.all(
     Array.from({ length: lanes }, async (_, i) => {
-      while (performance.now() < deadline) {
+      while (performance.now() < clock.deadline) {
         try {
           if ((await lane(i)) === false) return;
         } catch {

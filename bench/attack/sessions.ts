@@ -53,7 +53,7 @@ export const sessionAttacks: Attack[] = [
       let made = 0;
       let refused = 0;
       let next = 0;
-      await runLanes(10, ctx.deadline, async () => {
+      await runLanes(10, ctx, async () => {
         if (next >= attempts) return false;
         next++;
         const s = await newSession(ctx, attacker);
@@ -169,7 +169,7 @@ export const sessionAttacks: Attack[] = [
       const cap = ctx.quick ? 500 : 3000;
       let n = 0;
       const endings = [0, 0, 0, 0];
-      await runLanes(10, ctx.deadline, async () => {
+      await runLanes(10, ctx, async () => {
         if (n >= cap) return false;
         n++;
         const kind = randomInt(4);

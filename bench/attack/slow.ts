@@ -54,7 +54,7 @@ function lifetimes(peers: RawPeer[], since: number): string {
 async function openMany(ctx: AttackContext, count: number): Promise<RawPeer[]> {
   const peers: RawPeer[] = [];
   let next = 0;
-  await runLanes(20, ctx.deadline, async () => {
+  await runLanes(20, ctx, async () => {
     if (next >= count) return false;
     next++;
     peers.push(await ctx.pool.open());
@@ -129,7 +129,7 @@ export const slowAttacks: Attack[] = [
       const payload = Buffer.alloc(MAX_PAYLOAD, 0x66);
       let frames = 0;
       let pieces = 0;
-      await runLanes(lanes, ctx.deadline, async () => {
+      await runLanes(lanes, ctx, async () => {
         const peer = await ctx.pool.open();
         if (!(await peer.handshake())) return true;
         let seq = 0;

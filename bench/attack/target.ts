@@ -162,10 +162,11 @@ export class Target {
   /**
    * Marks a window in every process of the server, after full garbage collections when
    * `gc`, waits for them all, and returns the event-loop delay p99 (ms, the worst process)
-   * of the window the mark closed, or null when the processes did not all answer in time
-   * (a server too busy, or dead).
+   * of the window the mark closed and the memory held by JavaScript (V8 heap used plus
+   * buffers and other external memory, summed over the processes), or null when the
+   * processes did not all answer in time (a server too busy, or dead).
    */
-  async mark(gc: boolean): Promise<number | null> {
+  async mark(gc: boolean): Promise<{ loopP99Ms: number; heldBytes: number } | null> {
     const seq = ++this.probeSeq;
     writeFileSync(join(this.probeDir, 'control.json'), JSON.stringify({ seq, gc }));
     let states: ProbeState[] = [];
@@ -181,7 +182,13 @@ export class Target {
       50,
     );
     if (!answered) return null;
-    return states.reduce((worst, st) => Math.max(worst, st.previous?.eld.p99 ?? 0), 0);
+    let loopP99Ms = 0;
+    let heldBytes = 0;
+    for (const st of states) {
+      loopP99Ms = Math.max(loopP99Ms, st.previous?.eld.p99 ?? 0);
+      heldBytes += st.mem.heapUsed + st.mem.external;
+    }
+    return { loopP99Ms, heldBytes };
   }
 
   private probeStates(): ProbeState[] {
