@@ -204,7 +204,7 @@ async function main(): Promise<number> {
           : join(dirname(buildHeartline()), 'cli', 'main.js'),
       quick,
       sessionTtlMs: quick ? 1000 : 2000,
-      settleMs: quick ? 500 : 2000,
+      settleMs: quick ? 300 : 2000,
       retainedBudgetMiB: numberFlag(
         'retained-budget',
         values['retained-budget'] as string | undefined,

@@ -75,7 +75,7 @@ function floodAttack(
     id,
     family: 'floods',
     label,
-    seconds: (quick) => (quick ? 1.5 : 5),
+    seconds: (quick) => (quick ? 1 : 5),
     async run(ctx) {
       const stats: FloodStats = { connections: 0, batches: 0 };
       const { errors } = await runLanes(LANES, ctx, async () => {

@@ -272,6 +272,9 @@ export async function runAttack(attack: Attack, options: RunOptions): Promise<At
       after = sampler.sample();
       heldAfter = settled.heldBytes;
     }
+  } catch (err) {
+    await target.stop(); // never leave a server behind
+    throw err;
   } finally {
     sampler.stop();
     bystander?.abort();

@@ -90,7 +90,8 @@ export const slowAttacks: Attack[] = [
     id: 'trickle',
     family: 'slow',
     label: 'trickle: a DATA frame one byte per 250 ms after HELLO',
-    seconds: () => (2 * HEARTBEAT_TIMEOUT_MS + GRACE_MS + 1000) / 1000,
+    // Full: twice the timeout, so that a close at the timeout is not missed by a hair.
+    seconds: (quick) => ((quick ? 1 : 2) * HEARTBEAT_TIMEOUT_MS + GRACE_MS + 1000) / 1000,
     async run(ctx) {
       // What the most generous grant is: a trickler would ask for it.
       const greedy = await ctx.pool.open();

@@ -217,7 +217,9 @@ export class Target {
 
   /** The line of stderr that names the error a crash threw ("HeartlineError [HL_ERR_...]: ..."), or null. */
   crashLine(): string | null {
-    return this.stderr.find((l) => /^\w*(Error|Exception)\b( \[\w+\])?:/.test(l))?.trim() ?? null;
+    // The last one: with workers, a worker's crash comes first and the primary's after it.
+    const errors = this.stderr.filter((l) => /^\w*(Error|Exception)\b( \[\w+\])?:/.test(l));
+    return errors.at(-1)?.trim() ?? null;
   }
 
   /** Waits up to `ms` for the process to have exited (its exit status is then known). */

@@ -40,9 +40,9 @@ export const workerAttacks: Attack[] = [
     workers: 2,
     // A slot gives up after 5 crashes in a row (none stable), so the full run makes each
     // of the two slots crash about 6 times.
-    seconds: (quick) => (quick ? 8 : 25),
+    seconds: (quick) => (quick ? 5 : 25),
     async run(ctx) {
-      const rounds = ctx.quick ? 4 : 12;
+      const rounds = ctx.quick ? 2 : 12;
       const codes: string[] = [];
       for (let i = 0; i < rounds && performance.now() < ctx.deadline; i++) {
         try {
