@@ -10,7 +10,7 @@
  *   node --import tsx bench/attack.ts [--quick] [--only id,id] [--list] [--cli PATH]
  *     [--out DIR] [--peak-budget MIB] [--retained-budget MIB]
  *
- * Traffic goes to 127.0.0.1 only. A full run takes about 5 minutes, --quick about 1.5.
+ * Traffic goes to 127.0.0.1 only. A full run takes about 5 minutes, --quick about 2 (both with the build).
  */
 
 import { dirname, join, resolve } from 'node:path';
@@ -29,6 +29,7 @@ import {
 import { oversizeAttacks } from './attack/oversize.js';
 import { sessionAttacks } from './attack/sessions.js';
 import { slowAttacks } from './attack/slow.js';
+import { tlsAttacks } from './attack/tls.js';
 import { workerAttacks } from './attack/workers.js';
 import { buildHeartline, buildWarnings } from './lib/build.js';
 import { machineInfo } from './lib/machine.js';
@@ -51,6 +52,7 @@ export const ATTACKS: readonly Attack[] = [
   ...oversizeAttacks,
   ...slowAttacks,
   ...sessionAttacks,
+  ...tlsAttacks,
   ...workerAttacks,
 ];
 
@@ -62,7 +64,7 @@ const HELP = `Usage: npm run attack -- [options]   (node --import tsx bench/atta
 Runs every attack against a fresh heartline echo server and prints one row per attack.
 Exits 1 when a row failed (the row says why).
 
-  --quick               a reduced run (about 1.5 min); results go to bench/results/quick/
+  --quick               a reduced run (about 2 min); results go to bench/results/quick/
   --only ID,ID          only these attacks (see --list)
   --list                list the attacks and exit
   --cli PATH            the heartline CLI to attack (default: src/ compiled afresh by tsc)

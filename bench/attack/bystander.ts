@@ -5,6 +5,7 @@
  * in order, and how long the round trips take. It is what an attack must not harm.
  */
 
+import type { ConnectionOptions } from 'node:tls';
 import { type ClientConnection, connect } from '../../src/index.js';
 import { percentile, round, sleep, until } from '../lib/stats.js';
 import { HOST } from './raw.js';
@@ -43,6 +44,8 @@ export interface BystanderOptions {
   everyMs?: number;
   /** How long to wait for the first connection (ms). @default 10000 */
   openTimeoutMs?: number;
+  /** TLS options (the server's certificate as `ca`) when the server speaks TLS. */
+  tls?: ConnectionOptions;
 }
 
 /** A client streaming numbered messages through the echo. */
@@ -64,7 +67,12 @@ export class Bystander {
   private opened = false;
 
   private constructor(private readonly options: BystanderOptions) {
-    this.conn = connect({ host: HOST, port: options.port, clientId: 'attack-bystander' });
+    this.conn = connect({
+      host: HOST,
+      port: options.port,
+      clientId: 'attack-bystander',
+      ...(options.tls ? { tls: options.tls } : {}),
+    });
     this.conn.on('message', (data) => this.onEcho(data));
     this.conn.on('open', (e) => {
       this.opened = true;

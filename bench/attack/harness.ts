@@ -10,6 +10,7 @@ import { sleep } from '../lib/stats.js';
 import { Bystander, type BystanderResult, describeBystander } from './bystander.js';
 import { SocketPool } from './raw.js';
 import { RssSampler, Target } from './target.js';
+import { serverCertificate } from './tls.js';
 
 const MiB = 1024 * 1024;
 
@@ -73,6 +74,8 @@ export interface Attack {
   readonly serverArgs?: readonly string[];
   /** Worker processes of its server (`serve --workers N`). @default 0: one process */
   readonly workers?: number;
+  /** Its server speaks TLS (a certificate made for the run); the bystander too. */
+  readonly tls?: boolean;
   /** Its own session TTL (ms), when the attack needs sessions to stay. */
   readonly sessionTtlMs?: number;
   /** Peak memory it may add (MiB). @default DEFAULT_PEAK_BUDGET_MIB */
@@ -188,12 +191,14 @@ export async function runAttack(attack: Attack, options: RunOptions): Promise<At
   const t0 = performance.now();
   const phase = options.onPhase ?? (() => {});
   const sessionTtlMs = attack.sessionTtlMs ?? options.sessionTtlMs;
+  const cert = attack.tls ? serverCertificate() : null;
   phase('starting the server');
   const target = await Target.start({
     cli: options.cli,
     args: [
       ...commonServerArgs(sessionTtlMs),
       ...(attack.workers ? ['--workers', String(attack.workers)] : []),
+      ...(cert ? ['--tls-cert', cert.certFile, '--tls-key', cert.keyFile] : []),
       ...(attack.serverArgs ?? []),
     ],
   });
@@ -210,7 +215,10 @@ export async function runAttack(attack: Attack, options: RunOptions): Promise<At
   let result: BystanderResult;
   try {
     phase('connecting the bystander');
-    bystander = await Bystander.start({ port: target.port });
+    bystander = await Bystander.start({
+      port: target.port,
+      ...(cert ? { tls: { ca: cert.cert } } : {}),
+    });
     bystander.stream();
     await sleep(WARMUP_MS);
     heldBefore = (await target.mark(true))?.heldBytes ?? null;
