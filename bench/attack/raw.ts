@@ -37,15 +37,6 @@ export function helloBytes(fields: Partial<Omit<HelloFrame, 'type'>> = {}): Buff
   });
 }
 
-/** A frame header (u32 length, type byte) followed by `payload`, however wrong it is. */
-export function rawFrame(type: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
-  const buf = Buffer.allocUnsafe(5 + payload.length);
-  buf.writeUInt32BE(1 + payload.length, 0);
-  buf[4] = type;
-  buf.set(payload, 5);
-  return buf;
-}
-
 /** Options of {@link SocketPool.open}. */
 export interface OpenOptions {
   /** Source address (another 127.x.y.z stands for another client address). */
