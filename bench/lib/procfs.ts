@@ -1,10 +1,11 @@
 /**
  * Reading other processes from /proc (Linux): whether a process still runs (the probes
- * of a multi-process server's workers) and the CPU time of client processes (to show how
- * busy the machine was while a server was measured).
+ * of a multi-process server's workers), the CPU time of client processes (to show how
+ * busy the machine was while a server was measured), and resident memory of a process
+ * tree (the adversarial run's server and its workers).
  */
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux). */
 const TICKS_PER_SECOND = 100;
@@ -57,4 +58,56 @@ export async function machineBusyOver(ms: number): Promise<number> {
   const b = machineTicks();
   const total = b.total - a.total;
   return total > 0 ? (100 * (b.busy - a.busy)) / total : 0;
+}
+
+/** Resident set size of a process in bytes (VmRSS), or 0 when it is gone. */
+export function rssBytes(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** The direct children of `pid` (from every thread's children list; empty when gone). */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tasks) {
+    try {
+      for (const child of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ')) {
+        if (child.trim() !== '') out.push(Number(child));
+      }
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+/** `pid` and all its descendants. */
+export function processTree(pid: number): number[] {
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const p = queue.shift()!;
+    if (out.includes(p)) continue;
+    out.push(p);
+    queue.push(...childPids(p));
+  }
+  return out;
+}
+
+/** Summed RSS (bytes) of `pid` and its descendants (a server and its worker processes). */
+export function treeRssBytes(pid: number): number {
+  let sum = 0;
+  for (const p of processTree(pid)) sum += rssBytes(p);
+  return sum;
 }
