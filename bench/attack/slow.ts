@@ -90,6 +90,9 @@ export const slowAttacks: Attack[] = [
     id: 'trickle',
     family: 'slow',
     label: 'trickle: a DATA frame one byte per 250 ms after HELLO',
+    // The default partial-frame deadline is 30 s; a shorter one shows the same rule in
+    // the time of a row (a frame must make its deadline however it trickles).
+    serverArgs: ['--partial-frame-timeout', String(HEARTBEAT_TIMEOUT_MS)],
     // Full: twice the timeout, so that a close at the timeout is not missed by a hair.
     seconds: (quick) => ((quick ? 1 : 2) * HEARTBEAT_TIMEOUT_MS + GRACE_MS + 1000) / 1000,
     async run(ctx) {

@@ -92,6 +92,21 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * A reader that went away (`heartline serve | head`) closes stdout with EPIPE: a server
+ * goes on serving (its clients do not depend on who reads its log), other commands end
+ * quietly, as `cat` does on SIGPIPE. Any other output error is thrown as before.
+ */
+function onOutputClosed(command: string | undefined): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      if (command !== 'serve') process.exit(process.exitCode ?? ExitCode.OK);
+    });
+  }
+}
+
+onOutputClosed(process.argv[2]);
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

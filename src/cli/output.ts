@@ -54,9 +54,19 @@ function escapeJson(json: string): string {
   return json.replace(JSON_UNSAFE, (c) => `\\u${hex(c, 4)}`);
 }
 
+/**
+ * Bytes of output a slow reader may leave queued in this process before events are
+ * dropped. Writes to a pipe are asynchronous in Node: without a bound, a peer that floods
+ * messages while whoever reads `serve` falls behind grows the server's memory with
+ * their printed copies, whatever the library's own caps.
+ */
+export const OUTPUT_BACKLOG_LIMIT = 4 * 1024 * 1024;
+
 /** Writes events as JSON lines or readable text. */
 export class EventOutput {
   private readonly colour: boolean;
+  /** Events not written because the reader was too far behind, since the last report. */
+  private dropped = 0;
 
   constructor(
     private readonly json: boolean,
@@ -66,8 +76,27 @@ export class EventOutput {
     this.colour = !json && out.isTTY === true && process.env.NO_COLOR === undefined;
   }
 
-  /** Emits one event. */
+  /**
+   * Emits one event. While the reader leaves more than {@link OUTPUT_BACKLOG_LIMIT}
+   * bytes queued, `message` events (the ones a peer can flood) are counted instead of
+   * written, and a `dropped` event with their count follows once it has caught up. Every
+   * other event is written: their number is bounded by connections, not by messages.
+   */
   event(name: string, fields: EventFields = {}): void {
+    if (name === 'message' && this.out.writableLength > OUTPUT_BACKLOG_LIMIT) {
+      if (this.dropped++ === 0) this.out.once('drain', () => this.reportDropped());
+      return;
+    }
+    this.write(name, fields);
+  }
+
+  private reportDropped(): void {
+    const count = this.dropped;
+    this.dropped = 0;
+    this.write('dropped', { count });
+  }
+
+  private write(name: string, fields: EventFields): void {
     const ts = this.now();
     if (this.json) {
       const record: Record<string, unknown> = { ts, event: name };

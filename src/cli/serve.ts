@@ -41,6 +41,17 @@ Options:
                        what the replay buffers of all connections may hold together;
                        past it a reply closes its connection with CLOSE(overloaded)
                        (default 1073741824)
+  --max-timeout MS     longest heartbeat timeout a client may obtain (default 300000)
+  --partial-frame-timeout MS
+                       an incomplete frame must be done within this, plus 1 s per
+                       min-data-rate bytes received of it (default 30000)
+  --min-data-rate BYTES
+                       bytes per second an incomplete frame earns more time with;
+                       0 turns the partial-frame deadline off (default 1024)
+  --max-hello-field-bytes BYTES
+                       longest HELLO clientId and traceId, each (default 256)
+  --max-auth-bytes BYTES
+                       longest HELLO auth field (default 8192)
   --workers N          serve from N worker processes behind this one (one port; limits
                        below are machine-wide, split over the workers); 0: this process
                        only (default 0)
@@ -108,6 +119,11 @@ export async function serve(argv: string[]): Promise<number> {
       'handshake-timeout': { type: 'string' },
       'max-frame': { type: 'string' },
       'max-buffered-bytes': { type: 'string' },
+      'max-timeout': { type: 'string' },
+      'partial-frame-timeout': { type: 'string' },
+      'min-data-rate': { type: 'string' },
+      'max-hello-field-bytes': { type: 'string' },
+      'max-auth-bytes': { type: 'string' },
       'max-total-buffered-bytes': { type: 'string' },
       workers: { type: 'string' },
       'max-ping-strikes': { type: 'string' },
@@ -146,6 +162,11 @@ export async function serve(argv: string[]): Promise<number> {
     handshakeTimeout: intFlag('handshake-timeout', values['handshake-timeout'], 1),
     maxFrame: intFlag('max-frame', values['max-frame'], 64, 0xffff_ffff),
     maxBufferedBytes: intFlag('max-buffered-bytes', values['max-buffered-bytes'], 1),
+    maxTimeout: intFlag('max-timeout', values['max-timeout'], 1),
+    partialFrameTimeout: intFlag('partial-frame-timeout', values['partial-frame-timeout'], 1),
+    minDataRate: intFlag('min-data-rate', values['min-data-rate'], 0),
+    maxHelloFieldBytes: intFlag('max-hello-field-bytes', values['max-hello-field-bytes'], 1, 65535),
+    maxAuthBytes: intFlag('max-auth-bytes', values['max-auth-bytes'], 0, 65535),
     maxTotalBufferedBytes: intFlag(
       'max-total-buffered-bytes',
       values['max-total-buffered-bytes'],

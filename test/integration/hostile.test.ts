@@ -323,3 +323,11 @@ test('incomplete frames on many connections draw from the shared budget: past it
   assert.ok(peers.filter((p) => !p.closed).length <= 4, 'at most 4 MiB of incomplete frames held');
   await calm.done;
 });
+
+test('serve whose output reader went away (EPIPE) keeps serving', async (t) => {
+  const { server, port } = await echoServer(t);
+  server.proc.stdout!.destroy(); // the reader of its event lines is gone
+  const calm = bystander(t, port, 30);
+  await calm.done;
+  assert.equal(server.exit, null, `the server exited:\n${server.stderr}`);
+});

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { EventOutput, escapeControl } from '../../src/cli/output.js';
+import { EventOutput, escapeControl, OUTPUT_BACKLOG_LIMIT } from '../../src/cli/output.js';
 
 /** An EventOutput writing into an array, one entry per write(). */
 function capture(json: boolean, tty = false): { out: EventOutput; writes: string[] } {
@@ -87,5 +87,44 @@ describe('CLI output of peer-controlled text', () => {
       data: HOSTILE,
       unacked: [HOSTILE],
     });
+  });
+});
+
+describe('EventOutput with a reader that falls behind', () => {
+  it('drops message events past the backlog limit, writes the others, then reports the count', async () => {
+    const lines: string[] = [];
+    let release: (() => void) | null = null;
+    // A reader that takes nothing until released: writes queue in the stream.
+    const sink = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString('utf8'));
+        if (release === null) release = done;
+        else done();
+      },
+    });
+    const out = new EventOutput(true, sink, () => 0);
+    const big = 'x'.repeat(64 * 1024);
+    let written = 0;
+    while (sink.writableLength <= OUTPUT_BACKLOG_LIMIT) {
+      out.event('message', { data: big });
+      written++;
+    }
+    for (let i = 0; i < 10; i++) out.event('message', { data: big });
+    out.event('close', { reason: 'eof' });
+    const drained = new Promise((r) => sink.once('drain', r));
+    (release as unknown as () => void)();
+    await drained;
+    await new Promise((r) => setImmediate(r));
+    const events = lines.map((l) => JSON.parse(l) as { event: string; count?: number });
+    assert.equal(events.filter((e) => e.event === 'message').length, written);
+    assert.ok(
+      events.some((e) => e.event === 'close'),
+      'other events are always written',
+    );
+    assert.deepEqual(
+      events.filter((e) => e.event === 'dropped'),
+      [{ ts: 0, event: 'dropped', count: 10 }],
+    );
   });
 });
