@@ -399,8 +399,8 @@ export function tcpSettingsFor(
  * - keepAliveIdle = timeout + interval, rounded up to whole seconds: the kernel probes
  *   only a link the heartbeat would already have closed (its bound is timeout plus one
  *   interval), so a live link, heard at least once per interval, is never probed and
- *   keepalive adds no packets to the heartbeat's (at 1 s it probed about every other
- *   second per socket when idle was the interval);
+ *   keepalive adds no packets to the heartbeat's (with idle = interval at 1 s, the
+ *   kernel probed each socket about every five seconds: bench/keepalive.ts);
  * - keepAliveInterval = interval (whole seconds, at least 1 s), keepAliveCount = 3: the
  *   kernel drops a silent connection at most idle + interval x count after the peer was
  *   last heard (off Linux, or with `userTimeout: 0`);
