@@ -222,8 +222,10 @@ export class ClientConnection extends Connection {
   private retryTimer: ClockTimer | null = null;
   private connectTimer: ClockTimer | null = null;
   private stableTimer: ClockTimer | null = null;
-  /** The current link heard a frame after its WELCOME: the server is reachable. */
-  private linkProven = false;
+  /** The link of the last WELCOME, kept until its loss to tell whether it heard the server. */
+  private welcomed: Link | null = null;
+  /** DATA, ACK or SETTINGS arrived on it (PING and PONG are counted by its heartbeat). */
+  private heardAfterWelcome = false;
   private readonly onAbort = () => this.abort();
   private readonly signal: AbortSignal | undefined;
 
@@ -302,7 +304,7 @@ export class ClientConnection extends Connection {
       this.onWelcome(link, frame);
       return;
     }
-    if (link === this.link) this.linkProven = true;
+    if (link === this.link) this.heardAfterWelcome = true;
     super.onFrame(link, frame);
   }
 
@@ -344,19 +346,20 @@ export class ClientConnection extends Connection {
 
   /**
    * The backoff rule on a flapping link: a link that completed its handshake and then
-   * heard the server (any frame after the WELCOME: data, an ACK, a PING or PONG) proved
-   * the server reachable, so its loss restarts the backoff and the attempt count, and the
-   * next reconnect waits only the first delay (full jitter: under 500 ms by default).
-   * Reconnects that keep succeeding therefore never climb toward the cap. A link lost
-   * before the server said anything after its WELCOME (a server that accepts and drops at
-   * once) proves nothing and climbs like a failed attempt, so such a server is retried at
-   * a falling rate. `stableAfter` of health still resets too (a link that heard nothing
-   * yet stays proven by time).
+   * heard the server (any frame but CLOSE after the WELCOME: data, an ACK, a PING or a
+   * PONG) proved the server reachable, so its loss restarts the backoff and the attempt
+   * count, and the next reconnect waits only the first delay (full jitter: under 500 ms
+   * by default). Reconnects that keep succeeding therefore never climb toward the cap. A
+   * link lost before the server said anything after its WELCOME (a server that accepts
+   * and drops at once, or ends every link with a CLOSE) proves nothing and climbs like a
+   * failed attempt, so such a server is retried at a falling rate. `stableAfter` of
+   * health still resets the count as well.
    */
   protected linkLost(info: CloseInfo): void {
     this.clearTimer('stableTimer');
-    if (this.linkProven) this.resetAttempts();
-    this.linkProven = false;
+    if (this.serverHeardAfterWelcome()) this.resetAttempts();
+    this.welcomed = null;
+    this.heardAfterWelcome = false;
     this.afterFailure(info, false);
   }
 
@@ -433,7 +436,8 @@ export class ClientConnection extends Connection {
     if (!welcome.resumed && this.sessionId !== null) this.loseSession();
     this.token = welcome.token;
     this.failures = 0;
-    this.linkProven = false;
+    this.welcomed = link;
+    this.heardAfterWelcome = false;
     this.setCircuit('closed');
     this.clearTimer('stableTimer');
     this.stableTimer = this.config.clock.setTimeout(() => {
@@ -479,6 +483,13 @@ export class ClientConnection extends Connection {
       this.retryTimer = null;
       this.dial();
     }, delay);
+  }
+
+  /** Whether the last welcomed link heard any frame but CLOSE after its WELCOME. */
+  private serverHeardAfterWelcome(): boolean {
+    if (this.heardAfterWelcome) return true;
+    const beat = this.welcomed?.beat?.stats;
+    return beat !== undefined && beat.pingsReceived + beat.pongsReceived > 0;
   }
 
   /** Back to the first attempt: the next reconnect waits only the initial delay. */

@@ -109,6 +109,33 @@ test('links that heard the server after their WELCOME keep every reconnect at th
   assert.deepEqual(delays, [495, 495, 495, 495, 495, 495]);
 });
 
+test('on an idle link a heartbeat heard after the WELCOME is proof enough', async (t) => {
+  const rig = new Rig(t);
+  const server = createServer({ clock: rig.clock, interval: 1000, timeout: 3000 });
+  rig.servers.push(server);
+  const { port } = await server.listen(0, '127.0.0.1');
+  let current: ServerConnection | null = null;
+  server.on('connection', (conn) => {
+    current = conn;
+  });
+  const { client, delays } = rig.client(port);
+  let links = 0;
+  client.on('open', () => links++);
+  const heard = () => {
+    const beat = client.heartbeatStats;
+    return beat.pongsReceived + beat.pingsReceived;
+  };
+  for (let i = 1; i <= 4; i++) {
+    await rig.until(() => client.state === 'healthy' && links === i, `link ${i} open`);
+    // No message: only the heartbeat speaks (a PONG to the client's idle PING).
+    const before = heard();
+    await rig.until(() => heard() > before, `a heartbeat on link ${i}`);
+    socketOf(current!).resetAndDestroy();
+    await rig.until(() => delays.length === i, `reconnect ${i} scheduled`);
+  }
+  assert.deepEqual(delays, [495, 495, 495, 495]);
+});
+
 test('a server that accepts and drops before saying anything after WELCOME meets a growing delay', async (t) => {
   const rig = new Rig(t);
   let accepted = 0;
