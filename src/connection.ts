@@ -84,7 +84,10 @@ export interface ConnectionEvents {
 
 /** Emitted before each reconnection attempt. */
 export interface ReconnectingEvent {
-  /** Attempts since the connection was last stable (1 for the first retry). */
+  /**
+   * Attempts since the last link that heard the server after its handshake, or stayed
+   * healthy `stableAfter` (1 for the first retry).
+   */
   attempt: number;
   /** How long the client waits before this attempt (ms). */
   delayMs: number;

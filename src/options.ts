@@ -309,21 +309,24 @@ export function resolveCommon(
  */
 export interface TcpOptions {
   /**
-   * TCP_KEEPIDLE: silence before the kernel's first keepalive probe. A live heartline
-   * peer is heard at least once per interval, so probes start only when a heartbeat is late.
-   * @default the heartbeat interval, rounded up to whole seconds (at least 1000)
+   * TCP_KEEPIDLE: silence before the kernel's first keepalive probe. The heartbeat already
+   * covers every link; keepalive is the backstop for when it cannot act (heartline's
+   * process stalled, the heartbeat off), so its probes start only after the heartbeat's
+   * own deadline and a live link is never probed.
+   * @default timeout + interval, rounded up to whole seconds (at least 1000)
    */
   keepAliveIdle?: number;
   /**
    * TCP_KEEPINTVL: time between unanswered probes.
-   * @default (timeout - keepAliveIdle) / keepAliveCount, rounded up to whole seconds
+   * @default the heartbeat interval, rounded up to whole seconds (at least 1000)
    */
   keepAliveInterval?: number;
   /**
-   * TCP_KEEPCNT: unanswered probes before the kernel drops the connection, so that
-   * idle + interval x count is about the heartbeat timeout. On Linux a TCP_USER_TIMEOUT
-   * takes its place as the bound once probing has started.
-   * @default up to 3, fewer when the timeout leaves less than one second per probe
+   * TCP_KEEPCNT: unanswered probes before the kernel drops the connection, which it then
+   * does at most idle + interval x count after the peer was last heard. On Linux a
+   * TCP_USER_TIMEOUT shorter than the idle time (the default) ends it sooner: the first
+   * probe left unanswered for one interval.
+   * @default 3
    */
   keepAliveCount?: number;
   /**
@@ -348,8 +351,8 @@ export interface ResolvedTcpOptions {
 /** How the TCP options are derived when not given; see {@link tcpSettingsFor}. */
 export const TCP_DEFAULTS = Object.freeze({
   /**
-   * Probes after the idle time: one lost probe is not fatal, and three fit in a typical
-   * timeout with at least one second between them.
+   * Probes after the idle time: where no user timeout cuts probing short (off Linux, or
+   * `userTimeout: 0`), one lost probe is not fatal.
    */
   keepAliveCount: 3,
 });
@@ -414,7 +417,7 @@ const ceilSeconds = (ms: number): number => Math.ceil(ms / SECOND) * SECOND;
  * @throws InvalidArgumentError naming an invalid `tcp` field.
  * @example
  * tcpSettingsFor({ interval: 1000, timeout: 3000 });
- * // { keepAlive: true, keepAliveIdle: 1000, keepAliveInterval: 1000, keepAliveCount: 2, userTimeout: 3000 }
+ * // { keepAlive: true, keepAliveIdle: 4000, keepAliveInterval: 1000, keepAliveCount: 3, userTimeout: 3000 }
  */
 export function tcpSettingsFor(
   heartbeat: { interval: number; timeout: number },
@@ -427,17 +430,22 @@ export function tcpSettingsFor(
 
 /**
  * The socket options for a link with the granted `interval` and `timeout` (ms):
- * - keepAliveIdle = interval, rounded up to whole seconds: a live peer is heard at least
- *   once per interval, so the kernel probes only when a heartbeat is already late;
- * - keepAliveCount (up to 3) and keepAliveInterval so that idle + interval x count is
- *   about the timeout, each probe at least one second apart;
+ * - keepAliveIdle = timeout + interval, rounded up to whole seconds: the kernel probes
+ *   only a link the heartbeat would already have closed (its bound is timeout plus one
+ *   interval), so a live link, heard at least once per interval, is never probed and
+ *   keepalive adds no packets to the heartbeat's (with idle = interval at 1 s, the
+ *   kernel probed each socket about every five seconds: bench/keepalive.ts);
+ * - keepAliveInterval = interval (whole seconds, at least 1 s), keepAliveCount = 3: the
+ *   kernel drops a silent connection at most idle + interval x count after the peer was
+ *   last heard (off Linux, or with `userTimeout: 0`);
  * - userTimeout = timeout: data the peer never acknowledges (a blackhole with data in
  *   flight, where keepalive never probes) is given up after the same bound as silence.
- *   On Linux it also ends keepalive probing once that much time passed since the last
- *   packet heard, whatever the count.
- * Explicit values in `tcp` win. The application heartbeat fires first in practice: it
- * counts from the last byte heard, which is never later than the first unacknowledged
- * byte sent, and the kernel's timers only run at probe and retransmission times.
+ *   On Linux it also ends keepalive probing at the first probe left unanswered once that
+ *   much time passed since the last packet heard, so with the defaults the kernel gives
+ *   up after idle + one keepAliveInterval.
+ * Explicit values in `tcp` win. The application heartbeat fires first: it counts from the
+ * last byte heard, which is never later than the first unacknowledged byte sent, and the
+ * kernel's keepalive starts only after the heartbeat's deadline.
  */
 export function deriveTcpSettings(
   tcp: ResolvedTcpOptions,
@@ -448,17 +456,14 @@ export function deriveTcpSettings(
   if (!tcp.keepAlive) return { keepAlive: false, userTimeout };
   const idle =
     tcp.keepAliveIdle ??
-    Math.min(Math.max(SECOND, ceilSeconds(heartbeat.interval)), L.keepAliveIdleMax);
-  const remaining = Math.max(SECOND, heartbeat.timeout - idle);
-  let count = tcp.keepAliveCount;
-  let interval = tcp.keepAliveInterval;
-  if (count === undefined) {
-    count =
-      interval !== undefined
-        ? Math.min(Math.max(1, Math.round(remaining / interval)), L.keepAliveCountMax)
-        : Math.min(Math.max(1, Math.floor(remaining / SECOND)), TCP_DEFAULTS.keepAliveCount);
-  }
-  interval ??= Math.min(Math.max(SECOND, ceilSeconds(remaining / count)), L.keepAliveIntervalMax);
+    Math.min(
+      Math.max(SECOND, ceilSeconds(heartbeat.timeout + heartbeat.interval)),
+      L.keepAliveIdleMax,
+    );
+  const interval =
+    tcp.keepAliveInterval ??
+    Math.min(Math.max(SECOND, ceilSeconds(heartbeat.interval)), L.keepAliveIntervalMax);
+  const count = tcp.keepAliveCount ?? TCP_DEFAULTS.keepAliveCount;
   return {
     keepAlive: true,
     keepAliveIdle: idle,

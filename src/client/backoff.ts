@@ -1,7 +1,8 @@
 /**
  * Reconnect backoff as a standalone, pure object: no timers, no clock, randomness injected.
  * The reconnecting client asks {@link Backoff.next} for a delay before each attempt and
- * calls {@link Backoff.reset} once a connection has stayed healthy for a while.
+ * calls {@link Backoff.reset} when it loses a link that heard the server after its
+ * handshake, or once a connection has stayed healthy for `stableAfter`.
  *
  * Policies follow Marc Brooker, "Exponential Backoff and Jitter" (AWS Architecture Blog,
  * 2015): https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/
@@ -199,7 +200,7 @@ export class Backoff {
     return delay;
   }
 
-  /** Back to the first attempt (call it after a connection has stayed healthy). */
+  /** Back to the first attempt (call it once the server has proved reachable). */
   reset(): void {
     this.#attempt = 0;
     this.#ceiling = this.#initialDelay;

@@ -37,7 +37,10 @@ import { parseServerList, type ServerAddress, ServerRotation } from './servers.j
 export const CLIENT_DEFAULTS = Object.freeze({
   /** TCP connect deadline (ms). */
   connectTimeout: 10_000,
-  /** A connection healthy this long resets the backoff attempt count (ms). */
+  /**
+   * A connection healthy this long resets the backoff attempt count (ms). Losing a link
+   * that heard the server after its WELCOME resets it too (see ClientConnection.linkLost).
+   */
   stableAfter: 10_000,
   /** Consecutive failed attempts that open the circuit breaker. */
   circuitThreshold: 3,
@@ -75,11 +78,17 @@ export interface ClientOptions extends CommonOptions {
   reconnect?: boolean;
   /** Backoff policy between attempts. @default 500 ms x2 up to 30 s, full jitter */
   backoff?: BackoffOptions;
-  /** Attempts (since the last stable connection) before 'give-up'. @default Infinity */
+  /**
+   * Attempts before 'give-up', counted since the last link that heard the server after
+   * its handshake (or stayed healthy `stableAfter`). @default Infinity
+   */
   maxAttempts?: number;
   /** TCP connect deadline (ms). @default 10000 */
   connectTimeout?: number;
-  /** Healthy this long resets the attempt count (ms). @default 10000 */
+  /**
+   * Healthy this long resets the attempt count (ms); so does losing a link that heard the
+   * server after its WELCOME. @default 10000
+   */
   stableAfter?: number;
   /** Consecutive failed attempts that open the circuit. @default 3 */
   circuitThreshold?: number;
@@ -213,6 +222,10 @@ export class ClientConnection extends Connection {
   private retryTimer: ClockTimer | null = null;
   private connectTimer: ClockTimer | null = null;
   private stableTimer: ClockTimer | null = null;
+  /** The link of the last WELCOME, kept until its loss to tell whether it heard the server. */
+  private welcomed: Link | null = null;
+  /** DATA, ACK or SETTINGS arrived on it (PING and PONG are counted by its heartbeat). */
+  private heardAfterWelcome = false;
   private readonly onAbort = () => this.abort();
   private readonly signal: AbortSignal | undefined;
 
@@ -291,6 +304,7 @@ export class ClientConnection extends Connection {
       this.onWelcome(link, frame);
       return;
     }
+    if (link === this.link) this.heardAfterWelcome = true;
     super.onFrame(link, frame);
   }
 
@@ -330,8 +344,22 @@ export class ClientConnection extends Connection {
     return this.cfg.reconnect && !FINAL_REASONS.has(info.reason);
   }
 
+  /**
+   * The backoff rule on a flapping link: a link that completed its handshake and then
+   * heard the server (any frame but CLOSE after the WELCOME: data, an ACK, a PING or a
+   * PONG) proved the server reachable, so its loss restarts the backoff and the attempt
+   * count, and the next reconnect waits only the first delay (full jitter: under 500 ms
+   * by default). Reconnects that keep succeeding therefore never climb toward the cap. A
+   * link lost before the server said anything after its WELCOME (a server that accepts
+   * and drops at once, or ends every link with a CLOSE) proves nothing and climbs like a
+   * failed attempt, so such a server is retried at a falling rate. `stableAfter` of
+   * health still resets the count as well.
+   */
   protected linkLost(info: CloseInfo): void {
     this.clearTimer('stableTimer');
+    if (this.serverHeardAfterWelcome()) this.resetAttempts();
+    this.welcomed = null;
+    this.heardAfterWelcome = false;
     this.afterFailure(info, false);
   }
 
@@ -408,12 +436,13 @@ export class ClientConnection extends Connection {
     if (!welcome.resumed && this.sessionId !== null) this.loseSession();
     this.token = welcome.token;
     this.failures = 0;
+    this.welcomed = link;
+    this.heardAfterWelcome = false;
     this.setCircuit('closed');
     this.clearTimer('stableTimer');
     this.stableTimer = this.config.clock.setTimeout(() => {
       this.stableTimer = null;
-      this.attempts = 0;
-      this.backoff.reset();
+      this.resetAttempts();
     }, this.cfg.stableAfter);
     const settings = heartbeatSettings(welcome.interval, welcome.timeout);
     this.attach(
@@ -454,6 +483,19 @@ export class ClientConnection extends Connection {
       this.retryTimer = null;
       this.dial();
     }, delay);
+  }
+
+  /** Whether the last welcomed link heard any frame but CLOSE after its WELCOME. */
+  private serverHeardAfterWelcome(): boolean {
+    if (this.heardAfterWelcome) return true;
+    const beat = this.welcomed?.beat?.stats;
+    return beat !== undefined && beat.pingsReceived + beat.pongsReceived > 0;
+  }
+
+  /** Back to the first attempt: the next reconnect waits only the initial delay. */
+  private resetAttempts(): void {
+    this.attempts = 0;
+    this.backoff.reset();
   }
 
   private giveUp(info: CloseInfo): void {

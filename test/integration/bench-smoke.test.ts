@@ -13,9 +13,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { FlapRow } from '../../bench/flap.js';
+import type { KeepaliveRow } from '../../bench/keepalive.js';
 import type { IdleRow } from '../../bench/lib/idle-run.js';
 import type { ProbeState } from '../../bench/lib/probe.mjs';
 import { checkResult, type ResultDoc } from '../../bench/lib/results.js';
+import { hostsUnavailable } from '../support/netns.js';
 import { waitFor } from '../support/wait.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -138,4 +141,71 @@ test('the file-controlled probe marks windows in a process it was loaded into', 
   assert.ok(isFiniteNumber(state.previous.cpuUserMs));
   assert.ok(isFiniteNumber(state.previous.eld.p99));
   assert.ok(state.previous.elapsedMs > 0);
+});
+
+/** Runs a bench file with `args` into `out`; fails with its output unless it exits 0. */
+async function runBench(
+  t: { after: (fn: () => Promise<void>) => void },
+  file: string,
+  args: string[],
+): Promise<void> {
+  const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  cleanup(t, child);
+  let output = '';
+  child.stdout.on('data', (d) => {
+    output += d;
+  });
+  child.stderr.on('data', (d) => {
+    output += d;
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(timer);
+  assert.equal(code, 0, `${file} failed:\n${output}`);
+}
+
+test('a tiny flapping-link run completes, every message exactly once', {
+  timeout: RUN_TIMEOUT_MS + 10_000,
+}, async (t) => {
+  const out = tempDir(t);
+  await runBench(t, 'bench/flap.ts', [
+    '--runs',
+    '1',
+    '--messages',
+    '2000',
+    '--seconds',
+    '2',
+    '--out',
+    out,
+  ]);
+  const doc = JSON.parse(readFileSync(join(out, 'flap.json'), 'utf8')) as ResultDoc<FlapRow>;
+  assert.deepEqual(checkResult(doc), [], 'the result document is malformed');
+  assert.equal(doc.rows.length, 1);
+  const row = doc.rows[0]!;
+  assert.equal(row.exactlyOnce, true);
+  assert.ok(isFiniteNumber(row.totalS) && isFiniteNumber(row.sendingS));
+  assert.ok(doc.targets.some((target) => target.id === 'flap-ratio'));
+});
+
+test('a tiny keepalive-probe run counts probes in both namespaces', {
+  timeout: RUN_TIMEOUT_MS + 10_000,
+  skip: hostsUnavailable() ?? false,
+}, async (t) => {
+  const out = tempDir(t);
+  await runBench(t, 'bench/keepalive.ts', ['--connections', '20', '--window', '3', '--out', out]);
+  const doc = JSON.parse(
+    readFileSync(join(out, 'keepalive.json'), 'utf8'),
+  ) as ResultDoc<KeepaliveRow>;
+  assert.deepEqual(checkResult(doc), [], 'the result document is malformed');
+  assert.deepEqual(
+    doc.rows.map((r) => r.id),
+    ['before', 'derived'],
+  );
+  for (const row of doc.rows) {
+    assert.ok(Number.isInteger(row.serverProbes) && row.serverProbes >= 0);
+    assert.ok(Number.isInteger(row.clientProbes) && row.clientProbes >= 0);
+  }
 });

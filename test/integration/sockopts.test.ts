@@ -198,9 +198,9 @@ describe('TCP socket options', { skip: noProvider }, () => {
     const [sconn] = await accepted;
     const expected: TcpOptionValues = {
       keepAlive: true,
-      keepAliveIdle: 1000,
+      keepAliveIdle: 4000,
       keepAliveInterval: 1000,
-      keepAliveCount: 2,
+      keepAliveCount: 3,
       userTimeout: 3000,
     };
     await waitFor(() => sconn.tcpOptions() !== null);
@@ -211,8 +211,8 @@ describe('TCP socket options', { skip: noProvider }, () => {
     sconn.retune({ interval: 4000, timeout: 12_000, suspectAfter: 6000 });
     const retuned: TcpOptionValues = {
       keepAlive: true,
-      keepAliveIdle: 4000,
-      keepAliveInterval: 3000,
+      keepAliveIdle: 16_000,
+      keepAliveInterval: 4000,
       keepAliveCount: 3,
       userTimeout: 12_000,
     };
@@ -271,13 +271,13 @@ describe('TCP socket options', { skip: noProvider }, () => {
 });
 
 describe('TCP option defaults and validation', () => {
-  test('defaults derive from the heartbeat: idle + interval x count is about the timeout', () => {
+  test('defaults derive from the heartbeat: keepalive idle starts past timeout + interval', () => {
     const cases: [number, number, [number, number, number, number]][] = [
-      [1000, 3000, [1000, 1000, 2, 3000]],
-      [10_000, 30_000, [10_000, 7000, 3, 30_000]],
-      [2500, 4000, [3000, 1000, 1, 4000]],
-      [200, 600, [1000, 1000, 1, 600]],
-      [5000, 20_000, [5000, 5000, 3, 20_000]],
+      [1000, 3000, [4000, 1000, 3, 3000]],
+      [10_000, 30_000, [40_000, 10_000, 3, 30_000]],
+      [2500, 4000, [7000, 3000, 3, 4000]],
+      [200, 600, [1000, 1000, 3, 600]],
+      [5000, 20_000, [25_000, 5000, 3, 20_000]],
     ];
     for (const [interval, timeout, [idle, intvl, count, ut]] of cases) {
       assert.deepEqual(
@@ -294,14 +294,14 @@ describe('TCP option defaults and validation', () => {
     }
   });
 
-  test('explicit values win; an explicit interval sets the count from the timeout', () => {
+  test('explicit values win; the others keep their derived values', () => {
     assert.deepEqual(
       tcpSettingsFor({ interval: 1000, timeout: 30_000 }, { keepAliveInterval: 2000 }),
       {
         keepAlive: true,
-        keepAliveIdle: 1000,
+        keepAliveIdle: 31_000,
         keepAliveInterval: 2000,
-        keepAliveCount: 15,
+        keepAliveCount: 3,
         userTimeout: 30_000,
       },
     );
@@ -309,7 +309,7 @@ describe('TCP option defaults and validation', () => {
       tcpSettingsFor({ interval: 1000, timeout: 3000 }, { keepAliveCount: 9, userTimeout: 0 }),
       {
         keepAlive: true,
-        keepAliveIdle: 1000,
+        keepAliveIdle: 4000,
         keepAliveInterval: 1000,
         keepAliveCount: 9,
         userTimeout: 0,
