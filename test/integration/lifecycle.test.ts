@@ -15,6 +15,7 @@ import { once } from 'node:events';
 import { createServer as netServer } from 'node:net';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { type ClientConnection, connect } from '../../src/client/client.js';
 import { processHolders } from '../../src/client/process-hold.js';
@@ -26,6 +27,7 @@ import { onceEvent, waitFor, withTimeout } from '../support/wait.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'client-lifecycle.ts');
+const SERVER_FIXTURE = join(ROOT, 'test', 'fixtures', 'server-lifecycle.ts');
 /** Generous: starting node with tsx on a loaded machine takes seconds. */
 const SCRIPT_DEADLINE = 30_000;
 const FAST_BACKOFF = { initialDelay: 10, maxDelay: 40 };
@@ -49,8 +51,9 @@ function runScript(
   t: TestContext,
   args: string[],
   onLine: (line: Line) => void = () => {},
+  script = FIXTURE,
 ): Promise<{ lines: Line[]; code: number | null; output: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
     cwd: ROOT,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -152,6 +155,29 @@ test('an unref()d client-only script exits at once, before its retries', async (
   assert.equal(seen.at(-1), 'exit', output);
   assert.ok(!seen.includes('give-up') && !seen.includes('close'), output);
   assert.equal(lines.at(-1)!.unacked, 1, output);
+});
+
+test('a listening server holds the process unless unref()d', async (t) => {
+  const unrefd = await runScript(t, ['--unref'], () => {}, SERVER_FIXTURE);
+  assert.equal(unrefd.code, 0, unrefd.output);
+  assert.deepEqual(events(unrefd.lines), ['listening', 'exit'], unrefd.output);
+  // Without unref() it listens until stopped: still there a second after 'listening'.
+  let listening = false;
+  const held = runScript(
+    t,
+    [],
+    (line) => {
+      if (line.event === 'listening') listening = true;
+    },
+    SERVER_FIXTURE,
+  );
+  const exitedEarly = held.then((r) => `exited: ${r.output}`);
+  await Promise.race([
+    waitFor(() => listening, { timeout: SCRIPT_DEADLINE, message: 'never listened' }),
+    exitedEarly.then((why) => assert.fail(why)),
+  ]);
+  const early = await Promise.race([exitedEarly, sleep(1000).then(() => 'alive')]);
+  assert.equal(early, 'alive');
 });
 
 test('a connection holds the process from connect() to close, unless unref()d', async (t) => {
