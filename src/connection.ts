@@ -49,7 +49,18 @@ export interface SessionLostEvent {
   unacked: Buffer[];
 }
 
-/** The typed events of a {@link Connection}. */
+/**
+ * The typed events of a {@link Connection}. There is deliberately no 'error' event (so
+ * `conn.on('error', ...)` does not type-check): a failure either ends the link and the
+ * session goes on ('disconnect', then 'reconnecting' on a client, its `info.error` says
+ * why), or ends the connection ('close', whose `info.error` is the typed error), and a
+ * client's `ready()` rejects with it before the first handshake. Node's EventEmitter
+ * throws an 'error' emitted with no listener; a connection never emits one.
+ *
+ * Order on close(), abort and give-up: 'state' (to 'closed'), then 'session-lost' with
+ * the unacknowledged messages (if any), then 'close', each once. A client that gives up
+ * emits 'give-up' (with the unacknowledged messages) first, so no 'session-lost' follows.
+ */
 export interface ConnectionEvents {
   /** Health state changed. */
   state: [change: StateChange];
@@ -538,7 +549,7 @@ export abstract class Connection
    * are emitted: a direct call instead of a listener, so that a connection nobody else
    * listens to holds no listener table.
    */
-  protected linkOpened(): void {}
+  protected linkOpened(_event: OpenEvent): void {}
   protected linkDisconnected(): void {}
 
   /** The link closed in a way that ends the session. */
@@ -596,7 +607,7 @@ export abstract class Connection
       resumed ? 'session resumed' : 'handshake complete',
     );
     const event: OpenEvent = { sessionId, resumed, replayed };
-    this.linkOpened();
+    this.linkOpened(event);
     this.emit('open', event);
     if (resumed) this.emit('resumed', event);
     this.flush();

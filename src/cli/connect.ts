@@ -102,11 +102,8 @@ export async function connect(argv: string[]): Promise<number> {
 
   return new Promise<number>((resolve) => {
     let stdinDone = false;
-    // The library's timers are unref'd: while the client waits to reconnect after stdin
-    // ended, nothing else would keep the process alive, and it would exit 0 with messages
-    // still unacknowledged. Held until the connection closes.
-    const alive = setInterval(() => {}, 1 << 30);
-    conn.once('close', () => clearInterval(alive));
+    // The connection itself keeps the process alive until 'close', also while it waits to
+    // reconnect after stdin ended with messages still unacknowledged.
     const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
     rl.on('line', (line) => {
       if (conn.closed) return;

@@ -6,7 +6,13 @@
 
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { type ConnectionOptions, TLSSocket, connect as tlsConnect } from 'node:tls';
-import { type CircuitState, Connection, type GiveUpEvent, sessionIdString } from '../connection.js';
+import {
+  type CircuitState,
+  Connection,
+  type GiveUpEvent,
+  type OpenEvent,
+  sessionIdString,
+} from '../connection.js';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
 import { type CloseInfo, Link } from '../link.js';
@@ -31,6 +37,7 @@ import {
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import { TimingWheel } from '../time/wheel.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
+import { holdProcess, releaseProcess } from './process-hold.js';
 import { parseServerList, type ServerAddress, ServerRotation } from './servers.js';
 
 /** Client defaults. */
@@ -228,6 +235,18 @@ export class ClientConnection extends Connection {
   private heardAfterWelcome = false;
   private readonly onAbort = () => this.abort();
   private readonly signal: AbortSignal | undefined;
+  /** False after unref(): neither the sockets nor the wait between attempts hold the process. */
+  private refed = true;
+  /** Whether this connection counts among the holders of the process (process-hold.ts). */
+  private holding = false;
+  /** The first handshake's event, once there was one (what ready() resolves with). */
+  private firstOpen: OpenEvent | null = null;
+  /** ready()'s promise and its settlers, made on the first call only. */
+  private readyState: {
+    promise: Promise<OpenEvent>;
+    resolve: (e: OpenEvent) => void;
+    reject: (err: HeartlineError) => void;
+  } | null = null;
 
   constructor(options: ClientOptions) {
     const cfg = resolveClient(options);
@@ -249,6 +268,8 @@ export class ClientConnection extends Connection {
             })
         : (a) => netConnect({ host: a.host, port: a.port, noDelay: true }));
     this.signal = options.signal;
+    // Open until closed, like a net.Socket: a script must not exit between two attempts.
+    this.updateHold();
     if (this.signal?.aborted) {
       queueMicrotask(() => this.onAbort());
       return;
@@ -275,6 +296,75 @@ export class ClientConnection extends Connection {
   /** The client id this client sends in HELLO (empty when none was set). */
   get clientId(): string {
     return this.cfg.clientId;
+  }
+
+  /**
+   * Resolves with the first handshake's event (the first WELCOME), at once if there was
+   * one already. Rejects with a HeartlineError when the connection ends for good before
+   * that: HL_ERR_AUTH_FAILED, HL_ERR_UNSUPPORTED_VERSION, HL_ERR_POLICY_VIOLATION (the
+   * server's final CLOSE), HL_ERR_GAVE_UP (`maxAttempts` spent), HL_ERR_ABORTED (the
+   * `signal`), or HL_ERR_CONNECTION_CLOSED (close() or the server's CLOSE(normal)). With
+   * the defaults the client retries forever, so the promise waits until a server answers:
+   * bound it with `maxAttempts` or a `signal` (`AbortSignal.timeout(ms)`). Made on the
+   * first call, so a connection nobody asks never holds a rejected promise.
+   */
+  ready(): Promise<OpenEvent> {
+    if (this.readyState) return this.readyState.promise;
+    if (this.firstOpen) return Promise.resolve(this.firstOpen);
+    const info = this.closeInfo;
+    if (info) return Promise.reject(notOpenedError(info));
+    let resolve!: (e: OpenEvent) => void;
+    let reject!: (err: HeartlineError) => void;
+    const promise = new Promise<OpenEvent>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    this.readyState = { promise, resolve, reject };
+    return promise;
+  }
+
+  /**
+   * Lets the process exit while this connection is open, as `net.Socket.unref()` does:
+   * its sockets and its wait between attempts no longer keep the event loop alive. By
+   * default a connection keeps the process alive from connect() until 'close'.
+   */
+  unref(): this {
+    this.refed = false;
+    this.applyRef();
+    return this;
+  }
+
+  /** Undoes {@link unref}: the connection keeps the process alive again until 'close'. */
+  ref(): this {
+    this.refed = true;
+    this.applyRef();
+    return this;
+  }
+
+  /** Puts the ref state on the sockets in use and on the process hold. */
+  private applyRef(): void {
+    for (const socket of [this.link?.socket, this.pending?.socket]) {
+      if (!socket) continue;
+      if (this.refed) socket.ref();
+      else socket.unref();
+    }
+    this.updateHold();
+  }
+
+  /** Holds the process while the connection is open and ref'd; releases it otherwise. */
+  private updateHold(): void {
+    const want = this.refed && !this.closed;
+    if (want === this.holding) return;
+    this.holding = want;
+    if (want) holdProcess();
+    else releaseProcess();
+  }
+
+  protected override linkOpened(event: OpenEvent): void {
+    if (this.firstOpen) return;
+    this.firstOpen = event;
+    // Settles after this turn: the 'open' listeners run first.
+    this.readyState?.resolve(event);
   }
 
   /** Closes because the AbortSignal fired: like close(), with an HL_ERR_ABORTED error. */
@@ -363,9 +453,11 @@ export class ClientConnection extends Connection {
     this.afterFailure(info, false);
   }
 
-  protected override onFinish(): void {
+  protected override onFinish(info: CloseInfo): void {
     this.clearTimers();
     this.signal?.removeEventListener('abort', this.onAbort);
+    this.updateHold();
+    if (!this.firstOpen) this.readyState?.reject(notOpenedError(info));
   }
 
   private dial(): void {
@@ -386,6 +478,7 @@ export class ClientConnection extends Connection {
       });
       return;
     }
+    if (!this.refed) socket.unref();
     const link = new Link(socket, this.config, this.wheel, this);
     this.pending = link;
     this.connectTimer = this.config.clock.setTimeout(() => {
@@ -536,7 +629,25 @@ export class ClientConnection extends Connection {
   }
 }
 
-/** Connects to a heartline server; reconnects and resumes by default. */
+/**
+ * The error ready() rejects with when the connection ended before its first handshake:
+ * the close's own typed error (auth failed, gave up, aborted...), or
+ * HL_ERR_CONNECTION_CLOSED for a close that was nobody's failure.
+ */
+function notOpenedError(info: CloseInfo): HeartlineError {
+  if (info.error) return info.error;
+  const code = info.code === undefined ? '' : ` ${info.code}`;
+  return new HeartlineError(
+    'HL_ERR_CONNECTION_CLOSED',
+    `the connection closed (${info.reason}${code}${info.message ? `: ${info.message}` : ''}) before its first handshake`,
+  );
+}
+
+/**
+ * Connects to a heartline server; reconnects and resumes by default. Returns at once:
+ * `await connect(options).ready()` waits for the first handshake and rejects on a final
+ * failure.
+ */
 export function connect(options: ClientOptions): ClientConnection {
   return new ClientConnection(options);
 }

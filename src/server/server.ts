@@ -598,8 +598,28 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   /**
+   * Lets the process exit while the server listens, as `net.Server.unref()` does (in the
+   * primary of the multi-process mode, its workers do not hold it either). The server's
+   * connections add no handle of their own: their sockets still hold the process.
+   */
+  unref(): this {
+    this.net.unref();
+    if (this.workers?.role === 'primary') this.workers.setRef(false);
+    return this;
+  }
+
+  /** Undoes {@link unref}: the listening server keeps the process alive again. */
+  ref(): this {
+    this.net.ref();
+    if (this.workers?.role === 'primary') this.workers.setRef(true);
+    return this;
+  }
+
+  /**
    * Stops accepting, closes every connection with CLOSE(going away) so clients reconnect
-   * elsewhere at once, and resolves when every socket is gone.
+   * elsewhere at once (sessions waiting for a resume close at once), and resolves when
+   * every socket is gone and every connection has emitted 'close', then the server's own
+   * 'close'.
    */
   close(): Promise<void> {
     if (this.closing) return this.closing;
@@ -617,10 +637,16 @@ export class Server extends EventEmitter<ServerEvents> {
       this.tls?.destroyPending();
       for (const link of this.handshaking)
         link.close('going-away', CloseCode.GOING_AWAY, 'server closing');
+      // Registered before the closes: a session waiting for a resume closes at once.
+      const connsClosed = Promise.all(
+        [...this.connections.values()].map((conn) =>
+          conn.closed ? undefined : new Promise<void>((r) => conn.once('close', () => r())),
+        ),
+      );
       for (const conn of [...this.connections.values()]) {
         conn.close(CloseCode.GOING_AWAY, 'server closing');
       }
-      void netClosed
+      void Promise.all([netClosed, connsClosed])
         .then(() => (workers?.role === 'primary' ? workers.stop(null) : undefined))
         .then(() => this.cluster.close())
         .then(() => (workers?.role === 'worker' ? workers.closed() : undefined))

@@ -126,6 +126,8 @@ export class WorkerPrimary {
   private readyWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private nextQuery = 0;
   private readonly queries = new Map<number, (answer: { ok: boolean; value?: unknown }) => void>();
+  /** False after the server's unref(): the port, the workers and their restarts hold nothing. */
+  private refed = true;
 
   constructor(
     private readonly host: PrimaryHost,
@@ -237,6 +239,30 @@ export class WorkerPrimary {
     return answers.filter((a) => a.ok).map((a) => a.value);
   }
 
+  /** The server's ref()/unref(): the listening socket, each worker and its IPC channel. */
+  setRef(refed: boolean): void {
+    this.refed = refed;
+    if (refed) this.net.ref();
+    else this.net.unref();
+    for (const s of this.slots) {
+      if (s.proc) this.refProc(s.proc);
+      if (s.restartTimer) {
+        if (refed) s.restartTimer.ref();
+        else s.restartTimer.unref();
+      }
+    }
+  }
+
+  private refProc(proc: ChildProcess): void {
+    if (this.refed) {
+      proc.ref();
+      proc.channel?.ref();
+    } else {
+      proc.unref();
+      proc.channel?.unref();
+    }
+  }
+
   /** Asks every worker to close (or drain) and resolves when all have exited. */
   stop(drain: number | null): Promise<void> {
     if (this.stopping) return this.stopping;
@@ -282,6 +308,7 @@ export class WorkerPrimary {
     forwardLines(proc.stdout!, process.stdout, WORKERS_DEFAULTS.maxLine);
     forwardLines(proc.stderr!, process.stderr, WORKERS_DEFAULTS.maxLine);
     s.proc = proc;
+    if (!this.refed) this.refProc(proc);
     s.state = 'starting';
     s.sent = 0;
     s.onlineAt = 0;
@@ -396,6 +423,7 @@ export class WorkerPrimary {
       s.restarts++;
       this.spawn(s);
     }, retryIn);
+    if (!this.refed) s.restartTimer.unref();
   }
 
   /** Once `proc` has stayed online stableAfter ms, its slot's crash count starts over. */
