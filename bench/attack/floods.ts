@@ -16,7 +16,7 @@ import {
   writeDataAt,
 } from '../../src/protocol/codec.js';
 import { PROTOCOL_VERSION } from '../../src/protocol/frames.js';
-import type { Attack, AttackContext } from './harness.js';
+import { type Attack, type AttackContext, DEFAULT_PEAK_BUDGET_MIB } from './harness.js';
 import { helloBytes, type RawPeer, runLanes } from './raw.js';
 
 /** Bytes written per batch: one write of many frames, like a fast client's. */
@@ -103,17 +103,23 @@ const ZERO_ID = new Uint8Array(16);
 
 /** Every flood, one row each. */
 export const floodAttacks: Attack[] = [
-  floodAttack('flood-data', 'flood: DATA 1 KiB, echoes acknowledged', () => {
-    const payload = Buffer.alloc(1024, 0x61);
-    const count = Math.floor(BATCH_BYTES / (13 + payload.length));
-    let seq = 1;
-    return (peer) => {
-      const batch = dataBatch(seq, payload, count);
-      seq += count;
-      // A well-behaved fast sender: acknowledges what the echo sent back so far.
-      return peer.lastData > 0 ? Buffer.concat([batch, encodeAck(peer.lastData)]) : batch;
-    };
-  }),
+  {
+    ...floodAttack('flood-data', 'flood: DATA 1 KiB, echoes acknowledged', () => {
+      const payload = Buffer.alloc(1024, 0x61);
+      const count = Math.floor(BATCH_BYTES / (13 + payload.length));
+      let seq = 1;
+      return (peer) => {
+        const batch = dataBatch(seq, payload, count);
+        seq += count;
+        // A well-behaved fast sender: acknowledges what the echo sent back so far.
+        return peer.lastData > 0 ? Buffer.concat([batch, encodeAck(peer.lastData)]) : batch;
+      };
+    }),
+    // Echoes wait in each connection's replay buffer until this sender reads and
+    // acknowledges them: four connections may hold their 16 MiB caps (64 MiB) on top of
+    // what any max-rate flood costs the heap.
+    peakBudgetMiB: DEFAULT_PEAK_BUDGET_MIB + 4 * 16,
+  },
   {
     ...floodAttack('flood-empty-data', 'flood: empty DATA, never acknowledged', () => {
       const empty = Buffer.alloc(0);

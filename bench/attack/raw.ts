@@ -53,6 +53,8 @@ export class RawPeer {
   welcome: WelcomeFrame | null = null;
   /** Highest DATA sequence the server sent on this socket. */
   lastData = 0;
+  /** PONGs the server sent (answers to our PINGs). */
+  pongs = 0;
   /** Bytes the server sent. */
   bytesIn = 0;
   /** True once the socket closed (either side). */
@@ -94,6 +96,7 @@ export class RawPeer {
     if (f.type === FrameType.WELCOME && !this.welcome) this.welcome = f;
     else if (f.type === FrameType.CLOSE && this.closeCode === null) this.closeCode = f.code;
     else if (f.type === FrameType.DATA && f.seq > this.lastData) this.lastData = f.seq;
+    else if (f.type === FrameType.PONG) this.pongs++;
     this.wake();
   }
 

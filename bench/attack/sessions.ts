@@ -6,7 +6,7 @@
  */
 
 import { randomInt } from 'node:crypto';
-import { encodeClose, encodeData } from '../../src/protocol/codec.js';
+import { encodeClose, encodeData, encodePing } from '../../src/protocol/codec.js';
 import type { WelcomeFrame } from '../../src/protocol/frames.js';
 import { takeAddresses } from '../lib/addresses.js';
 import type { Attack, AttackContext } from './harness.js';
@@ -98,6 +98,11 @@ export const sessionAttacks: Attack[] = [
           continue;
         }
         if (!same(resumed.token, first.welcome.token)) rotated++;
+        // It sends a frame right after its WELCOME, as a client should (PROTOCOL.md 6.3):
+        // the old token then stops working; before, it would still resume (a client
+        // whose link broke before it read the WELCOME must not lose its session).
+        await owner.write(encodePing(1, 1));
+        await owner.waitUntil(() => owner.pongs > 0, 1000);
         // ...and someone replays the first token (from a log, a capture).
         const thief = await ctx.pool.open();
         const stolen = await thief.handshake(resumeOf(first.welcome));

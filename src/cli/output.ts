@@ -136,6 +136,32 @@ export class EventOutput {
   }
 }
 
+/**
+ * Most text of handed-back messages one `session-lost` or `give-up` line carries: a
+ * session may hand back up to its replay-buffer cap (16 MiB), which as one printed line
+ * would cost the process several times that; the rest is counted, not printed.
+ */
+export const UNACKED_PRINT_LIMIT = 64 * 1024;
+
+/**
+ * The handed-back messages as printed: their texts while they fit in
+ * {@link UNACKED_PRINT_LIMIT}, how many there were, and whether the list was cut.
+ */
+export function unackedFields(unacked: readonly Buffer[]): {
+  unacked: string[];
+  count: number;
+  truncated: boolean;
+} {
+  const texts: string[] = [];
+  let bytes = 0;
+  for (const b of unacked) {
+    if (bytes + b.length > UNACKED_PRINT_LIMIT) break;
+    bytes += b.length;
+    texts.push(b.toString('utf8'));
+  }
+  return { unacked: texts, count: unacked.length, truncated: texts.length < unacked.length };
+}
+
 /** Wires a connection's events to the output, with `conn` and `session` on each. */
 export function reportConnection(
   out: EventOutput,
@@ -162,11 +188,7 @@ export function reportConnection(
     out.event('resumed', { ...base(), session: e.sessionId, replayed: e.replayed }),
   );
   conn.on('session-lost', (e) =>
-    out.event('session-lost', {
-      conn: conn.id,
-      session: e.sessionId,
-      unacked: e.unacked.map((b) => b.toString('utf8')),
-    }),
+    out.event('session-lost', { conn: conn.id, session: e.sessionId, ...unackedFields(e.unacked) }),
   );
   conn.on('reconnecting', (e) =>
     out.event('reconnecting', {
@@ -180,7 +202,7 @@ export function reportConnection(
     out.event('give-up', {
       ...base(),
       attempts: e.attempts,
-      unacked: e.unacked.map((b) => b.toString('utf8')),
+      ...unackedFields(e.unacked),
     }),
   );
 }

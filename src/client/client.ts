@@ -545,6 +545,10 @@ export class ClientConnection extends Connection {
       welcome.resumed,
       welcome.resumed ? welcome.lastReceived : 0,
     );
+    // A frame right after a resumed WELCOME tells the server this end holds the new
+    // token, which ends the old one's validity (PROTOCOL.md 6.3); replayed DATA does it
+    // too, else a PING (which also gives an RTT sample on the new path).
+    if (welcome.resumed && this.link === link && !link.flushPending) link.beat?.ping();
   }
 
   /** Decides what follows a lost link or a failed attempt. */

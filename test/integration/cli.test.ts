@@ -63,8 +63,9 @@ const FIELDS: Readonly<Record<string, readonly string[]>> = {
   open: ['conn', 'session', 'remote'],
   reconnecting: ['conn', 'attempt', 'delayMs', 'reason'],
   resumed: ['conn', 'session', 'replayed'],
-  'session-lost': ['conn', 'session', 'unacked'],
-  'give-up': ['conn', 'attempts', 'unacked'],
+  'session-lost': ['conn', 'session', 'unacked', 'count', 'truncated'],
+  'give-up': ['conn', 'attempts', 'unacked', 'count', 'truncated'],
+  dropped: ['count'],
 };
 
 const isNumber = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v);
@@ -89,6 +90,8 @@ const FIELD_TYPES: Readonly<Record<string, (v: unknown) => boolean>> = {
   delayMs: (v) => isNumber(v) && (v as number) >= 0,
   replayed: (v) => Number.isInteger(v) && (v as number) >= 0,
   unacked: (v) => Array.isArray(v) && v.every((m) => typeof m === 'string'),
+  count: (v) => Number.isInteger(v) && (v as number) >= 0,
+  truncated: (v) => typeof v === 'boolean',
 };
 
 /** Asserts that one event follows the documented contract. */

@@ -8,7 +8,13 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { EventOutput, escapeControl, OUTPUT_BACKLOG_LIMIT } from '../../src/cli/output.js';
+import {
+  EventOutput,
+  escapeControl,
+  OUTPUT_BACKLOG_LIMIT,
+  UNACKED_PRINT_LIMIT,
+  unackedFields,
+} from '../../src/cli/output.js';
 
 /** An EventOutput writing into an array, one entry per write(). */
 function capture(json: boolean, tty = false): { out: EventOutput; writes: string[] } {
@@ -126,5 +132,17 @@ describe('EventOutput with a reader that falls behind', () => {
       events.filter((e) => e.event === 'dropped'),
       [{ ts: 0, event: 'dropped', count: 10 }],
     );
+  });
+});
+
+describe('handed-back messages in output', () => {
+  it('prints their texts up to 64 KiB and counts them all', () => {
+    const small = [Buffer.from('a'), Buffer.from('b')];
+    assert.deepEqual(unackedFields(small), { unacked: ['a', 'b'], count: 2, truncated: false });
+    const big = Array.from({ length: 40 }, () => Buffer.alloc(4096, 0x78));
+    const f = unackedFields(big);
+    assert.equal(f.count, 40);
+    assert.equal(f.truncated, true);
+    assert.equal(f.unacked.length, UNACKED_PRINT_LIMIT / 4096);
   });
 });
