@@ -15,7 +15,7 @@ import type { HeartbeatSettings, ResolvedCommon } from './options.js';
 import { CloseCode, type CloseReason } from './protocol/close-codes.js';
 import { maxPayload } from './protocol/codec.js';
 import { type Frame, FrameType } from './protocol/frames.js';
-import { InboundTracker, OutboundBuffer } from './session/index.js';
+import { asBuffer, InboundTracker, OutboundBuffer } from './session/index.js';
 import {
   type ConnectionJournal,
   Delivery,
@@ -625,7 +625,7 @@ export abstract class Connection
   /** Starts a fresh session: hands back what the peer never acknowledged. */
   protected loseSession(): SessionLostEvent | null {
     const sessionId = this.sessionId;
-    const unacked = this.outbound.takeAll().map((p) => Buffer.from(p));
+    const unacked = this.outbound.takeAll().map(asBuffer);
     this.inbound.reset(0);
     this.nextSend = 1;
     this.sessionId = null;
@@ -792,8 +792,11 @@ export abstract class Connection
 
   private onDataFrame(link: Link, seq: number, payload: Buffer): void {
     // Draining: what arrives after our CLOSE(going away) cannot be acknowledged any more,
-    // so it is left to the next server, which the client will resend it to.
-    if (this.closing?.code === CloseCode.GOING_AWAY) return;
+    // so it is left to the next server, which the client will resend it to. Closing for
+    // a fault (a handler that threw, a peer that left too much unacknowledged): nothing
+    // more is handed to the application, and a flood in flight costs decoding only.
+    const closing = this.closing;
+    if (closing && (closing.code === CloseCode.GOING_AWAY || closing.reason !== 'local')) return;
     if (this.journal) {
       if (!this.journal.data(seq, payload)) {
         link.unexpected(`DATA seq ${seq} skips ahead of the next expected one`);

@@ -34,6 +34,7 @@ import {
   PROTOCOL_VERSION,
   type WelcomeFrame,
 } from '../protocol/frames.js';
+import { asBuffer } from '../session/outbound.js';
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import { TimingWheel } from '../time/wheel.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
@@ -598,7 +599,7 @@ export class ClientConnection extends Connection {
   private giveUp(info: CloseInfo): void {
     const event: GiveUpEvent = {
       attempts: this.attempts,
-      unacked: this.outbound.takeAll().map((p) => Buffer.from(p)),
+      unacked: this.outbound.takeAll().map(asBuffer),
     };
     this.emit('give-up', event);
     this.finish({

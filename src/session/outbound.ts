@@ -354,3 +354,10 @@ function keepable(payload: Uint8Array): Uint8Array {
   if (payload.buffer.byteLength - payload.length <= RETAINED_SLACK) return payload;
   return payload.length === 0 ? EMPTY : Buffer.from(payload);
 }
+
+/** `payload` as a Buffer over the same bytes (no copy): what hand-backs give the application. */
+export function asBuffer(payload: Uint8Array): Buffer {
+  return Buffer.isBuffer(payload)
+    ? payload
+    : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+}
