@@ -794,6 +794,11 @@ export abstract class Connection
     // Draining: what arrives after our CLOSE(going away) cannot be acknowledged any more,
     // so it is left to the next server, which the client will resend it to.
     if (this.closing?.code === CloseCode.GOING_AWAY) return;
+    // Sequences start at 1 (PROTOCOL.md 6.1): seq 0 is no duplicate, no correct peer sends it.
+    if (seq === 0) {
+      link.unexpected('DATA seq 0: sequence numbers start at 1');
+      return;
+    }
     if (this.journal) {
       if (!this.journal.data(seq, payload)) {
         link.unexpected(`DATA seq ${seq} skips ahead of the next expected one`);
@@ -809,6 +814,7 @@ export abstract class Connection
     if (this.link !== link) return;
     // Frames already wait to leave this turn (a reply from the handler): the ACK rides
     // in front of them (pendingAck), so neither an ACK of its own nor the timer is needed.
+    // A duplicate counts as pending too (InboundTracker), so it is acknowledged at once.
     if (link.flushPending) return;
     if (this.inbound.ackDue || verdict === 'duplicate') this.sendAck();
     else if (this.inbound.ackPending && !this.ackTimer?.armed) this.armAckTimer();
