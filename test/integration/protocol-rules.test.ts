@@ -52,6 +52,18 @@ for (const mode of ['without', 'with'] as const) {
   });
 }
 
+test('a second HELLO pipelined behind the first: WELCOME, then CLOSE(PROTOCOL_ERROR)', async (t) => {
+  const { port } = await startServer(t);
+  const peer = await RawPeer.connect(t, port);
+  peer.socket.write(Buffer.concat([helloBytes(), helloBytes()]));
+  await waitFor(() => closeOf(peer) !== undefined, { message: 'no CLOSE' });
+  assert.deepEqual(
+    peer.frames.map((f) => f.type),
+    [FrameType.WELCOME, FrameType.CLOSE],
+  );
+  assert.equal(closeOf(peer)!.code, CloseCode.PROTOCOL_ERROR);
+});
+
 test('frames pipelined behind a HELLO that is refused are discarded: CLOSE(AUTH_FAILED) is all that comes back', async (t) => {
   const { server, port } = await startServer(t, {
     authenticate: () => new Promise((r) => setTimeout(r, 20, false)),
