@@ -797,6 +797,11 @@ export abstract class Connection
     // more is handed to the application, and a flood in flight costs decoding only.
     const closing = this.closing;
     if (closing && (closing.code === CloseCode.GOING_AWAY || closing.reason !== 'local')) return;
+    // Sequences start at 1 (PROTOCOL.md 6.1): seq 0 is no duplicate, no correct peer sends it.
+    if (seq === 0) {
+      link.unexpected('DATA seq 0: sequence numbers start at 1');
+      return;
+    }
     if (this.journal) {
       if (!this.journal.data(seq, payload)) {
         link.unexpected(`DATA seq ${seq} skips ahead of the next expected one`);
@@ -812,6 +817,7 @@ export abstract class Connection
     if (this.link !== link) return;
     // Frames already wait to leave this turn (a reply from the handler): the ACK rides
     // in front of them (pendingAck), so neither an ACK of its own nor the timer is needed.
+    // A duplicate counts as pending too (InboundTracker), so it is acknowledged at once.
     if (link.flushPending) return;
     if (this.inbound.ackDue || verdict === 'duplicate') this.sendAck();
     else if (this.inbound.ackPending && !this.ackTimer?.armed) this.armAckTimer();

@@ -199,6 +199,11 @@ export class Link implements HeartbeatHost, TimerTarget {
   private out: WriteBatch | null = null;
   /** True while a chunk is processed: its replies leave together at the end of it. */
   private reading = false;
+  /**
+   * Frames that arrived behind HELLO while the handshake runs (see {@link holdFrames}),
+   * or null when frames go straight to the owner.
+   */
+  private held: Frame[] | null = null;
 
   constructor(
     readonly socket: Socket,
@@ -275,6 +280,33 @@ export class Link implements HeartbeatHost, TimerTarget {
   startHandshakeTimer(ms = this.config.handshakeTimeout): void {
     this.handshakeTimer ??= this.wheel.timerFor(this, HANDSHAKE_TIMER);
     this.handshakeTimer.arm(ms);
+  }
+
+  /**
+   * Server, on HELLO: frames behind it wait until the handshake is decided, so that none
+   * is answered (an ACK, a PONG) ahead of WELCOME (PROTOCOL.md 5.3). The socket stops
+   * reading meanwhile: what waits is bounded by the chunk that carried the HELLO.
+   */
+  holdFrames(): void {
+    this.held ??= [];
+    this.socket.pause();
+  }
+
+  /**
+   * Server, after WELCOME and the session's resends were written: hands them to the
+   * socket on their own (no ACK slot in front of WELCOME), then gives the frames that
+   * waited behind HELLO to the new owner, in order, and reads again.
+   */
+  releaseFrames(): void {
+    const held = this.held;
+    if (held === null) return;
+    this.held = null;
+    this.flushOut();
+    if (this.open) this.socket.resume();
+    for (const frame of held) {
+      if (this.closed || (this.closing && !this.halfClosed)) return;
+      this.dispatch(frame);
+    }
   }
 
   /**
@@ -496,6 +528,12 @@ export class Link implements HeartbeatHost, TimerTarget {
       ...(error ? { error } : {}),
     };
     this.halfClosed = true;
+    if (this.held !== null) {
+      // Refused during the handshake: what waited behind HELLO is dropped, and reading
+      // resumes so that the closing handshake sees the peer's FIN.
+      this.held = null;
+      this.socket.resume();
+    }
     this.heartbeat?.stop();
     this.handshakeTimer?.cancel();
     this.stallTimer?.cancel();
@@ -575,7 +613,7 @@ export class Link implements HeartbeatHost, TimerTarget {
     this.lastReceived = this.config.clock.now();
     this.stats.bytesIn += chunk.length;
     if (this.heartbeat?.isSuspect) this.heartbeat.heardWhileSuspect();
-    if (this.receiveProbe(chunk)) return;
+    if (this.held === null && this.receiveProbe(chunk)) return;
     let frames: Frame[];
     try {
       frames = this.decoder.push(chunk);
@@ -589,7 +627,8 @@ export class Link implements HeartbeatHost, TimerTarget {
       // After our own close() the peer's frames still count until its FIN (closing handshake).
       if (this.closed || (this.closing && !this.halfClosed)) return;
       this.stats.framesIn++;
-      this.dispatch(frame);
+      if (this.held !== null) this.held.push(frame);
+      else this.dispatch(frame);
     }
   }
 

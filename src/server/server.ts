@@ -743,9 +743,11 @@ export class Server extends EventEmitter<ServerEvents> {
 
   private onHandshakeFrame(link: Link, frame: Frame): void {
     if (frame.type !== FrameType.HELLO || link.stats.framesIn !== 1) {
-      link.unexpected('the first frame must be HELLO, and nothing may follow it before WELCOME');
+      link.unexpected('the first frame must be HELLO');
       return;
     }
+    // Frames pipelined behind HELLO wait for WELCOME (released in handshake()).
+    link.holdFrames();
     void this.handshake(link, frame).catch((err: unknown) => {
       // Closed meanwhile (handshake timeout, peer gone): that close was reported already.
       if (!link.open) return;
@@ -863,6 +865,7 @@ export class Server extends EventEmitter<ServerEvents> {
         }),
       );
       existing.attachLink(link, settings, true, resume.lastReceived);
+      link.releaseFrames();
       return;
     }
 
@@ -927,6 +930,7 @@ export class Server extends EventEmitter<ServerEvents> {
     );
     this.emit('connection', conn);
     conn.attachLink(link, settings, restored !== null, restored ? hello.resume!.lastReceived : 0);
+    link.releaseFrames();
   }
 
   /** Calls `done` once no admitted socket is open (polled: only while a worker closes). */

@@ -42,6 +42,8 @@ export class InboundTracker {
   readonly #ackEvery: number;
   #lastReceived: number;
   #lastAcked: number;
+  /** A duplicate arrived: an ACK is owed even though its value was sent before (6.2). */
+  #owed = false;
 
   /**
    * @param options Read once and never mutated.
@@ -77,15 +79,20 @@ export class InboundTracker {
     return this.#lastReceived - this.#lastAcked >= this.#ackEvery;
   }
 
-  /** True when anything is unacknowledged (the caller's ack timer then sends one). */
+  /**
+   * True when anything is unacknowledged (the caller's ack timer then sends one), or a
+   * duplicate arrived since the last ACK (the caller sends one at once).
+   */
   get ackPending(): boolean {
-    return this.#lastReceived > this.#lastAcked;
+    return this.#owed || this.#lastReceived > this.#lastAcked;
   }
 
   /**
    * Classifies an incoming seq:
    * - `'deliver'` for `lastReceived + 1`, which is recorded;
-   * - `'duplicate'` for seq <= lastReceived (a resend after resume): drop it;
+   * - `'duplicate'` for seq <= lastReceived (a resend after resume): drop it; an ACK is
+   *   then pending even if lastReceived was acknowledged already, so that the sender,
+   *   which may have missed that ACK, can free the message;
    * - `'gap'` for anything later: messages were lost, the caller treats it as a protocol error.
    * @throws {InvalidArgumentError} if `seq` is not a safe integer >= 0 (a caller bug: the
    *   decoder only produces such values).
@@ -96,7 +103,9 @@ export class InboundTracker {
       this.#lastReceived = seq;
       return 'deliver';
     }
-    return seq <= this.#lastReceived ? 'duplicate' : 'gap';
+    if (seq > this.#lastReceived) return 'gap';
+    this.#owed = true;
+    return 'duplicate';
   }
 
   /**
@@ -105,6 +114,7 @@ export class InboundTracker {
    * is harmless to the sender.
    */
   takeAck(): number {
+    this.#owed = false;
     this.#lastAcked = this.#lastReceived;
     return this.#lastAcked;
   }
@@ -116,6 +126,7 @@ export class InboundTracker {
    */
   reset(lastReceived: number): void {
     checkSeq('lastReceived', lastReceived);
+    this.#owed = false;
     this.#lastReceived = lastReceived;
     this.#lastAcked = lastReceived;
   }

@@ -74,14 +74,17 @@ describe('InboundTracker accept()', () => {
     assert.equal(t.lastReceived, 2);
   });
 
-  it('flags seq <= last as a duplicate without changing state', () => {
+  it('flags seq <= last as a duplicate without changing the positions, and owes an ACK', () => {
     const t = new InboundTracker();
     t.accept(1);
     t.accept(2);
+    t.takeAck();
     const before = state(t);
     assert.equal(t.accept(2), 'duplicate');
     assert.equal(t.accept(1), 'duplicate');
     assert.equal(t.accept(0), 'duplicate');
+    assert.deepEqual(state(t), { ...before, ackPending: true });
+    assert.equal(t.takeAck(), 2, 'the ACK owed for a duplicate is the cumulative one');
     assert.deepEqual(state(t), before);
   });
 
@@ -155,10 +158,14 @@ describe('InboundTracker acks', () => {
     }
   });
 
-  it('duplicates and gaps do not make an ACK pending', () => {
+  it('a gap does not make an ACK pending; a duplicate does, even after everything was acknowledged (PROTOCOL.md 6.2)', () => {
     const t = new InboundTracker({ ackEvery: 1 }, 5);
-    t.accept(3);
     t.accept(9);
+    assert.equal(t.ackPending, false);
+    t.accept(3);
+    assert.equal(t.ackPending, true);
+    assert.equal(t.ackDue, false, 'owed at once by the caller, not by the batch count');
+    assert.equal(t.takeAck(), 5);
     assert.equal(t.ackPending, false);
   });
 
@@ -217,26 +224,30 @@ describe('InboundTracker against a reference model', () => {
           const t = new InboundTracker({ ackEvery }, start);
           let last = start;
           let acked = start;
+          let owed = false;
           for (const s of steps) {
             if (s.kind === 'seq') {
               // Around the expected seq: duplicates (d < 1), in order (d = 1) and gaps (d > 1).
               const seq = Math.max(0, last + s.d);
               const want = seq === last + 1 ? 'deliver' : seq <= last ? 'duplicate' : 'gap';
               if (want === 'deliver') last = seq;
+              if (want === 'duplicate') owed = true;
               assert.equal(t.accept(seq), want);
             } else if (s.kind === 'take') {
               acked = last;
+              owed = false;
               assert.equal(t.takeAck(), last);
             } else {
               last = s.n;
               acked = s.n;
+              owed = false;
               t.reset(s.n);
             }
             assert.deepEqual(state(t), {
               lastReceived: last,
               lastAcked: acked,
               ackDue: last - acked >= ackEvery,
-              ackPending: last > acked,
+              ackPending: owed || last > acked,
             });
           }
         },
