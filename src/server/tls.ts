@@ -174,6 +174,11 @@ export class TlsFront {
     };
     entry.timer.arm(this.host.handshakeTimeout);
     this.pending.set(key, entry);
+    // A peer that resets the connection mid-handshake makes the socket emit 'error' (the
+    // TLS layer reports some of them, not all): kept for the close report, never thrown.
+    raw.on('error', (err: Error) => {
+      if (entry.error === null) entry.error = err;
+    });
     raw.once('close', () => {
       entry.timer.cancel();
       if (this.pending.get(key) === entry) this.pending.delete(key);
