@@ -99,7 +99,15 @@ export function parseFlags<T extends FlagTable>(
       i++;
     }
   }
-  return parseArgs({ args: normal, options, allowPositionals, strict: true });
+  try {
+    return parseArgs({ args: normal, options, allowPositionals, strict: true });
+  } catch (err) {
+    // What the loop above lets through (positionals after `--`): still a usage error.
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      throw new UsageError((err as Error).message);
+    }
+    throw err;
+  }
 }
 
 /**

@@ -89,7 +89,7 @@ export async function connect(argv: string[]): Promise<number> {
   try {
     conn = connectClient(tls ? { ...options, tls } : options);
   } catch (err) {
-    // An option the library refuses is a usage error: exit 2 with the help.
+    // An option the library refuses is a usage error: exit 2 with one line.
     if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
     throw err;
   }

@@ -205,7 +205,7 @@ export async function serve(argv: string[]): Promise<number> {
     server = createServer(options);
   } catch (err) {
     // Flags the library refuses together (say --timeout below 2 x --interval) are usage
-    // errors too: exit 2 with the help, not a stack trace.
+    // errors too: exit 2 with one line, not a stack trace.
     if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
     throw err;
   }
