@@ -104,6 +104,8 @@ export interface ReconnectingEvent {
   delayMs: number;
   /** Why the previous link or attempt ended. */
   reason: CloseReason;
+  /** How it ended: the error, with its OS or TLS code, and the message. */
+  info: CloseInfo;
 }
 
 /** Emitted when the client stops reconnecting. */

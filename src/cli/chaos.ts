@@ -5,12 +5,11 @@
  */
 
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import { startControlServer } from '../chaos/control.js';
 import { createChaosProxy } from '../chaos/proxy.js';
 import { parseAddress } from '../client/servers.js';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
-import { ExitCode, listenFlag, UsageError } from './args.js';
+import { ExitCode, listenFlag, parseFlags, UsageError } from './args.js';
 
 export const chaosHelp = `Usage: heartline chaos --listen [HOST:]PORT --target HOST:PORT [options]
 
@@ -41,16 +40,15 @@ Examples:
   echo "latency 200 50" | heartline chaos --listen 7001 --target 127.0.0.1:7000
   curl -d 'freeze up' 127.0.0.1:7002/command   # with --control 7002`;
 
+/** The flags of `chaos` (config files and the environment are checked against them too). */
+export const chaosFlags = {
+  listen: { type: 'string' },
+  target: { type: 'string' },
+  control: { type: 'string' },
+} as const;
+
 export async function chaos(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      listen: { type: 'string' },
-      target: { type: 'string' },
-      control: { type: 'string' },
-    },
-    strict: true,
-  });
+  const { values } = parseFlags(argv, chaosFlags);
   if (values.listen === undefined || values.target === undefined) {
     throw new UsageError('--listen and --target are required');
   }

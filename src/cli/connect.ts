@@ -5,12 +5,13 @@
  */
 
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import { connect as connectClient } from '../client/client.js';
 import { parseServerList } from '../client/servers.js';
 import { InvalidArgumentError } from '../errors.js';
-import { ExitCode, intFlag, UsageError } from './args.js';
-import { EventOutput, escapeControl, reportConnection } from './output.js';
+import type { CloseInfo } from '../link.js';
+import { SERVER_DEFAULTS } from '../server/server.js';
+import { addressFlag, ExitCode, intFlag, msFlag, parseFlags, UsageError } from './args.js';
+import { EventOutput, errnoOf, escapeControl, reportConnection } from './output.js';
 import { clientTls } from './tls-flags.js';
 
 export const connectHelp = `Usage: heartline connect HOST:PORT[,HOST:PORT...] [options]
@@ -41,32 +42,33 @@ Examples:
   heartline connect 10.0.0.1:7000,10.0.0.2:7000 --json < messages.txt
   heartline connect 127.0.0.1:7000 --tls-ca ca.crt --tls-cert me.crt --tls-key me.key`;
 
+/** The flags of `connect` (config files and the environment are checked against them too). */
+export const connectFlags = {
+  interval: { type: 'string' },
+  timeout: { type: 'string' },
+  'no-reconnect': { type: 'boolean', default: false },
+  'max-attempts': { type: 'string' },
+  auth: { type: 'string' },
+  'client-id': { type: 'string' },
+  'trace-id': { type: 'string' },
+  tls: { type: 'boolean', default: false },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-servername': { type: 'string' },
+  json: { type: 'boolean', default: false },
+} as const;
+
+/** What a server grants by default, for the messages of --interval and --timeout. */
+const GRANTED = `a server grants ${SERVER_DEFAULTS.minInterval}-${SERVER_DEFAULTS.maxInterval} ms by default`;
+
 export async function connect(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      interval: { type: 'string' },
-      timeout: { type: 'string' },
-      'no-reconnect': { type: 'boolean', default: false },
-      'max-attempts': { type: 'string' },
-      auth: { type: 'string' },
-      'client-id': { type: 'string' },
-      'trace-id': { type: 'string' },
-      tls: { type: 'boolean', default: false },
-      'tls-ca': { type: 'string' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      'tls-servername': { type: 'string' },
-      json: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
+  const { values, positionals } = parseFlags(argv, connectFlags, true);
   if (positionals.length !== 1)
     throw new UsageError('expected exactly one HOST:PORT[,HOST:PORT...]');
   let servers: ReturnType<typeof parseServerList>;
   try {
-    servers = parseServerList(positionals[0]!);
+    servers = parseServerList(positionals[0]!.split(',').map(addressFlag).join(','));
   } catch (err) {
     if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
     throw err;
@@ -74,8 +76,8 @@ export async function connect(argv: string[]): Promise<number> {
   const out = new EventOutput(values.json);
   const options = {
     servers,
-    interval: intFlag('interval', values.interval, 1),
-    timeout: intFlag('timeout', values.timeout, 1),
+    interval: msFlag('interval', values.interval, GRANTED),
+    timeout: msFlag('timeout', values.timeout, 'at least 2 x the interval'),
     reconnect: !values['no-reconnect'],
     maxAttempts: intFlag('max-attempts', values['max-attempts'], 1),
     ...(values.auth !== undefined ? { auth: values.auth } : {}),
@@ -87,7 +89,7 @@ export async function connect(argv: string[]): Promise<number> {
   try {
     conn = connectClient(tls ? { ...options, tls } : options);
   } catch (err) {
-    // An option the library refuses is a usage error: exit 2 with the help.
+    // An option the library refuses is a usage error: exit 2 with one line.
     if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
     throw err;
   }
@@ -96,9 +98,30 @@ export async function connect(argv: string[]): Promise<number> {
   if (!values.json) {
     conn.on('message', (data) => process.stdout.write(`${escapeControl(data.toString('utf8'))}\n`));
   }
+  let opened = false;
   conn.on('open', (e) => {
+    opened = true;
     if (!e.resumed) out.event('open', { conn: conn.id, session: e.sessionId, remote: conn.remote });
   });
+  // Why it failed goes to stderr too, whatever --json says: once for the first failure
+  // (then it retries in silence, the events say the rest) and once for the last.
+  const failure = (info: CloseInfo, then: string): void => {
+    const errno = errnoOf(info);
+    const what = errno && !info.message.includes(errno) ? `${errno} ${info.message}` : info.message;
+    const hint =
+      info.reason === 'eof' && !opened && !tls
+        ? ' (the server may require TLS: try --tls or --tls-ca FILE)'
+        : '';
+    process.stderr.write(
+      `heartline connect: ${info.reason}${what ? `: ${escapeControl(what)}` : ''}${hint}${then}\n`,
+    );
+  };
+  conn.once('reconnecting', (e) =>
+    failure(
+      e.info,
+      values['max-attempts'] ? '; retrying' : '; retrying (--max-attempts N to give up)',
+    ),
+  );
 
   return new Promise<number>((resolve) => {
     let stdinDone = false;
@@ -115,6 +138,12 @@ export async function connect(argv: string[]): Promise<number> {
     // Rejected when a session is lost (its messages are re-sent below): wait again.
     const closeWhenAcked = (): void => {
       if (conn.closed) return;
+      // Nothing sent is acknowledged at once: still, reach the server first, so that an
+      // empty stdin with no server is a failure, not a silent exit 0.
+      if (!opened) {
+        conn.once('open', closeWhenAcked);
+        return;
+      }
       conn.whenAcked().then(() => conn.close(), closeWhenAcked);
     };
     rl.on('close', () => {
@@ -128,6 +157,7 @@ export async function connect(argv: string[]): Promise<number> {
     conn.once('close', (info) => {
       rl.close();
       const ok = info.reason === 'local' && stdinDone;
+      if (!ok && info.reason !== 'local') failure(info, '');
       resolve(ok ? ExitCode.OK : ExitCode.FAILURE);
     });
     const stop = () => conn.close();

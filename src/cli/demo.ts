@@ -7,10 +7,9 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { createServer } from '../server/server.js';
 import type { ServerConnection } from '../server/server-connection.js';
-import { ExitCode, intFlag } from './args.js';
+import { ExitCode, intFlag, parseFlags } from './args.js';
 import { EventOutput } from './output.js';
 
 export const demoHelp = `Usage: heartline demo [options]
@@ -29,12 +28,11 @@ Example:
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The flags of `demo` (config files and the environment are checked against them too). */
+export const demoFlags = { interval: { type: 'string' }, timeout: { type: 'string' } } as const;
+
 export async function demo(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { interval: { type: 'string' }, timeout: { type: 'string' } },
-    strict: true,
-  });
+  const { values } = parseFlags(argv, demoFlags);
   const interval = intFlag('interval', values.interval, 100) ?? 1000;
   const timeout = intFlag('timeout', values.timeout, 2 * interval) ?? 3 * interval;
   const out = new EventOutput(false);

@@ -5,31 +5,50 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { ExitCode, UsageError } from './args.js';
+import { ExitCode, type FlagTable, UsageError } from './args.js';
 import { bench, benchHelp } from './bench.js';
-import { chaos, chaosHelp } from './chaos.js';
+import { chaos, chaosFlags, chaosHelp } from './chaos.js';
 import { withConfig } from './config.js';
-import { connect, connectHelp } from './connect.js';
-import { demo, demoHelp } from './demo.js';
-import { serve, serveHelp } from './serve.js';
-import { status, statusHelp } from './status.js';
+import { connect, connectFlags, connectHelp } from './connect.js';
+import { demo, demoFlags, demoHelp } from './demo.js';
+import { serve, serveFlags, serveHelp } from './serve.js';
+import { status, statusFlags, statusHelp } from './status.js';
+import { didYouMean } from './suggest.js';
 
-type Command = { run: (argv: string[]) => Promise<number>; help: string; summary: string };
+type Command = {
+  run: (argv: string[]) => Promise<number>;
+  help: string;
+  summary: string;
+  /** The flags config files and environment variables are checked against (none: bench). */
+  flags?: FlagTable;
+};
 
 const commands: Record<string, Command> = {
-  serve: { run: serve, help: serveHelp, summary: 'run a server' },
+  serve: { run: serve, flags: serveFlags, help: serveHelp, summary: 'run a server' },
   connect: {
     run: connect,
+    flags: connectFlags,
     help: connectHelp,
     summary: 'connect, send stdin lines, print messages',
   },
-  demo: { run: demo, help: demoHelp, summary: 'watch a frozen client turn suspect, then dead' },
+  demo: {
+    run: demo,
+    flags: demoFlags,
+    help: demoHelp,
+    summary: 'watch a frozen client turn suspect, then dead',
+  },
   chaos: {
     run: chaos,
+    flags: chaosFlags,
     help: chaosHelp,
     summary: 'a fault-injecting TCP proxy (latency, freeze, RST, FIN)',
   },
-  status: { run: status, help: statusHelp, summary: "a table of a running server's connections" },
+  status: {
+    run: status,
+    flags: statusFlags,
+    help: statusHelp,
+    summary: "a table of a running server's connections",
+  },
   bench: { run: bench, help: benchHelp, summary: 'run the benchmark suite' },
 };
 
@@ -72,24 +91,34 @@ async function main(argv: string[]): Promise<number> {
   }
   const command = commands[name];
   if (!command) {
-    process.stderr.write(`heartline: unknown command "${name}"\n\n${mainHelp}\n`);
-    return ExitCode.USAGE;
+    return usageError(
+      'heartline',
+      `unknown command "${name}"${didYouMean(name, Object.keys(commands))}`,
+      'heartline --help',
+    );
   }
   if (rest.includes('-h') || rest.includes('--help')) {
     process.stdout.write(`${command.help}\n`);
     return ExitCode.OK;
   }
   try {
-    return await command.run(withConfig(name, rest));
+    const target = { command: name, flags: command.flags, commands: Object.keys(commands) };
+    return await command.run(withConfig(target, rest));
   } catch (err) {
-    const usage =
-      err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-    if (usage) {
-      process.stderr.write(`heartline ${name}: ${(err as Error).message}\n\n${command.help}\n`);
-      return ExitCode.USAGE;
+    if (err instanceof UsageError) {
+      return usageError(`heartline ${name}`, err.message, `heartline ${name} --help`);
     }
     throw err;
   }
+}
+
+/**
+ * The one way a usage error is told, as git and npm tell it: what is wrong on one line,
+ * then where the help is (not the help itself, which would bury the line). Exit code 2.
+ */
+function usageError(who: string, message: string, help: string): number {
+  process.stderr.write(`${who}: ${message}\nrun '${help}' for the options\n`);
+  return ExitCode.USAGE;
 }
 
 /**
@@ -112,7 +141,11 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`heartline: ${(err as Error)?.stack ?? String(err)}\n`);
+    // An unexpected failure: one line; the stack only when asked for (it helps a bug report).
+    const detail = process.env.HEARTLINE_DEBUG ? (err as Error)?.stack : undefined;
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`heartline: ${detail ?? message}\n`);
+    if (!detail) process.stderr.write('set HEARTLINE_DEBUG=1 to see where it came from\n');
     process.exitCode = ExitCode.FAILURE;
   },
 );

@@ -11,6 +11,7 @@
 
 import type { Writable } from 'node:stream';
 import type { Connection } from '../connection.js';
+import type { CloseInfo } from '../link.js';
 
 /** Fields of one event; undefined fields are left out. */
 export type EventFields = Record<string, string | number | boolean | null | undefined | unknown[]>;
@@ -162,6 +163,16 @@ export function unackedFields(unacked: readonly Buffer[]): {
   return { unacked: texts, count: unacked.length, truncated: texts.length < unacked.length };
 }
 
+/**
+ * The code of the OS or TLS error behind a close (ECONNREFUSED, ENOTFOUND,
+ * ERR_TLS_CERT_ALTNAME_INVALID...), or null when the close had none.
+ */
+export function errnoOf(info: CloseInfo): string | null {
+  if (info.errno !== undefined) return info.errno;
+  const cause = info.error?.cause as { code?: unknown } | undefined;
+  return typeof cause?.code === 'string' ? cause.code : null;
+}
+
 /** Wires a connection's events to the output, with `conn` and `session` on each. */
 export function reportConnection(
   out: EventOutput,
@@ -178,11 +189,17 @@ export function reportConnection(
   }
   // `code` is null (not left out) when the link ended without a CLOSE code (eof, reset,
   // refused...), so that every documented field is always present.
+  // `errno` is the code of the OS or TLS error behind it, null when there was none.
   conn.on('disconnect', (i) =>
-    out.event('disconnect', { ...base(), reason: i.reason, code: i.code ?? null }),
+    out.event('disconnect', {
+      ...base(),
+      reason: i.reason,
+      code: i.code ?? null,
+      errno: errnoOf(i),
+    }),
   );
   conn.on('close', (i) =>
-    out.event('close', { ...base(), reason: i.reason, code: i.code ?? null }),
+    out.event('close', { ...base(), reason: i.reason, code: i.code ?? null, errno: errnoOf(i) }),
   );
   conn.on('resumed', (e) =>
     out.event('resumed', { ...base(), session: e.sessionId, replayed: e.replayed }),
@@ -196,6 +213,7 @@ export function reportConnection(
       attempt: e.attempt,
       delayMs: Math.round(e.delayMs),
       reason: e.reason,
+      errno: errnoOf(e.info),
     }),
   );
   conn.on('give-up', (e) =>

@@ -2,17 +2,17 @@
  * `heartline serve`: runs a server and reports every connection event.
  */
 
-import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
 import { startAdmin } from '../observe/admin.js';
 import { createLogger, isLogLevel, LOG_LEVELS } from '../observe/logger.js';
 import { createRegistry } from '../observe/metrics.js';
 import { observeServer } from '../observe/observer.js';
+import { HEARTBEAT_DEFAULTS } from '../options.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { createServer, SERVER_DEFAULTS } from '../server/server.js';
 import { answerMetrics, workersRegistry } from '../server/workers/metrics.js';
 import { isWorkerProcess } from '../server/workers/mode.js';
-import { ExitCode, intFlag, listenFlag, UsageError } from './args.js';
+import { ExitCode, intFlag, listenFlag, msFlag, parseFlags, UsageError } from './args.js';
 import { CLUSTER_FLAGS, CLUSTER_HELP, clusterOptions, reportCluster } from './cluster-flags.js';
 import { EventOutput, reportConnection } from './output.js';
 import { serverTls } from './tls-flags.js';
@@ -103,47 +103,46 @@ function limitFlag(name: string, value: string | undefined): number | undefined 
   return intFlag(name, value, 1);
 }
 
+/** The flags of `serve` (config files and the environment are checked against them too). */
+export const serveFlags = {
+  host: { type: 'string', default: '127.0.0.1' },
+  port: { type: 'string', default: '0' },
+  interval: { type: 'string' },
+  timeout: { type: 'string' },
+  'session-ttl': { type: 'string' },
+  'drain-timeout': { type: 'string' },
+  admin: { type: 'string' },
+  'log-level': { type: 'string' },
+  'handshake-timeout': { type: 'string' },
+  'max-frame': { type: 'string' },
+  'max-buffered-bytes': { type: 'string' },
+  'max-timeout': { type: 'string' },
+  'partial-frame-timeout': { type: 'string' },
+  'min-data-rate': { type: 'string' },
+  'max-hello-field-bytes': { type: 'string' },
+  'max-auth-bytes': { type: 'string' },
+  'max-total-buffered-bytes': { type: 'string' },
+  workers: { type: 'string' },
+  'max-ping-strikes': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'max-connections-per-address': { type: 'string' },
+  'max-sessions': { type: 'string' },
+  'max-sessions-per-address': { type: 'string' },
+  'max-sessions-per-identity': { type: 'string' },
+  'accept-rate': { type: 'string' },
+  'accept-burst': { type: 'string' },
+  'max-heartbeats-per-second': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-ca': { type: 'string' },
+  ...CLUSTER_FLAGS,
+  echo: { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
+} as const;
+
 /** Runs the command; resolves with the exit code once the server has closed. */
 export async function serve(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      host: { type: 'string', default: '127.0.0.1' },
-      port: { type: 'string', default: '0' },
-      interval: { type: 'string' },
-      timeout: { type: 'string' },
-      'session-ttl': { type: 'string' },
-      'drain-timeout': { type: 'string' },
-      admin: { type: 'string' },
-      'log-level': { type: 'string' },
-      'handshake-timeout': { type: 'string' },
-      'max-frame': { type: 'string' },
-      'max-buffered-bytes': { type: 'string' },
-      'max-timeout': { type: 'string' },
-      'partial-frame-timeout': { type: 'string' },
-      'min-data-rate': { type: 'string' },
-      'max-hello-field-bytes': { type: 'string' },
-      'max-auth-bytes': { type: 'string' },
-      'max-total-buffered-bytes': { type: 'string' },
-      workers: { type: 'string' },
-      'max-ping-strikes': { type: 'string' },
-      'max-connections': { type: 'string' },
-      'max-connections-per-address': { type: 'string' },
-      'max-sessions': { type: 'string' },
-      'max-sessions-per-address': { type: 'string' },
-      'max-sessions-per-identity': { type: 'string' },
-      'accept-rate': { type: 'string' },
-      'accept-burst': { type: 'string' },
-      'max-heartbeats-per-second': { type: 'string' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      'tls-ca': { type: 'string' },
-      ...CLUSTER_FLAGS,
-      echo: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
+  const { values } = parseFlags(argv, serveFlags);
   // Parsed up front so that a bad --port is a usage error (exit 2), not a listen
   // failure (exit 1).
   const port = intFlag('port', values.port, 0, 65535);
@@ -156,7 +155,11 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const out = new EventOutput(values.json);
   const options = {
-    interval: intFlag('interval', values.interval, 1),
+    interval: msFlag(
+      'interval',
+      values.interval,
+      `default ${HEARTBEAT_DEFAULTS.interval}; the server lets clients ask for ${SERVER_DEFAULTS.minInterval}-${SERVER_DEFAULTS.maxInterval}`,
+    ),
     timeout: intFlag('timeout', values.timeout, 1),
     sessionTtl: intFlag('session-ttl', values['session-ttl'], 0),
     handshakeTimeout: intFlag('handshake-timeout', values['handshake-timeout'], 1),
@@ -202,7 +205,7 @@ export async function serve(argv: string[]): Promise<number> {
     server = createServer(options);
   } catch (err) {
     // Flags the library refuses together (say --timeout below 2 x --interval) are usage
-    // errors too: exit 2 with the help, not a stack trace.
+    // errors too: exit 2 with one line, not a stack trace.
     if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
     throw err;
   }

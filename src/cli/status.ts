@@ -3,13 +3,12 @@
  * from its admin endpoint (`heartline serve --admin HOST:PORT`).
  */
 
-import { parseArgs } from 'node:util';
 import { parseAddress } from '../client/servers.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { ConnectionInfo, ConnectionsPage } from '../observe/snapshot.js';
-import { ExitCode, intFlag, UsageError } from './args.js';
+import { addressFlag, ExitCode, intFlag, parseFlags, UsageError } from './args.js';
 
-export const statusHelp = `Usage: heartline status ADMIN_HOST:PORT [options]
+export const statusHelp = `Usage: heartline status [ADMIN_HOST:]PORT [options]
 
 Prints a table of a running server's connections, worst health first, from its admin
 endpoint (start the server with --admin HOST:PORT), reading it page by page.
@@ -22,6 +21,7 @@ Options:
 
 Examples:
   heartline status 127.0.0.1:9464
+  heartline status 9464                 # the same: the host defaults to 127.0.0.1
   heartline status 127.0.0.1:9464 --state suspect,dead --json`;
 
 /** What status prints: one page, or every page's rows together. */
@@ -62,7 +62,13 @@ async function readPages(base: string, query: URLSearchParams, limit: number): P
     try {
       response = await fetch(url, { signal: AbortSignal.timeout(PAGE_TIMEOUT_MS) });
     } catch (err) {
-      throw new PageError(`cannot reach ${url}: ${(err as Error).message}`, ExitCode.FAILURE);
+      // fetch says only "fetch failed": the cause has the code (ECONNREFUSED, ECONNRESET).
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const why = cause?.code ?? cause?.message ?? (err as Error).message;
+      throw new PageError(
+        `cannot reach ${url}: ${why} (is the server started with --admin, and is this its admin port?)`,
+        ExitCode.FAILURE,
+      );
     }
     const body = await response.text();
     if (!response.ok) {
@@ -132,21 +138,21 @@ export function renderStatus(s: Snapshot): string {
   return [summary, '', line(header), ...rows.map(line), ...rest].join('\n');
 }
 
+/** The flags of `status` (config files and the environment are checked against them too). */
+export const statusFlags = {
+  state: { type: 'string' },
+  limit: { type: 'string' },
+  json: { type: 'boolean', default: false },
+} as const;
+
 export async function status(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      state: { type: 'string' },
-      limit: { type: 'string' },
-      json: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
-  if (positionals.length !== 1) throw new UsageError('expected exactly one ADMIN_HOST:PORT');
+  const { values, positionals } = parseFlags(argv, statusFlags, true);
+  if (positionals.length !== 1) throw new UsageError('expected exactly one [ADMIN_HOST:]PORT');
   let address: { host: string; port: number };
   try {
-    address = parseAddress(positionals[0]!);
+    // A bare PORT is the admin port on loopback, as `serve --admin PORT` takes it.
+    const given = positionals[0]!;
+    address = parseAddress(addressFlag(/^\d+$/.test(given) ? `127.0.0.1:${given}` : given));
   } catch (err) {
     if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
     throw err;

@@ -576,7 +576,12 @@ export class ClientConnection extends Connection {
     if (info.reason === 'overloaded' && info.retryAfter !== undefined) {
       delay = Math.max(delay, info.retryAfter);
     }
-    this.emit('reconnecting', { attempt: this.attempts, delayMs: delay, reason: info.reason });
+    this.emit('reconnecting', {
+      attempt: this.attempts,
+      delayMs: delay,
+      reason: info.reason,
+      info,
+    });
     this.retryTimer = this.config.clock.setTimeout(() => {
       this.retryTimer = null;
       this.dial();

@@ -54,14 +54,14 @@ const FIELDS: Readonly<Record<string, readonly string[]>> = {
   state: ['conn', 'from', 'to', 'reason'],
   message: ['conn', 'session', 'data'],
   rtt: ['conn', 'session', 'ms'],
-  disconnect: ['conn', 'reason', 'code'],
-  close: ['conn', 'reason', 'code'],
+  disconnect: ['conn', 'reason', 'code', 'errno'],
+  close: ['conn', 'reason', 'code', 'errno'],
   rejected: ['remote', 'reason', 'code'],
   shutdown: ['signal'],
   load: ['level', 'previous', 'reasons'],
   retune: ['interval', 'factor', 'connections', 'demand', 'budget'],
   open: ['conn', 'session', 'remote'],
-  reconnecting: ['conn', 'attempt', 'delayMs', 'reason'],
+  reconnecting: ['conn', 'attempt', 'delayMs', 'reason', 'errno'],
   resumed: ['conn', 'session', 'replayed'],
   'session-lost': ['conn', 'session', 'unacked', 'count', 'truncated'],
   'give-up': ['conn', 'attempts', 'unacked', 'count', 'truncated'],
@@ -82,6 +82,7 @@ const FIELD_TYPES: Readonly<Record<string, (v: unknown) => boolean>> = {
   to: (v) => STATES.has(v as string),
   reason: isText,
   code: (v) => v === null || Number.isInteger(v),
+  errno: (v) => v === null || (typeof v === 'string' && /^[A-Z][A-Z0-9_]+$/.test(v)),
   data: (v) => typeof v === 'string',
   ms: (v) => isNumber(v) && (v as number) >= 0,
   signal: (v) => typeof v === 'string' && v.startsWith('SIG'),
@@ -494,8 +495,11 @@ describe('heartline CLI (built)', () => {
     }
     for (const cli of bad) {
       assert.deepEqual(await cli.ended(), { code: 2, signal: null }, cli.dump());
-      assert.match(cli.stderr, /^heartline/, cli.label);
-      assert.doesNotMatch(cli.stderr, /\n\s+at /, `${cli.label}: a usage error, not a stack trace`);
+      // One line saying what is wrong, then where the help is: not the help itself.
+      const lines = cli.stderr.trimEnd().split('\n');
+      assert.equal(lines.length, 2, cli.dump());
+      assert.match(lines[0]!, /^heartline( \w+)?: \S/, cli.label);
+      assert.match(lines[1]!, /^run 'heartline( \w+)? --help' for the options$/, cli.label);
     }
   });
 

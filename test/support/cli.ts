@@ -123,14 +123,20 @@ process.once('exit', () => {
 
 /**
  * Starts `heartline ARGS...`; it is killed when the test ends. `stdin`, when given, is
- * written to its standard input, which is then closed.
+ * written to its standard input, which is then closed; `env` adds environment variables.
  */
-export function run(t: TestContext, args: string[], label: string, stdin?: string): Child {
+export function run(
+  t: TestContext,
+  args: string[],
+  label: string,
+  stdin?: string,
+  env: NodeJS.ProcessEnv = {},
+): Child {
   const proc = spawn(process.execPath, [MAIN, ...args], {
     cwd: ROOT,
     detached: true,
     stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...process.env, NO_COLOR: '1' },
+    env: { ...process.env, NO_COLOR: '1', ...env },
   });
   const child = new Child(proc, label);
   if (stdin !== undefined) proc.stdin!.end(stdin);
