@@ -132,6 +132,9 @@ export const floodAttacks: Attack[] = [
       };
     }),
     seconds: (quick: boolean) => (quick ? 3 : 10),
+    // Each of the four lanes may fill its connection's 16 MiB cap before the server
+    // closes it, and the lanes reconnect and fill again as fast as closes come.
+    peakBudgetMiB: DEFAULT_PEAK_BUDGET_MIB + 4 * 16,
   },
   floodAttack('flood-ack', 'flood: ACK 0', same(encodeAck(0))),
   // One frame repeated: numbering each would cost the attacker more CPU than the server.

@@ -65,7 +65,8 @@ export const ENTRY_OVERHEAD = 160;
  */
 export const RETAINED_SLACK = 1024;
 
-const EMPTY = new Uint8Array(0);
+/** Shared by every empty payload kept (a Buffer, so hand-backs need no view of it). */
+const EMPTY = Buffer.alloc(0);
 
 /** The resolved defaults of {@link OutboundOptions}. */
 export const OUTBOUND_DEFAULTS: Readonly<{
