@@ -850,7 +850,11 @@ export class Server extends EventEmitter<ServerEvents> {
       const token = this.cluster.store
         ? ((await this.cluster.rotateToken(existing, resume.token)) ?? existing.token)
         : existing.rotateToken(resume.token);
-      if (!link.open || this.closing) return;
+      if (!link.open) return;
+      if (this.closing) {
+        link.close('going-away', CloseCode.GOING_AWAY, 'server closing');
+        return;
+      }
       const settings = this.adaptive.settingsFor(existing, granted);
       link.write(
         encodeWelcome({
