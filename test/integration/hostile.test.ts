@@ -20,6 +20,7 @@ import { type CloseFrame, FrameType, type WelcomeFrame } from '../../src/protoco
 import type { ServerConnection } from '../../src/server/server-connection.js';
 import { type Child, requireBuiltCli, run } from '../support/cli.js';
 import { helloBytes, opened, RawPeer, startClient, startServer } from '../support/peers.js';
+import { missingTool } from '../support/require.js';
 import { onceEvent, waitFor, withTimeout } from '../support/wait.js';
 
 const MiB = 1024 * 1024;
@@ -277,7 +278,9 @@ test('a resume whose lastReceived lies beyond what the server sent is refused; t
   assert.equal(w.resumed, true, 'the owner still resumes its session');
 });
 
-test('sockets until the descriptors run out: the server stays up and serves again once they close', async (t) => {
+test('sockets until the descriptors run out: the server stays up and serves again once they close', {
+  skip: missingTool('prlimit'),
+}, async (t) => {
   const { server, port, pid } = await echoServer(t);
   // Leave the server a few dozen descriptors (prlimit, util-linux), then open more
   // sockets than that: accept() fails with EMFILE.
