@@ -24,7 +24,14 @@ import { createServer, type Server, type ServerOptions } from '../src/server/ser
 import { MemoryStore, type SessionStore } from '../src/session/store.js';
 import type { Progress, Step } from './lib/progress.js';
 import { percentile, round, sleep } from './lib/stats.js';
-import { type CommonOptions, isMain, main, type Outcome, type Workload } from './lib/workload.js';
+import {
+  type CommonOptions,
+  isMain,
+  main,
+  type Outcome,
+  positiveInt,
+  type Workload,
+} from './lib/workload.js';
 
 /** Parameters of the workload. */
 export interface ClusterBenchParams extends Record<string, unknown> {
@@ -378,18 +385,11 @@ export const clusterBench: Workload<ClusterBenchParams, ClusterRow> = {
     resumes: 'resumes per row (default 100; quick 20)',
   },
   parameters(o: CommonOptions): ClusterBenchParams {
-    const int = (raw: string | undefined, fallback: number, name: string): number => {
-      if (raw === undefined) return fallback;
-      const x = Number(raw);
-      if (!Number.isInteger(x) || x < 1)
-        throw new Error(`--${name} must be a positive integer, got "${raw}"`);
-      return x;
-    };
     return {
-      samples: int(o.values.samples, o.quick ? 300 : 2000, 'samples'),
+      samples: positiveInt(o.values.samples, o.quick ? 300 : 2000, 'samples'),
       throughputMessages: o.quick ? 5000 : 50_000,
       window: 256,
-      resumes: int(o.values.resumes, o.quick ? 20 : 100, 'resumes'),
+      resumes: positiveInt(o.values.resumes, o.quick ? 20 : 100, 'resumes'),
       sessions: o.quick ? 500 : 5000,
       payloadBytes: 100,
     };

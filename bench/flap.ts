@@ -19,7 +19,14 @@ import { mulberry32 } from '../test/support/prng.js';
 import type { Progress, Step } from './lib/progress.js';
 import type { Target } from './lib/results.js';
 import { percentile, round } from './lib/stats.js';
-import { type CommonOptions, isMain, main, type Outcome, type Workload } from './lib/workload.js';
+import {
+  type CommonOptions,
+  isMain,
+  main,
+  type Outcome,
+  positiveInt,
+  type Workload,
+} from './lib/workload.js';
 
 /** Parameters of the workload. */
 export interface FlapParams extends Record<string, unknown> {
@@ -163,14 +170,6 @@ async function runOnce(p: FlapParams, seed: number, progress: Progress): Promise
   }
 }
 
-const int = (raw: string | undefined, fallback: number, name: string): number => {
-  if (raw === undefined) return fallback;
-  const x = Number(raw);
-  if (!Number.isInteger(x) || x < 1)
-    throw new Error(`--${name} must be a positive integer, got "${raw}"`);
-  return x;
-};
-
 /** The workload. */
 export const flapBench: Workload<FlapParams, FlapRow> = {
   name: 'flap',
@@ -182,9 +181,9 @@ export const flapBench: Workload<FlapParams, FlapRow> = {
   },
   parameters(o: CommonOptions): FlapParams {
     return {
-      runs: int(o.values.runs, o.quick ? 1 : 3, 'runs'),
-      messages: int(o.values.messages, o.quick ? 6000 : 30_000, 'messages'),
-      sendSeconds: int(o.values.seconds, o.quick ? 4 : 20, 'seconds'),
+      runs: positiveInt(o.values.runs, o.quick ? 1 : 3, 'runs'),
+      messages: positiveInt(o.values.messages, o.quick ? 6000 : 30_000, 'messages'),
+      sendSeconds: positiveInt(o.values.seconds, o.quick ? 4 : 20, 'seconds'),
       interval: 250,
       timeout: 750,
       faultMinMs: 100,

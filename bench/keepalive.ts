@@ -24,7 +24,14 @@ import {
 } from '../test/support/netns.js';
 import type { Progress, Step } from './lib/progress.js';
 import { round, sleep } from './lib/stats.js';
-import { type CommonOptions, isMain, main, type Outcome, type Workload } from './lib/workload.js';
+import {
+  type CommonOptions,
+  isMain,
+  main,
+  type Outcome,
+  positiveInt,
+  type Workload,
+} from './lib/workload.js';
 
 /** Parameters of the workload. */
 export interface KeepaliveParams extends Record<string, unknown> {
@@ -155,14 +162,6 @@ async function measure(
   }
 }
 
-const int = (raw: string | undefined, fallback: number, name: string): number => {
-  if (raw === undefined) return fallback;
-  const x = Number(raw);
-  if (!Number.isInteger(x) || x < 1)
-    throw new Error(`--${name} must be a positive integer, got "${raw}"`);
-  return x;
-};
-
 /** The workload. */
 export const keepaliveBench: Workload<KeepaliveParams, KeepaliveRow> = {
   name: 'keepalive',
@@ -173,11 +172,11 @@ export const keepaliveBench: Workload<KeepaliveParams, KeepaliveRow> = {
   },
   parameters(o: CommonOptions): KeepaliveParams {
     return {
-      connections: int(o.values.connections, o.quick ? 200 : 1000, 'connections'),
+      connections: positiveInt(o.values.connections, o.quick ? 200 : 1000, 'connections'),
       interval: 1000,
       timeout: 3000,
       settleS: o.quick ? 2 : 5,
-      windowS: int(o.values.window, o.quick ? 5 : 20, 'window'),
+      windowS: positiveInt(o.values.window, o.quick ? 5 : 20, 'window'),
     };
   },
   steps(p): Step[] {

@@ -17,7 +17,14 @@ import { FakeClock } from '../src/time/fake-clock.js';
 import { TimingWheel, type WheelTimer } from '../src/time/wheel.js';
 import type { Progress, Step } from './lib/progress.js';
 import { round } from './lib/stats.js';
-import { type CommonOptions, isMain, main, type Outcome, type Workload } from './lib/workload.js';
+import {
+  type CommonOptions,
+  isMain,
+  main,
+  type Outcome,
+  positiveInt,
+  type Workload,
+} from './lib/workload.js';
 
 /** Parameters of the workload. */
 export interface WheelBenchParams extends Record<string, unknown> {
@@ -330,16 +337,9 @@ export const wheelBench: Workload<WheelBenchParams, WheelRow> = {
     rounds: 'measured rounds per timing row (default 11; quick 3)',
   },
   parameters(o: CommonOptions): WheelBenchParams {
-    const int = (raw: string | undefined, fallback: number, name: string): number => {
-      if (raw === undefined) return fallback;
-      const x = Number(raw);
-      if (!Number.isInteger(x) || x < 1)
-        throw new Error(`--${name} must be a positive integer, got "${raw}"`);
-      return x;
-    };
     return {
-      timers: int(o.values.timers, o.quick ? 20_000 : 100_000, 'timers'),
-      rounds: int(o.values.rounds, o.quick ? 3 : 11, 'rounds'),
+      timers: positiveInt(o.values.timers, o.quick ? 20_000 : 100_000, 'timers'),
+      rounds: positiveInt(o.values.rounds, o.quick ? 3 : 11, 'rounds'),
       warmupRounds: o.quick ? 1 : 2,
       fireSpreadMs: 200,
       fireRepeats: o.quick ? 1 : 5,

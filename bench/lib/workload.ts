@@ -60,6 +60,19 @@ export interface Workload<
 // biome-ignore lint/suspicious/noExplicitAny: each workload has its own parameter and row types
 export type AnyWorkload = Workload<any, any>;
 
+/**
+ * A workload flag that must be a positive integer: `fallback` when not given.
+ * @throws Error naming the flag.
+ */
+export function positiveInt(raw: string | undefined, fallback: number, name: string): number {
+  if (raw === undefined) return fallback;
+  const x = Number(raw);
+  if (!Number.isInteger(x) || x < 1) {
+    throw new Error(`--${name} must be a positive integer, got "${raw}"`);
+  }
+  return x;
+}
+
 /** Parses the command line of `workloads` (their flags merged) plus the common flags. */
 export function parseCommon(
   argv: string[],

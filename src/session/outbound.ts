@@ -204,7 +204,7 @@ export class OutboundBuffer {
     if (!force && this.#memory + cost > this.#maxBytes) {
       throw new HeartlineError(
         'HL_ERR_BUFFER_FULL',
-        `replay buffer full: ${this.#size()} unacknowledged messages hold ${this.#memory} bytes; ${cost} more would pass maxBytes (${this.#maxBytes})`,
+        `replay buffer full: ${this.size} unacknowledged messages hold ${this.#memory} bytes; ${cost} more would pass maxBytes (${this.#maxBytes})`,
       );
     }
     const budget = this.#budget;
@@ -221,10 +221,6 @@ export class OutboundBuffer {
     this.#bytes += payload.length;
     this.#memory += cost;
     return ++this.#lastSeq;
-  }
-
-  #size(): number {
-    return this.#queue.length - this.#head;
   }
 
   /**

@@ -6,13 +6,12 @@
  */
 
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { Decoder, encodePing, encodePong, encodeWelcome } from '../../src/protocol/codec.js';
-import { type Frame, FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
+import { Decoder, encodePing, encodePong } from '../../src/protocol/codec.js';
+import { type Frame, FrameType } from '../../src/protocol/frames.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
-import { opened, RawPeer, startClient, startServer } from '../support/peers.js';
+import { opened, RawPeer, startClient, startServer, welcomeBytes } from '../support/peers.js';
 import { onceEvent, waitFor } from '../support/wait.js';
 
 const FLOOD = 100_000;
@@ -125,18 +124,7 @@ test('a client ignores a flood of unsolicited PONGs from its server, and still t
       for (const f of frames) {
         if (f.type === FrameType.HELLO && !welcomed) {
           welcomed = true;
-          socket.write(
-            encodeWelcome({
-              version: PROTOCOL_VERSION,
-              resumed: false,
-              sessionId: randomBytes(16),
-              token: randomBytes(16),
-              interval: 1000,
-              timeout: 3000,
-              lastReceived: 0,
-              sessionTtl: 60_000,
-            }),
-          );
+          socket.write(welcomeBytes());
         } else if (f.type === FrameType.PING && floodDone) {
           socket.write(encodePong(f.seq, f.timestamp));
         }

@@ -4,11 +4,17 @@
  * garbage, or cut it with FIN or RST at a precise moment).
  */
 
+import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 import { type ClientConnection, type ClientOptions, connect } from '../../src/client/client.js';
-import { Decoder, encodeHello } from '../../src/protocol/codec.js';
-import { type Frame, type HelloFrame, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
+import { Decoder, encodeHello, encodeWelcome } from '../../src/protocol/codec.js';
+import {
+  type Frame,
+  type HelloFrame,
+  PROTOCOL_VERSION,
+  type WelcomeFrame,
+} from '../../src/protocol/frames.js';
 import { createServer, type Server, type ServerOptions } from '../../src/server/server.js';
 import { onceEvent, waitFor } from './wait.js';
 
@@ -22,6 +28,24 @@ export function helloBytes(fields: Partial<Omit<HelloFrame, 'type'>> = {}): Buff
     resume: null,
     clientId: '',
     traceId: '',
+    ...fields,
+  });
+}
+
+/**
+ * A WELCOME for a fresh session with a 1 s / 3 s heartbeat (random id and token), for
+ * tests that play the server by hand; a test overrides fields as it needs.
+ */
+export function welcomeBytes(fields: Partial<Omit<WelcomeFrame, 'type'>> = {}): Buffer {
+  return encodeWelcome({
+    version: PROTOCOL_VERSION,
+    resumed: false,
+    sessionId: randomBytes(16),
+    token: randomBytes(16),
+    interval: 1000,
+    timeout: 3000,
+    lastReceived: 0,
+    sessionTtl: 60_000,
     ...fields,
   });
 }

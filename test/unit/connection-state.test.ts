@@ -8,7 +8,6 @@
  */
 
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { type Server as NetServer, createServer as netServer, type Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
 import { type ClientConnection, type ClientOptions, connect } from '../../src/client/client.js';
@@ -16,12 +15,12 @@ import type { Connection } from '../../src/connection.js';
 import type { HealthState } from '../../src/health/index.js';
 import type { CloseInfo, Link } from '../../src/link.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
-import { Decoder, encodePing, encodeWelcome } from '../../src/protocol/codec.js';
-import { type Frame, FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
+import { Decoder, encodePing } from '../../src/protocol/codec.js';
+import { type Frame, FrameType } from '../../src/protocol/frames.js';
 import { createServer, type Server, type ServerOptions } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
 import { FakeClock } from '../../src/time/fake-clock.js';
-import { RawPeer } from '../support/peers.js';
+import { RawPeer, welcomeBytes } from '../support/peers.js';
 import { onceEvent, waitFor } from '../support/wait.js';
 
 const INTERVAL = 1000;
@@ -185,18 +184,9 @@ class Rig {
   }
 }
 
-/** A WELCOME for a fresh session with a 1 s / 3 s heartbeat. */
+/** A WELCOME for a fresh session with this file's heartbeat. */
 function welcome(): Buffer {
-  return encodeWelcome({
-    version: PROTOCOL_VERSION,
-    resumed: false,
-    sessionId: randomBytes(16),
-    token: randomBytes(16),
-    interval: INTERVAL,
-    timeout: TIMEOUT,
-    lastReceived: 0,
-    sessionTtl: 60_000,
-  });
+  return welcomeBytes({ interval: INTERVAL, timeout: TIMEOUT });
 }
 
 /** Resolves with the server's Connection for the next session, tracked from its first event. */

@@ -8,17 +8,17 @@
  */
 
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { type Server as NetServer, createServer as netServer, type Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
 import { type ClientConnection, connect } from '../../src/client/client.js';
 import type { ReconnectingEvent } from '../../src/connection.js';
 import type { Link } from '../../src/link.js';
-import { Decoder, encodeWelcome } from '../../src/protocol/codec.js';
-import { FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
+import { Decoder } from '../../src/protocol/codec.js';
+import { FrameType } from '../../src/protocol/frames.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
 import { FakeClock } from '../../src/time/fake-clock.js';
+import { welcomeBytes } from '../support/peers.js';
 
 const INITIAL = 500;
 /** Full jitter with random() = 0.99: every delay is 0.99 x its ceiling. */
@@ -147,19 +147,7 @@ test('a server that accepts and drops before saying anything after WELCOME meets
     socket.on('data', (chunk) => {
       if (!decoder.push(chunk).some((f) => f.type === FrameType.HELLO)) return;
       // The handshake succeeds, then the link dies before the server says anything else.
-      socket.write(
-        encodeWelcome({
-          version: PROTOCOL_VERSION,
-          resumed: false,
-          sessionId: randomBytes(16),
-          token: randomBytes(16),
-          interval: 1000,
-          timeout: 3000,
-          lastReceived: 0,
-          sessionTtl: 60_000,
-        }),
-        () => socket.destroy(),
-      );
+      socket.write(welcomeBytes(), () => socket.destroy());
     });
   });
   rig.netServers.push(raw);
