@@ -9,6 +9,7 @@ import { ExitCode, type FlagTable, UsageError } from './args.js';
 import { bench, benchHelp } from './bench.js';
 import { chaos, chaosFlags, chaosHelp } from './chaos.js';
 import { withConfig } from './config.js';
+import { conformance, conformanceFlags, conformanceHelp } from './conformance.js';
 import { connect, connectFlags, connectHelp } from './connect.js';
 import { demo, demoFlags, demoHelp } from './demo.js';
 import { serve, serveFlags, serveHelp } from './serve.js';
@@ -50,6 +51,12 @@ const commands: Record<string, Command> = {
     summary: "a table of a running server's connections",
   },
   bench: { run: bench, help: benchHelp, summary: 'run the benchmark suite' },
+  conformance: {
+    run: conformance,
+    flags: conformanceFlags,
+    help: conformanceHelp,
+    summary: 'check a server or client implementation against PROTOCOL.md',
+  },
 };
 
 const mainHelp = `Usage: heartline <command> [options]
