@@ -151,7 +151,9 @@ export async function connect(argv: string[]): Promise<number> {
       closeWhenAcked();
     });
     conn.on('session-lost', (e) => {
-      // What the lost session never delivered is sent again in the new session.
+      // What the lost session never delivered is sent again in the new session; a session
+      // lost to a final close (AUTH_FAILED on a resume) has no new session to send it in.
+      if (conn.closed) return;
       for (const m of e.unacked) conn.send(m);
     });
     conn.once('close', (info) => {

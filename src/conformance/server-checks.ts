@@ -74,6 +74,16 @@ const acksOf = (p: WirePeer): number[] => p.ofType(FrameType.ACK).map((a) => a.s
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
 const ZERO_ID = Buffer.alloc(16);
 
+/** Polls `predicate` every 10 ms until it holds or `timeout` ms have passed. */
+async function waitUntil(predicate: () => boolean, timeout: number): Promise<boolean> {
+  const end = performance.now() + timeout;
+  while (!predicate()) {
+    if (performance.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
+}
+
 /** Waits for the echoes of `n` DATA frames (any payload) and returns them. */
 async function echoes(p: WirePeer, n: number, timeout: number): Promise<DataFrame[]> {
   await p.until(() => dataOf(p).length >= n, timeout);
@@ -609,6 +619,8 @@ export const SERVER_CHECKS: readonly ServerCheck[] = [
           encodePing(7, 7007),
         ]),
       );
+      // Once all of it has left this process, give the server a moment to read the PING.
+      await waitUntil(() => peer.socket.writableLength === 0, 5000);
       await peer.idle(300);
       peer.socket.resume();
       // Acknowledge echoes as they come, so that the replay buffer stays small.
