@@ -14,7 +14,7 @@ import { CloseCode } from '../protocol/close-codes.js';
 import { encodeAck, encodeClose, encodeData, encodePing } from '../protocol/codec.js';
 import { type DataFrame, type Frame, FrameType, type PongFrame } from '../protocol/frames.js';
 import { type CheckInfo, type CheckResult, runWithDeadline } from './report.js';
-import { codeName, describe, expect, hello, WirePeer } from './wire.js';
+import { CheckFailure, codeName, describe, expect, hello, WirePeer } from './wire.js';
 
 /** What the server checks need to know about the server under test. */
 export interface ServerTarget {
@@ -41,6 +41,9 @@ export const SERVER_CHECK_DEFAULTS = {
   /** @default 1000 */
   slack: 1000,
 } as const;
+
+/** How long `close.ends-session` waits after the closed connection before resuming (ms). */
+const CLOSE_SETTLE_MS = 200;
 
 /** What a check does with the connections it opens. */
 interface CheckContext {
@@ -82,6 +85,52 @@ async function waitUntil(predicate: () => boolean, timeout: number): Promise<boo
     await new Promise((r) => setTimeout(r, 10));
   }
   return true;
+}
+
+/**
+ * Writes 8 DATA of the largest size and a PING while not reading, so that the echoes
+ * pile up in the server's output queue; returns how many echoes the PONG came ahead of.
+ */
+async function pongAheadOfEchoes(ctx: CheckContext): Promise<number> {
+  const { peer } = await ctx.session();
+  peer.autoPong = true;
+  const count = 8;
+  const payload = randomBytes(ctx.target.maxFrame - 9);
+  peer.socket.pause();
+  peer.send(
+    Buffer.concat([
+      ...Array.from({ length: count }, (_, i) => encodeData(i + 1, payload)),
+      encodePing(7, 7007),
+    ]),
+  );
+  // Once all of it has left this process, give the server a moment to read the PING.
+  await waitUntil(() => peer.socket.writableLength === 0, 5000);
+  await peer.idle(300);
+  peer.socket.resume();
+  // Acknowledge echoes as they come, so that the replay buffer stays small.
+  const acker = setInterval(() => {
+    const last = dataOf(peer).at(-1);
+    if (last) peer.send(encodeAck(last.seq));
+  }, 20);
+  try {
+    await peer.until(
+      () => dataOf(peer).length >= count && peer.ofType(FrameType.PONG).length > 0,
+      10_000,
+    );
+  } finally {
+    clearInterval(acker);
+  }
+  const frames = peer.frames;
+  const pongAt = frames.findIndex((f) => f.type === FrameType.PONG);
+  expect(pongAt >= 0, `no PONG: ${peer.endState()}`);
+  expect(dataOf(peer).length >= count, `not every echo came back: ${peer.endState()}`);
+  const pong = frames[pongAt] as PongFrame;
+  expect(
+    pong.seq === 7 && pong.timestamp === 7007,
+    `expected PONG(seq 7, ts 7007), got ${describe(pong)}`,
+  );
+  peer.cut();
+  return frames.slice(pongAt).filter(isData).length;
 }
 
 /** Waits for the echoes of `n` DATA frames (any payload) and returns them. */
@@ -604,49 +653,21 @@ export const SERVER_CHECKS: readonly ServerCheck[] = [
   {
     id: 'ping.not-behind-data',
     section: '7.3',
-    description: 'a PING sent behind large DATA is answered before the echoes queued ahead of it',
+    description:
+      'a PING sent behind large DATA is answered before the echoes queued ahead of it (best of 3 tries)',
     versions: [1],
+    deadline: () => 40_000,
     async run(ctx) {
-      const { peer } = await ctx.session();
-      peer.autoPong = true;
-      const count = 8;
-      const payload = randomBytes(ctx.target.maxFrame - 9);
-      // Not reading builds up the echoes in the server's output queue; the PING comes last.
-      peer.socket.pause();
-      peer.send(
-        Buffer.concat([
-          ...Array.from({ length: count }, (_, i) => encodeData(i + 1, payload)),
-          encodePing(7, 7007),
-        ]),
-      );
-      // Once all of it has left this process, give the server a moment to read the PING.
-      await waitUntil(() => peer.socket.writableLength === 0, 5000);
-      await peer.idle(300);
-      peer.socket.resume();
-      // Acknowledge echoes as they come, so that the replay buffer stays small.
-      const acker = setInterval(() => {
-        const last = dataOf(peer).at(-1);
-        if (last) peer.send(encodeAck(last.seq));
-      }, 20);
-      try {
-        await peer.until(
-          () => dataOf(peer).length >= count && peer.ofType(FrameType.PONG).length > 0,
-          10_000,
-        );
-      } finally {
-        clearInterval(acker);
+      // How many echoes the socket takes before the server's own queue starts depends on
+      // kernel buffers and scheduling, which can hand them all over before the PING is
+      // read: a PONG behind every echo in one try may be bad luck, in three it is a queue.
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        const ahead = await pongAheadOfEchoes(ctx);
+        if (ahead > 0) return `PONG ahead of ${ahead} of 8 echoes (try ${attempt})`;
       }
-      const frames = peer.frames;
-      const pongAt = frames.findIndex((f) => f.type === FrameType.PONG);
-      expect(pongAt >= 0, `no PONG: ${peer.endState()}`);
-      const lastEcho = frames.findLastIndex(isData);
-      expect(dataOf(peer).length >= count, `not every echo came back: ${peer.endState()}`);
-      const behind = frames.slice(pongAt).filter(isData).length;
-      expect(
-        pongAt < lastEcho,
-        `the PONG came after all ${count} echoes (it waited behind queued DATA)`,
+      throw new CheckFailure(
+        `the PONG came after all 8 echoes in each of 3 tries (it waited behind queued DATA)`,
       );
-      return `PONG ahead of ${behind} of ${count} echoes`;
     },
   },
   {
@@ -888,7 +909,10 @@ export const SERVER_CHECKS: readonly ServerCheck[] = [
     async run(ctx) {
       const { peer, welcome: w1 } = await ctx.session();
       peer.send(encodeClose(CloseCode.NORMAL, 'bye'));
-      await peer.until(() => peer.closedAt !== null, 3000, false);
+      // Resumed only once the connection is closed at both ends, and a moment after: a
+      // server may end the session when its socket closes rather than on the CLOSE.
+      await peer.until(() => peer.socket.closed, 3000, false);
+      await peer.idle(CLOSE_SETTLE_MS);
       const { welcome: w2 } = await ctx.session({
         resume: { sessionId: w1.sessionId, token: w1.token, lastReceived: 0 },
       });
