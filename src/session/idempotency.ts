@@ -27,8 +27,8 @@ export type IdempotencyClaim =
   /**
    * Another request with the key is being handled now: `settled` resolves with its reply,
    * or null if it was abandoned, expired, or the window closed (the caller may then begin
-   * again). It never rejects for the memory window; the Redis window rejects it with
-   * `HL_ERR_STORE` when Redis fails while it waits.
+   * again). It never rejects: the Redis window also resolves null when Redis cannot be
+   * reached while it waits (a new begin() then reports the error).
    */
   | { kind: 'pending'; settled: Promise<KeptReply | null> }
   /**
