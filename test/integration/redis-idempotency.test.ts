@@ -8,14 +8,14 @@
 
 import assert from 'node:assert/strict';
 import { describe, type TestContext, test } from 'node:test';
-import { createRedisWindow, type RedisWindowOptions } from '../../src/cluster/redis-idempotency.js';
+import {
+  createRedisWindow,
+  type RedisIdempotencyWindow,
+  type RedisWindowOptions,
+} from '../../src/cluster/redis-idempotency.js';
 import { RedisStore } from '../../src/cluster/redis-store.js';
 import { HeartlineError } from '../../src/errors.js';
-import type {
-  IdempotencyClaim,
-  IdempotencyWindow,
-  KeptReply,
-} from '../../src/session/idempotency.js';
+import type { IdempotencyClaim, KeptReply } from '../../src/session/idempotency.js';
 import { RedisServer, redisSkip } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 
@@ -42,14 +42,14 @@ const isStoreError = (err: unknown): boolean =>
 interface Cluster {
   redis: RedisServer;
   stores: [RedisStore, RedisStore];
-  nodes: [IdempotencyWindow, IdempotencyWindow];
+  nodes: [RedisIdempotencyWindow, RedisIdempotencyWindow];
 }
 
 /** One Redis, two nodes (each a RedisStore connection and a window on it). */
 async function cluster(t: TestContext, options: RedisWindowOptions = {}): Promise<Cluster> {
   const redis = await RedisServer.start(t);
   const stores: [RedisStore, RedisStore] = [new RedisStore(redis.url), new RedisStore(redis.url)];
-  const nodes: [IdempotencyWindow, IdempotencyWindow] = [
+  const nodes: [RedisIdempotencyWindow, RedisIdempotencyWindow] = [
     createRedisWindow(() => stores[0].client(), options),
     createRedisWindow(() => stores[1].client(), options),
   ];
