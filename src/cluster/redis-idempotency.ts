@@ -16,8 +16,10 @@
  * - finish / abandon: a script that writes (`SET PX`) or deletes the key only if it still
  *   holds this claim's marker, so a late handler never overwrites a newer claim.
  *
- * Bounds: Redis holds at most one key per distinct (scope, key) seen in a window, each
- * about 80 bytes plus its reply (MEMORY USAGE; docs/requests.md). The memory window's
+ * Bounds: Redis holds at most one key per distinct (scope, key) seen in a window. Measured
+ * on Redis 7.0 (jemalloc): MEMORY USAGE 120 bytes for a key with an empty reply, 136 with
+ * a 16-byte one, 1,384 with 1 KiB; used_memory grew 197 bytes per key over 10^5 keys with
+ * 16-byte replies (the expiry table included). The memory window's
  * per-scope and total caps are not enforced here: counting a scope's live keys would need
  * a second structure per scope kept in step with the TTLs, in the same slot. Redis's own
  * `maxmemory` (with `volatile-ttl` or `noeviction`) is the backstop; with `noeviction`
