@@ -267,6 +267,10 @@ class MemoryWindow implements MemoryIdempotencyWindow {
       if (state.pending.size + state.finished.size >= this.#maxPerScope) {
         const oldest = state.finished.values().next().value;
         if (oldest === undefined) return { kind: 'full' };
+        // Evict only if the new key then fits: forgetting an answer for nothing helps no one.
+        if (this.#bytes - oldest.cost + ENTRY_OVERHEAD_BYTES + keyBytes > this.#maxBytes) {
+          return { kind: 'full' };
+        }
         this.#remove(oldest, null);
         // Its last entry gone, the scope's state went with it.
         if (this.#scopes.get(scope) !== state) state = undefined;

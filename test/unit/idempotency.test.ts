@@ -182,6 +182,24 @@ describe('memory idempotency window', () => {
     window.close();
   });
 
+  it('a scope at its cap is refused, not evicted, when the window has no room anyway', () => {
+    const maxBytes = 4 * (ENTRY_OVERHEAD_BYTES + 1) + 2 * scopeCost('a') + 100;
+    const { window } = make({ maxBytes, maxKeysPerScope: 2 });
+    for (const k of ['1', '2']) {
+      expectKind(window.begin('a', k), 'run');
+      window.finish('a', k, reply(''));
+    }
+    expectKind(window.begin('b', '1'), 'run');
+    expectKind(window.begin('b', '2'), 'run');
+    // a is at its cap; evicting a's oldest would free an entry, but the new key's name is longer
+    expectKind(window.begin('a', 'x'.repeat(200)), 'full');
+    expectKind(window.begin('a', '1'), 'done');
+    // a same-size key fits in the room its oldest leaves
+    expectKind(window.begin('a', '3'), 'run');
+    expectKind(window.begin('a', '1'), 'run');
+    window.close();
+  });
+
   it('full at maxKeys: refuses new keys, evicts no other scope, frees up as entries expire', () => {
     const { clock, window } = make({ windowMs: 1000, maxKeys: 3 });
     expectKind(window.begin('alice', 'a'), 'run');
