@@ -71,7 +71,7 @@ export interface IdempotencyWindow {
   abandon(scope: string, key: string): void | Promise<void>;
   /** Stops timers and polls; waiting requests get null; later begin() calls answer `full`. */
   close(): void | Promise<void>;
-  /** Keys held and bytes charged. */
+  /** Keys held, bytes charged, replies not kept (see {@link IdempotencyStats}). */
   readonly stats: IdempotencyStats;
 }
 
