@@ -280,7 +280,7 @@ return 1
 `;
 
 /** A Lua script run by its SHA1, loaded on the first NOSCRIPT. */
-class Script {
+export class Script {
   readonly sha: string;
   constructor(readonly lua: string) {
     this.sha = createHash('sha1').update(lua).digest('hex');
