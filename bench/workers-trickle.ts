@@ -19,7 +19,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { encodeHello } from '../src/protocol/codec.js';
-import { FrameType, PROTOCOL_VERSION } from '../src/protocol/frames.js';
+import { DEFAULT_MAX_FRAME, FrameType, PROTOCOL_VERSION } from '../src/protocol/frames.js';
 import { cpuSeconds } from './lib/procfs.js';
 
 const { values } = parseArgs({
@@ -48,6 +48,7 @@ function helloBytes(kind: string): Buffer {
       resume: null,
       clientId: 'c'.repeat(0xffff),
       traceId: 't'.repeat(0xffff),
+      maxFrame: DEFAULT_MAX_FRAME,
     });
   }
   // A 1 MiB frame whose first bytes say HELLO, version 1; the rest never gets that far.

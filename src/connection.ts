@@ -6,23 +6,37 @@
  */
 
 import { EventEmitter } from 'node:events';
-import { type ErrorCode, HeartlineError } from './errors.js';
+import { type ErrorCode, HeartlineError, InvalidArgumentError, RequestError } from './errors.js';
 import { HealthMachine, type HealthState, type StateChange } from './health/index.js';
 import type { HeartbeatRole, HeartbeatStats } from './heartbeat.js';
 import type { CloseInfo, Link, LinkOwner } from './link.js';
 import { readTcpOptions, type TcpOptionValues } from './net/sockopts.js';
 import type { HeartbeatSettings, ResolvedCommon } from './options.js';
 import { CloseCode, type CloseReason } from './protocol/close-codes.js';
-import { maxPayload } from './protocol/codec.js';
-import { type Frame, FrameType } from './protocol/frames.js';
+import { DATA_OVERHEAD, REPLY_OVERHEAD, requestOverhead } from './protocol/codec.js';
+import {
+  type Frame,
+  FrameType,
+  LENGTH_BYTES,
+  PROTOCOL_VERSION,
+  ReplyStatus,
+  type ReplyStatusValue,
+} from './protocol/frames.js';
 import { asBuffer, InboundTracker, OutboundBuffer } from './session/index.js';
 import {
   type ConnectionJournal,
   Delivery,
+  type Inbound,
   type JournalFactory,
   type JournalHost,
   type MessageInfo,
 } from './session/journal.js';
+import {
+  AckCallbacks,
+  type AckOptions,
+  type RequestOptions,
+  RequestTable,
+} from './session/requests.js';
 import type { TimerTarget, TimingWheel, WheelTimer } from './time/wheel.js';
 
 export type {
@@ -31,6 +45,7 @@ export type {
   JournalHost,
   MessageInfo,
 } from './session/journal.js';
+export type { AckOptions, RequestOptions } from './session/requests.js';
 
 /** Emitted each time a link completes its handshake. */
 export interface OpenEvent {
@@ -140,6 +155,25 @@ function emitState(this: Connection, change: StateChange): void {
 /** The retry hint sent with CLOSE(overloaded) when the shared replay budget is spent. */
 const HANDLER_RETRY_AFTER_MS = 1000;
 
+/** Longest idempotency key, in UTF-8 bytes (PROTOCOL.md 3.9). */
+export const MAX_IDEMPOTENCY_KEY_BYTES = 256;
+
+/**
+ * What turns a held message into a REQUEST or a REPLY frame instead of DATA. Kept beside
+ * the replay buffer by seq, only for those messages: a connection that never uses
+ * requests has none.
+ */
+export type Envelope =
+  | { type: typeof FrameType.REQUEST; key: Uint8Array }
+  | { type: typeof FrameType.REPLY; requestSeq: number; status: ReplyStatusValue };
+
+/** A DATA frame's length beyond its payload (type byte and seq). */
+const DATA_FRAME_OVERHEAD = DATA_OVERHEAD - LENGTH_BYTES;
+
+function abortError(signal: AbortSignal): HeartlineError {
+  return new HeartlineError('HL_ERR_ABORTED', 'aborted', { cause: signal.reason });
+}
+
 /** Timer kinds of {@link Connection.onTimer}. */
 const ACK_TIMER = 0;
 /** Subclasses number their own timer kinds from here. */
@@ -195,6 +229,18 @@ export abstract class Connection
   protected journal: ConnectionJournal | null = null;
   /** Journal mode: the committed seq to ACK once `gate` is written, and the last sent. */
   private journalAck: { seq: number; gate: number; sent: number } | null = null;
+  /** The protocol version of the session (its first handshake says; 2 until then). */
+  protected sessionVersion: number = PROTOCOL_VERSION;
+  /** The largest frame the peer accepts (its handshake says; ours until then). */
+  protected peerMaxFrame: number;
+  /** REQUEST and REPLY messages still held, by seq (null until the first one). */
+  private envelopes: Map<number, Envelope> | null = null;
+  /** Our requests waiting for their REPLY (null until the first request). */
+  private requests: RequestTable | null = null;
+  /** send() callbacks and sendAcked() promises waiting for their ACK. */
+  private ackCallbacks: AckCallbacks | null = null;
+  /** Highest seq ever written to a link (what the peer may have seen). */
+  private everWritten = 0;
 
   protected constructor(
     protected readonly config: ResolvedCommon,
@@ -206,6 +252,7 @@ export abstract class Connection
     this.outbound = this.newOutbound();
     this.inbound = new InboundTracker({ ackEvery: config.ackEvery });
     this.health = new HealthMachine<Connection>(emitState, 'connecting', this);
+    this.peerMaxFrame = config.maxFrame;
   }
 
   /**
@@ -219,6 +266,14 @@ export abstract class Connection
   /** Which end of the heartbeat this connection is (PROTOCOL.md 7.2). */
   protected heartbeatRole(): HeartbeatRole {
     return 'client';
+  }
+
+  /**
+   * The protocol version the session speaks (PROTOCOL.md 5.5): 2, or 1 for a peer that
+   * only speaks version 1 (no requests, no announced maxFrame).
+   */
+  get protocolVersion(): number {
+    return this.sessionVersion;
   }
 
   /** Current health state. */
@@ -341,20 +396,169 @@ export abstract class Connection
    * acknowledged (a resend after a resume sends it again): do not modify it afterwards.
    * Messages sent in one run of code leave in one write when it ends.
    */
-  send(data: Uint8Array | string): boolean {
+  send(data: Uint8Array | string, onAck?: (err: Error | null) => void): boolean {
+    const payload = this.checkSend(data, DATA_FRAME_OVERHEAD);
+    this.beforeSend();
+    return this.queue(payload, typeof data === 'string', null, onAck);
+  }
+
+  /**
+   * Sends one message like {@link send} and resolves once the peer acknowledged it (it
+   * reached the peer's heartline, which hands it to its application in the same turn).
+   * Rejects with HL_ERR_SESSION_LOST or HL_ERR_CONNECTION_CLOSED if it never is (the
+   * message is then among those handed back), HL_ERR_ABORTED if `signal` fires first
+   * (the message stays queued). For backpressure use send(data, onAck), which returns
+   * send()'s boolean and calls `onAck` once.
+   */
+  sendAcked(data: Uint8Array | string, options: AckOptions = {}): Promise<void> {
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    return new Promise<void>((resolve, reject) => {
+      let seq = 0;
+      const onAbort = () => {
+        this.ackCallbacks?.delete(seq);
+        reject(abortError(signal!));
+      };
+      this.send(data, (err) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
+      });
+      seq = this.outbound.lastSeq;
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Sends a request and resolves with the peer's reply: the responder answers with
+   * `info.reply(data)` (or `info.fail(message)`) on its 'message' event. The request is
+   * a sequenced message: it survives lost links like send()'s messages, reaches the
+   * responder's handler once, and its reply rides the resumed session back. Rejects with
+   * a {@link RequestError}: HL_ERR_REQUEST_TIMEOUT (after `timeout`), HL_ERR_ABORTED,
+   * HL_ERR_REMOTE (the responder failed it), HL_ERR_NO_RESPONDER, HL_ERR_OVERLOADED,
+   * HL_ERR_SESSION_LOST / HL_ERR_CONNECTION_CLOSED (the session ended first),
+   * HL_ERR_CIRCUIT_OPEN (a client failing fast), HL_ERR_NOT_SUPPORTED (a protocol 1
+   * peer); `mayHaveBeenHandled` says whether the responder may have run it. Argument
+   * errors (too large, key too long, closed) reject the same way, unsent.
+   */
+  request(data: Uint8Array | string, options: RequestOptions = {}): Promise<Buffer> {
+    try {
+      const key = Buffer.from(options.idempotencyKey ?? '', 'utf8');
+      if (key.length > MAX_IDEMPOTENCY_KEY_BYTES) {
+        throw new InvalidArgumentError(
+          `idempotencyKey is ${key.length} bytes; at most ${MAX_IDEMPOTENCY_KEY_BYTES}`,
+        );
+      }
+      const timeout = options.timeout ?? this.config.requestTimeout;
+      if (!Number.isInteger(timeout) || timeout < 0 || timeout > 0x7fff_ffff) {
+        throw new InvalidArgumentError(
+          `timeout must be an integer from 0 to 2147483647 ms, got ${timeout}`,
+        );
+      }
+      if (options.signal?.aborted) throw abortError(options.signal);
+      if (this.sessionVersion < 2) {
+        throw new HeartlineError(
+          'HL_ERR_NOT_SUPPORTED',
+          'the peer speaks protocol version 1, which has no requests',
+        );
+      }
+      const payload = this.checkSend(data, requestOverhead(key.length) - LENGTH_BYTES);
+      this.beforeRequest();
+      this.requests ??= new RequestTable(
+        this.config.clock,
+        () => this.everWritten,
+        this.requestOutcome(),
+      );
+      const seq = this.outbound.lastSeq + 1;
+      const reply = this.requests.add(seq, timeout, options.signal);
+      try {
+        this.queue(payload, typeof data === 'string', { type: FrameType.REQUEST, key });
+      } catch (err) {
+        // Not queued (the replay buffer is full): nothing waits for it.
+        this.requests.settle(seq, ReplyStatus.OK, Buffer.alloc(0));
+        throw err;
+      }
+      return reply;
+    } catch (err) {
+      if (err instanceof RequestError) return Promise.reject(err);
+      const e = err as HeartlineError;
+      return Promise.reject(
+        new RequestError(e.code ?? 'HL_ERR_INTERNAL', e.message, false, { cause: err }),
+      );
+    }
+  }
+
+  /** Requests waiting for their reply. */
+  get pendingRequests(): number {
+    return this.requests?.size ?? 0;
+  }
+
+  /**
+   * @internal Answers the peer's REQUEST `requestSeq`: a REPLY, sequenced and held until
+   * acknowledged like any message. Never throws for the peer's doing: a reply past the
+   * replay buffer's cap ends the connection as a throwing handler would (the peer left
+   * too much unacknowledged). False when the connection is closed or closing.
+   */
+  replyTo(requestSeq: number, status: ReplyStatusValue, data: Uint8Array | string): boolean {
+    if (this.closed || this.closing) return false;
+    let payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    const room = this.peerMaxFrame - (REPLY_OVERHEAD - LENGTH_BYTES);
+    if (payload.length > room) {
+      if (status === ReplyStatus.OK) {
+        status = ReplyStatus.ERROR;
+        payload = Buffer.from(
+          `the reply of ${payload.length} bytes exceeds the requester's maximum of ${room}`,
+        );
+      } else {
+        payload = payload.subarray(0, room);
+      }
+    }
+    try {
+      this.queue(payload, typeof data === 'string', {
+        type: FrameType.REPLY,
+        requestSeq,
+        status,
+      });
+    } catch (err) {
+      this.handlerFailed(err, requestSeq);
+      return false;
+    }
+    return true;
+  }
+
+  /** The checks of every send: open, and a frame the peer accepts. */
+  private checkSend(data: Uint8Array | string, frameOverhead: number): Uint8Array {
     if (this.closed || this.closing) {
       throw new HeartlineError('HL_ERR_CONNECTION_CLOSED', `connection ${this.id} is closed`);
     }
     const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    if (payload.length > maxPayload(this.config.maxFrame)) {
+    const room = this.peerMaxFrame - frameOverhead;
+    if (payload.length > room) {
       throw new HeartlineError(
         'HL_ERR_FRAME_TOO_LARGE',
-        `message of ${payload.length} bytes exceeds the maximum of ${maxPayload(this.config.maxFrame)}`,
+        `message of ${payload.length} bytes exceeds the maximum of ${room} (the peer's maxFrame ${this.peerMaxFrame})`,
       );
     }
-    this.beforeSend();
+    return payload;
+  }
+
+  /** Numbers a message, holds it for replay and writes what may go. */
+  private queue(
+    payload: Uint8Array,
+    owned: boolean,
+    envelope: Envelope | null,
+    onAck?: (err: Error | null) => void,
+  ): boolean {
     // A string's bytes were made here: no check whether they keep a larger buffer alive.
-    this.outbound.push(payload, typeof data === 'string');
+    const seq = this.outbound.push(payload, owned);
+    if (envelope) {
+      this.envelopes ??= new Map();
+      this.envelopes.set(seq, envelope);
+    }
+    if (onAck) {
+      this.ackCallbacks ??= new AckCallbacks();
+      this.ackCallbacks.add(seq, onAck);
+    }
     this.messagesOut++;
     this.journal?.sent();
     this.flush();
@@ -453,7 +657,17 @@ export abstract class Connection
     if (link !== this.link) return;
     switch (frame.type) {
       case FrameType.DATA:
-        this.onDataFrame(link, frame.seq, frame.payload as Buffer);
+        this.onDataFrame(link, frame.seq, frame.payload as Buffer, null);
+        return;
+      case FrameType.REQUEST:
+        this.onDataFrame(link, frame.seq, frame.payload as Buffer, frame.key);
+        return;
+      case FrameType.REPLY:
+        if (frame.requestSeq === 0 || frame.requestSeq > this.everWritten) {
+          link.unexpected(`REPLY to request ${frame.requestSeq}, which was never sent`);
+          return;
+        }
+        this.onDataFrame(link, frame.seq, frame.payload as Buffer, frame);
         return;
       case FrameType.ACK:
         this.onAck(link, frame.seq);
@@ -567,6 +781,16 @@ export abstract class Connection
   /** Hook before a message is buffered (the client fails fast while its circuit is open). */
   protected beforeSend(): void {}
 
+  /** Hook before a request is buffered (the client's circuit breaker). */
+  protected beforeRequest(): void {
+    this.beforeSend();
+  }
+
+  /** What learns of each request's outcome (the client's circuit breaker); null: nothing. */
+  protected requestOutcome(): ((ok: boolean) => void) | null {
+    return null;
+  }
+
   protected newOutbound(): OutboundBuffer {
     return new OutboundBuffer({
       highWaterMark: this.config.highWaterMark,
@@ -585,7 +809,14 @@ export abstract class Connection
     sessionId: string,
     resumed: boolean,
     peerLastReceived: number,
+    peer: { version: number; maxFrame: number } = {
+      version: this.sessionVersion,
+      maxFrame: this.peerMaxFrame,
+    },
   ): void {
+    this.sessionVersion = peer.version;
+    this.peerMaxFrame = peer.maxFrame;
+    link.usePeer(peer.version, peer.maxFrame);
     this.link = link;
     this.lastRemote = link.remote;
     this.links++;
@@ -612,7 +843,36 @@ export abstract class Connection
     this.linkOpened(event);
     this.emit('open', event);
     if (resumed) this.emit('resumed', event);
+    if (peer.maxFrame < this.config.maxFrame && this.holdsOversized()) return;
     this.flush();
+  }
+
+  /**
+   * Messages queued before the handshake were checked against our own maxFrame: one the
+   * peer announced it cannot take ends the connection for good (resending it would be
+   * refused every time), and 'session-lost' hands it back.
+   */
+  private holdsOversized(): boolean {
+    for (let seq = this.outbound.acked + 1; seq <= this.outbound.lastSeq; seq++) {
+      const payload = this.outbound.get(seq);
+      const envelope = this.envelopes?.get(seq);
+      const overhead =
+        envelope === undefined
+          ? DATA_FRAME_OVERHEAD
+          : envelope.type === FrameType.REQUEST
+            ? requestOverhead(envelope.key.length) - LENGTH_BYTES
+            : REPLY_OVERHEAD - LENGTH_BYTES;
+      if (payload === undefined || payload.length + overhead <= this.peerMaxFrame) continue;
+      const message = `message ${seq} of ${payload.length} bytes exceeds the peer's maxFrame ${this.peerMaxFrame}`;
+      this.closeLocal(
+        CloseCode.NORMAL,
+        message,
+        new HeartlineError('HL_ERR_FRAME_TOO_LARGE', message),
+        'frame-too-large',
+      );
+      return true;
+    }
+    return false;
   }
 
   /** Forgets the current link (it closed or was superseded). */
@@ -627,14 +887,23 @@ export abstract class Connection
   /** Starts a fresh session: hands back what the peer never acknowledged. */
   protected loseSession(): SessionLostEvent | null {
     const sessionId = this.sessionId;
-    const unacked = this.outbound.takeAll().map(asBuffer);
+    // Requests and replies are not handed back: their promises reject (just below), and
+    // a reply means nothing in another session.
+    const envelopes = this.envelopes;
+    let seq = this.outbound.acked;
+    const unacked: Buffer[] = [];
+    for (const payload of this.outbound.takeAll()) {
+      if (envelopes?.has(++seq) !== true) unacked.push(asBuffer(payload));
+    }
+    this.envelopes = null;
     this.inbound.reset(0);
     this.nextSend = 1;
+    this.everWritten = 0;
     this.sessionId = null;
-    this.rejectAckWaiters(
-      'HL_ERR_SESSION_LOST',
-      'the session was lost before everything was acknowledged',
-    );
+    const lost = 'the session was lost before everything was acknowledged';
+    this.rejectAckWaiters('HL_ERR_SESSION_LOST', lost);
+    this.ackCallbacks?.failAll('HL_ERR_SESSION_LOST', lost);
+    this.requests?.failAll('HL_ERR_SESSION_LOST', 'the session was lost before the reply');
     if (sessionId === null) return null;
     const event = { sessionId, unacked };
     this.emit('session-lost', event);
@@ -655,7 +924,10 @@ export abstract class Connection
     if (this.outbound.size > 0 && this.handsBackOnClose()) this.loseSession();
     this.outbound.releaseBudget();
     this.onFinish(info);
-    this.rejectAckWaiters('HL_ERR_CONNECTION_CLOSED', `connection ${this.id} closed`);
+    const closed = `connection ${this.id} closed`;
+    this.rejectAckWaiters('HL_ERR_CONNECTION_CLOSED', closed);
+    this.ackCallbacks?.failAll('HL_ERR_CONNECTION_CLOSED', closed);
+    this.requests?.failAll('HL_ERR_CONNECTION_CLOSED', `${closed} before the reply`);
     this.emit('close', info);
   }
 
@@ -688,12 +960,18 @@ export abstract class Connection
     }
     // The link gathers this turn's frames into one write; a pending ACK rides in front
     // of them (pendingAck), once per write rather than once per message.
+    const envelopes = this.envelopes;
     while (this.nextSend <= limit && link.writable) {
-      const payload = this.outbound.get(this.nextSend);
+      const seq = this.nextSend;
+      const payload = this.outbound.get(seq);
       if (payload === undefined) break;
-      link.writeData(this.nextSend, payload);
-      this.nextSend++;
+      const envelope = envelopes?.get(seq);
+      if (envelope === undefined) link.writeData(seq, payload);
+      else if (envelope.type === FrameType.REQUEST) link.writeRequest(seq, envelope.key, payload);
+      else link.writeReply(seq, envelope.requestSeq, envelope.status, payload);
+      this.nextSend = seq + 1;
     }
+    if (this.nextSend - 1 > this.everWritten) this.everWritten = this.nextSend - 1;
     if (this.journal) this.flushJournalAck();
   }
 
@@ -709,7 +987,7 @@ export abstract class Connection
   /** Puts a journal between this connection and its peer (cluster mode). */
   protected installJournal(factory: JournalFactory): void {
     const host: JournalHost = {
-      deliver: (seq, payload, redelivered) => this.deliver(seq, payload, redelivered),
+      deliver: (seq, payload, redelivered, kind) => this.deliver(seq, payload, redelivered, kind),
       committed: (seq) => {
         if (seq <= this.inbound.lastReceived) return;
         this.inbound.reset(seq);
@@ -746,13 +1024,62 @@ export abstract class Connection
    * listener that throws ends this connection only (see {@link handlerFailed}): the
    * message came from the peer, and no peer may take the process down with it.
    */
-  private deliver(seq: number, payload: Buffer, redelivered: boolean): void {
+  private deliver(seq: number, payload: Buffer, redelivered: boolean, kind: Inbound): void {
     this.messagesIn++;
+    if (kind !== null && typeof kind === 'object') {
+      // A REPLY: it settles our request (or is dropped if nobody waits any more).
+      this.requests?.settle(kind.requestSeq, kind.status, payload);
+      return;
+    }
+    if (kind !== null) {
+      this.deliverRequest(seq, payload, redelivered, kind);
+      return;
+    }
     const info = new Delivery(this, seq, redelivered);
     try {
       this.emit('message', payload, info);
     } catch (err) {
       this.handlerFailed(err, seq);
+    } finally {
+      info.live = false;
+    }
+  }
+
+  /**
+   * Hands a REQUEST to the application. Its handler's failure is the requester's
+   * business, not the connection's: a listener that throws (or returns a promise that
+   * rejects) answers REPLY(error); no listener at all answers REPLY(no responder).
+   * Subclasses may answer from an idempotency window instead (see ServerConnection).
+   */
+  protected deliverRequest(seq: number, payload: Buffer, redelivered: boolean, key: string): void {
+    this.runRequest(seq, payload, redelivered, key, null);
+  }
+
+  /**
+   * Runs the 'message' listeners for REQUEST `seq`; `kept` learns its answer (for an
+   * idempotency window), or of none if the connection closes before one.
+   */
+  protected runRequest(
+    seq: number,
+    payload: Buffer,
+    redelivered: boolean,
+    key: string,
+    kept: ((status: ReplyStatusValue, payload: Uint8Array | null) => void) | null,
+  ): void {
+    const info = new Delivery(this, seq, redelivered, { key, kept });
+    if (this.listenerCount('message') === 0) {
+      info.answer(ReplyStatus.NO_RESPONDER, 'no message listener');
+      return;
+    }
+    try {
+      // Called one by one rather than through emit(): a listener's rejected promise
+      // fails the request too.
+      for (const listener of this.listeners('message')) {
+        const result: unknown = listener.call(this, payload, info);
+        if (result instanceof Promise) result.catch((err) => info.failFromHandler(err));
+      }
+    } catch (err) {
+      info.failFromHandler(err);
     } finally {
       info.live = false;
     }
@@ -792,7 +1119,7 @@ export abstract class Connection
     }
   }
 
-  private onDataFrame(link: Link, seq: number, payload: Buffer): void {
+  private onDataFrame(link: Link, seq: number, payload: Buffer, kind: Inbound): void {
     // Draining: what arrives after our CLOSE(going away) cannot be acknowledged any more,
     // so it is left to the next server, which the client will resend it to. Closing for
     // a fault (a handler that threw, a peer that left too much unacknowledged): nothing
@@ -805,7 +1132,7 @@ export abstract class Connection
       return;
     }
     if (this.journal) {
-      if (!this.journal.data(seq, payload)) {
+      if (!this.journal.data(seq, payload, kind)) {
         link.unexpected(`DATA seq ${seq} skips ahead of the next expected one`);
       }
       return;
@@ -815,7 +1142,7 @@ export abstract class Connection
       link.unexpected(`DATA seq ${seq} skips ahead of ${this.inbound.lastReceived + 1}`);
       return;
     }
-    if (verdict === 'deliver') this.deliver(seq, payload, false);
+    if (verdict === 'deliver') this.deliver(seq, payload, false, kind);
     if (this.link !== link) return;
     // Frames already wait to leave this turn (a reply from the handler): the ACK rides
     // in front of them (pendingAck), so neither an ACK of its own nor the timer is needed.
@@ -841,6 +1168,15 @@ export abstract class Connection
 
   private applyAck(seq: number): void {
     this.outbound.ack(seq);
+    const envelopes = this.envelopes;
+    if (envelopes !== null) {
+      // Seqs grow: the Map's order is seq order, and an ACK frees a prefix of it.
+      for (const s of envelopes.keys()) {
+        if (s > seq) break;
+        envelopes.delete(s);
+      }
+    }
+    this.ackCallbacks?.acked(seq);
     if (this.outbound.size === 0 && this.ackWaiters !== null) {
       const waiters = this.ackWaiters;
       this.ackWaiters = null;

@@ -35,6 +35,12 @@ export const ErrorCodes = {
   HL_ERR_INTERNAL: 'An unexpected failure inside heartline or an application hook.',
   HL_ERR_HANDLER:
     "A 'message' listener threw; the connection that delivered the message was closed.",
+  HL_ERR_REQUEST_TIMEOUT: 'No reply arrived within the request timeout.',
+  HL_ERR_REMOTE:
+    "The responder failed the request (its 'message' listener called fail() or threw).",
+  HL_ERR_NO_RESPONDER: "Nothing on the peer's end answers requests (no 'message' listener).",
+  HL_ERR_NOT_SUPPORTED: 'The peer speaks protocol version 1, which has no requests.',
+  HL_ERR_ALREADY_REPLIED: 'A request was answered twice; only the first answer counts.',
 } as const;
 
 /** One of the stable error codes. */
@@ -49,6 +55,28 @@ export class HeartlineError extends Error {
     super(message, options);
     this.name = 'HeartlineError';
     this.code = code;
+  }
+}
+
+/**
+ * How a request ended without a reply. `mayHaveBeenHandled` tells whether the responder
+ * may have run it: false when the request never left this end (or the responder refused
+ * it unrun: HL_ERR_OVERLOADED, HL_ERR_NO_RESPONDER), so that sending it again cannot run
+ * it twice; true once it was written to a link, since it may have arrived. An
+ * idempotency key makes a retry safe either way.
+ */
+export class RequestError extends HeartlineError {
+  readonly mayHaveBeenHandled: boolean;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    mayHaveBeenHandled: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+    this.name = 'RequestError';
+    this.mayHaveBeenHandled = mayHaveBeenHandled;
   }
 }
 

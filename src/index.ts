@@ -14,7 +14,13 @@ export {
   type StoreWriteback,
 } from './cluster/node.js';
 export { PRESENCE_DEFAULTS } from './cluster/presence.js';
-export { RedisStore, type RedisStoreOptions, type StoreStatus } from './cluster/redis-store.js';
+export {
+  type RedisClient,
+  type RedisConnectionOptions,
+  RedisStore,
+  type RedisStoreOptions,
+  type StoreStatus,
+} from './cluster/redis-store.js';
 export {
   type CircuitState,
   Connection,

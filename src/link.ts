@@ -29,12 +29,24 @@ import {
   PROBE_FRAME_BYTES,
   probeSeq,
   probeTimestamp,
+  REPLY_OVERHEAD,
+  requestOverhead,
   wholeProbeType,
   writeAckAt,
   writeDataAt,
   writeProbeAt,
+  writeReplyAt,
+  writeRequestAt,
 } from './protocol/codec.js';
-import { type Frame, FrameType } from './protocol/frames.js';
+import {
+  DEFAULT_MAX_FRAME,
+  type Frame,
+  FrameType,
+  type ReplyStatusValue,
+} from './protocol/frames.js';
+
+/** A CLOSE frame's length beyond its reason (type byte, code, retryAfter). */
+const CLOSE_FRAME_FIXED = 7;
 import type { MemoryBudget } from './session/budget.js';
 import type { TimerTarget, TimingWheel, WheelTimer } from './time/wheel.js';
 
@@ -204,6 +216,8 @@ export class Link implements HeartbeatHost, TimerTarget {
    * or null when frames go straight to the owner.
    */
   private held: Frame[] | null = null;
+  /** The largest frame the peer accepts (version 2 announces it; the default until then). */
+  private peerMaxFrame = DEFAULT_MAX_FRAME;
 
   constructor(
     readonly socket: Socket,
@@ -274,6 +288,26 @@ export class Link implements HeartbeatHost, TimerTarget {
   /** The heartbeat, once started. */
   get beat(): Heartbeat | null {
     return this.heartbeat;
+  }
+
+  /**
+   * The handshake named the connection's protocol version (REQUEST and REPLY are unknown
+   * frames in version 1, PROTOCOL.md 5.5) and the peer's maxFrame, which bounds even our
+   * CLOSE: its reason is cut to fit.
+   */
+  usePeer(version: number, maxFrame: number): void {
+    this.decoder.version = version;
+    this.peerMaxFrame = maxFrame;
+  }
+
+  /** CLOSE(code, reason) cut to the peer's maxFrame (a reason is only for logs). */
+  private closeFrame(code: number, message: string, retryAfter = 0): Buffer {
+    const room = this.peerMaxFrame - CLOSE_FRAME_FIXED;
+    if (Buffer.byteLength(message) <= room) return encodeClose(code, message, retryAfter);
+    // encodeInto stops at a character boundary: the cut reason stays valid UTF-8.
+    const cut = new Uint8Array(Math.max(0, room));
+    const { read } = new TextEncoder().encodeInto(message, cut);
+    return encodeClose(code, message.slice(0, read), retryAfter);
   }
 
   /** Arms the handshake deadline (less than handshakeTimeout when TLS used part of it). */
@@ -401,6 +435,36 @@ export class Link implements HeartbeatHost, TimerTarget {
     const at = out.reserve(n);
     try {
       writeDataAt(out.buffer, at, seq, payload);
+    } catch (err) {
+      out.drop(n);
+      throw err;
+    }
+    this.written(out, n);
+  }
+
+  /** Writes REQUEST `seq` (version 2) into this turn's batch, like {@link writeData}. */
+  writeRequest(seq: number, key: Uint8Array, payload: Uint8Array): void {
+    if (!this.open) return;
+    const n = requestOverhead(key.length) + payload.length;
+    const out = this.batch();
+    const at = out.reserve(n);
+    try {
+      writeRequestAt(out.buffer, at, seq, key, payload);
+    } catch (err) {
+      out.drop(n);
+      throw err;
+    }
+    this.written(out, n);
+  }
+
+  /** Writes REPLY `seq` (version 2) into this turn's batch, like {@link writeData}. */
+  writeReply(seq: number, requestSeq: number, status: ReplyStatusValue, payload: Uint8Array): void {
+    if (!this.open) return;
+    const n = REPLY_OVERHEAD + payload.length;
+    const out = this.batch();
+    const at = out.reserve(n);
+    try {
+      writeReplyAt(out.buffer, at, seq, requestSeq, status, payload);
     } catch (err) {
       out.drop(n);
       throw err;
@@ -540,7 +604,7 @@ export class Link implements HeartbeatHost, TimerTarget {
     this.flushOut();
     if (code !== undefined && !this.socket.destroyed) {
       try {
-        this.socket.write(encodeClose(code, message, retryAfter));
+        this.socket.write(this.closeFrame(code, message, retryAfter));
       } catch {
         // the socket may already be failing; the close below still runs
       }
@@ -570,7 +634,7 @@ export class Link implements HeartbeatHost, TimerTarget {
     this.flushOut();
     if (code !== undefined && !this.socket.destroyed && this.socket.writable) {
       try {
-        this.socket.write(encodeClose(code, message));
+        this.socket.write(this.closeFrame(code, message));
       } catch {
         // best effort: the peer may be gone
       }

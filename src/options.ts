@@ -48,6 +48,8 @@ export const CONNECTION_DEFAULTS = Object.freeze({
   ackEvery: 32,
   /** ...or after this long with anything unacknowledged (ms). */
   ackDelay: 20,
+  /** request() rejects with HL_ERR_REQUEST_TIMEOUT after this long without a reply (ms; 0: never). */
+  requestTimeout: 30_000,
   /** send() returns false once the replay buffer holds this many bytes. */
   highWaterMark: 1024 * 1024,
   /** send() throws HL_ERR_BUFFER_FULL past this many buffered bytes. */
@@ -127,6 +129,11 @@ export interface CommonOptions {
   ackEvery?: number;
   /** Cumulative ACK at most this late in ms. @default 20 */
   ackDelay?: number;
+  /**
+   * How long request() waits for its reply, reconnects included, in ms; 0 waits without
+   * limit. A call's own `timeout` overrides it. @default 30000
+   */
+  requestTimeout?: number;
   /**
    * Replay-buffer bytes above which send() returns false (each message counted as its
    * payload plus 160 bytes). @default 1048576, or maxBufferedBytes when that is lower
@@ -232,6 +239,7 @@ export interface ResolvedCommon {
   readonly writeTimeout: number;
   readonly ackEvery: number;
   readonly ackDelay: number;
+  readonly requestTimeout: number;
   readonly highWaterMark: number;
   readonly maxBufferedBytes: number;
   readonly keepAliveDelay: number;
@@ -279,6 +287,7 @@ export function resolveCommon(
     writeTimeout: intOption('writeTimeout', o.writeTimeout, HEARTBEAT_DEFAULTS.writeTimeout, 1),
     ackEvery: intOption('ackEvery', o.ackEvery, d.ackEvery, 1),
     ackDelay: intOption('ackDelay', o.ackDelay, d.ackDelay, 0),
+    requestTimeout: intOption('requestTimeout', o.requestTimeout, d.requestTimeout, 0, 0x7fff_ffff),
     highWaterMark,
     maxBufferedBytes,
     keepAliveDelay,

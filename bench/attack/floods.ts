@@ -15,7 +15,7 @@ import {
   encodeWelcome,
   writeDataAt,
 } from '../../src/protocol/codec.js';
-import { PROTOCOL_VERSION } from '../../src/protocol/frames.js';
+import { DEFAULT_MAX_FRAME, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
 import { type Attack, type AttackContext, DEFAULT_PEAK_BUDGET_MIB } from './harness.js';
 import { helloBytes, type RawPeer, runLanes } from './raw.js';
 
@@ -155,6 +155,7 @@ export const floodAttacks: Attack[] = [
         timeout: 3000,
         lastReceived: 0,
         sessionTtl: 1000,
+        maxFrame: DEFAULT_MAX_FRAME,
       }),
     ),
   ),

@@ -9,6 +9,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { Decoder, encodeHello } from '../../src/protocol/codec.js';
 import {
+  DEFAULT_MAX_FRAME,
   type Frame,
   FrameType,
   type HelloFrame,
@@ -33,6 +34,7 @@ export function helloBytes(fields: Partial<Omit<HelloFrame, 'type'>> = {}): Buff
     resume: null,
     clientId: '',
     traceId: '',
+    maxFrame: DEFAULT_MAX_FRAME,
     ...fields,
   });
 }

@@ -13,7 +13,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { childArgs, emit, numArg, serveParent } from '../lib/child.js';
 import { FROZEN_PREFIX, lib } from '../systems/heartline.js';
 
-const { FrameType, PROTOCOL_VERSION } = lib;
+const { DEFAULT_MAX_FRAME, FrameType, PROTOCOL_VERSION } = lib;
 const { Decoder, encodeHello, encodePong } = lib.codec;
 
 const args = childArgs();
@@ -53,6 +53,7 @@ function open(i: number): Promise<Peer> {
           resume: null,
           clientId: `${FROZEN_PREFIX}${i}`,
           traceId: '',
+          maxFrame: DEFAULT_MAX_FRAME,
         }),
       );
     });

@@ -2,6 +2,10 @@
  * `heartline connect`: a client that sends each stdin line as a message and prints each
  * message it receives. It reconnects and resumes by default. At stdin EOF it waits until
  * everything it sent is acknowledged (across reconnects), then exits 0.
+ *
+ * It pipes like `nc`: without --json, stdout carries the received messages and nothing
+ * else, and every event line goes to stderr; with --json, stdout carries one JSON event
+ * per line (the documented contract), messages included.
  */
 
 import { createInterface } from 'node:readline';
@@ -17,8 +21,10 @@ import { clientTls } from './tls-flags.js';
 export const connectHelp = `Usage: heartline connect HOST:PORT[,HOST:PORT...] [options]
 
 Connects to a heartline server. Each line read from stdin is sent as one message; each
-message received is printed. At the end of stdin it waits until the server has
-acknowledged everything sent, then exits 0. Reconnects and resumes by default.
+message received is printed on stdout, one per line, and nothing else is: the events
+(open, state changes, disconnects, reconnects) go to stderr, so it pipes like nc. At the
+end of stdin it waits until the server has acknowledged everything sent, then exits 0.
+Reconnects and resumes by default.
 
 Options:
   --interval MS        heartbeat interval to ask for (the server decides)
@@ -34,7 +40,7 @@ Options:
   --tls-key FILE       ...with this PEM private key
   --tls-servername N   the name to check in the server's certificate (and send as
                        SNI; default the host)
-  --json               one JSON event per line on stdout
+  --json               one JSON event per line on stdout, messages included
   -h, --help           show this help
 
 Examples:
@@ -73,7 +79,9 @@ export async function connect(argv: string[]): Promise<number> {
     if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
     throw err;
   }
-  const out = new EventOutput(values.json);
+  // Readable events go to stderr so that stdout holds only the messages (`| grep` sees
+  // what the server sent); JSON events are the stdout contract of docs/cli.md.
+  const out = new EventOutput(values.json, values.json ? process.stdout : process.stderr);
   const options = {
     servers,
     interval: msFlag('interval', values.interval, GRANTED),
@@ -94,7 +102,8 @@ export async function connect(argv: string[]): Promise<number> {
     throw err;
   }
   reportConnection(out, conn, { messages: values.json });
-  // One line per message, whatever the server put in it (escaped as readable lines are).
+  // One stdout line per message, whatever the server put in it (escaped as readable lines
+  // are, so a newline in a message cannot split it into two).
   if (!values.json) {
     conn.on('message', (data) => process.stdout.write(`${escapeControl(data.toString('utf8'))}\n`));
   }

@@ -50,7 +50,7 @@ const commands: Record<string, Command> = {
     help: statusHelp,
     summary: "a table of a running server's connections",
   },
-  bench: { run: bench, help: benchHelp, summary: 'run the benchmark suite' },
+  bench: { run: bench, help: benchHelp, summary: 'run the benchmark suite (from a clone)' },
   conformance: {
     run: conformance,
     flags: conformanceFlags,

@@ -50,8 +50,13 @@ export const CLIENT_DEFAULTS = Object.freeze({
    * that heard the server after its WELCOME resets it too (see ClientConnection.linkLost).
    */
   stableAfter: 10_000,
-  /** Consecutive failed attempts that open the circuit breaker. */
+  /** Consecutive failed attempts, or failed requests, that open the circuit breaker. */
   circuitThreshold: 3,
+  /**
+   * Opened by failed requests while connected, the circuit lets a probe request through
+   * (half-open) after this long (ms).
+   */
+  circuitResetAfter: 5_000,
   /** Attempts before giving up (Infinity: never). */
   maxAttempts: Number.POSITIVE_INFINITY,
   /** Most UTF-8 bytes of clientId and of traceId: the server's default limit. */
@@ -98,9 +103,20 @@ export interface ClientOptions extends CommonOptions {
    * server after its WELCOME. @default 10000
    */
   stableAfter?: number;
-  /** Consecutive failed attempts that open the circuit. @default 3 */
+  /**
+   * Consecutive failed attempts, or consecutive failed requests (timed out, overloaded,
+   * no responder), that open the circuit. @default 3
+   */
   circuitThreshold?: number;
-  /** Throw HL_ERR_CIRCUIT_OPEN from send() while the circuit is open, instead of buffering. @default false */
+  /**
+   * After failed requests opened the circuit while connected: how long until it lets
+   * requests through again as probes (half-open), in ms. @default 5000
+   */
+  circuitResetAfter?: number;
+  /**
+   * Throw HL_ERR_CIRCUIT_OPEN from send(), and reject request() with it, while the
+   * circuit is open, instead of buffering. @default false
+   */
   failFast?: boolean;
   /** Closes the connection when aborted. */
   signal?: AbortSignal;
@@ -130,6 +146,7 @@ interface ResolvedClient extends ResolvedCommon {
   readonly connectTimeout: number;
   readonly stableAfter: number;
   readonly circuitThreshold: number;
+  readonly circuitResetAfter: number;
   readonly failFast: boolean;
   readonly random: () => number;
 }
@@ -200,6 +217,12 @@ function resolveClient(o: ClientOptions): ResolvedClient {
       CLIENT_DEFAULTS.circuitThreshold,
       1,
     ),
+    circuitResetAfter: intOption(
+      'circuitResetAfter',
+      o.circuitResetAfter,
+      CLIENT_DEFAULTS.circuitResetAfter,
+      1,
+    ),
     failFast: boolOption('failFast', o.failFast, false),
     random: o.random ?? Math.random,
   });
@@ -228,6 +251,10 @@ export class ClientConnection extends Connection {
   private failures = 0;
   private circuitState: CircuitState = 'closed';
   private retryTimer: ClockTimer | null = null;
+  /** Failed requests in a row (a success or a handshake resets it). */
+  private requestFailures = 0;
+  /** Half-opens a circuit that failed requests opened while connected. */
+  private circuitTimer: ClockTimer | null = null;
   private connectTimer: ClockTimer | null = null;
   private stableTimer: ClockTimer | null = null;
   /** The link of the last WELCOME, kept until its loss to tell whether it heard the server. */
@@ -431,6 +458,36 @@ export class ClientConnection extends Connection {
     }
   }
 
+  /**
+   * The breaker counts requests too: `circuitThreshold` failures in a row (timeouts,
+   * overloaded, no responder; a responder's own error is an answer) open it while
+   * connected, `circuitResetAfter` later it half-opens, and the next outcome closes or
+   * reopens it. A lost link's attempts take over from there as before.
+   */
+  protected override requestOutcome(): (ok: boolean) => void {
+    return (ok) => {
+      if (this.closed) return;
+      if (ok) {
+        this.requestFailures = 0;
+        if (this.circuitState !== 'closed' && this.link !== null) {
+          this.clearTimer('circuitTimer');
+          this.setCircuit('closed');
+        }
+        return;
+      }
+      this.requestFailures++;
+      const trips =
+        this.circuitState === 'half-open' || this.requestFailures >= this.cfg.circuitThreshold;
+      if (!trips || this.link === null) return;
+      this.setCircuit('open');
+      this.clearTimer('circuitTimer');
+      this.circuitTimer = this.config.clock.setTimeout(() => {
+        this.circuitTimer = null;
+        if (this.circuitState === 'open' && this.link !== null) this.setCircuit('half-open');
+      }, this.cfg.circuitResetAfter);
+    };
+  }
+
   protected willResume(info: CloseInfo): boolean {
     return this.cfg.reconnect && !FINAL_REASONS.has(info.reason);
   }
@@ -510,6 +567,7 @@ export class ClientConnection extends Connection {
               : null,
           clientId: this.cfg.clientId,
           traceId: this.cfg.traceId,
+          maxFrame: this.config.maxFrame,
         }),
       );
       link.startHandshakeTimer();
@@ -527,9 +585,17 @@ export class ClientConnection extends Connection {
       link.unexpected(`WELCOME grants interval ${welcome.interval} and timeout ${welcome.timeout}`);
       return;
     }
+    if (welcome.version !== PROTOCOL_VERSION) {
+      link.unexpected(
+        `WELCOME names protocol ${welcome.version}; the HELLO asked for ${PROTOCOL_VERSION}`,
+      );
+      return;
+    }
     if (!welcome.resumed && this.sessionId !== null) this.loseSession();
     this.token = welcome.token;
     this.failures = 0;
+    this.requestFailures = 0;
+    this.clearTimer('circuitTimer');
     this.welcomed = link;
     this.heardAfterWelcome = false;
     this.setCircuit('closed');
@@ -545,6 +611,7 @@ export class ClientConnection extends Connection {
       sessionId,
       welcome.resumed,
       welcome.resumed ? welcome.lastReceived : 0,
+      { version: welcome.version, maxFrame: welcome.maxFrame },
     );
     // A frame right after a resumed WELCOME tells the server this end holds the new
     // token, which ends the old one's validity (PROTOCOL.md 6.3); replayed DATA does it
@@ -626,7 +693,7 @@ export class ClientConnection extends Connection {
     this.clearTimer('connectTimer');
   }
 
-  private clearTimer(name: 'retryTimer' | 'connectTimer' | 'stableTimer'): void {
+  private clearTimer(name: 'retryTimer' | 'connectTimer' | 'stableTimer' | 'circuitTimer'): void {
     const t = this[name];
     if (t !== null) this.config.clock.clearTimeout(t);
     this[name] = null;
@@ -636,6 +703,7 @@ export class ClientConnection extends Connection {
     this.clearTimer('retryTimer');
     this.clearTimer('connectTimer');
     this.clearTimer('stableTimer');
+    this.clearTimer('circuitTimer');
   }
 }
 

@@ -18,7 +18,12 @@
  */
 
 import { HeartlineError } from '../errors.js';
-import type { ConnectionJournal, JournalFactory, JournalHost } from '../session/journal.js';
+import type {
+  ConnectionJournal,
+  Inbound,
+  JournalFactory,
+  JournalHost,
+} from '../session/journal.js';
 import type {
   CommitBatch,
   CommitResult,
@@ -95,7 +100,7 @@ export class SessionJournal implements ConnectionJournal {
   #storedRecv: number;
   #storedSeen: number;
   readonly #redeliverUpTo: number;
-  #queue: Array<{ seq: number; payload: Buffer } | undefined> = [];
+  #queue: Array<{ seq: number; payload: Buffer; kind: Inbound } | undefined> = [];
   #qHead = 0;
   #queuedBytes = 0;
   #inputPaused = false;
@@ -189,7 +194,7 @@ export class SessionJournal implements ConnectionJournal {
 
   // ---- ConnectionJournal ---------------------------------------------------------------
 
-  data(seq: number, payload: Buffer): boolean {
+  data(seq: number, payload: Buffer, kind: Inbound = null): boolean {
     if (seq <= this.#arrived) {
       this.#host?.ackNow();
       return true;
@@ -198,9 +203,9 @@ export class SessionJournal implements ConnectionJournal {
     this.#arrived = seq;
     if (this.#ended) return true;
     if (this.#degraded || (seq <= this.#storedSeen && this.#qHead === this.#queue.length)) {
-      this.#deliver(seq, payload);
+      this.#deliver(seq, payload, kind);
     } else {
-      this.#queue.push({ seq, payload });
+      this.#queue.push({ seq, payload, kind });
       this.#queuedBytes += payload.length;
       // Bounded like the replay buffer: past the cap the socket is not read until the
       // store catches up (the peer's TCP window fills, so it slows down).
@@ -287,9 +292,9 @@ export class SessionJournal implements ConnectionJournal {
 
   // ---- the pipeline ----------------------------------------------------------------------
 
-  #deliver(seq: number, payload: Buffer): void {
+  #deliver(seq: number, payload: Buffer, kind: Inbound): void {
     this.#delivered = seq;
-    this.#host!.deliver(seq, payload, seq <= this.#redeliverUpTo);
+    this.#host!.deliver(seq, payload, seq <= this.#redeliverUpTo, kind);
   }
 
   #schedule(): void {
@@ -442,7 +447,7 @@ export class SessionJournal implements ConnectionJournal {
       if (!this.#degraded && m.seq > this.#storedSeen) break;
       q[this.#qHead++] = undefined;
       this.#queuedBytes -= m.payload.length;
-      this.#deliver(m.seq, m.payload);
+      this.#deliver(m.seq, m.payload, m.kind);
     }
     if (this.#inputPaused && this.#queuedBytes <= this.#o.snapshot.maxBytes / 2) {
       this.#inputPaused = false;

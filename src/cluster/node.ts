@@ -7,7 +7,6 @@
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { RedisOptions } from 'ioredis';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import { intOption } from '../options.js';
 import { CloseCode } from '../protocol/close-codes.js';
@@ -24,7 +23,7 @@ import type {
 import type { Clock, ClockTimer } from '../time/clock.js';
 import { type JournalEvents, SessionJournal } from './journal.js';
 import { PRESENCE_DEFAULTS, Presence } from './presence.js';
-import { RedisStore } from './redis-store.js';
+import { type RedisConnectionOptions, RedisStore } from './redis-store.js';
 import { Router } from './router.js';
 
 /** Cluster defaults. */
@@ -53,7 +52,7 @@ export interface ClusterOptions {
    * A Redis URL (`redis://host:6379`) or ioredis options: the server creates a RedisStore
    * and closes it with itself. Conflicts with `store`.
    */
-  redis?: string | RedisOptions;
+  redis?: string | RedisConnectionOptions;
   /** This node's id in presence and ownership. @default `HOSTNAME-PID-RANDOM` */
   nodeId?: string;
   /** A node not heard for this long (ms) is dead and its sessions offline. @default 10000 */

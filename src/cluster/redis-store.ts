@@ -24,6 +24,7 @@
  */
 
 import { createHash } from 'node:crypto';
+import type { ConnectionOptions } from 'node:tls';
 import type { Redis, RedisOptions } from 'ioredis';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import type {
@@ -42,17 +43,66 @@ import type {
 } from '../session/store.js';
 import { PRESENCE_SCRIPTS } from './presence.js';
 
+/*
+ * The public types below name ioredis's options and client by their shape instead of
+ * importing ioredis's types: those fail to compile in a consumer with `skipLibCheck:
+ * false` (their errors import the untyped `redis-errors`), and every heartline user would
+ * load them through this file's declarations, Redis or not.
+ */
+
+/**
+ * ioredis options (`new Redis(options)`): the common ones typed here, any other ioredis
+ * option passed through as given. A value typed as ioredis's own `RedisOptions` (an
+ * interface, which has no index signature) is passed as `{ ...options }`.
+ */
+export interface RedisConnectionOptions {
+  /** Host of a standalone Redis. */
+  host?: string;
+  /** Port of a standalone Redis. */
+  port?: number;
+  /** ACL user name. */
+  username?: string;
+  /** Password (of the user, or of the default user). */
+  password?: string;
+  /** Database index. */
+  db?: number;
+  /** TLS options (`node:tls` `connect()` options); turns TLS on. */
+  tls?: ConnectionOptions;
+  /** Sentinel: the addresses of the sentinels. */
+  sentinels?: Array<{ host?: string; port?: number }>;
+  /** Sentinel: the name of the master group. */
+  name?: string;
+  /** Any other ioredis option, passed through to ioredis. */
+  [option: string]: unknown;
+}
+
+/**
+ * An ioredis client (`new Redis(...)` from ioredis), typed by the part of it this
+ * declaration needs; the store uses it as the full ioredis client. Cast it to ioredis's
+ * `Redis` to send it other commands.
+ */
+export interface RedisClient {
+  /** ioredis's connection status: 'wait', 'connecting', 'ready', 'end'... */
+  readonly status: string;
+  /** A new client with the same options (the store subscribes on one). */
+  duplicate(): RedisClient;
+  /** Closes the connection once the replies still pending have arrived. */
+  quit(): Promise<unknown>;
+  /** Listens for the client's events ('ready', 'error', 'end'...). */
+  on(event: string, listener: (...args: never[]) => void): unknown;
+}
+
 /** Options of {@link RedisStore}. */
 export interface RedisStoreOptions {
   /** A redis:// or rediss:// URL. @default 'redis://127.0.0.1:6379' */
   url?: string;
   /** ioredis options (host, port, password, tls, sentinels...); merged over the defaults. */
-  redis?: RedisOptions;
+  redis?: RedisConnectionOptions;
   /**
    * An ioredis client of your own; the store uses it (and a duplicate for subscriptions)
    * and leaves it open on close(). Conflicts with `url` and `redis`.
    */
-  client?: Redis;
+  client?: RedisClient;
   /** Prefix of every key and channel. @default 'hl:' */
   keyPrefix?: string;
 }
@@ -280,7 +330,7 @@ return 1
 `;
 
 /** A Lua script run by its SHA1, loaded on the first NOSCRIPT. */
-class Script {
+export class Script {
   readonly sha: string;
   constructor(readonly lua: string) {
     this.sha = createHash('sha1').update(lua).digest('hex');
@@ -411,8 +461,16 @@ export class RedisStore implements SessionStore {
     for (const l of this.#statusListeners) l(status);
   }
 
-  /** The command connection, created on first use. */
-  client(): Promise<Redis> {
+  /**
+   * The command connection (an ioredis client), created on first use. Its type names only
+   * what the declarations need: cast it to ioredis's `Redis` for other commands.
+   */
+  client(): Promise<RedisClient> {
+    // Also checks, at compile time, that an ioredis client fits RedisClient.
+    return this.#command();
+  }
+
+  #command(): Promise<Redis> {
     if (this.#closed) return Promise.reject(storeError(new Error('the store is closed')));
     this.#client ??= this.#connect(false);
     return this.#client;
@@ -422,7 +480,8 @@ export class RedisStore implements SessionStore {
     let redis: Redis;
     const given = this.#options.client;
     if (given) {
-      redis = subscriber ? given.duplicate() : given;
+      // Typed by its shape in the options; it is an ioredis client (the docs say so).
+      redis = (subscriber ? given.duplicate() : given) as Redis;
     } else {
       const { Redis: RedisClass } = await import('ioredis');
       const opts: RedisOptions = { ...CLIENT_DEFAULTS, ...this.#options.redis };
@@ -449,7 +508,7 @@ export class RedisStore implements SessionStore {
     keys: readonly string[],
     args: ReadonlyArray<string | number | Buffer>,
   ): Promise<unknown> {
-    const redis = await this.client();
+    const redis = await this.#command();
     try {
       return await SCRIPTS[script].run(redis, keys, args);
     } catch (err) {
@@ -611,7 +670,7 @@ export class RedisStore implements SessionStore {
   }
 
   async sessionsOf(clientId: string): Promise<string[]> {
-    const redis = await this.client();
+    const redis = await this.#command();
     try {
       return await redis.smembers(`${this.keyPrefix}c:${clientId}`);
     } catch (err) {
@@ -622,7 +681,7 @@ export class RedisStore implements SessionStore {
   async touch(sessionIds: readonly string[], node: string): Promise<number[]> {
     checkNode(node);
     if (sessionIds.length === 0) return [];
-    const redis = await this.client();
+    const redis = await this.#command();
     const touch = SCRIPTS.touch;
     const send = async (): Promise<Array<[Error | null, unknown]>> => {
       const pipeline = redis.pipeline();
@@ -766,7 +825,7 @@ export class RedisStore implements SessionStore {
 
   /** Bytes Redis uses for one session's keys (MEMORY USAGE), for sizing. */
   async memoryUsage(sessionId: string): Promise<number> {
-    const redis = await this.client();
+    const redis = await this.#command();
     let total = 0;
     for (const key of this.#keys(sessionId)) {
       const n = (await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')) as number | null;

@@ -30,12 +30,12 @@ import {
 } from '../protocol/codec.js';
 import {
   type DataFrame,
+  DEFAULT_MAX_FRAME,
   type Frame,
   FrameType,
   type HelloFrame,
   type PingFrame,
   type PongFrame,
-  PROTOCOL_VERSION,
 } from '../protocol/frames.js';
 import type { CheckInfo, CheckResult } from './report.js';
 import { CheckFailure, describe, expect, WirePeer } from './wire.js';
@@ -60,7 +60,7 @@ export const CLIENT_CHECKS: readonly CheckInfo[] = [
   {
     id: 'client.hello-first',
     section: '3.1, 5',
-    description: 'the first frame is a well-formed HELLO, version 1, for a new session',
+    description: 'the first frame is a well-formed HELLO (version 1 or 2) for a new session',
   },
   {
     id: 'client.nothing-before-welcome',
@@ -220,11 +220,17 @@ const isType =
   (f: Frame): f is Extract<Frame, { type: T }> =>
     f.type === type;
 
-/** The client's first frame, which must be a HELLO. */
+/** The protocol versions the script speaks: it answers a HELLO in the version it names. */
+const VERSIONS: readonly number[] = [1, 2];
+
+/** The client's first frame, which must be a HELLO of a version the script speaks. */
 async function helloOf(peer: WirePeer, timeout: number): Promise<HelloFrame> {
   const first = await peer.frameAt(0, timeout, 'HELLO');
   expect(first.type === FrameType.HELLO, `the first frame was ${describe(first)}, expected HELLO`);
-  expect(first.version === PROTOCOL_VERSION, `HELLO version ${first.version}, expected 1`);
+  expect(
+    VERSIONS.includes(first.version),
+    `HELLO version ${first.version}, expected one of ${VERSIONS.join(', ')}`,
+  );
   return first;
 }
 
@@ -253,6 +259,8 @@ async function script(acceptor: Acceptor, steps: Steps, o: ClientScriptOptions):
   const sessionId = randomBytes(16);
   const tokens = [randomBytes(16), randomBytes(16)];
   const { interval, timeout } = SCRIPT_GRANT;
+  // The session speaks the version of the first HELLO (PROTOCOL.md 5.5).
+  let version = 1;
 
   // Connection 1: the handshake, acks, the client's DATA, PING/PONG, idle pings.
   const conns: { a?: WirePeer | null; b?: WirePeer | null; c?: WirePeer | null } = {};
@@ -262,7 +270,8 @@ async function script(acceptor: Acceptor, steps: Steps, o: ClientScriptOptions):
     if (!a) throw new CheckFailure(`no client connected within ${o.wait} ms`);
     const h = await helloOf(a, 5000);
     expect(h.resume === null, 'the first HELLO asks to resume a session the script never gave');
-    return `clientId "${h.clientId}", asked ${h.interval}/${h.timeout} ms`;
+    version = h.version;
+    return `version ${h.version}, clientId "${h.clientId}", asked ${h.interval}/${h.timeout} ms`;
   });
   if (!ok || !conns.a) {
     conns.a?.send(encodeClose(CloseCode.PROTOCOL_ERROR, 'expected HELLO'));
@@ -288,7 +297,8 @@ async function script(acceptor: Acceptor, steps: Steps, o: ClientScriptOptions):
   first.send(
     Buffer.concat([
       encodeWelcome({
-        version: PROTOCOL_VERSION,
+        version,
+        maxFrame: DEFAULT_MAX_FRAME,
         resumed: false,
         sessionId,
         token: tokens[0]!,
@@ -400,6 +410,10 @@ async function script(acceptor: Acceptor, steps: Steps, o: ClientScriptOptions):
     expect(Buffer.from(h.resume.sessionId).equals(sessionId), 'HELLO names another session id');
     expect(Buffer.from(h.resume.token).equals(tokens[0]!), 'HELLO presents another token');
     expect(h.resume.lastReceived === 3, `HELLO lastReceived ${h.resume.lastReceived}, expected 3`);
+    expect(
+      h.version === version,
+      `the resume asks for version ${h.version}, the session is ${version}`,
+    );
     return undefined;
   });
   if (!resumed || !conns.b) return;
@@ -410,7 +424,8 @@ async function script(acceptor: Acceptor, steps: Steps, o: ClientScriptOptions):
   second.send(
     Buffer.concat([
       encodeWelcome({
-        version: PROTOCOL_VERSION,
+        version,
+        maxFrame: DEFAULT_MAX_FRAME,
         resumed: true,
         sessionId,
         token: tokens[1]!,

@@ -14,7 +14,6 @@ import {
   type Frame,
   FrameType,
   type HelloFrame,
-  PROTOCOL_VERSION,
   type WelcomeFrame,
 } from '../protocol/frames.js';
 
@@ -68,10 +67,14 @@ export function codeName(code: number): string {
   return name ? `${code} ${name}` : String(code);
 }
 
-/** A HELLO for a new session (version 1), with fields a check overrides. */
+/**
+ * A HELLO for a new session, with fields a check overrides: version 1 unless a check asks
+ * for another (in version 2 it announces `maxFrame`, the default unless overridden).
+ */
 export function hello(fields: Partial<Omit<HelloFrame, 'type'>> = {}): Buffer {
   return encodeHello({
-    version: PROTOCOL_VERSION,
+    version: 1,
+    maxFrame: DEFAULT_MAX_FRAME,
     interval: 0,
     timeout: 0,
     auth: new Uint8Array(0),

@@ -105,4 +105,5 @@ export const FINAL_REASONS: ReadonlySet<CloseReason> = new Set<CloseReason>([
   'auth-failed',
   'unsupported-version',
   'policy-violation',
+  'frame-too-large',
 ]);

@@ -20,9 +20,15 @@ import {
   type HelloFrame,
   ID_BYTES,
   LENGTH_BYTES,
+  MIN_MAX_FRAME,
+  MIN_PROTOCOL_VERSION,
   type PingFrame,
   type PongFrame,
   PROTOCOL_VERSION,
+  type ReplyFrame,
+  ReplyStatus,
+  type ReplyStatusValue,
+  type RequestFrame,
   type SettingsFrame,
   WELCOME_FLAG_RESUMED,
   type WelcomeFrame,
@@ -36,20 +42,26 @@ const ZERO_ID = new Uint8Array(ID_BYTES);
 // without it "\uFEFFx" would decode as "x" and round trips would differ.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-/** Fixed payload sizes (without the type byte). */
+/** Fixed payload sizes (without the type byte); version 2 adds a u32 maxFrame to both. */
 const HELLO_FIXED = 1 + 1 + 4 + 4 + ID_BYTES + ID_BYTES + 8 + 2 + 2 + 2;
 const WELCOME_SIZE = 1 + 1 + ID_BYTES + ID_BYTES + 4 + 4 + 8 + 4;
+const MAX_FRAME_FIELD = 4;
 const PING_SIZE = 4 + 8;
 const DATA_HEADER = 8;
 const ACK_SIZE = 8;
 const CLOSE_FIXED = 2 + 4;
 const SETTINGS_SIZE = 4 + 4;
+/** REQUEST: seq u64, key length u16 (the key and payload follow). */
+const REQUEST_HEADER = 8 + 2;
+/** REPLY: seq u64, requestSeq u64, status u8 (the payload follows). */
+const REPLY_HEADER = 8 + 8 + 1;
 
 /**
  * The largest length prefix a valid HELLO can carry: the type byte, the fixed fields and
- * three u16-sized fields at their longest (PROTOCOL.md 3.1: `57 + A + C + T`).
+ * three u16-sized fields at their longest and version 2's maxFrame (PROTOCOL.md 3.1:
+ * `61 + A + C + T`).
  */
-export const MAX_HELLO_LENGTH = 1 + HELLO_FIXED + 3 * 0xffff;
+export const MAX_HELLO_LENGTH = 1 + HELLO_FIXED + 3 * 0xffff + MAX_FRAME_FIELD;
 
 /** Bytes a DATA frame adds around its payload (length prefix, type, seq). */
 export const DATA_OVERHEAD = LENGTH_BYTES + 1 + DATA_HEADER;
@@ -61,6 +73,14 @@ export const ACK_FRAME_BYTES = LENGTH_BYTES + 1 + ACK_SIZE;
 export function maxPayload(maxFrame: number): number {
   return maxFrame - 1 - DATA_HEADER;
 }
+
+/** Bytes a REQUEST frame adds around its payload, for a key of `keyBytes` UTF-8 bytes. */
+export function requestOverhead(keyBytes: number): number {
+  return LENGTH_BYTES + 1 + REQUEST_HEADER + keyBytes;
+}
+
+/** Bytes a REPLY frame adds around its payload (length prefix, type, seq, requestSeq, status). */
+export const REPLY_OVERHEAD = LENGTH_BYTES + 1 + REPLY_HEADER;
 
 // ---------------------------------------------------------------------------------------
 // Encoding. A field outside its wire range throws InvalidArgumentError
@@ -121,7 +141,11 @@ export function encodeHello(f: Omit<HelloFrame, 'type'>): Buffer {
   const auth = shortField(f.auth, 'auth');
   const clientId = shortField(Buffer.from(f.clientId, 'utf8'), 'clientId');
   const traceId = shortField(Buffer.from(f.traceId, 'utf8'), 'traceId');
-  const buf = header(FrameType.HELLO, HELLO_FIXED + auth.length + clientId.length + traceId.length);
+  const v2 = f.version >= 2;
+  const buf = header(
+    FrameType.HELLO,
+    HELLO_FIXED + auth.length + clientId.length + traceId.length + (v2 ? MAX_FRAME_FIELD : 0),
+  );
   let o = LENGTH_BYTES + 1;
   writeU8(buf, f.version, o++);
   buf[o++] = f.resume ? HELLO_FLAG_RESUME : 0;
@@ -138,12 +162,21 @@ export function encodeHello(f: Omit<HelloFrame, 'type'>): Buffer {
     buf.set(field, o + 2);
     o += 2 + field.length;
   }
+  if (v2) writeMaxFrame(buf, f.maxFrame, o);
   return buf;
+}
+
+function writeMaxFrame(buf: Buffer, maxFrame: number, offset: number): void {
+  if (maxFrame < MIN_MAX_FRAME) {
+    throw new InvalidArgumentError(`maxFrame must be at least ${MIN_MAX_FRAME}, got ${maxFrame}`);
+  }
+  writeU32(buf, maxFrame, offset);
 }
 
 /** WELCOME: the server's answer to HELLO (session, token, granted settings). */
 export function encodeWelcome(f: Omit<WelcomeFrame, 'type'>): Buffer {
-  const buf = header(FrameType.WELCOME, WELCOME_SIZE);
+  const v2 = f.version >= 2;
+  const buf = header(FrameType.WELCOME, WELCOME_SIZE + (v2 ? MAX_FRAME_FIELD : 0));
   let o = LENGTH_BYTES + 1;
   writeU8(buf, f.version, o++);
   buf[o++] = f.resumed ? WELCOME_FLAG_RESUMED : 0;
@@ -154,6 +187,7 @@ export function encodeWelcome(f: Omit<WelcomeFrame, 'type'>): Buffer {
   writeU32(buf, f.timeout, o + 4);
   writeU64(buf, f.lastReceived, o + 8);
   writeU32(buf, f.sessionTtl, o + 16);
+  if (v2) writeMaxFrame(buf, f.maxFrame, o + 20);
   return buf;
 }
 
@@ -249,6 +283,72 @@ export function writeDataAt(buf: Buffer, offset: number, seq: number, payload: U
   buf.set(payload, offset + DATA_OVERHEAD);
 }
 
+/** REQUEST `seq` with an idempotency key (UTF-8 bytes, may be empty) and a payload. */
+export function encodeRequest(seq: number, key: Uint8Array, payload: Uint8Array): Buffer {
+  const buf = Buffer.allocUnsafe(requestOverhead(key.length) + payload.length);
+  writeRequestAt(buf, 0, seq, key, payload);
+  return buf;
+}
+
+/**
+ * Writes a REQUEST frame into `buf` at `offset` ({@link requestOverhead}(key.length) +
+ * payload.length bytes there).
+ */
+export function writeRequestAt(
+  buf: Buffer,
+  offset: number,
+  seq: number,
+  key: Uint8Array,
+  payload: Uint8Array,
+): void {
+  checkU64(seq);
+  shortField(key, 'idempotency key');
+  const o = offset + LENGTH_BYTES + 1;
+  buf.writeUInt32BE(1 + REQUEST_HEADER + key.length + payload.length, offset);
+  buf[offset + LENGTH_BYTES] = FrameType.REQUEST;
+  putU64(buf, seq, o);
+  buf.writeUInt16BE(key.length, o + 8);
+  buf.set(key, o + REQUEST_HEADER);
+  buf.set(payload, o + REQUEST_HEADER + key.length);
+}
+
+/** REPLY `seq` answering the peer's REQUEST `requestSeq` with a status and a payload. */
+export function encodeReply(
+  seq: number,
+  requestSeq: number,
+  status: ReplyStatusValue,
+  payload: Uint8Array,
+): Buffer {
+  const buf = Buffer.allocUnsafe(REPLY_OVERHEAD + payload.length);
+  writeReplyAt(buf, 0, seq, requestSeq, status, payload);
+  return buf;
+}
+
+/** Writes a REPLY frame into `buf` at `offset` ({@link REPLY_OVERHEAD} + payload.length bytes). */
+export function writeReplyAt(
+  buf: Buffer,
+  offset: number,
+  seq: number,
+  requestSeq: number,
+  status: ReplyStatusValue,
+  payload: Uint8Array,
+): void {
+  checkU64(seq);
+  checkU64(requestSeq);
+  if (!isReplyStatus(status)) throw new InvalidArgumentError(`unknown reply status ${status}`);
+  const o = offset + LENGTH_BYTES + 1;
+  buf.writeUInt32BE(1 + REPLY_HEADER + payload.length, offset);
+  buf[offset + LENGTH_BYTES] = FrameType.REPLY;
+  putU64(buf, seq, o);
+  putU64(buf, requestSeq, o + 8);
+  buf[o + 16] = status;
+  buf.set(payload, o + REPLY_HEADER);
+}
+
+function isReplyStatus(status: number): status is ReplyStatusValue {
+  return Number.isInteger(status) && status >= ReplyStatus.OK && status <= ReplyStatus.OVERLOADED;
+}
+
 /** ACK: every DATA with a sequence up to `seq` has been received. */
 export function encodeAck(seq: number): Buffer {
   const buf = Buffer.allocUnsafe(ACK_FRAME_BYTES);
@@ -304,6 +404,10 @@ export function encodeFrame(frame: Frame): Buffer {
       return encodeClose(frame.code, frame.reason, frame.retryAfter);
     case FrameType.SETTINGS:
       return encodeSettings(frame.interval, frame.timeout);
+    case FrameType.REQUEST:
+      return encodeRequest(frame.seq, Buffer.from(frame.key, 'utf8'), frame.payload);
+    case FrameType.REPLY:
+      return encodeReply(frame.seq, frame.requestSeq, frame.status, frame.payload);
   }
 }
 
@@ -364,12 +468,20 @@ class Reader {
 }
 
 function checkVersion(version: number, frameName: string): void {
-  if (version !== PROTOCOL_VERSION) {
+  if (version < MIN_PROTOCOL_VERSION || version > PROTOCOL_VERSION) {
     throw new ProtocolError(
       'HL_ERR_UNSUPPORTED_VERSION',
-      `${frameName} asks for protocol version ${version}; this end speaks ${PROTOCOL_VERSION}`,
+      `${frameName} asks for protocol version ${version}; this end speaks ${MIN_PROTOCOL_VERSION} to ${PROTOCOL_VERSION}`,
     );
   }
+}
+
+/** Version 2's maxFrame field; version 1 means the default. */
+function readMaxFrame(r: Reader, version: number): number {
+  if (version < 2) return DEFAULT_MAX_FRAME;
+  const maxFrame = r.u32();
+  if (maxFrame < MIN_MAX_FRAME) throw malformed(`maxFrame ${maxFrame} is below ${MIN_MAX_FRAME}`);
+  return maxFrame;
 }
 
 function isZero(bytes: Uint8Array): boolean {
@@ -379,11 +491,19 @@ function isZero(bytes: Uint8Array): boolean {
 
 /**
  * Decodes one frame body (the type byte and payload, without the length prefix).
- * Throws {@link ProtocolError} for anything that is not a valid frame.
+ * `version` is the connection's protocol version once known: REQUEST and REPLY are
+ * unknown frames on a version 1 connection. Throws {@link ProtocolError} for anything
+ * that is not a valid frame.
  */
-export function decodeBody(body: Buffer): Frame {
+export function decodeBody(body: Buffer, version = PROTOCOL_VERSION): Frame {
   if (body.length === 0) throw malformed('a frame must hold at least its type byte');
   const type = body[0];
+  if ((type === FrameType.REQUEST || type === FrameType.REPLY) && version < 2) {
+    throw new ProtocolError(
+      'HL_ERR_UNKNOWN_FRAME',
+      `frame type 0x${hex(type)} does not exist in protocol version ${version}`,
+    );
+  }
   const r = new Reader(body.subarray(1), frameName(type));
   let frame: Frame;
   switch (type) {
@@ -413,6 +533,7 @@ export function decodeBody(body: Buffer): Frame {
         resume: resumeFlag ? { sessionId, token, lastReceived } : null,
         clientId,
         traceId,
+        maxFrame: readMaxFrame(r, version),
       };
       break;
     }
@@ -431,6 +552,7 @@ export function decodeBody(body: Buffer): Frame {
         timeout: r.u32(),
         lastReceived: r.u64(),
         sessionTtl: r.u32(),
+        maxFrame: readMaxFrame(r, version),
       };
       break;
     }
@@ -464,6 +586,26 @@ export function decodeBody(body: Buffer): Frame {
         timeout: r.u32(),
       } satisfies SettingsFrame;
       break;
+    case FrameType.REQUEST: {
+      const seq = r.u64();
+      const key = r.string(r.u16());
+      frame = { type: FrameType.REQUEST, seq, key, payload: r.rest() } satisfies RequestFrame;
+      break;
+    }
+    case FrameType.REPLY: {
+      const seq = r.u64();
+      const requestSeq = r.u64();
+      const status = r.u8();
+      if (!isReplyStatus(status)) throw malformed(`REPLY has unknown status ${status}`);
+      frame = {
+        type: FrameType.REPLY,
+        seq,
+        requestSeq,
+        status,
+        payload: r.rest(),
+      } satisfies ReplyFrame;
+      break;
+    }
     default:
       throw new ProtocolError('HL_ERR_UNKNOWN_FRAME', `unknown frame type 0x${hex(type)}`);
   }
@@ -477,7 +619,7 @@ export function decodeBody(body: Buffer): Frame {
  * {@link decodeBody} allocates; everything else, and every malformed frame, through
  * decodeBody, so that errors are the same. A DATA payload is a view into `buf`.
  */
-function decodeAt(buf: Buffer, start: number, end: number): Frame {
+function decodeAt(buf: Buffer, start: number, end: number, version: number): Frame {
   const type = buf[start];
   const size = end - start - 1;
   switch (type) {
@@ -501,7 +643,7 @@ function decodeAt(buf: Buffer, start: number, end: number): Frame {
       }
       break;
   }
-  return decodeBody(buf.subarray(start, end));
+  return decodeBody(buf.subarray(start, end), version);
 }
 
 function readU64(buf: Buffer, at: number, frameName: string): number {
@@ -556,6 +698,11 @@ const MIN_ASSEMBLY = 256;
  */
 export class Decoder {
   readonly maxFrame: number;
+  /**
+   * The connection's protocol version, set once the handshake names it (REQUEST and
+   * REPLY are unknown frames in version 1). Until then every defined frame decodes.
+   */
+  version: number = PROTOCOL_VERSION;
   /**
    * The chunk the next frame starts in (read from `head`), or null when nothing is
    * buffered; `rest` holds the chunks after it, and is null unless a frame spans chunks.
@@ -644,11 +791,11 @@ export class Decoder {
           this.buffered -= LENGTH_BYTES + length;
           if (end === first.length) this.shift();
           else this.head = end;
-          frames.push(decodeAt(first, start, end));
+          frames.push(decodeAt(first, start, end, this.version));
           continue;
         }
         this.consume(LENGTH_BYTES);
-        frames.push(decodeBody(this.consume(length)));
+        frames.push(decodeBody(this.consume(length), this.version));
       }
     } catch (err) {
       this.failure = err as ProtocolError;

@@ -3,8 +3,17 @@
  * every byte; this file is its TypeScript mirror. Nothing here does I/O.
  */
 
-/** The protocol version this implementation speaks. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The highest protocol version this implementation speaks. Version 2 adds the announced
+ * `maxFrame` to HELLO and WELCOME and the REQUEST and REPLY frames (PROTOCOL.md 5.5).
+ */
+export const PROTOCOL_VERSION = 2;
+
+/** The lowest protocol version a server of this implementation still accepts. */
+export const MIN_PROTOCOL_VERSION = 1;
+
+/** The smallest `maxFrame` a peer may announce (version 2): a WELCOME and a short CLOSE fit. */
+export const MIN_MAX_FRAME = 64;
 
 /** Bytes of the length prefix (u32 big-endian, counts the type byte and the payload). */
 export const LENGTH_BYTES = 4;
@@ -46,6 +55,10 @@ export const FrameType = {
   CLOSE: 0x07,
   /** Server to client: new heartbeat settings. */
   SETTINGS: 0x08,
+  /** Version 2: a message that asks for a REPLY; sequenced like DATA. */
+  REQUEST: 0x09,
+  /** Version 2: the answer to one REQUEST; sequenced like DATA. */
+  REPLY: 0x0a,
 } as const;
 /** One of the wire values of {@link FrameType}. */
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
@@ -79,6 +92,11 @@ export interface HelloFrame {
   clientId: string;
   /** Trace id for logs (UTF-8, may be empty). */
   traceId: string;
+  /**
+   * Version 2: the largest frame the client accepts (type byte + payload). A version 1
+   * HELLO has no such field; it decodes as {@link DEFAULT_MAX_FRAME}.
+   */
+  maxFrame: number;
 }
 
 /** Server to client, accepts the handshake. */
@@ -100,6 +118,11 @@ export interface WelcomeFrame {
   lastReceived: number;
   /** How long the server keeps the session after the link drops, in ms. */
   sessionTtl: number;
+  /**
+   * Version 2: the largest frame the server accepts (type byte + payload); version 1
+   * decodes as {@link DEFAULT_MAX_FRAME}.
+   */
+  maxFrame: number;
 }
 
 /** Heartbeat probe. `timestamp` is the sender's monotonic clock in microseconds. */
@@ -156,6 +179,47 @@ export interface SettingsFrame {
   timeout: number;
 }
 
+/**
+ * Version 2: a message that asks for one REPLY. It shares DATA's sequence numbers (and
+ * so its acks, replay and duplicate rules); its seq names it in the REPLY.
+ */
+export interface RequestFrame {
+  type: typeof FrameType.REQUEST;
+  /** Sequence number, from the same counter as DATA. */
+  seq: number;
+  /** Idempotency key (UTF-8, may be empty: none). */
+  key: string;
+  /** The application's bytes. */
+  payload: Uint8Array;
+}
+
+/** How a REPLY ends its request. */
+export const ReplyStatus = {
+  /** The responder answered; the payload is its answer. */
+  OK: 0,
+  /** The responder failed the request; the payload is its UTF-8 message. */
+  ERROR: 1,
+  /** Nothing on the responder's end handles requests; the payload may say more (UTF-8). */
+  NO_RESPONDER: 2,
+  /** The responder could not take the request now (not run); the payload says why (UTF-8). */
+  OVERLOADED: 3,
+} as const;
+/** One of the values of {@link ReplyStatus}. */
+export type ReplyStatusValue = (typeof ReplyStatus)[keyof typeof ReplyStatus];
+
+/** Version 2: the answer to a REQUEST, sequenced like DATA. */
+export interface ReplyFrame {
+  type: typeof FrameType.REPLY;
+  /** Sequence number, from the same counter as DATA. */
+  seq: number;
+  /** The seq of the REQUEST answered (a seq the receiver sent). */
+  requestSeq: number;
+  /** {@link ReplyStatus}. */
+  status: ReplyStatusValue;
+  /** The answer (OK) or a UTF-8 message (any other status). */
+  payload: Uint8Array;
+}
+
 /** Any decoded frame; `type` tells which. */
 export type Frame =
   | HelloFrame
@@ -165,4 +229,6 @@ export type Frame =
   | DataFrame
   | AckFrame
   | CloseFrame
-  | SettingsFrame;
+  | SettingsFrame
+  | RequestFrame
+  | ReplyFrame;

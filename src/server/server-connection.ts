@@ -220,6 +220,7 @@ export class ServerConnection extends Connection {
     settings: HeartbeatSettings,
     resumed: boolean,
     peerLastReceived: number,
+    peer: { version: number; maxFrame: number },
   ): void {
     this.ttlTimer?.cancel();
     const old = this.link;
@@ -229,7 +230,7 @@ export class ServerConnection extends Connection {
       old.close('superseded', CloseCode.SUPERSEDED, 'a newer connection resumed this session');
     }
     this.framesAtAttach = link.stats.framesIn;
-    this.attach(link, settings, this.sessionKey, resumed, peerLastReceived);
+    this.attach(link, settings, this.sessionKey, resumed, peerLastReceived, peer);
     this.watchToken();
     // The handshake acknowledged what the client has: the store may trim it too.
     this.journal?.acked(this.outbound.acked);
@@ -310,13 +311,17 @@ export class ServerConnection extends Connection {
     return !(
       info.reason === 'remote' ||
       info.reason === 'local' ||
-      info.reason === 'policy-violation'
+      info.reason === 'policy-violation' ||
+      info.reason === 'frame-too-large'
     );
   }
 
   protected override linkEnded(info: CloseInfo): void {
-    // We closed the client for flooding: that is final for it, so it will never resume.
-    if (info.reason === 'policy-violation') this.loseSession();
+    // We closed the client for flooding or for a frame over our maxFrame: that is final
+    // for it (it would resend the same frame), so it will never resume.
+    if (info.reason === 'policy-violation' || info.reason === 'frame-too-large') {
+      this.loseSession();
+    }
     this.finish(info);
   }
 

@@ -41,7 +41,6 @@ import {
   FrameType,
   type HelloFrame,
   ID_BYTES,
-  PROTOCOL_VERSION,
 } from '../protocol/frames.js';
 import { MemoryBudget } from '../session/budget.js';
 import type { PresenceEvent, StoredSession } from '../session/store.js';
@@ -712,7 +711,7 @@ export class Server extends EventEmitter<ServerEvents> {
    * that then fails to authenticate must not displace anyone.
    */
   private admitSession(link: Link, hello: HelloFrame, identity?: string | null): Refusal | null {
-    if (hello.resume && this.findSession(hello.resume, identity)) return null;
+    if (hello.resume && this.findSession(hello.resume, identity, hello.version)) return null;
     const danger = this.loadMonitor.level === 'danger';
     const refusal = this.admission.checkLoad(danger, this.config.load.recoverAfter);
     if (refusal) return refusal;
@@ -789,6 +788,8 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   private async handshake(link: Link, hello: HelloFrame): Promise<void> {
+    // From here on the peer's version and maxFrame hold, refusals included.
+    link.usePeer(hello.version, hello.maxFrame);
     // Checked first: nothing of an oversized HELLO reaches admission, authenticate or a session.
     const oversized = this.oversizedHello(hello);
     if (oversized) {
@@ -829,7 +830,7 @@ export class Server extends EventEmitter<ServerEvents> {
     if (!link.open || this.closing) return;
     this.handshaking.delete(link);
     const granted = grantHeartbeat(this.config.policy, hello.interval, hello.timeout);
-    const found = hello.resume ? this.findSession(hello.resume, identity) : null;
+    const found = hello.resume ? this.findSession(hello.resume, identity, hello.version) : null;
     // With a store, only while this node still owns it: it may have moved to another node.
     const existing =
       found && (this.cluster.store === null || (await this.cluster.keeps(found))) ? found : null;
@@ -858,7 +859,7 @@ export class Server extends EventEmitter<ServerEvents> {
       const settings = this.adaptive.settingsFor(existing, granted);
       link.write(
         encodeWelcome({
-          version: PROTOCOL_VERSION,
+          version: hello.version,
           resumed: true,
           sessionId: resume.sessionId,
           token,
@@ -866,9 +867,10 @@ export class Server extends EventEmitter<ServerEvents> {
           timeout: settings.timeout,
           lastReceived: existing.lastReceived,
           sessionTtl: this.config.sessionTtl,
+          maxFrame: this.config.maxFrame,
         }),
       );
-      existing.attachLink(link, settings, true, resume.lastReceived);
+      existing.attachLink(link, settings, true, resume.lastReceived, hello);
       link.releaseFrames();
       return;
     }
@@ -922,7 +924,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.cluster.adopt(conn, restored);
     link.write(
       encodeWelcome({
-        version: PROTOCOL_VERSION,
+        version: hello.version,
         resumed: restored !== null,
         sessionId: id,
         token,
@@ -930,10 +932,17 @@ export class Server extends EventEmitter<ServerEvents> {
         timeout: settings.timeout,
         lastReceived: conn.lastReceived,
         sessionTtl: this.config.sessionTtl,
+        maxFrame: this.config.maxFrame,
       }),
     );
     this.emit('connection', conn);
-    conn.attachLink(link, settings, restored !== null, restored ? hello.resume!.lastReceived : 0);
+    conn.attachLink(
+      link,
+      settings,
+      restored !== null,
+      restored ? hello.resume!.lastReceived : 0,
+      hello,
+    );
     link.releaseFrames();
   }
 
@@ -957,10 +966,13 @@ export class Server extends EventEmitter<ServerEvents> {
   private findSession(
     resume: NonNullable<HelloFrame['resume']>,
     identity: string | null | undefined,
+    version: number,
   ): ServerConnection | null {
     const conn = this.sessions.get(Buffer.from(resume.sessionId).toString('hex'));
     if (!conn || conn.closed) return null;
     if (!conn.acceptsToken(resume.token)) return null;
+    // A session speaks the version it began with: a resume in another is a new session.
+    if (version !== conn.protocolVersion) return null;
     if (identity !== undefined && conn.identity !== identity) return null;
     return conn;
   }

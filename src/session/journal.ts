@@ -6,6 +6,13 @@
  */
 
 import { HeartlineError } from '../errors.js';
+import { type ReplyFrame, ReplyStatus, type ReplyStatusValue } from '../protocol/frames.js';
+
+/**
+ * What kind of sequenced message arrived: DATA (null), a REQUEST (its idempotency key,
+ * '' for none) or a REPLY (the frame, for its requestSeq and status).
+ */
+export type Inbound = null | string | ReplyFrame;
 
 /** Details of a received message. */
 export interface MessageInfo {
@@ -23,36 +30,74 @@ export interface MessageInfo {
    */
   redelivered: boolean;
   /**
-   * Sends `data` to the peer like `send()`. With a session store the reply is committed
-   * together with this message: the peer's ACK for the message waits for it, so a node
-   * crash never loses one without the other. Only while the 'message' listeners run;
-   * later it throws `HL_ERR_REPLY_AFTER_HANDLER`.
+   * True when the peer sent this message with `request()` and waits for an answer:
+   * reply(data) or fail(message), once, now or later (docs/requests.md).
+   */
+  readonly isRequest: boolean;
+  /** A request's idempotency key ('' when none, and for plain messages). */
+  readonly idempotencyKey: string;
+  /**
+   * For a request: answers it (once, at any time; a second answer throws
+   * HL_ERR_ALREADY_REPLIED). For a plain message: sends `data` to the peer like
+   * `send()`, only while the 'message' listeners run (later it throws
+   * HL_ERR_REPLY_AFTER_HANDLER). With a session store the reply is committed together
+   * with the message: the peer's ACK for it waits for the reply, so a node crash never
+   * loses one without the other. False when the connection has closed, or (plain
+   * messages) when send() would return false.
    */
   reply(data: Uint8Array | string): boolean;
+  /**
+   * For a request: fails it; the requester's promise rejects with HL_ERR_REMOTE carrying
+   * `message`. A 'message' listener that throws (or returns a promise that rejects) for
+   * a request fails it the same way. Throws HL_ERR_INVALID_ARGUMENT for a plain message.
+   */
+  fail(message: string): boolean;
 }
 
 /** What a {@link Delivery} needs of its connection. */
 export interface ReplySender {
   readonly sessionId: string | null;
   send(data: Uint8Array | string): boolean;
+  replyTo(requestSeq: number, status: ReplyStatusValue, data: Uint8Array | string): boolean;
 }
 
-/** The MessageInfo of one delivery; reply() works until the listeners have returned. */
+/** A request's part of a {@link Delivery}. */
+export interface RequestPart {
+  key: string;
+  /** Learns the answer (an idempotency window keeps it); null: the connection ended first. */
+  kept: ((status: ReplyStatusValue, payload: Uint8Array | null) => void) | null;
+}
+
+/**
+ * The MessageInfo of one delivery. A plain message's reply() works until the listeners
+ * have returned; a request's answer may come at any time, once.
+ */
 export class Delivery implements MessageInfo {
   /** Cleared by the connection once the listeners have returned. */
   live = true;
+  private answered = false;
 
   constructor(
     private readonly conn: ReplySender,
     readonly seq: number,
     readonly redelivered: boolean,
+    private readonly request: RequestPart | null = null,
   ) {}
 
   get id(): string {
     return `${this.conn.sessionId}:${this.seq}`;
   }
 
+  get isRequest(): boolean {
+    return this.request !== null;
+  }
+
+  get idempotencyKey(): string {
+    return this.request?.key ?? '';
+  }
+
   reply(data: Uint8Array | string): boolean {
+    if (this.request) return this.answerOnce(ReplyStatus.OK, data);
     if (!this.live) {
       throw new HeartlineError(
         'HL_ERR_REPLY_AFTER_HANDLER',
@@ -61,6 +106,42 @@ export class Delivery implements MessageInfo {
     }
     return this.conn.send(data);
   }
+
+  fail(message: string): boolean {
+    if (!this.request) {
+      throw new HeartlineError(
+        'HL_ERR_INVALID_ARGUMENT',
+        `fail() on message ${this.seq}, which is not a request`,
+      );
+    }
+    return this.answerOnce(ReplyStatus.ERROR, String(message));
+  }
+
+  /** @internal A listener threw or rejected: fail the request unless it was answered. */
+  failFromHandler(err: unknown): void {
+    if (this.answered) return;
+    this.answer(ReplyStatus.ERROR, err instanceof Error ? err.message : String(err));
+  }
+
+  /** @internal Answers without the once-check's throw (the library's own answers). */
+  answer(status: ReplyStatusValue, data: Uint8Array | string): boolean {
+    if (this.answered) return false;
+    this.answered = true;
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    const sent = this.conn.replyTo(this.seq, status, bytes);
+    this.request?.kept?.(status, sent ? bytes : null);
+    return sent;
+  }
+
+  private answerOnce(status: ReplyStatusValue, data: Uint8Array | string): boolean {
+    if (this.answered) {
+      throw new HeartlineError(
+        'HL_ERR_ALREADY_REPLIED',
+        `request ${this.seq} was already answered; only the first answer counts`,
+      );
+    }
+    return this.answer(status, data);
+  }
 }
 
 /**
@@ -68,8 +149,8 @@ export class Delivery implements MessageInfo {
  * connection itself, so the journal needs none of its protected members.
  */
 export interface JournalHost {
-  /** Hands a message to the application ('message' event). */
-  deliver(seq: number, payload: Buffer, redelivered: boolean): void;
+  /** Hands a message to the application ('message' event), or a REPLY to its request. */
+  deliver(seq: number, payload: Buffer, redelivered: boolean, kind: Inbound): void;
   /**
    * Peer messages up to `seq` are committed: ACK them once every outbound message durable
    * now has been written, so the replies committed with them reach the peer first.
@@ -104,7 +185,7 @@ export interface ConnectionJournal {
    * A DATA frame from the peer, in any order: duplicates are acknowledged and dropped, the
    * next seq is delivered once the store allows. Returns false for a gap (a protocol error).
    */
-  data(seq: number, payload: Buffer): boolean;
+  data(seq: number, payload: Buffer, kind?: Inbound): boolean;
   /** The application queued a message (it is in the replay buffer). */
   sent(): void;
   /** The peer acknowledged outbound seqs up to `seq`. */

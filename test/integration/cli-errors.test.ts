@@ -218,8 +218,15 @@ describe('TLS and connection failures', { skip: pkiUnavailable() }, () => {
       '--no-reconnect',
     ]);
     assert.equal(code, 1, child.dump());
-    assert.equal(lines.length, 1, child.dump());
-    assert.match(lines[0]!, /^heartline connect: eof: .*the server may require TLS: try --tls/);
+    // Without --json the events are readable lines on stderr too: one error line among them.
+    const errors = lines.filter((l) => l.startsWith('heartline connect: '));
+    assert.equal(errors.length, 1, child.dump());
+    assert.match(errors[0]!, /^heartline connect: eof: .*the server may require TLS: try --tls/);
+    assert.ok(
+      lines.some((l) => / close .*reason=eof/.test(l)),
+      child.dump(),
+    );
+    assert.equal(child.events.length, 0, `nothing on stdout\n${child.dump()}`);
   });
 });
 

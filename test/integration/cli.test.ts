@@ -113,6 +113,8 @@ function assertContract(e: CliEvent): void {
 
 /** A running CLI process with its output parsed as it arrives. */
 class Cli {
+  /** Everything printed on stdout, as it came. */
+  stdout = '';
   /** Every complete stdout line, in order. */
   readonly lines: string[] = [];
   /** Every stdout line that parsed as a JSON object, in order. */
@@ -212,6 +214,7 @@ class Cli {
   }
 
   private onStdout(chunk: string): void {
+    this.stdout += chunk;
     const parts = (this.partial + chunk).split('\n');
     this.partial = parts.pop()!;
     for (const line of parts) {
@@ -364,23 +367,56 @@ describe('heartline CLI (built)', () => {
     assertAllContract(server, client);
   });
 
-  test('connect without --json prints each received message as a plain line', async (t) => {
+  test('connect without --json: the messages alone on stdout, the events on stderr', async (t) => {
     const { port } = await serve(t, ['--echo']);
     const client = run(t, ['connect', `${HOST}:${port}`], { label: 'connect (readable)' });
-    const lines = ['hello world', '{"not":"an event"}', 'last line'];
+    const lines = ['hello world', '{"not":"an event"}', 'tab\there', 'last line'];
     client.child.stdin!.write(`${lines.join('\n')}\n`);
-    await client.until('the echoed lines', () => lines.every((l) => client.lines.includes(l)));
+    // The tab comes back escaped, as every control character in a readable line.
+    const printed = lines.map((l) => l.replace('\t', '\\t'));
+    await client.until('the echoed lines', () => printed.every((l) => client.lines.includes(l)));
     client.child.stdin!.end();
     assert.deepEqual(await client.ended(), { code: 0, signal: null }, client.dump());
-    // Each message is a line of its own, in order, with nothing added to it.
-    const seen = client.lines.filter((l) => lines.includes(l));
-    assert.deepEqual(seen, lines);
-    // The other lines are readable text, not JSON events.
-    assert.ok(
-      client.lines.some((l) => / c\d+ connecting -> healthy /.test(l)),
-      client.dump(),
-    );
-    assert.ok(!client.events.some((e) => typeof e.event === 'string'), 'no JSON events');
+    // Stdout is exactly the messages, one per line, in order: it pipes like nc.
+    assert.deepEqual(client.lines, printed, client.dump());
+    // The events are readable lines on stderr: the handshake, the state, the close.
+    const events = client.stderr.split('\n').filter((l) => l !== '');
+    for (const pattern of [/ c\d+ open session=/, / c\d+ connecting -> healthy /, / c\d+ close /]) {
+      assert.ok(
+        events.some((l) => pattern.test(l)),
+        `no ${pattern} on stderr\n${client.dump()}`,
+      );
+    }
+    for (const l of events) assert.match(l, /^\d\d:\d\d:\d\d\.\d{3} /, `an event line: ${l}`);
+  });
+
+  test('echo hi | connect against serve --echo prints exactly "hi" on stdout', async (t) => {
+    const { port } = await serve(t, ['--echo']);
+    const client = run(t, ['connect', `${HOST}:${port}`], { label: 'echo hi | connect' });
+    client.child.stdin!.end('hi\n');
+    assert.deepEqual(await client.ended(), { code: 0, signal: null }, client.dump());
+    assert.equal(client.stdout, 'hi\n', client.dump());
+    assert.match(client.stderr, / connecting -> healthy /, client.dump());
+  });
+
+  test('connect | head -1: a reader that goes away ends connect quietly with exit 0', async (t) => {
+    const { port } = await serve(t, ['--echo']);
+    // bash reports connect's own exit status (head's is the pipeline's) on stderr.
+    const script = `"${process.execPath}" "${MAIN}" connect ${HOST}:${port} | head -1; echo "connect exited $PIPESTATUS" >&2`;
+    const pipeline = run(t, ['-c', script], { command: 'bash', label: 'connect | head -1' });
+    pipeline.child.stdin!.write('first\n');
+    await pipeline.until('the first echo through head', () => pipeline.lines.includes('first'));
+    // head has its line and exits; connect learns it at its next write (EPIPE). Keep
+    // sending until it has (no fixed sleep: each line is one more write it must make).
+    let sent = 0;
+    const feeder = setInterval(() => pipeline.child.stdin!.write(`more ${++sent}\n`), 100);
+    t.after(() => clearInterval(feeder));
+    const exit = await pipeline.ended(DEADLINE);
+    clearInterval(feeder);
+    assert.deepEqual(exit, { code: 0, signal: null }, pipeline.dump());
+    assert.deepEqual(pipeline.lines, ['first'], pipeline.dump());
+    assert.match(pipeline.stderr, /^connect exited 0$/m, pipeline.dump());
+    assert.doesNotMatch(pipeline.stderr, /EPIPE|Error|\n\s+at /, pipeline.dump());
   });
 
   test('a frozen client (SIGSTOP) goes healthy -> suspect -> dead, then heartbeat-timeout', async (t) => {

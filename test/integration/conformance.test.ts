@@ -112,7 +112,8 @@ test('conformance server: a server that sends ACK before WELCOME fails handshake
   requireBuiltCli();
   const port = await rawServer(t, (socket, frames) => {
     for (const f of frames) {
-      if (f.type === FrameType.HELLO) socket.write(Buffer.concat([encodeAck(0), welcomeBytes()]));
+      if (f.type === FrameType.HELLO)
+        socket.write(Buffer.concat([encodeAck(0), welcomeBytes({ version: 1 })]));
     }
   });
   const kit = run(
@@ -136,7 +137,7 @@ test('conformance server: a server that never answers PING fails ping.pong only,
   const port = await rawServer(t, (socket, frames) => {
     for (const f of frames) {
       if (f.type === FrameType.HELLO)
-        socket.write(welcomeBytes({ interval: 10_000, timeout: 30_000 }));
+        socket.write(welcomeBytes({ version: 1, interval: 10_000, timeout: 30_000 }));
       // An echo (with its ACK) but no PONG.
       if (f.type === FrameType.DATA)
         socket.write(Buffer.concat([encodeAck(f.seq), encodeData(f.seq, f.payload)]));
@@ -193,6 +194,7 @@ test('conformance: usage errors exit 2', async (t) => {
     ['conformance', 'server'],
     ['conformance', 'server', '127.0.0.1:7000', '--only', 'no.such.check'],
     ['conformance', 'sideways'],
+    ['conformance', 'server', '127.0.0.1:7000', '--protocol', '3'],
   ]) {
     const child = run(t, args, args.join(' '));
     const exit = await withTimeout(child.exited, { timeout: 10_000 });

@@ -10,6 +10,7 @@ import type { TestContext } from 'node:test';
 import { type ClientConnection, type ClientOptions, connect } from '../../src/client/client.js';
 import { Decoder, encodeHello, encodeWelcome } from '../../src/protocol/codec.js';
 import {
+  DEFAULT_MAX_FRAME,
   type Frame,
   type HelloFrame,
   PROTOCOL_VERSION,
@@ -28,6 +29,7 @@ export function helloBytes(fields: Partial<Omit<HelloFrame, 'type'>> = {}): Buff
     resume: null,
     clientId: '',
     traceId: '',
+    maxFrame: DEFAULT_MAX_FRAME,
     ...fields,
   });
 }
@@ -46,6 +48,7 @@ export function welcomeBytes(fields: Partial<Omit<WelcomeFrame, 'type'>> = {}): 
     timeout: 3000,
     lastReceived: 0,
     sessionTtl: 60_000,
+    maxFrame: DEFAULT_MAX_FRAME,
     ...fields,
   });
 }

@@ -569,6 +569,7 @@ describe('round trips', () => {
     resume: { sessionId: id(1), token: id(100), lastReceived: 2 ** 32 },
     clientId: 'ü'.repeat(0xffff >> 1),
     traceId: '𝄞',
+    maxFrame: 0xffff_ffff,
   };
   cases.push(['HELLO', hello, encodeHello(hello)]);
   const welcome: WelcomeFrame = {
@@ -581,6 +582,7 @@ describe('round trips', () => {
     timeout: 0,
     lastReceived: MAX_U64,
     sessionTtl: 0xffff_ffff,
+    maxFrame: 64,
   };
   cases.push(['WELCOME', welcome, encodeWelcome(welcome)]);
   const ping: PingFrame = { type: FrameType.PING, seq: 0, timestamp: 0 };
@@ -647,7 +649,7 @@ function rawHello(
   const traceId = o.traceId ?? Buffer.from('t');
   return frameOf(
     Buffer.concat([
-      Uint8Array.of(FrameType.HELLO, o.version ?? PROTOCOL_VERSION, o.flags ?? 0),
+      Uint8Array.of(FrameType.HELLO, o.version ?? 1, o.flags ?? 0),
       u32(1000),
       u32(3000),
       o.sessionId ?? new Uint8Array(ID_BYTES),
@@ -670,7 +672,7 @@ function rawWelcome(
 ): Buffer {
   return frameOf(
     Buffer.concat([
-      Uint8Array.of(FrameType.WELCOME, o.version ?? PROTOCOL_VERSION, o.flags ?? 0),
+      Uint8Array.of(FrameType.WELCOME, o.version ?? 1, o.flags ?? 0),
       new Uint8Array(ID_BYTES).fill(1),
       new Uint8Array(ID_BYTES).fill(2),
       u32(1000),
@@ -730,7 +732,7 @@ describe('malformed input gives typed errors', () => {
   });
 
   it('unknown frame types: HL_ERR_UNKNOWN_FRAME', () => {
-    for (const type of [0x00, 0x09, 0x10, 0x7f, 0x80, 0xff]) {
+    for (const type of [0x00, 0x0b, 0x10, 0x7f, 0x80, 0xff]) {
       assertProtocolError(
         () => new Decoder().push(frameOf(Uint8Array.of(type, 1, 2, 3))),
         'HL_ERR_UNKNOWN_FRAME',
@@ -740,15 +742,20 @@ describe('malformed input gives typed errors', () => {
   });
 
   it('a truncated field in every frame type: HL_ERR_MALFORMED_FRAME', () => {
-    // DATA and CLOSE end in a field running to the end of the frame: only their fixed
-    // part can be truncated. Every other frame is invalid at every shorter length.
+    // DATA, CLOSE, REQUEST and REPLY end in a field running to the end of the frame:
+    // only their fixed part can be truncated. Every other frame is invalid at every
+    // shorter length.
     const fixedPart: Partial<Record<number, number>> = {
       [FrameType.DATA]: 1 + 8,
       [FrameType.CLOSE]: 1 + 2 + 4,
+      [FrameType.REPLY]: 1 + 8 + 8 + 1,
     };
     for (const v of VECTORS) {
       const body = v.bytes.subarray(LENGTH_BYTES);
-      const limit = fixedPart[v.frame.type] ?? body.length;
+      const limit =
+        v.frame.type === FrameType.REQUEST
+          ? 1 + 8 + 2 + Buffer.byteLength(v.frame.key)
+          : (fixedPart[v.frame.type] ?? body.length);
       for (let k = 1; k < limit; k++)
         malformed(frameOf(body.subarray(0, k)), `${v.name} cut to ${k}`);
     }
@@ -815,7 +822,7 @@ describe('malformed input gives typed errors', () => {
   });
 
   it('HELLO or WELCOME with another protocol version: HL_ERR_UNSUPPORTED_VERSION', () => {
-    for (const version of [0, 2, 0x80, 0xff]) {
+    for (const version of [0, 3, 0x80, 0xff]) {
       const code = 'HL_ERR_UNSUPPORTED_VERSION';
       assertProtocolError(() => new Decoder().push(rawHello({ version })), code);
       assertProtocolError(() => new Decoder().push(rawWelcome({ version })), code);
@@ -918,6 +925,7 @@ describe('encoder range errors: HL_ERR_INVALID_ARGUMENT', () => {
     resume: null,
     clientId: '',
     traceId: '',
+    maxFrame: DEFAULT_MAX_FRAME,
   };
   const welcome: Omit<WelcomeFrame, 'type'> = {
     version: PROTOCOL_VERSION,
@@ -928,6 +936,7 @@ describe('encoder range errors: HL_ERR_INVALID_ARGUMENT', () => {
     timeout: 2,
     lastReceived: 0,
     sessionTtl: 0,
+    maxFrame: DEFAULT_MAX_FRAME,
   };
   const badU32 = [-1, 2 ** 32, 1.5, Number.NaN, Number.POSITIVE_INFINITY];
   const badU64 = [-1, 2 ** 53, 0.5, Number.NaN, Number.POSITIVE_INFINITY];
@@ -1005,29 +1014,41 @@ const arbU64 = fc.oneof(fc.constantFrom(0, 1, 2 ** 32 - 1, 2 ** 32, MAX_U64), fc
 const arbId = fc.uint8Array({ minLength: ID_BYTES, maxLength: ID_BYTES });
 const arbText = fc.string({ unit: 'binary', maxLength: 24 });
 
-const arbHello: fc.Arbitrary<HelloFrame> = fc.record({
-  type: fc.constant(FrameType.HELLO),
-  version: fc.constant(PROTOCOL_VERSION),
-  interval: arbU32,
-  timeout: arbU32,
-  auth: fc.uint8Array({ maxLength: 48 }),
-  resume: fc.option(fc.record({ sessionId: arbId, token: arbId, lastReceived: arbU64 }), {
-    nil: null,
-  }),
-  clientId: arbText,
-  traceId: arbText,
-});
-const arbWelcome: fc.Arbitrary<WelcomeFrame> = fc.record({
-  type: fc.constant(FrameType.WELCOME),
-  version: fc.constant(PROTOCOL_VERSION),
-  resumed: fc.boolean(),
-  sessionId: arbId,
-  token: arbId,
-  interval: arbU32,
-  timeout: arbU32,
-  lastReceived: arbU64,
-  sessionTtl: arbU32,
-});
+/** Version 1 has no maxFrame field: it decodes as the default. */
+const arbVersioned = fc.oneof(
+  fc.constant({ version: 1, maxFrame: DEFAULT_MAX_FRAME }),
+  fc.record({ version: fc.constant(2), maxFrame: fc.integer({ min: 64, max: 0xffff_ffff }) }),
+);
+
+const arbHello: fc.Arbitrary<HelloFrame> = fc
+  .record({
+    type: fc.constant(FrameType.HELLO),
+    version: fc.constant(PROTOCOL_VERSION),
+    interval: arbU32,
+    timeout: arbU32,
+    auth: fc.uint8Array({ maxLength: 48 }),
+    resume: fc.option(fc.record({ sessionId: arbId, token: arbId, lastReceived: arbU64 }), {
+      nil: null,
+    }),
+    clientId: arbText,
+    traceId: arbText,
+    maxFrame: fc.constant(DEFAULT_MAX_FRAME),
+  })
+  .chain((f) => arbVersioned.map((v) => ({ ...f, ...v })));
+const arbWelcome: fc.Arbitrary<WelcomeFrame> = fc
+  .record({
+    type: fc.constant(FrameType.WELCOME),
+    version: fc.constant(PROTOCOL_VERSION),
+    resumed: fc.boolean(),
+    sessionId: arbId,
+    token: arbId,
+    interval: arbU32,
+    timeout: arbU32,
+    lastReceived: arbU64,
+    sessionTtl: arbU32,
+    maxFrame: fc.constant(DEFAULT_MAX_FRAME),
+  })
+  .chain((f) => arbVersioned.map((v) => ({ ...f, ...v })));
 const arbPing: fc.Arbitrary<PingFrame> = fc.record({
   type: fc.constant(FrameType.PING),
   seq: arbU32,

@@ -65,6 +65,7 @@ const hello = fc.record({
   resume: fc.option(fc.record({ sessionId: id, token: id, lastReceived: u53 })),
   clientId: text,
   traceId: text,
+  maxFrame: fc.oneof(fc.constant(1024 * 1024), fc.integer({ min: 64, max: 0xffff_ffff })),
 });
 
 const anyFrame: fc.Arbitrary<Frame> = fc.oneof(
@@ -79,6 +80,7 @@ const anyFrame: fc.Arbitrary<Frame> = fc.oneof(
     timeout: u32,
     lastReceived: u53,
     sessionTtl: u32,
+    maxFrame: fc.constant(1024 * 1024),
   }),
   fc.record({ type: fc.constant(FrameType.PING), seq: u32, timestamp: u53 }),
   fc.record({ type: fc.constant(FrameType.PONG), seq: u32, timestamp: u53 }),

@@ -26,6 +26,7 @@ function hello(resume: boolean): Buffer {
       : null,
     clientId: 'client-1',
     traceId: 'trace-1',
+    maxFrame: MAX_FRAME,
   });
 }
 
@@ -101,6 +102,7 @@ describe('HelloPeek', () => {
       resume: null,
       clientId: 'c'.repeat(0xffff),
       traceId: 't'.repeat(0xffff),
+      maxFrame: MAX_FRAME,
     });
     assert.equal(longest.readUInt32BE(0), MAX_HELLO_LENGTH);
     const peek = new HelloPeek(1024 * 1024);
@@ -144,6 +146,7 @@ describe('HelloPeek', () => {
       resume: null,
       clientId: 'c'.repeat(0xffff),
       traceId: 't'.repeat(0xffff),
+      maxFrame: MAX_FRAME,
     });
     const concat = mock.method(Buffer, 'concat');
     try {

@@ -1,0 +1,237 @@
+/**
+ * The idempotency window on a real redis-server, as two nodes see it: two windows, each on
+ * its own connection (a RedisStore's client, as a server shares it), on one Redis. A reply
+ * kept by one node answers the other; one claim wins a race; abandon and expiry release a
+ * key; a late handler never overwrites a newer claim; and a Redis that is stopped or frozen
+ * gives typed errors, never a crash or an unhandled rejection.
+ */
+
+import assert from 'node:assert/strict';
+import { describe, type TestContext, test } from 'node:test';
+import {
+  createRedisWindow,
+  type RedisIdempotencyWindow,
+  type RedisWindowOptions,
+} from '../../src/cluster/redis-idempotency.js';
+import { RedisStore } from '../../src/cluster/redis-store.js';
+import { HeartlineError } from '../../src/errors.js';
+import type { IdempotencyClaim, KeptReply } from '../../src/session/idempotency.js';
+import { RedisServer, redisSkip } from '../support/redis.js';
+import { waitFor } from '../support/wait.js';
+
+const skip = redisSkip();
+
+const reply = (text: string, status = 0): KeptReply => ({
+  status,
+  payload: new Uint8Array(Buffer.from(text)),
+});
+const text = (r: KeptReply | null | undefined): string | null =>
+  r ? Buffer.from(r.payload).toString() : null;
+
+function expectKind<K extends IdempotencyClaim['kind']>(
+  claim: IdempotencyClaim,
+  kind: K,
+): Extract<IdempotencyClaim, { kind: K }> {
+  assert.equal(claim.kind, kind);
+  return claim as Extract<IdempotencyClaim, { kind: K }>;
+}
+
+const isStoreError = (err: unknown): boolean =>
+  err instanceof HeartlineError && err.code === 'HL_ERR_STORE';
+
+interface Cluster {
+  redis: RedisServer;
+  stores: [RedisStore, RedisStore];
+  nodes: [RedisIdempotencyWindow, RedisIdempotencyWindow];
+}
+
+/** One Redis, two nodes (each a RedisStore connection and a window on it). */
+async function cluster(t: TestContext, options: RedisWindowOptions = {}): Promise<Cluster> {
+  const redis = await RedisServer.start(t);
+  const stores: [RedisStore, RedisStore] = [new RedisStore(redis.url), new RedisStore(redis.url)];
+  const nodes: [RedisIdempotencyWindow, RedisIdempotencyWindow] = [
+    createRedisWindow(() => stores[0].client(), options),
+    createRedisWindow(() => stores[1].client(), options),
+  ];
+  t.after(async () => {
+    for (const node of nodes) await node.close();
+    for (const store of stores) await store.close();
+  });
+  return { redis, stores, nodes };
+}
+
+/** Fails the test on any unhandled rejection while it runs. */
+function noUnhandledRejections(t: TestContext): unknown[] {
+  const seen: unknown[] = [];
+  const listener = (reason: unknown) => seen.push(reason);
+  process.on('unhandledRejection', listener);
+  t.after(() => {
+    process.off('unhandledRejection', listener);
+  });
+  return seen;
+}
+
+describe('Redis idempotency window', { skip }, () => {
+  test('a reply finished on one node is done on the other', async (t) => {
+    const {
+      nodes: [a, b],
+    } = await cluster(t);
+    expectKind(await a.begin('alice', 'order-1'), 'run');
+    await a.finish('alice', 'order-1', reply('shipped', 201));
+    const done = expectKind(await b.begin('alice', 'order-1'), 'done');
+    assert.equal(done.reply.status, 201);
+    assert.equal(text(done.reply), 'shipped');
+    // same key, other identity: its own claim
+    expectKind(await b.begin('bob', 'order-1'), 'run');
+    await b.finish('bob', 'order-1', { status: 0xffff_ffff, payload: new Uint8Array(0) });
+    const empty = expectKind(await a.begin('bob', 'order-1'), 'done');
+    assert.deepEqual([empty.reply.status, empty.reply.payload.byteLength], [0xffff_ffff, 0]);
+    assert.equal(a.stats.keys, 0, 'no claim left open once finished');
+  });
+
+  test('concurrent begin on two nodes: one runs, the other waits for its reply', async (t) => {
+    const {
+      nodes: [a, b],
+    } = await cluster(t);
+    for (let round = 0; round < 20; round++) {
+      const key = `race-${round}`;
+      const claims = await Promise.all([a.begin('alice', key), b.begin('alice', key)]);
+      const runs = claims.filter((c) => c.kind === 'run').length;
+      assert.equal(runs, 1, `round ${round}: exactly one node runs`);
+      const runner = claims[0].kind === 'run' ? a : b;
+      const waiter = expectKind(claims[0].kind === 'run' ? claims[1] : claims[0], 'pending');
+      await runner.finish('alice', key, reply(`answer-${round}`));
+      assert.equal(text(await waiter.settled), `answer-${round}`);
+    }
+  });
+
+  test('abandon releases the key: the waiting node gets null and its retry runs', async (t) => {
+    const {
+      nodes: [a, b],
+    } = await cluster(t);
+    expectKind(await a.begin('alice', 'k'), 'run');
+    const waiting = expectKind(await b.begin('alice', 'k'), 'pending');
+    await a.abandon('alice', 'k');
+    assert.equal(await waiting.settled, null);
+    expectKind(await b.begin('alice', 'k'), 'run');
+    await b.finish('alice', 'k', reply('second try'));
+    assert.equal(text(expectKind(await a.begin('alice', 'k'), 'done').reply), 'second try');
+    // finish/abandon of a key this node never claimed do nothing
+    await a.abandon('alice', 'k');
+    await a.finish('alice', 'k', reply('not mine'));
+    assert.equal(text(expectKind(await b.begin('alice', 'k'), 'done').reply), 'second try');
+  });
+
+  test('keys expire with the window; a late handler never overwrites a newer claim', async (t) => {
+    const windowMs = 300;
+    const {
+      nodes: [a, b],
+      stores,
+    } = await cluster(t, { windowMs });
+    const redis = await stores[0].client();
+    expectKind(await a.begin('alice', 'k'), 'run');
+    await a.finish('alice', 'k', reply('r'));
+    const keys = await redis.keys('hl:idem:*');
+    assert.equal(keys.length, 1);
+    assert.match(keys[0]!, /^hl:idem:\{[A-Za-z0-9_-]{43}\}$/);
+    const ttl = await redis.pttl(keys[0]!);
+    assert.ok(ttl > 0 && ttl <= windowMs, `PTTL ${ttl} in (0, ${windowMs}]`);
+    expectKind(await b.begin('alice', 'k'), 'done');
+    await waitFor(async () => (await redis.exists(keys[0]!)) === 0, { timeout: 5000 });
+
+    // A claim nobody finishes lapses too: the waiter gets null.
+    expectKind(await a.begin('alice', 'k'), 'run');
+    const waiting = expectKind(await b.begin('alice', 'k'), 'pending');
+    assert.equal(await waiting.settled, null);
+    // Node b claims anew; a's handler finishing late must not replace b's claim.
+    expectKind(await b.begin('alice', 'k'), 'run');
+    await a.finish('alice', 'k', reply('late'));
+    const second = expectKind(await a.begin('alice', 'k'), 'pending');
+    await b.finish('alice', 'k', reply('fresh'));
+    assert.equal(text(await second.settled), 'fresh');
+    assert.equal(text(expectKind(await a.begin('alice', 'k'), 'done').reply), 'fresh');
+  });
+
+  test('Redis stopped: begin, finish and abandon reject with HL_ERR_STORE, waits end with null', async (t) => {
+    const unhandled = noUnhandledRejections(t);
+    const {
+      redis,
+      nodes: [a, b],
+    } = await cluster(t, { timeoutMs: 1000 });
+    expectKind(await a.begin('alice', 'held'), 'run');
+    expectKind(await a.begin('alice', 'dropped'), 'run');
+    const waiting = expectKind(await b.begin('alice', 'held'), 'pending');
+    await redis.stop('SIGKILL');
+    await assert.rejects(b.begin('alice', 'new'), isStoreError);
+    await assert.rejects(a.finish('alice', 'held', reply('x')), isStoreError);
+    await assert.rejects(a.abandon('alice', 'dropped'), isStoreError);
+    assert.equal(await waiting.settled, null, 'a wait that cannot reach Redis ends');
+    await redis.resume();
+    // Back (empty, no persistence): keys work again.
+    await waitFor(async () => {
+      try {
+        return (await a.begin('alice', 'after')).kind === 'run';
+      } catch {
+        return false;
+      }
+    });
+    await a.finish('alice', 'after', reply('ok'));
+    assert.equal(text(expectKind(await b.begin('alice', 'after'), 'done').reply), 'ok');
+    assert.deepEqual(unhandled, []);
+  });
+
+  test('Redis frozen past timeoutMs: begin rejects, and the claim made late is released', async (t) => {
+    const unhandled = noUnhandledRejections(t);
+    const {
+      redis,
+      stores,
+      nodes: [a, b],
+    } = await cluster(t, { timeoutMs: 300 });
+    const conn = await stores[0].client();
+    await conn.ping(); // connected before the freeze
+    redis.signal('SIGSTOP');
+    try {
+      const started = performance.now();
+      await assert.rejects(a.begin('alice', 'k'), (err: unknown) => {
+        assert.ok(isStoreError(err));
+        assert.match((err as Error).message, /within 300 ms/);
+        return true;
+      });
+      assert.ok(performance.now() - started < 5000);
+    } finally {
+      redis.signal('SIGCONT');
+    }
+    // The SET NX ran once Redis thawed; a's window released it, so a retry runs
+    // rather than waiting a whole window for a handler that never started.
+    await waitFor(async () => (await conn.keys('hl:idem:*')).length === 0, { timeout: 5000 });
+    expectKind(await b.begin('alice', 'k'), 'run');
+    assert.deepEqual(unhandled, []);
+  });
+
+  test('options and keys are validated; a closed window refuses', async (t) => {
+    const { stores } = await cluster(t);
+    const client = () => stores[0].client();
+    for (const [name, value] of [
+      ['windowMs', 0],
+      ['timeoutMs', 1],
+      ['pollMs', 0],
+      ['keyPrefix', 'a{b}'],
+    ] as const) {
+      assert.throws(
+        () => createRedisWindow(client, { [name]: value }),
+        (err: unknown) =>
+          err instanceof HeartlineError &&
+          err.code === 'HL_ERR_INVALID_ARGUMENT' &&
+          err.message.includes(`"${name}"`),
+      );
+    }
+    const w = createRedisWindow(client, { keyPrefix: 'app:' });
+    await assert.rejects(async () => w.begin('alice', ''), /idempotency key/);
+    expectKind(await w.begin('alice', 'k'), 'run');
+    assert.equal(w.stats.keys, 1);
+    assert.equal((await (await stores[0].client()).keys('app:idem:*')).length, 1);
+    await w.close();
+    expectKind(await w.begin('alice', 'other'), 'full');
+    assert.equal(w.stats.keys, 0);
+  });
+});
