@@ -9,6 +9,7 @@ import { parseAddress } from '../client/servers.js';
 import { runClientScript } from '../conformance/client-script.js';
 import { Reporter } from '../conformance/report.js';
 import {
+  KIT_VERSIONS,
   runServerChecks,
   SERVER_CHECK_DEFAULTS,
   selectChecks,
@@ -41,6 +42,8 @@ Options (server):
   --only LIST          only these checks: ids or prefixes, e.g. ping.pong,malformed
   --quick              skip the checks that wait on long server timers
                        (handshake.timeout)
+  --protocol LIST      the protocol versions whose checks run (default 1,2; a
+                       version 1 server: --protocol 1)
   --max-frame BYTES    the server's maximum frame size (default 1048576)
   --handshake-timeout MS
                        the server's handshake timeout (default 10000)
@@ -65,6 +68,7 @@ Examples:
 export const conformanceFlags = {
   only: { type: 'string' },
   quick: { type: 'boolean', default: false },
+  protocol: { type: 'string', default: '1,2' },
   'max-frame': { type: 'string' },
   'handshake-timeout': { type: 'string' },
   interval: { type: 'string' },
@@ -100,6 +104,14 @@ export async function conformance(argv: string[]): Promise<number> {
     } catch (err) {
       throw new UsageError(`--only: ${(err as Error).message}`);
     }
+    const versions = values.protocol.split(',').map((v) => v.trim());
+    for (const v of versions) {
+      if (!KIT_VERSIONS.map(String).includes(v)) {
+        throw new UsageError(
+          `--protocol: no checks for version "${v}" (the kit knows ${KIT_VERSIONS.join(', ')})`,
+        );
+      }
+    }
     const d = SERVER_CHECK_DEFAULTS;
     await runServerChecks(
       {
@@ -112,7 +124,12 @@ export async function conformance(argv: string[]): Promise<number> {
           msFlag('interval', values.interval, 'the shortest the server grants') ?? d.interval,
         slack: intFlag('slack', values.slack, 0) ?? d.slack,
       },
-      { only, quick: values.quick, onResult: (r) => reporter.add(r) },
+      {
+        only,
+        quick: values.quick,
+        versions: versions.map(Number),
+        onResult: (r) => reporter.add(r),
+      },
     );
   } else if (side === 'client') {
     if (address !== undefined) throw new UsageError(`unexpected argument "${address}"`);
