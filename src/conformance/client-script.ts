@@ -37,7 +37,7 @@ import {
   type PingFrame,
   type PongFrame,
 } from '../protocol/frames.js';
-import type { CheckInfo, CheckResult } from './report.js';
+import { type CheckInfo, type CheckResult, failureText } from './report.js';
 import { CheckFailure, describe, expect, WirePeer } from './wire.js';
 
 /** The heartbeat the script grants (ms): short, so that the idle PING comes soon. */
@@ -196,10 +196,7 @@ class Steps {
       detail = (await body()) ?? '';
     } catch (err) {
       status = 'fail';
-      detail =
-        err instanceof CheckFailure
-          ? err.message
-          : `unexpected error: ${err instanceof Error ? err.message : String(err)}`;
+      detail = failureText(err);
       if (hard) this.stopped = id;
     }
     this.onResult({ ...info, status, detail, ms: Math.round(performance.now() - started) });
