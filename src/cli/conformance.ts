@@ -24,6 +24,7 @@ import {
   parseFlags,
   UsageError,
 } from './args.js';
+import { clientTls, serverTls } from './tls-flags.js';
 
 export const conformanceHelp = `Usage: heartline conformance server HOST:PORT [options]
        heartline conformance client [options]
@@ -50,10 +51,17 @@ Options (server):
   --interval MS        the shortest heartbeat interval the server grants; the
                        heartbeat checks ask for it and 2 x it (default 1000)
   --slack MS           how late an answer or a detection may be (default 1000)
+  --tls                connect over TLS, trusting the system CAs
+  --tls-ca FILE        connect over TLS, trusting this PEM CA for the server
+  --tls-cert FILE      mutual TLS: present this PEM client certificate...
+  --tls-key FILE       ...with this PEM private key
+  --tls-servername N   the name to check in the server's certificate
 Options (client):
   --port P             port to listen on; 0 picks a free one (default 0)
   --host H             address to listen on (default 127.0.0.1)
   --wait MS            how long to wait for the client to connect (default 60000)
+  --tls-cert FILE      serve TLS with this PEM certificate (chain)...
+  --tls-key FILE       ...and this PEM private key
 Both:
   --json               one JSON object per check and a summary object on stdout
   -h, --help           show this help
@@ -76,6 +84,11 @@ export const conformanceFlags = {
   port: { type: 'string', default: '0' },
   host: { type: 'string', default: '127.0.0.1' },
   wait: { type: 'string' },
+  tls: { type: 'boolean', default: false },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-servername': { type: 'string' },
   json: { type: 'boolean', default: false },
 } as const;
 
@@ -112,6 +125,7 @@ export async function conformance(argv: string[]): Promise<number> {
         );
       }
     }
+    const tls = clientTls(values);
     const d = SERVER_CHECK_DEFAULTS;
     await runServerChecks(
       {
@@ -123,6 +137,7 @@ export async function conformance(argv: string[]): Promise<number> {
         interval:
           msFlag('interval', values.interval, 'the shortest the server grants') ?? d.interval,
         slack: intFlag('slack', values.slack, 0) ?? d.slack,
+        ...(tls ? { tls } : {}),
       },
       {
         only,
@@ -134,11 +149,18 @@ export async function conformance(argv: string[]): Promise<number> {
   } else if (side === 'client') {
     if (address !== undefined) throw new UsageError(`unexpected argument "${address}"`);
     const { host, port } = listenFlag('port', `${values.host}:${values.port}`);
+    if (values.tls || values['tls-servername'] !== undefined) {
+      throw new UsageError(
+        '--tls and --tls-servername are for "server"; serve TLS with --tls-cert and --tls-key',
+      );
+    }
+    const tls = serverTls(values);
     await runClientScript({
       host,
       port,
       wait: msFlag('wait', values.wait, 'how long to wait for the client') ?? 60_000,
       slack: intFlag('slack', values.slack, 0) ?? SERVER_CHECK_DEFAULTS.slack,
+      ...(tls ? { tls } : {}),
       onListening: (addr) => {
         if (values.json) {
           process.stdout.write(

@@ -19,7 +19,8 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { CloseCode } from '../protocol/close-codes.js';
 import {
   encodeClose,
@@ -124,6 +125,8 @@ export interface ClientScriptOptions {
   wait: number;
   /** How late an answer may be beyond what the protocol says (ms). */
   slack: number;
+  /** Serve TLS with these options (certificate and key). */
+  tls?: TlsOptions;
   /** Called once listening. */
   onListening(address: { host: string; port: number }): void;
   /** Called with each result as it comes. */
@@ -137,8 +140,12 @@ class Acceptor {
   readonly all: WirePeer[] = [];
   accepted = 0;
 
-  constructor(readonly server: Server) {
-    server.on('connection', (socket) => {
+  constructor(
+    readonly server: Server,
+    tls: boolean,
+  ) {
+    // Over TLS a connection counts once its TLS handshake is done.
+    server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
       const peer = new WirePeer(socket);
       this.all.push(peer);
       this.accepted++;
@@ -233,14 +240,14 @@ async function helloOf(peer: WirePeer, timeout: number): Promise<HelloFrame> {
 
 /** Runs the script; reports every check through `onResult`. */
 export async function runClientScript(options: ClientScriptOptions): Promise<void> {
-  const server = createServer();
+  const server = options.tls ? createTlsServer(options.tls) : createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => resolve());
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
-  const acceptor = new Acceptor(server);
+  const acceptor = new Acceptor(server, options.tls !== undefined);
   options.onListening({ host: options.host, port });
   const steps = new Steps(options.onResult);
   try {

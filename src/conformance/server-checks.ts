@@ -10,6 +10,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import type { ConnectionOptions } from 'node:tls';
 import { CloseCode } from '../protocol/close-codes.js';
 import {
   encodeAck,
@@ -41,6 +42,8 @@ export interface ServerTarget {
   interval: number;
   /** How late a PONG, an ACK or a detection may come beyond what the protocol says (ms). */
   slack: number;
+  /** Connect over TLS with these options (CA, client certificate, server name). */
+  tls?: ConnectionOptions;
 }
 
 /** Defaults of the server checks' target. */
@@ -1090,7 +1093,7 @@ export async function runServerChecks(
     }
     const peers: WirePeer[] = [];
     const open = async (): Promise<WirePeer> => {
-      const p = await WirePeer.connect(target.host, target.port, 5000, target.maxFrame);
+      const p = await WirePeer.connect(target.host, target.port, 5000, target.maxFrame, target.tls);
       peers.push(p);
       return p;
     };

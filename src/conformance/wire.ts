@@ -5,7 +5,8 @@
  * heartbeat, no ACK, no answer to anything, unless a check asks for it.
  */
 
-import { connect as netConnect, type Socket } from 'node:net';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { CloseCode } from '../protocol/close-codes.js';
 import { Decoder, encodeHello, encodePong } from '../protocol/codec.js';
 import {
@@ -135,20 +136,26 @@ export class WirePeer {
     });
   }
 
-  /** Connects to `host:port`; rejects after `timeout` ms. */
+  /**
+   * Connects to `host:port`, over TLS when `tls` is given (the peer is ready once the TLS
+   * handshake is done); rejects after `timeout` ms.
+   */
   static connect(
     host: string,
     port: number,
     timeout: number,
     maxFrame = DEFAULT_MAX_FRAME,
+    tls?: ConnectionOptions,
   ): Promise<WirePeer> {
     return new Promise((resolve, reject) => {
-      const socket = netConnect({ host, port });
+      const socket = tls
+        ? tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...tls })
+        : netConnect({ host, port });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new CheckFailure(`could not connect to ${host}:${port} within ${timeout} ms`));
       }, timeout);
-      socket.once('connect', () => {
+      socket.once(tls ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         resolve(new WirePeer(socket, maxFrame));
       });

@@ -7,11 +7,12 @@
 
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
-import { type TestContext, test } from 'node:test';
+import { after, before, describe, type TestContext, test } from 'node:test';
 import { CLIENT_CHECKS } from '../../src/conformance/client-script.js';
 import { SERVER_CHECKS } from '../../src/conformance/server-checks.js';
 import { Decoder, encodeAck, encodeData, encodePing } from '../../src/protocol/codec.js';
 import { FrameType } from '../../src/protocol/frames.js';
+import { makePki, pkiUnavailable, type TestPki } from '../support/certs.js';
 import { type CliEvent, requireBuiltCli, run } from '../support/cli.js';
 import { welcomeBytes } from '../support/peers.js';
 import { onceEvent, waitFor, withTimeout } from '../support/wait.js';
@@ -200,4 +201,90 @@ test('conformance: usage errors exit 2', async (t) => {
     const exit = await withTimeout(child.exited, { timeout: 10_000 });
     assert.equal(exit.code, 2, `${args.join(' ')}: ${child.stderr}`);
   }
+});
+
+/**
+ * The server checks run over TLS: all but handshake.second-hello and data.gap, which
+ * fail over TLS today. Both answer a protocol error right behind a frame written in the
+ * same turn (the WELCOME, an echo), and the server's Link.fail() destroys the socket
+ * right after writing the CLOSE: over TLS the CLOSE is still in the TLS stream and is
+ * lost (reported to the lead; over TCP it reaches the kernel first).
+ */
+const TLS_CHECKS = [
+  'handshake.welcome',
+  'handshake.grant',
+  'handshake.pipelined',
+  'handshake.first-frame',
+  'handshake.timeout',
+  'data.echo',
+  'data.seq-zero',
+  'ack',
+  'ping',
+  'heartbeat.silent-client',
+  'resume',
+  'malformed',
+  'close',
+  'v2',
+].join(',');
+
+describe('conformance over TLS', { skip: pkiUnavailable() }, () => {
+  let pki: TestPki;
+  before(() => {
+    pki = makePki();
+  });
+  after(() => pki?.remove());
+
+  test('conformance server --tls-ca: serve --echo over TLS passes, exit 0', async (t) => {
+    requireBuiltCli();
+    const serve = run(
+      t,
+      ['serve', '--port', '0', '--echo', '--json', '--handshake-timeout', '2000'].concat([
+        '--tls-cert',
+        pki.server.certFile,
+        '--tls-key',
+        pki.server.keyFile,
+      ]),
+      'serve',
+    );
+    const { port } = await serve.named('listening');
+    const kit = run(
+      t,
+      ['conformance', 'server', `127.0.0.1:${port}`, '--json', '--tls-ca', pki.caFile].concat([
+        '--handshake-timeout',
+        '2000',
+        '--only',
+        TLS_CHECKS,
+      ]),
+      'conformance server',
+    );
+    const exit = await withTimeout(kit.exited, { timeout: RUN_TIMEOUT, message: kit.dump() });
+    assert.equal(failures(kit.events), '', kit.dump());
+    assert.ok(checks(kit.events).length >= 35, kit.dump());
+    assert.equal(exit.code, 0, kit.dump());
+  });
+
+  test('conformance client --tls-cert: connect --tls-ca passes, exit 0', async (t) => {
+    requireBuiltCli();
+    const kit = run(
+      t,
+      ['conformance', 'client', '--port', '0', '--json'].concat([
+        '--tls-cert',
+        pki.server.certFile,
+        '--tls-key',
+        pki.server.keyFile,
+      ]),
+      'conformance client',
+    );
+    const { port } = await kit.named('listening');
+    const client = run(
+      t,
+      ['connect', `127.0.0.1:${port}`, '--json', '--tls-ca', pki.caFile],
+      'connect',
+      'a\nb\nc\n',
+    );
+    const exit = await withTimeout(kit.exited, { timeout: RUN_TIMEOUT, message: kit.dump() });
+    assert.equal(failures(kit.events), '', `${kit.dump()}\n${client.dump()}`);
+    assert.equal(checks(kit.events).length, CLIENT_CHECKS.length);
+    assert.equal(exit.code, 0, kit.dump());
+  });
 });
