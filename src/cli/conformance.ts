@@ -14,6 +14,7 @@ import {
   SERVER_CHECK_DEFAULTS,
   selectChecks,
 } from '../conformance/server-checks.js';
+import { WirePeer } from '../conformance/wire.js';
 import { InvalidArgumentError } from '../errors.js';
 import {
   addressFlag,
@@ -126,6 +127,13 @@ export async function conformance(argv: string[]): Promise<number> {
       }
     }
     const tls = clientTls(values);
+    // A server that cannot be reached is one line, not every check failing alike.
+    try {
+      (await WirePeer.connect(target.host, target.port, 5000, undefined, tls)).cut();
+    } catch (err) {
+      process.stderr.write(`heartline conformance: ${(err as Error).message}\n`);
+      return ExitCode.FAILURE;
+    }
     const d = SERVER_CHECK_DEFAULTS;
     await runServerChecks(
       {

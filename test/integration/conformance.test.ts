@@ -188,6 +188,19 @@ test('conformance client: a client whose first frame is not HELLO fails client.h
   });
 });
 
+test('conformance server: a server that cannot be reached is one line on stderr, exit 1', async (t) => {
+  requireBuiltCli();
+  // Port 1 on loopback: nothing listens there.
+  const closed = run(t, ['conformance', 'server', '127.0.0.1:1'], 'unreachable');
+  const exit = await withTimeout(closed.exited, { timeout: 15_000, message: closed.dump() });
+  assert.equal(exit.code, 1, closed.dump());
+  assert.match(
+    closed.stderr,
+    /^heartline conformance: could not connect to 127\.0\.0\.1:1: .*ECONNREFUSED/,
+  );
+  assert.equal(closed.events.length, 0, 'no check was run');
+});
+
 test('conformance: usage errors exit 2', async (t) => {
   requireBuiltCli();
   for (const args of [
