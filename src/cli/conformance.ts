@@ -51,7 +51,6 @@ Options (server):
                        the server's handshake timeout (default 10000)
   --interval MS        the shortest heartbeat interval the server grants; the
                        heartbeat checks ask for it and 2 x it (default 1000)
-  --slack MS           how late an answer or a detection may be (default 1000)
   --tls                connect over TLS, trusting the system CAs
   --tls-ca FILE        connect over TLS, trusting this PEM CA for the server
   --tls-cert FILE      mutual TLS: present this PEM client certificate...
@@ -63,7 +62,9 @@ Options (client):
   --wait MS            how long to wait for the client to connect (default 60000)
   --tls-cert FILE      serve TLS with this PEM certificate (chain)...
   --tls-key FILE       ...and this PEM private key
+  --tls-ca FILE        mutual TLS: require client certificates signed by this PEM CA
 Both:
+  --slack MS           how late an answer or a detection may be (default 1000)
   --json               one JSON object per check and a summary object on stdout
   -h, --help           show this help
 

@@ -59,13 +59,16 @@ const commands: Record<string, Command> = {
   },
 };
 
+/** Width of the command names in the overview: the longest one. */
+const COLUMN = Math.max(...Object.keys(commands).map((name) => name.length));
+
 const mainHelp = `Usage: heartline <command> [options]
 
 Heartbeats, health and resumable sessions for long-lived TCP connections.
 
 Commands:
 ${Object.entries(commands)
-  .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
+  .map(([name, c]) => `  ${name.padEnd(COLUMN)} ${c.summary}`)
   .join('\n')}
 
 Run "heartline <command> --help" for a command's options.
