@@ -26,7 +26,7 @@ import {
   encodeClose,
   encodeData,
   encodePing,
-  encodePong,
+  encodeSettings,
   encodeWelcome,
 } from '../protocol/codec.js';
 import {
@@ -35,7 +35,6 @@ import {
   type Frame,
   FrameType,
   type HelloFrame,
-  type PingFrame,
   type PongFrame,
 } from '../protocol/frames.js';
 import { type CheckInfo, type CheckResult, failureText } from './report.js';
@@ -43,6 +42,9 @@ import { CheckFailure, describe, expect, WirePeer } from './wire.js';
 
 /** The heartbeat the script grants (ms): short, so that the idle PING comes soon. */
 export const SCRIPT_GRANT = { interval: 1000, timeout: 4000 } as const;
+
+/** The heartbeat the script then changes to with SETTINGS (ms): longer, to tell them apart. */
+export const SETTINGS_GRANT = { interval: 2000, timeout: 8000 } as const;
 
 /** How long the script holds WELCOME back to see whether the client sends anything (ms). */
 const HOLD_WELCOME_MS = 500;
@@ -87,6 +89,11 @@ export const CLIENT_CHECKS: readonly CheckInfo[] = [
     id: 'client.idle-ping',
     section: '7.2',
     description: `an idle client pings once it has sent nothing for the granted interval (${SCRIPT_GRANT.interval} ms)`,
+  },
+  {
+    id: 'client.settings',
+    section: '7.5',
+    description: `after SETTINGS(${SETTINGS_GRANT.interval} ms, ${SETTINGS_GRANT.timeout} ms) the idle client pings on the new interval`,
   },
   {
     id: 'client.resume-hello',
@@ -238,6 +245,33 @@ async function helloOf(peer: WirePeer, timeout: number): Promise<HelloFrame> {
   return first;
 }
 
+/**
+ * Waits for the client's next PING and checks that it came once the client had sent
+ * nothing for `interval` ms (measured from its previous frame), not earlier and at most
+ * `slack` later.
+ */
+async function idlePing(peer: WirePeer, interval: number, slack: number): Promise<string> {
+  const from = peer.arrivals.length;
+  const bound = interval + slack;
+  await peer.until(
+    () => peer.frames.slice(from).some((f) => f.type === FrameType.PING),
+    bound + 2000,
+  );
+  const i = peer.arrivals.findIndex((x, j) => j >= from && x.frame.type === FrameType.PING);
+  expect(i >= 0, `no PING within ${bound + 2000} ms of silence (${peer.endState()})`);
+  // Silence counted from the client's last frame before the PING (its PONG, or more).
+  const gap = peer.arrivals[i]!.at - peer.arrivals[i - 1]!.at;
+  expect(
+    gap >= interval - EARLY_TOLERANCE_MS,
+    `PING after ${Math.round(gap)} ms of silence, before the interval of ${interval} ms`,
+  );
+  expect(
+    gap <= bound,
+    `PING after ${Math.round(gap)} ms of silence, later than interval + ${slack} ms`,
+  );
+  return `PING after ${Math.round(gap)} ms of silence`;
+}
+
 /** Runs the script; reports every check through `onResult`. */
 export async function runClientScript(options: ClientScriptOptions): Promise<void> {
   const server = options.tls ? createTlsServer(options.tls) : createServer();
@@ -370,32 +404,13 @@ async function script(acceptor: Acceptor, steps: Steps, o: ClientScriptOptions):
     },
     false,
   );
+  first.autoPong = true;
+  await steps.run('client.idle-ping', () => idlePing(first, interval, o.slack), false);
   await steps.run(
-    'client.idle-ping',
-    async () => {
-      const from = first.arrivals.length;
-      const bound = interval + o.slack;
-      await first.until(
-        () => first.frames.slice(from).some((f) => f.type === FrameType.PING),
-        bound + 2000,
-      );
-      const i = first.arrivals.findIndex((x, j) => j >= from && x.frame.type === FrameType.PING);
-      expect(i >= 0, `no PING within ${bound + 2000} ms of silence (${first.endState()})`);
-      const ping = first.arrivals[i]!;
-      // Silence counted from the client's last frame before the PING (its PONG, or more).
-      const gap = ping.at - first.arrivals[i - 1]!.at;
-      const pf = ping.frame as PingFrame;
-      first.send(encodePong(pf.seq, pf.timestamp));
-      first.autoPong = true;
-      expect(
-        gap >= interval - EARLY_TOLERANCE_MS,
-        `PING after ${Math.round(gap)} ms of silence, before the interval of ${interval} ms`,
-      );
-      expect(
-        gap <= bound,
-        `PING after ${Math.round(gap)} ms of silence, later than interval + ${o.slack} ms`,
-      );
-      return `PING after ${Math.round(gap)} ms of silence`;
+    'client.settings',
+    () => {
+      first.send(encodeSettings(SETTINGS_GRANT.interval, SETTINGS_GRANT.timeout));
+      return idlePing(first, SETTINGS_GRANT.interval, o.slack);
     },
     false,
   );

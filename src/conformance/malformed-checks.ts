@@ -1,10 +1,13 @@
 /**
- * The malformed inputs of PROTOCOL.md section 4, each with the CLOSE code it must earn,
- * as server checks: each also proves that a bystander connection keeps working.
+ * The malformed inputs of PROTOCOL.md section 4, and well-formed frames a client may not
+ * send (step 6, unexpected frames), each with the CLOSE code it must earn, as server
+ * checks: each also proves that a bystander connection keeps working.
  */
 
+import { randomBytes } from 'node:crypto';
 import { CloseCode } from '../protocol/close-codes.js';
-import { FrameType } from '../protocol/frames.js';
+import { encodeSettings, encodeWelcome } from '../protocol/codec.js';
+import { DEFAULT_MAX_FRAME, FrameType } from '../protocol/frames.js';
 import { hex, type ServerCheck, type ServerTarget, withBystander } from './server-context.js';
 import { codeName, describe, expect, hello } from './wire.js';
 
@@ -162,6 +165,33 @@ const MALFORMED: MalformedCase[] = [
     description: 'a CLOSE too short for its retryAfter is malformed: CLOSE(PROTOCOL_ERROR)',
     when: 'session',
     bytes: () => hex('00000003 07 03e8'),
+    code: CloseCode.PROTOCOL_ERROR,
+  },
+  {
+    id: 'unexpected.settings-from-client',
+    section: '4, 7.5',
+    description: 'SETTINGS from a client gets CLOSE(PROTOCOL_ERROR)',
+    when: 'session',
+    bytes: () => encodeSettings(1000, 3000),
+    code: CloseCode.PROTOCOL_ERROR,
+  },
+  {
+    id: 'unexpected.welcome-from-client',
+    section: '4, 5',
+    description: 'WELCOME from a client gets CLOSE(PROTOCOL_ERROR)',
+    when: 'session',
+    bytes: () =>
+      encodeWelcome({
+        version: 1,
+        resumed: false,
+        sessionId: randomBytes(16),
+        token: randomBytes(16),
+        interval: 1000,
+        timeout: 3000,
+        lastReceived: 0,
+        sessionTtl: 60_000,
+        maxFrame: DEFAULT_MAX_FRAME,
+      }),
     code: CloseCode.PROTOCOL_ERROR,
   },
   {

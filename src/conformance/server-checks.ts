@@ -11,7 +11,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { CloseCode } from '../protocol/close-codes.js';
-import { encodeAck, encodeClose, encodeData, encodePing } from '../protocol/codec.js';
+import { encodeAck, encodeClose, encodeData, encodePing, encodePong } from '../protocol/codec.js';
 import { FrameType, type PongFrame } from '../protocol/frames.js';
 import { MALFORMED_CHECKS } from './malformed-checks.js';
 import { type CheckResult, runWithDeadline } from './report.js';
@@ -496,6 +496,26 @@ export const SERVER_CHECKS: readonly ServerCheck[] = [
         `${pongs.length} PONGs for ${n} PINGs and no CLOSE: ${peer.endState()}`,
       );
       return `no ping policy: all ${n} PINGs answered`;
+    },
+  },
+  {
+    id: 'ping.unsolicited-pong',
+    section: '7.3',
+    description: 'PONGs that answer no PING are ignored: no CLOSE, the link keeps working',
+    versions: [1],
+    async run(ctx) {
+      const { peer } = await ctx.session();
+      peer.autoPong = true;
+      peer.send(
+        Buffer.concat(Array.from({ length: 20 }, (_, i) => encodePong(0x7000_0000 + i, i))),
+      );
+      peer.send(encodeData(1, text('after the PONGs')));
+      await peer.until(() => dataOf(peer).length > 0, 3000);
+      expect(
+        dataOf(peer).length > 0 && peer.closeFrame === undefined && peer.closedAt === null,
+        `the link did not carry on after 20 unsolicited PONGs: ${peer.endState()}`,
+      );
+      return undefined;
     },
   },
   {

@@ -236,6 +236,7 @@ const TLS_CHECKS = [
   'heartbeat.silent-client',
   'resume',
   'malformed',
+  'unexpected',
   'close',
   'v2',
 ].join(',');
