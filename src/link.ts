@@ -47,6 +47,7 @@ import {
 
 /** A CLOSE frame's length beyond its reason (type byte, code, retryAfter). */
 const CLOSE_FRAME_FIXED = 7;
+
 import type { MemoryBudget } from './session/budget.js';
 import type { TimerTarget, TimingWheel, WheelTimer } from './time/wheel.js';
 
