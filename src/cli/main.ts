@@ -11,6 +11,7 @@ import { chaos, chaosFlags, chaosHelp } from './chaos.js';
 import { withConfig } from './config.js';
 import { connect, connectFlags, connectHelp } from './connect.js';
 import { demo, demoFlags, demoHelp } from './demo.js';
+import { request, requestFlags, requestHelp } from './request.js';
 import { serve, serveFlags, serveHelp } from './serve.js';
 import { status, statusFlags, statusHelp } from './status.js';
 import { didYouMean } from './suggest.js';
@@ -30,6 +31,12 @@ const commands: Record<string, Command> = {
     flags: connectFlags,
     help: connectHelp,
     summary: 'connect, send stdin lines, print messages',
+  },
+  request: {
+    run: request,
+    flags: requestFlags,
+    help: requestHelp,
+    summary: 'send one request, print its reply',
   },
   demo: {
     run: demo,
