@@ -1210,6 +1210,12 @@ export abstract class Connection
     }
     if (verdict === 'deliver') this.deliver(seq, payload, false, kind);
     if (this.link !== link) return;
+    if (this.closing) {
+      // It crossed our CLOSE: acknowledged at once, so the peer hands back exactly what
+      // we never received (PROTOCOL.md 8).
+      if (this.inbound.ackPending) link.ackAfterClose(this.inbound.takeAck());
+      return;
+    }
     // Frames already wait to leave this turn (a reply from the handler): the ACK rides
     // in front of them (pendingAck), so neither an ACK of its own nor the timer is needed.
     // A duplicate counts as pending too (InboundTracker), so it is acknowledged at once.
