@@ -22,6 +22,7 @@ import {
   ReplyStatus,
   type ReplyStatusValue,
 } from './protocol/frames.js';
+import { MAX_IDEMPOTENCY_KEY_BYTES } from './session/idempotency.js';
 import { asBuffer, InboundTracker, OutboundBuffer } from './session/index.js';
 import {
   type ConnectionJournal,
@@ -31,6 +32,7 @@ import {
   type JournalHost,
   type MessageInfo,
 } from './session/journal.js';
+import { decodeLogEntry, type Envelope, encodeLogEntry } from './session/log-entry.js';
 import {
   AckCallbacks,
   type AckOptions,
@@ -155,17 +157,8 @@ function emitState(this: Connection, change: StateChange): void {
 /** The retry hint sent with CLOSE(overloaded) when the shared replay budget is spent. */
 const HANDLER_RETRY_AFTER_MS = 1000;
 
-/** Longest idempotency key, in UTF-8 bytes (PROTOCOL.md 3.9). */
-export const MAX_IDEMPOTENCY_KEY_BYTES = 256;
-
-/**
- * What turns a held message into a REQUEST or a REPLY frame instead of DATA. Kept beside
- * the replay buffer by seq, only for those messages: a connection that never uses
- * requests has none.
- */
-export type Envelope =
-  | { type: typeof FrameType.REQUEST; key: Uint8Array }
-  | { type: typeof FrameType.REPLY; requestSeq: number; status: ReplyStatusValue };
+/** Messages waiting behind an asynchronous request decision before input pauses. */
+const GATE_PAUSE_BYTES = 1024 * 1024;
 
 /** A DATA frame's length beyond its payload (type byte and seq). */
 const DATA_FRAME_OVERHEAD = DATA_OVERHEAD - LENGTH_BYTES;
@@ -241,6 +234,13 @@ export abstract class Connection
   private ackCallbacks: AckCallbacks | null = null;
   /** Highest seq ever written to a link (what the peer may have seen). */
   private everWritten = 0;
+  /**
+   * Messages that arrived while a request waits for an asynchronous decision (an
+   * idempotency window on Redis): delivered in order once it is made. Null: none waits.
+   */
+  private gate: Array<[number, Buffer, boolean, Inbound]> | null = null;
+  private gateBytes = 0;
+  private gatePaused = false;
 
   protected constructor(
     protected readonly config: ResolvedCommon,
@@ -1001,7 +1001,7 @@ export abstract class Connection
         const seq = this.inbound.lastReceived;
         if (seq > 0 && this.link) this.link.writeAck(seq);
       },
-      payload: (seq) => this.outbound.get(seq),
+      payload: (seq) => this.logEntry(seq),
       lastSeq: () => this.outbound.lastSeq,
       acked: () => this.outbound.acked,
       push: (payload) => {
@@ -1025,6 +1025,16 @@ export abstract class Connection
    * message came from the peer, and no peer may take the process down with it.
    */
   private deliver(seq: number, payload: Buffer, redelivered: boolean, kind: Inbound): void {
+    if (this.gate !== null) {
+      this.gate.push([seq, payload, redelivered, kind]);
+      this.gateBytes += payload.length;
+      if (!this.gatePaused && this.gateBytes > GATE_PAUSE_BYTES && this.link) {
+        // TCP pushes back on the peer until the decision is made.
+        this.gatePaused = true;
+        this.link.socket.pause();
+      }
+      return;
+    }
     this.messagesIn++;
     if (kind !== null && typeof kind === 'object') {
       // A REPLY: it settles our request (or is dropped if nobody waits any more).
@@ -1032,7 +1042,13 @@ export abstract class Connection
       return;
     }
     if (kind !== null) {
-      this.deliverRequest(seq, payload, redelivered, kind);
+      const decided = this.deliverRequest(seq, payload, redelivered, kind);
+      if (decided !== undefined) {
+        // What arrives meanwhile waits, so that delivery stays in order.
+        this.gate = [];
+        this.gateBytes = 0;
+        void decided.then(() => this.openGate());
+      }
       return;
     }
     const info = new Delivery(this, seq, redelivered);
@@ -1051,8 +1067,58 @@ export abstract class Connection
    * rejects) answers REPLY(error); no listener at all answers REPLY(no responder).
    * Subclasses may answer from an idempotency window instead (see ServerConnection).
    */
-  protected deliverRequest(seq: number, payload: Buffer, redelivered: boolean, key: string): void {
+  protected deliverRequest(
+    seq: number,
+    payload: Buffer,
+    redelivered: boolean,
+    key: string,
+  ): Promise<void> | undefined {
     this.runRequest(seq, payload, redelivered, key, null);
+    return undefined;
+  }
+
+  /** The asynchronous decision is made: delivers what waited, in order. */
+  private openGate(): void {
+    const waiting = this.gate;
+    this.gate = null;
+    if (this.gatePaused) {
+      this.gatePaused = false;
+      this.link?.socket.resume();
+    }
+    if (waiting === null) return;
+    for (let i = 0; i < waiting.length; i++) {
+      if (this.closed) return;
+      const [seq, payload, redelivered, kind] = waiting[i]!;
+      this.deliver(seq, payload, redelivered, kind);
+      // deliver() may have closed the gate again (TypeScript cannot see it).
+      const gate = this.gate as typeof waiting | null;
+      if (gate !== null) {
+        // Another decision to wait for: the rest queue behind it.
+        for (let j = i + 1; j < waiting.length; j++) gate.push(waiting[j]!);
+        return;
+      }
+    }
+  }
+
+  /**
+   * @internal A held outbound message as a session store keeps it (cluster mode): the
+   * frame's kind travels with the payload, so another node replays the same frame.
+   */
+  logEntry(seq: number): Uint8Array | undefined {
+    const payload = this.outbound.get(seq);
+    if (payload === undefined) return undefined;
+    return encodeLogEntry(payload, this.envelopes?.get(seq) ?? null);
+  }
+
+  /** Holds a message read back from a session store's log (see {@link logEntry}). */
+  protected restoreEntry(entry: Uint8Array): void {
+    const { payload, envelope } = decodeLogEntry(entry);
+    // The store held it within its own cap: counted, never refused.
+    const seq = this.outbound.push(payload, false, true);
+    if (envelope !== null) {
+      this.envelopes ??= new Map();
+      this.envelopes.set(seq, envelope);
+    }
   }
 
   /**
@@ -1144,6 +1210,12 @@ export abstract class Connection
     }
     if (verdict === 'deliver') this.deliver(seq, payload, false, kind);
     if (this.link !== link) return;
+    if (this.closing) {
+      // It crossed our CLOSE: acknowledged at once, so the peer hands back exactly what
+      // we never received (PROTOCOL.md 8).
+      if (this.inbound.ackPending) link.ackAfterClose(this.inbound.takeAck());
+      return;
+    }
     // Frames already wait to leave this turn (a reply from the handler): the ACK rides
     // in front of them (pendingAck), so neither an ACK of its own nor the timer is needed.
     // A duplicate counts as pending too (InboundTracker), so it is acknowledged at once.

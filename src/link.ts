@@ -25,6 +25,7 @@ import {
   ACK_FRAME_BYTES,
   DATA_OVERHEAD,
   Decoder,
+  encodeAck,
   encodeClose,
   PROBE_FRAME_BYTES,
   probeSeq,
@@ -47,6 +48,7 @@ import {
 
 /** A CLOSE frame's length beyond its reason (type byte, code, retryAfter). */
 const CLOSE_FRAME_FIXED = 7;
+
 import type { MemoryBudget } from './session/budget.js';
 import type { TimerTarget, TimingWheel, WheelTimer } from './time/wheel.js';
 
@@ -197,6 +199,13 @@ export class Link implements HeartbeatHost, TimerTarget {
   private charged = 0;
   /** We sent CLOSE and FIN on purpose and keep reading until the peer closes. */
   private halfClosed = false;
+  /**
+   * We sent CLOSE after the handshake and have not sent FIN yet: until the peer's FIN
+   * (or the grace) we still acknowledge the DATA it sent before it saw our CLOSE.
+   */
+  private acking = false;
+  /** The peer's CLOSE arrived: only its last ACKs still count (PROTOCOL.md 8). */
+  private peerClosed = false;
   private graceTimer: WheelTimer | null = null;
   /** Fires when the incomplete frame in the decoder may be too slow (see trackPartial). */
   private partialTimer: WheelTimer | null = null;
@@ -609,8 +618,30 @@ export class Link implements HeartbeatHost, TimerTarget {
         // the socket may already be failing; the close below still runs
       }
     }
-    this.socket.end();
+    // After the handshake our FIN waits for the peer's (PROTOCOL.md 8): DATA it sent
+    // before it saw our CLOSE is acknowledged meanwhile, so what it hands back is exactly
+    // what we never received. Before it there is nothing to acknowledge.
+    if (code !== undefined && this.heartbeat !== null && !this.socket.destroyed) {
+      this.acking = true;
+    } else {
+      this.socket.end();
+    }
     this.armGrace();
+  }
+
+  /**
+   * The closer's ACK of DATA that crossed its CLOSE, written at once (no batch: nothing
+   * else goes out after a CLOSE). Ignored once our FIN is out.
+   */
+  ackAfterClose(seq: number): void {
+    if (!this.acking || this.closed || !this.socket.writable) return;
+    try {
+      this.socket.write(encodeAck(seq));
+      this.stats.bytesOut += ACK_FRAME_BYTES;
+      this.stats.framesOut++;
+    } catch {
+      // the peer may be gone; the grace ends the link
+    }
   }
 
   /** Destroys the socket if the closing handshake has not ended it within the grace. */
@@ -688,8 +719,13 @@ export class Link implements HeartbeatHost, TimerTarget {
     if (this.config.minDataRate > 0) this.trackPartial(chunk.length, frames.length > 0);
     if (this.config.budget !== null && !this.chargeDecoder(this.config.budget)) return;
     for (const frame of frames) {
-      // After our own close() the peer's frames still count until its FIN (closing handshake).
-      if (this.closed || (this.closing && !this.halfClosed)) return;
+      // After our own close() the peer's frames still count until its FIN; after the
+      // peer's CLOSE, only the ACKs it sends for what crossed it (closing handshake).
+      if (this.closed) return;
+      if (this.closing && !this.halfClosed) {
+        if (this.peerClosed && frame.type === FrameType.ACK) this.owner.onFrame(this, frame);
+        continue;
+      }
       this.stats.framesIn++;
       if (this.held !== null) this.held.push(frame);
       else this.dispatch(frame);
@@ -773,6 +809,7 @@ export class Link implements HeartbeatHost, TimerTarget {
         }
         // Our answer to the closing handshake: a last ACK, so the closer knows exactly
         // what we received before it hands anything back to its application.
+        this.peerClosed = true;
         this.owner.onPeerClose?.(this);
         {
           const reason = reasonForCode(frame.code);
@@ -864,6 +901,7 @@ export class Link implements HeartbeatHost, TimerTarget {
   onEnd(): void {
     // FIN from the peer. After a CLOSE frame the reason is already set.
     if (!this.closing) this.closing = { reason: 'eof', message: 'the peer closed the connection' };
+    this.acking = false;
     this.heartbeat?.stop();
     this.flushOut();
     if (!this.socket.destroyed) this.socket.end();

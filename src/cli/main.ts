@@ -12,6 +12,7 @@ import { withConfig } from './config.js';
 import { conformance, conformanceFlags, conformanceHelp } from './conformance.js';
 import { connect, connectFlags, connectHelp } from './connect.js';
 import { demo, demoFlags, demoHelp } from './demo.js';
+import { request, requestFlags, requestHelp } from './request.js';
 import { serve, serveFlags, serveHelp } from './serve.js';
 import { status, statusFlags, statusHelp } from './status.js';
 import { didYouMean } from './suggest.js';
@@ -31,6 +32,12 @@ const commands: Record<string, Command> = {
     flags: connectFlags,
     help: connectHelp,
     summary: 'connect, send stdin lines, print messages',
+  },
+  request: {
+    run: request,
+    flags: requestFlags,
+    help: requestHelp,
+    summary: 'send one request, print its reply',
   },
   demo: {
     run: demo,

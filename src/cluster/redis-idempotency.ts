@@ -44,7 +44,8 @@ import {
   type KeptReply,
 } from '../session/idempotency.js';
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
-import { Script } from './redis-store.js';
+import { Script } from './lua-script.js';
+import type { RedisClient } from './redis-store.js';
 
 /** Defaults of the Redis idempotency window. */
 export const REDIS_IDEMPOTENCY_DEFAULTS = Object.freeze({
@@ -84,9 +85,10 @@ export interface RedisWindowOptions {
 /**
  * The Redis connection: an ioredis client, or a function giving one (for example
  * `() => store.client()` of a RedisStore, so the window shares the store's connection).
- * The window never closes it.
+ * The window never closes it. A {@link RedisClient} is an ioredis client typed by the part
+ * the public declarations need (so they do not import ioredis's types).
  */
-export type RedisSource = Redis | (() => Promise<Redis>);
+export type RedisSource = RedisClient | (() => Promise<RedisClient>);
 
 /** The Redis window: the same contract, every call answered asynchronously. */
 export interface RedisIdempotencyWindow extends IdempotencyWindow {
@@ -199,7 +201,9 @@ class RedisWindow implements RedisIdempotencyWindow {
   }
 
   async #redis(): Promise<Redis> {
-    return typeof this.#source === 'function' ? this.#source() : this.#source;
+    // Every RedisClient is an ioredis client (see RedisClient): the full type is safe here.
+    const source = this.#source as Redis | (() => Promise<Redis>);
+    return typeof source === 'function' ? source() : source;
   }
 
   /**

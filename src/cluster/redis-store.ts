@@ -23,7 +23,6 @@
  * ioredis is loaded on first use, so importing heartline without Redis costs nothing.
  */
 
-import { createHash } from 'node:crypto';
 import type { ConnectionOptions } from 'node:tls';
 import type { Redis, RedisOptions } from 'ioredis';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
@@ -41,6 +40,7 @@ import type {
   StoreNote,
   Unsubscribe,
 } from '../session/store.js';
+import { isNoScript, Script } from './lua-script.js';
 import { PRESENCE_SCRIPTS } from './presence.js';
 
 /*
@@ -328,32 +328,6 @@ if f[1] ~= ARGV[1] or tonumber(f[2]) ~= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], 'tok', ARGV[3], 'ptok', ARGV[4])
 return 1
 `;
-
-/** A Lua script run by its SHA1, loaded on the first NOSCRIPT. */
-export class Script {
-  readonly sha: string;
-  constructor(readonly lua: string) {
-    this.sha = createHash('sha1').update(lua).digest('hex');
-  }
-
-  async run(
-    redis: Redis,
-    keys: readonly string[],
-    args: ReadonlyArray<string | number | Buffer>,
-  ): Promise<unknown> {
-    const rest = [keys.length, ...keys, ...args];
-    try {
-      return await redis.callBuffer('EVALSHA', this.sha, ...rest);
-    } catch (err) {
-      if (!isNoScript(err)) throw err;
-      return redis.callBuffer('EVAL', this.lua, ...rest);
-    }
-  }
-}
-
-function isNoScript(err: unknown): boolean {
-  return String((err as Error)?.message).startsWith('NOSCRIPT');
-}
 
 const SCRIPTS = {
   commit: new Script(COMMIT),

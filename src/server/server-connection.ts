@@ -11,7 +11,8 @@ import type { CloseInfo, Link } from '../link.js';
 import type { HeartbeatSettings, ResolvedCommon } from '../options.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { encodeSettings } from '../protocol/codec.js';
-import { ID_BYTES } from '../protocol/frames.js';
+import { ID_BYTES, ReplyStatus, type ReplyStatusValue } from '../protocol/frames.js';
+import type { IdempotencyClaim, IdempotencyWindow } from '../session/idempotency.js';
 import type { TimingWheel, WheelTimer } from '../time/wheel.js';
 
 /** Compares bytes with a token kept as a latin1 string, in constant time. */
@@ -33,6 +34,8 @@ export interface ServerConnectionHost {
   release(conn: ServerConnection): void;
   /** The client showed it holds its new resume token: the previous one is void. */
   tokenSettled?(conn: ServerConnection): void;
+  /** The server's idempotency window (PROTOCOL.md 6.5), or null when keys are not kept. */
+  readonly idempotency?: IdempotencyWindow | null;
 }
 
 /** Timer kinds of {@link ServerConnection.onTimer}, after the base class's. */
@@ -69,6 +72,8 @@ export class ServerConnection extends Connection {
   private leniency: WheelTimer | null = null;
   /** Looks whether the client holds its new token (see {@link watchToken}); created on first use. */
   private tokenTimer: WheelTimer | null = null;
+  /** Keys claimed in the idempotency window whose handler has not answered yet. */
+  private claims: Set<string> | null = null;
 
   constructor(
     config: ResolvedCommon,
@@ -242,8 +247,7 @@ export class ServerConnection extends Connection {
    */
   restoreSession(state: { received: number; acked: number; log: readonly Uint8Array[] }): void {
     this.outbound.startAt(state.acked);
-    // The store held these within its own cap: counted, never refused.
-    for (const payload of state.log) this.outbound.push(payload, false, true);
+    for (const entry of state.log) this.restoreEntry(entry);
     this.inbound.reset(state.received);
     this.nextSend = state.acked + 1;
   }
@@ -342,6 +346,111 @@ export class ServerConnection extends Connection {
     this.ttlTimer?.cancel();
     this.tokenTimer?.cancel();
     this.leniency?.cancel();
+    // Handlers that never answered: a retry of their keys must run, not wait a window.
+    const window = this.host.idempotency ?? null;
+    if (window && this.claims) {
+      for (const key of this.claims) settle(window.abandon(this.idempotencyScope(), key));
+      this.claims = null;
+    }
     this.host.release(this);
   }
+
+  /**
+   * Who a key belongs to (PROTOCOL.md 6.5): the identity the authenticate hook returned;
+   * without one the client id, which the client chose and nobody checked; else this
+   * session alone.
+   */
+  idempotencyScope(): string {
+    if (this.identity !== null) return `id:${this.identity}`;
+    if (this.clientId !== '') return `client:${this.clientId}`;
+    return `session:${this.sessionKey}`;
+  }
+
+  /**
+   * A REQUEST with an idempotency key is answered from the server's window when the key
+   * was answered within it (or joins the run in progress), else run once and its answer
+   * kept. A window on Redis decides asynchronously: the promise holds back the messages
+   * behind the request until it has (delivery stays in order).
+   */
+  protected override deliverRequest(
+    seq: number,
+    payload: Buffer,
+    redelivered: boolean,
+    key: string,
+  ): Promise<void> | undefined {
+    const window = this.host.idempotency ?? null;
+    if (key === '' || window === null) {
+      return super.deliverRequest(seq, payload, redelivered, key);
+    }
+    const scope = this.idempotencyScope();
+    let claim: IdempotencyClaim | Promise<IdempotencyClaim>;
+    try {
+      claim = window.begin(scope, key);
+    } catch (err) {
+      this.replyTo(seq, ReplyStatus.OVERLOADED, `idempotency key refused: ${errorText(err)}`);
+      return undefined;
+    }
+    if (!(claim instanceof Promise)) {
+      this.onClaim(claim, scope, seq, payload, redelivered, key);
+      return undefined;
+    }
+    return claim.then(
+      (c) => this.onClaim(c, scope, seq, payload, redelivered, key),
+      (err) => {
+        this.replyTo(seq, ReplyStatus.OVERLOADED, `idempotency store: ${errorText(err)}`);
+      },
+    );
+  }
+
+  private onClaim(
+    claim: IdempotencyClaim,
+    scope: string,
+    seq: number,
+    payload: Buffer,
+    redelivered: boolean,
+    key: string,
+  ): void {
+    if (this.closed) {
+      if (claim.kind === 'run') settle(this.host.idempotency?.abandon(scope, key));
+      return;
+    }
+    switch (claim.kind) {
+      case 'run': {
+        const window = this.host.idempotency!;
+        this.claims ??= new Set();
+        this.claims.add(key);
+        this.runRequest(seq, payload, redelivered, key, (status, bytes) => {
+          this.claims?.delete(key);
+          // Only an answer of the handler's is kept: a refusal means it did not run.
+          const ran = status === ReplyStatus.OK || status === ReplyStatus.ERROR;
+          if (bytes !== null && ran) settle(window.finish(scope, key, { status, payload: bytes }));
+          else settle(window.abandon(scope, key));
+        });
+        return;
+      }
+      case 'done':
+        this.replyTo(seq, claim.reply.status as ReplyStatusValue, claim.reply.payload);
+        return;
+      case 'pending':
+        // The first request with this key is running (here or on another node): its answer
+        // is this one's too; if it never comes, this one runs.
+        void claim.settled.then((reply) => {
+          if (this.closed) return;
+          if (reply) this.replyTo(seq, reply.status as ReplyStatusValue, reply.payload);
+          else void this.deliverRequest(seq, payload, redelivered, key);
+        });
+        return;
+      case 'full':
+        this.replyTo(seq, ReplyStatus.OVERLOADED, 'the idempotency window is full');
+    }
+  }
+}
+
+/** Ignores the outcome of a window update (a Redis one may fail): the answer went out. */
+function settle(result: void | Promise<void> | undefined): void {
+  if (result instanceof Promise) result.catch(() => {});
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

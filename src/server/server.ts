@@ -20,6 +20,8 @@ import {
   resolveCluster,
   type StoreEvent,
 } from '../cluster/node.js';
+import { createRedisWindow } from '../cluster/redis-idempotency.js';
+import { RedisStore } from '../cluster/redis-store.js';
 import { HeartlineError, InvalidArgumentError, ProtocolError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
 import { type CloseInfo, Link, type LinkOwner } from '../link.js';
@@ -43,6 +45,11 @@ import {
   ID_BYTES,
 } from '../protocol/frames.js';
 import { MemoryBudget } from '../session/budget.js';
+import {
+  createMemoryWindow,
+  type IdempotencyWindow,
+  type MemoryWindowOptions,
+} from '../session/idempotency.js';
 import type { PresenceEvent, StoredSession } from '../session/store.js';
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import { TimingWheel } from '../time/wheel.js';
@@ -187,6 +194,16 @@ export interface ServerOptions
   /** Authentication hook; without it every client is accepted. */
   authenticate?: Authenticate;
   /**
+   * The idempotency window of requests (PROTOCOL.md 6.5, docs/requests.md): a second
+   * request with the same key from the same identity within `windowMs` gets the first
+   * reply without running the handler again. Its bounds (`windowMs`, `maxKeys`,
+   * `maxBytes`, `maxKeysPerScope`), or false to run keyed requests like any other. With
+   * a Redis session store (`redis`, or a RedisStore as `store`) the window lives in
+   * Redis, shared by every node; only `windowMs` applies there.
+   * @default { windowMs: 120000, maxKeys: 100000, maxBytes: 64 MiB, maxKeysPerScope: 10000 }
+   */
+  idempotency?: false | MemoryWindowOptions;
+  /**
    * Serve TLS (node:tls server options: key, cert, ca, requestCert for mutual TLS...).
    * `handshakeTimeout` covers the TLS handshake and the HELLO together. With
    * `requestCert`, a client certificate the CA does not verify is refused with
@@ -248,6 +265,8 @@ interface ResolvedServer extends ResolvedCommon {
   readonly maxHelloFieldBytes: number;
   readonly maxAuthBytes: number;
   readonly authenticate: Authenticate | null;
+  /** The window's options, or null without one. */
+  readonly idempotency: MemoryWindowOptions | null;
   readonly admission: ResolvedAdmission;
   readonly load: ResolvedLoad;
   readonly adaptive: ResolvedAdaptive;
@@ -316,8 +335,17 @@ function resolveServer(o: ServerOptions): ResolvedServer {
       MAX_WIRE_FIELD,
     ),
     authenticate: o.authenticate ?? null,
+    idempotency: resolveIdempotency(o.idempotency),
     cluster: resolveCluster(o),
   });
+}
+
+function resolveIdempotency(o: ServerOptions['idempotency']): MemoryWindowOptions | null {
+  if (o === false) return null;
+  if (o !== undefined && (typeof o !== 'object' || o === null)) {
+    throw new InvalidArgumentError('option "idempotency" must be false or an object');
+  }
+  return o ?? {};
 }
 
 /**
@@ -343,7 +371,9 @@ export class Server extends EventEmitter<ServerEvents> {
   private readonly adaptive: AdaptiveHeartbeat;
   private readonly cluster: ClusterNode;
   /** One host for every connection (a closure each would cost memory per connection). */
-  private readonly connectionHost: ServerConnectionHost = {
+  private readonly connectionHost: ServerConnectionHost & {
+    idempotency: IdempotencyWindow | null;
+  } = {
     opened: (c) => {
       this.quota.connected(c);
       this.cluster.opened(c);
@@ -355,6 +385,7 @@ export class Server extends EventEmitter<ServerEvents> {
     },
     release: (c) => this.release(c),
     tokenSettled: (c) => this.cluster.tokenSettled(c),
+    idempotency: null,
   };
   /** Multi-process mode: the primary's worker pool, or a worker's channel to it. */
   private readonly workers: WorkerPrimary | WorkerChannel | null = null;
@@ -395,6 +426,7 @@ export class Server extends EventEmitter<ServerEvents> {
       presence: (e) => this.emit('presence', e),
       store: (e) => this.emit('store', e),
     });
+    this.connectionHost.idempotency = this.createIdempotencyWindow();
     if (options.tls !== undefined) {
       const { clock, handshakeTimeout } = this.config;
       this.tls = new TlsFront(options.tls, {
@@ -647,6 +679,7 @@ export class Server extends EventEmitter<ServerEvents> {
       }
       void Promise.all([netClosed, connsClosed])
         .then(() => (workers?.role === 'primary' ? workers.stop(null) : undefined))
+        .then(() => this.connectionHost.idempotency?.close())
         .then(() => this.cluster.close())
         .then(() => (workers?.role === 'worker' ? workers.closed() : undefined))
         .then(() => {
@@ -656,6 +689,25 @@ export class Server extends EventEmitter<ServerEvents> {
         });
     });
     return this.closing;
+  }
+
+  /**
+   * The idempotency window: in Redis when the session store is a RedisStore (every node
+   * sees the same keys), else in this process (validated here, so a bad option fails
+   * createServer()).
+   */
+  private createIdempotencyWindow(): IdempotencyWindow | null {
+    const o = this.config.idempotency;
+    if (o === null) return null;
+    const store = this.cluster.store;
+    if (store instanceof RedisStore) {
+      return createRedisWindow(() => store.client(), {
+        clock: this.config.clock,
+        keyPrefix: store.keyPrefix,
+        ...(o.windowMs !== undefined ? { windowMs: o.windowMs } : {}),
+      });
+    }
+    return createMemoryWindow(o, this.config.clock);
   }
 
   /**

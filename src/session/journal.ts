@@ -158,7 +158,10 @@ export interface JournalHost {
   committed(seq: number): void;
   /** Sends ACK(last committed) at once (a duplicate arrived). */
   ackNow(): void;
-  /** The payload of an outbound seq still held, else undefined. */
+  /**
+   * The log entry of an outbound seq still held (its payload and the frame's kind,
+   * src/session/log-entry.ts), else undefined.
+   */
   payload(seq: number): Uint8Array | undefined;
   /** Highest outbound seq assigned. */
   lastSeq(): number;

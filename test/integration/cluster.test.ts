@@ -272,6 +272,73 @@ function suite(name: string, make: (t: TestContext) => Promise<SessionStore>, op
       assert.equal(b.conns[0]!.sessionId, client.sessionId);
     });
 
+    test('requests across nodes: a reply held in the log replays as a REPLY; a node dying mid-request loses none', async (t) => {
+      const shared = await make(t);
+      const a = await startNode(t, shared, 'a');
+      const b = await startNode(t, shared, 'b');
+      let target = a.proxy.port;
+      const K = 60;
+      a.server.on('connection', (conn) =>
+        conn.on('message', (data) => {
+          // A dies while its application handles request K, before it is committed.
+          if (data.toString() === String(K)) {
+            target = b.proxy.port;
+            a.kill();
+          }
+        }),
+      );
+      const client = steeredClient(t, () => target);
+      const plain: string[] = [];
+      client.on('message', (m) => plain.push(m.toString()));
+      let lost = 0;
+      client.on('session-lost', () => lost++);
+      await opened(client);
+      const N = 150;
+      const replies = await Promise.all(
+        Array.from({ length: N }, (_, i) =>
+          client.request(String(i + 1), { timeout: 20_000 }).then((r) => r.toString()),
+        ),
+      );
+      assert.deepEqual(
+        replies,
+        Array.from({ length: N }, (_, i) => String(i + 1)),
+        'every request answered with its own reply',
+      );
+      assert.deepEqual(plain, [], 'no reply arrived as a plain message');
+      assert.equal(lost, 0, 'the session was never lost');
+      // B delivers only what A never committed, each request once there.
+      const atB = b.seen.map((x) => Number(x.data));
+      assert.ok(atB.length > 0 && atB[0]! <= K, `B took over at ${atB[0]}`);
+      assert.deepEqual(
+        atB,
+        Array.from({ length: N - atB[0]! + 1 }, (_, i) => atB[0]! + i),
+      );
+      // B answers m5 and loses the link in the same turn: the reply is committed to the
+      // store's log but never written. C takes the session over and replays it from the
+      // log, as a REPLY (as DATA it would reach 'message' and m5 would time out).
+      const c = await startNode(t, shared, 'c');
+      for (const conn of b.conns) {
+        conn.on('message', (data) => {
+          if (data.toString() !== 'm5') return;
+          target = c.proxy.port;
+          b.proxy.reset();
+        });
+      }
+      const pending = Array.from({ length: 10 }, (_, i) =>
+        client.request(`m${i}`, { timeout: 20_000 }).then((r) => r.toString()),
+      );
+      assert.deepEqual(
+        await Promise.all(pending),
+        Array.from({ length: 10 }, (_, i) => `m${i}`),
+      );
+      assert.deepEqual(plain, [], 'the replayed reply was a REPLY, not a message');
+      assert.ok(
+        !c.seen.some((x) => x.data === 'm5'),
+        'm5 ran on B only: its reply came from the log',
+      );
+      assert.equal(b.seen.filter((x) => x.data === 'm5').length, 1);
+    });
+
     test('a client moving between live nodes resumes each time; the old node is superseded', async (t) => {
       const shared = await make(t);
       const a = await startNode(t, shared, 'a');

@@ -8,6 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, type TestContext, test } from 'node:test';
+import type { Redis } from 'ioredis';
 import {
   createRedisWindow,
   type RedisIdempotencyWindow,
@@ -128,7 +129,7 @@ describe('Redis idempotency window', { skip }, () => {
       nodes: [a, b],
       stores,
     } = await cluster(t, { windowMs });
-    const redis = await stores[0].client();
+    const redis = (await stores[0].client()) as Redis;
     expectKind(await a.begin('alice', 'k'), 'run');
     await a.finish('alice', 'k', reply('r'));
     const keys = await redis.keys('hl:idem:*');
@@ -187,7 +188,7 @@ describe('Redis idempotency window', { skip }, () => {
       stores,
       nodes: [a, b],
     } = await cluster(t, { timeoutMs: 300 });
-    const conn = await stores[0].client();
+    const conn = (await stores[0].client()) as Redis;
     await conn.ping(); // connected before the freeze
     redis.signal('SIGSTOP');
     try {
@@ -229,7 +230,7 @@ describe('Redis idempotency window', { skip }, () => {
     await assert.rejects(async () => w.begin('alice', ''), /idempotency key/);
     expectKind(await w.begin('alice', 'k'), 'run');
     assert.equal(w.stats.keys, 1);
-    assert.equal((await (await stores[0].client()).keys('app:idem:*')).length, 1);
+    assert.equal((await ((await stores[0].client()) as Redis).keys('app:idem:*')).length, 1);
     await w.close();
     expectKind(await w.begin('alice', 'other'), 'full');
     assert.equal(w.stats.keys, 0);

@@ -624,11 +624,14 @@ describe('Link', () => {
       assert.equal(info.reason, 'going-away');
     });
 
-    it('close() sends CLOSE, then FIN', async (t) => {
+    it('close() sends CLOSE, then FIN once the peer answered with its own (PROTOCOL.md 8)', async (t) => {
       const r = await rig(t);
       const view = watch(r.peer);
       const order: string[] = [];
-      r.peer.on('data', () => order.push('data'));
+      r.peer.on('data', () => {
+        order.push('data');
+        r.peer.end(); // a conforming peer answers CLOSE with FIN
+      });
       r.peer.on('end', () => order.push('end'));
       startBeat(r);
       r.link.close('local', CloseCode.NORMAL, 'done');
