@@ -10,7 +10,8 @@
  *    acknowledges none of them); a PING from the script must get its PONG; then the
  *    script stays silent until the client pings; then it cuts the link.
  * 2. The resuming HELLO (checked); WELCOME resumed, claiming only the client's DATA 1 and
- *    resending DATA 3 (a duplicate); the client's replay and its ACK are checked; cut.
+ *    resending DATA 3 (a duplicate); the client's replay and its ACK are checked; then
+ *    DATA(4) and CLOSE(GOING_AWAY), answered by the client's last ACK and its FIN.
  * 3. The next resuming HELLO must carry the rotated token; it gets CLOSE(AUTH_FAILED),
  *    final, after which no connection may come for a few seconds.
  *
@@ -111,6 +112,12 @@ export const CLIENT_CHECKS: readonly CheckInfo[] = [
     id: 'client.duplicate-ack',
     section: '6.1, 6.2',
     description: 'a duplicate DATA from the server is acknowledged at once with ACK(3)',
+  },
+  {
+    id: 'client.close-reply',
+    section: '8',
+    description:
+      'on DATA(4) + CLOSE(GOING_AWAY) the client sends its last ACK(4), nothing else, and ends its side (FIN) within the grace',
   },
   {
     id: 'client.token-rotated',
@@ -493,6 +500,38 @@ async function script(acceptor: Acceptor, steps: Steps, o: ClientScriptOptions):
         `got ${describe(ack.frame)}, expected ACK(3)`,
       );
       return `ACK(3) ${Math.round(ack.at - resumedAt)} ms after WELCOME`;
+    },
+    false,
+  );
+  let closedAt = performance.now();
+  await steps.run(
+    'client.close-reply',
+    async () => {
+      const from = second.arrivals.length;
+      // DATA(4) right before the CLOSE: an ACK is owed, and must come as the last word.
+      second.send(
+        Buffer.concat([
+          encodeData(4, Buffer.from('s4')),
+          encodeClose(CloseCode.GOING_AWAY, 'conformance: going away'),
+        ]),
+      );
+      closedAt = performance.now();
+      const bound = 1000 + o.slack;
+      await second.until(() => second.closedAt !== null, bound, false);
+      const after = second.frames.slice(from);
+      expect(
+        after.some((f) => f.type === FrameType.ACK && f.seq === 4),
+        `expected ACK(4) after DATA(4) + CLOSE(GOING_AWAY), got ${after.map(describe).join(', ') || 'nothing'}`,
+      );
+      expect(
+        after.every((f) => f.type === FrameType.ACK || f.type === FrameType.PING),
+        `after CLOSE the client sent ${after.map(describe).join(', ')} (only its last ACK may follow)`,
+      );
+      expect(
+        second.closedAt !== null,
+        `the client did not end its side within ${bound} ms of CLOSE`,
+      );
+      return `FIN ${Math.round(second.closedAt - closedAt)} ms after CLOSE`;
     },
     false,
   );
