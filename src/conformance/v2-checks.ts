@@ -1,8 +1,17 @@
+/**
+ * The server checks of what protocol version 2 adds: WELCOME version 2 with its
+ * maxFrame, REQUEST and REPLY, a reply that does not fit the client's maxFrame, the final
+ * FRAME_TOO_LARGE, a session keeping its version.
+ */
+
 import { CloseCode } from '../protocol/close-codes.js';
 import { encodeData, encodeRequest } from '../protocol/codec.js';
 import { FrameType, type ReplyFrame, ReplyStatus } from '../protocol/frames.js';
 import { acksOf, type ServerCheck, text } from './server-context.js';
 import { expect } from './wire.js';
+
+/** The length of a REPLY without its payload: type, seq, requestSeq, status. */
+const REPLY_FIXED = 1 + 8 + 8 + 1;
 
 /** HELLO fields of a version 2 session: the client announces a 64 KiB maxFrame. */
 const V2 = { version: 2, maxFrame: 65536 } as const;
@@ -67,6 +76,33 @@ export const V2_CHECKS: readonly ServerCheck[] = [
         `the REQUEST (seq 2) was not acknowledged`,
       );
       return `REPLY seq ${reply.seq}`;
+    },
+  },
+  {
+    id: 'v2.reply-too-large',
+    section: '2, 6.4',
+    description:
+      "a REPLY that would not fit the client's announced maxFrame (1024) comes as REPLY(ERROR) instead; no frame above 1024",
+    versions: [2],
+    async run(ctx) {
+      const { peer } = await ctx.session({ version: 2, maxFrame: 1024 });
+      peer.autoPong = true;
+      peer.send(encodeRequest(1, new Uint8Array(0), Buffer.alloc(2000, 0x61)));
+      const reply = await peer.waitFrame(
+        (f): f is ReplyFrame => f.type === FrameType.REPLY,
+        3000,
+        'REPLY',
+      );
+      expect(reply.requestSeq === 1, `REPLY names request ${reply.requestSeq}, expected 1`);
+      expect(
+        reply.status === ReplyStatus.ERROR,
+        `REPLY status ${reply.status} with ${reply.payload.length} B, expected 1 ERROR (2000 B do not fit 1024)`,
+      );
+      expect(
+        REPLY_FIXED + reply.payload.length <= 1024,
+        `the REPLY is ${REPLY_FIXED + reply.payload.length} bytes long, above the announced 1024`,
+      );
+      return `REPLY(ERROR "${Buffer.from(reply.payload).toString().slice(0, 60)}")`;
     },
   },
   {
