@@ -217,7 +217,8 @@ test('conformance: usage errors exit 2', async (t) => {
 });
 
 /**
- * The server checks run over TLS: all but handshake.second-hello and data.gap, which
+ * The server checks run over TLS: all but those of long timers (handshake.timeout,
+ * heartbeat.*, which TLS does not change) and handshake.second-hello and data.gap, which
  * fail over TLS today. Both answer a protocol error right behind a frame written in the
  * same turn (the WELCOME, an echo), and the server's Link.fail() destroys the socket
  * right after writing the CLOSE: over TLS the CLOSE is still in the TLS stream and is
@@ -228,12 +229,10 @@ const TLS_CHECKS = [
   'handshake.grant',
   'handshake.pipelined',
   'handshake.first-frame',
-  'handshake.timeout',
   'data.echo',
   'data.seq-zero',
   'ack',
   'ping',
-  'heartbeat.silent-client',
   'resume',
   'malformed',
   'unexpected',
@@ -241,7 +240,8 @@ const TLS_CHECKS = [
   'v2',
 ].join(',');
 
-describe('conformance over TLS', { skip: pkiUnavailable() }, () => {
+// The two sides run side by side: each has its own processes and ports.
+describe('conformance over TLS', { skip: pkiUnavailable(), concurrency: true }, () => {
   let pki: TestPki;
   before(() => {
     pki = makePki();
@@ -273,7 +273,7 @@ describe('conformance over TLS', { skip: pkiUnavailable() }, () => {
     );
     const exit = await withTimeout(kit.exited, { timeout: RUN_TIMEOUT, message: kit.dump() });
     assert.equal(failures(kit.events), '', kit.dump());
-    assert.ok(checks(kit.events).length >= 35, kit.dump());
+    assert.ok(checks(kit.events).length >= 30, kit.dump());
     assert.equal(exit.code, 0, kit.dump());
   });
 
