@@ -187,7 +187,7 @@ class Acceptor {
   }
 }
 
-/** Records results in table order; once `stop` is called the rest fail as not reached. */
+/** Records results in table order; once a hard step has failed, the rest fail as not reached. */
 class Steps {
   private index = 0;
   private stopped: string | null = null;
