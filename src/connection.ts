@@ -163,6 +163,11 @@ const GATE_PAUSE_BYTES = 1024 * 1024;
 /** A DATA frame's length beyond its payload (type byte and seq). */
 const DATA_FRAME_OVERHEAD = DATA_OVERHEAD - LENGTH_BYTES;
 
+/** Whether a key is over {@link MAX_IDEMPOTENCY_KEY_BYTES} in UTF-8. */
+function tooLong(key: string): boolean {
+  return Buffer.byteLength(key, 'utf8') > MAX_IDEMPOTENCY_KEY_BYTES;
+}
+
 function abortError(signal: AbortSignal): HeartlineError {
   return new HeartlineError('HL_ERR_ABORTED', 'aborted', { cause: signal.reason });
 }
@@ -660,6 +665,17 @@ export abstract class Connection
         this.onDataFrame(link, frame.seq, frame.payload as Buffer, null);
         return;
       case FrameType.REQUEST:
+        if (frame.key.length > MAX_IDEMPOTENCY_KEY_BYTES / 4 && tooLong(frame.key)) {
+          // The wire allows 65535 bytes; a window keeps keys for minutes (PROTOCOL.md 3.8).
+          const message = `REQUEST idempotency key over ${MAX_IDEMPOTENCY_KEY_BYTES} bytes`;
+          this.closeLocal(
+            CloseCode.POLICY_VIOLATION,
+            message,
+            new HeartlineError('HL_ERR_POLICY_VIOLATION', message),
+            'policy-violation',
+          );
+          return;
+        }
         this.onDataFrame(link, frame.seq, frame.payload as Buffer, frame.key);
         return;
       case FrameType.REPLY:
