@@ -898,12 +898,13 @@ export abstract class Connection
     this.envelopes = null;
     this.inbound.reset(0);
     this.nextSend = 1;
-    this.everWritten = 0;
     this.sessionId = null;
     const lost = 'the session was lost before everything was acknowledged';
     this.rejectAckWaiters('HL_ERR_SESSION_LOST', lost);
     this.ackCallbacks?.failAll('HL_ERR_SESSION_LOST', lost);
+    // Before everWritten restarts: it tells which requests may have run (were written).
     this.requests?.failAll('HL_ERR_SESSION_LOST', 'the session was lost before the reply');
+    this.everWritten = 0;
     if (sessionId === null) return null;
     const event = { sessionId, unacked };
     this.emit('session-lost', event);
