@@ -25,7 +25,7 @@ import {
   type ResolvedCommon,
   resolveCommon,
 } from '../options.js';
-import { CloseCode, FINAL_REASONS } from '../protocol/close-codes.js';
+import { CloseCode, type CloseReason, FINAL_REASONS } from '../protocol/close-codes.js';
 import { encodeHello } from '../protocol/codec.js';
 import {
   DEFAULT_MAX_HELLO_FIELD_BYTES,
@@ -404,13 +404,18 @@ export class ClientConnection extends Connection {
   }
 
   /** Closes for good: no more reconnects. */
-  protected override closeLocal(code: number, reason: string, error?: HeartlineError): void {
+  protected override closeLocal(
+    code: number,
+    reason: string,
+    error?: HeartlineError,
+    why: CloseReason = 'local',
+  ): void {
     if (this.closed) return;
     this.clearTimers();
     const pending = this.pending;
     this.pending = null;
     pending?.close('local', code, reason);
-    super.closeLocal(code, reason, error);
+    super.closeLocal(code, reason, error, why);
   }
 
   override onFrame(link: Link, frame: Frame): void {
