@@ -100,7 +100,7 @@ test('send(data, onAck): each callback fires once, in order, only once an ACK co
   await waitFor(() => calls.length === 5);
   assert.deepEqual(
     calls,
-    [1, 2, 3, 4, 5].map((i) => [i, null]),
+    [1, 2, 3, 4, 5].map((i): [number, Error | null] => [i, null]),
   );
   // An ACK that repeats changes nothing: no callback runs twice.
   hand.ack(5);
