@@ -86,21 +86,24 @@ test('send(data, onAck): each callback fires once, in order, only once an ACK co
   await waitFor(() => hand.data.length === 5, { message: 'the messages never arrived' });
   // Delivered, not acknowledged: nothing is called yet.
   await new Promise((r) => setTimeout(r, 100));
-  assert.deepEqual(calls, []);
+  assert.deepEqual([...calls], []);
   assert.equal(client.unackedCount, 5);
 
   hand.ack(2);
   await waitFor(() => calls.length === 2, { message: 'ACK(2) called nothing' });
-  assert.deepEqual(calls, [
-    [1, null],
-    [2, null],
-  ]);
+  assert.deepEqual(
+    [...calls],
+    [
+      [1, null],
+      [2, null],
+    ],
+  );
   assert.equal(client.unackedCount, 3);
   hand.ack(5);
   await waitFor(() => calls.length === 5);
   assert.deepEqual(
-    calls,
-    [1, 2, 3, 4, 5].map((i): [number, Error | null] => [i, null]),
+    [...calls],
+    [1, 2, 3, 4, 5].map((i) => [i, null]),
   );
   // An ACK that repeats changes nothing: no callback runs twice.
   hand.ack(5);
