@@ -102,8 +102,9 @@ test('300 numbered requests while the link is cut by RST and FIN: each handler r
       proxy.fin();
     }
   }
+  // A loaded machine runs the pump late: let it finish, cuts or not.
+  await waitFor(() => sent === N, { timeout: 20_000, message: `${sent} of ${N} sent` });
   clearInterval(pump);
-  assert.equal(sent, N);
   await waitFor(() => results.size + failures.length >= N, {
     timeout: 20_000,
     message: `${results.size} replies, ${failures.length} failures of ${N}`,
