@@ -388,3 +388,87 @@ test('a full idempotency window (maxKeys) answers HL_ERR_OVERLOADED, not handled
   assert.deepEqual(ran, ['a', 'b', 'c', 'no key']);
   assert.equal(client.state, 'healthy');
 });
+
+test("a key still running is joined: the second request gets the first one's reply; if the first is abandoned, the second runs", async (t) => {
+  const { server, port } = await startServer(t, FAST);
+  const held: Array<{ data: string; info: MessageInfo }> = [];
+  server.on('connection', (conn) =>
+    conn.on('message', (data, info) => held.push({ data: data.toString(), info })),
+  );
+  const phone = startClient(t, { port, clientId: 'same' });
+  const laptop = startClient(t, { port, clientId: 'same' });
+  await Promise.all([opened(phone), opened(laptop)]);
+
+  const first = phone.request('from phone', { idempotencyKey: 'k1', timeout: 0 });
+  await waitFor(() => held.length === 1);
+  const second = laptop.request('from laptop', { idempotencyKey: 'k1', timeout: 0 });
+  // The laptop's request waits for the phone's answer instead of running.
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(held.length, 1);
+  held[0]!.info.reply('answer one');
+  assert.equal((await withTimeout(first)).toString(), 'answer one');
+  assert.equal((await withTimeout(second)).toString(), 'answer one');
+  assert.equal(held.length, 1);
+
+  // The phone leaves without answering k2: the laptop's request waiting on it runs.
+  const abandoned = phone.request('from phone', { idempotencyKey: 'k2', timeout: 0 });
+  await waitFor(() => held.length === 2);
+  const waiting = laptop.request('from laptop', { idempotencyKey: 'k2', timeout: 0 });
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(held.length, 2);
+  phone.close();
+  const gone = await requestError(abandoned);
+  assert.ok(gone.code === 'HL_ERR_SESSION_LOST' || gone.code === 'HL_ERR_CONNECTION_CLOSED');
+  await waitFor(() => held.length === 3, { message: 'the waiting request never ran' });
+  assert.equal(held[2]!.data, 'from laptop');
+  held[2]!.info.reply('answer two');
+  assert.equal((await withTimeout(waiting)).toString(), 'answer two');
+});
+
+test('a kept failure answers a retry unrun; a refusal (no responder) is not kept, so the retry runs', async (t) => {
+  const { server, port } = await startServer(t, FAST);
+  let runs = 0;
+  const accepted = new Promise<ServerConnection>((resolve) => server.once('connection', resolve));
+  const client = startClient(t, { port, clientId: 'c' });
+  await opened(client);
+  const conn = await withTimeout(accepted);
+
+  // No listener yet: NO_RESPONDER, which means it did not run, so nothing is kept.
+  const refused = await requestError(client.request('x', { idempotencyKey: 'k' }));
+  assert.equal(refused.code, 'HL_ERR_NO_RESPONDER');
+  conn.on('message', (_data, info) => {
+    runs++;
+    info.fail(`failure #${runs}`);
+  });
+  const failed = await requestError(client.request('x', { idempotencyKey: 'k' }));
+  assert.equal(failed.code, 'HL_ERR_REMOTE');
+  assert.match(failed.message, /failure #1/);
+  const again = await requestError(client.request('x', { idempotencyKey: 'k' }));
+  assert.equal(again.code, 'HL_ERR_REMOTE');
+  assert.match(again.message, /failure #1/, 'the kept failure, not a new run');
+  assert.equal(runs, 1);
+});
+
+test('a server request made while the client is away is answered after the resume', async (t) => {
+  const { server, port } = await startServer(t, { ...FAST, sessionTtl: 60_000 });
+  const proxy = await startProxy(t, port);
+  const accepted = new Promise<ServerConnection>((resolve) => server.once('connection', resolve));
+  const client = startClient(t, { port: proxy.port, backoff: FAST_BACKOFF });
+  const asked: string[] = [];
+  client.on('message', (data, info) => {
+    asked.push(data.toString());
+    info.reply(`client saw ${data.toString()}`);
+  });
+  await opened(client);
+  const conn = await withTimeout(accepted);
+  proxy.refuseNew(true);
+  const down = onceEvent(conn, 'disconnect');
+  proxy.reset();
+  await down;
+  const reply = conn.request('while you were away', { timeout: 0 });
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(asked, []);
+  proxy.refuseNew(false);
+  assert.equal((await withTimeout(reply)).toString(), 'client saw while you were away');
+  assert.deepEqual(asked, ['while you were away']);
+});
