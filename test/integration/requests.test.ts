@@ -118,10 +118,14 @@ test('info.fail() rejects with HL_ERR_REMOTE carrying the message; it may have b
 });
 
 test('a listener that throws, or returns a rejected promise, fails the request; the connection stays open', async (t) => {
-  const { client, conn } = await pair(t, (_conn, data) => {
+  const { client, conn } = await pair(t, (_conn, data, info) => {
     const text = data.toString();
     if (text === 'throw') throw new Error('sync boom');
     if (text === 'reject') return Promise.reject(new Error('async boom'));
+    if (text === 'reply then throw') {
+      info.reply('answered first');
+      throw new Error('thrown after the answer');
+    }
     return undefined;
   });
   // A second listener that answers, for the 'ok' case only.
@@ -139,6 +143,8 @@ test('a listener that throws, or returns a rejected promise, fails the request; 
   assertRequestError(rejected, 'HL_ERR_REMOTE', true);
   assert.match(rejected.message, /async boom/);
   assert.equal((await client.request('ok')).toString(), 'fine');
+  // Answered before it threw: the answer stands.
+  assert.equal((await client.request('reply then throw')).toString(), 'answered first');
   assert.deepEqual(closes, [], 'the server connection neither closed nor lost its link');
   await assertStillConnected(client, conn);
 });
