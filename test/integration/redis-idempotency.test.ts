@@ -132,7 +132,7 @@ describe('Redis idempotency window', { skip }, () => {
     const redis = (await stores[0].client()) as Redis;
     expectKind(await a.begin('alice', 'k'), 'run');
     await a.finish('alice', 'k', reply('r'));
-    const keys = await redis.keys('hl:idem:*');
+    const keys = await redis.keys('hl:idem:{*');
     assert.equal(keys.length, 1);
     assert.match(keys[0]!, /^hl:idem:\{[A-Za-z0-9_-]{43}\}$/);
     const ttl = await redis.pttl(keys[0]!);
@@ -204,7 +204,7 @@ describe('Redis idempotency window', { skip }, () => {
     }
     // The SET NX ran once Redis thawed; a's window released it, so a retry runs
     // rather than waiting a whole window for a handler that never started.
-    await waitFor(async () => (await conn.keys('hl:idem:*')).length === 0, { timeout: 5000 });
+    await waitFor(async () => (await conn.keys('hl:idem:{*')).length === 0, { timeout: 5000 });
     expectKind(await b.begin('alice', 'k'), 'run');
     assert.deepEqual(unhandled, []);
   });
@@ -217,6 +217,10 @@ describe('Redis idempotency window', { skip }, () => {
       ['timeoutMs', 1],
       ['pollMs', 0],
       ['keyPrefix', 'a{b}'],
+      ['maxKeys', 0],
+      ['maxBytes', 1023],
+      ['maxKeysPerScope', 0],
+      ['maxReplyBytes', -1],
     ] as const) {
       assert.throws(
         () => createRedisWindow(client, { [name]: value }),
@@ -230,9 +234,118 @@ describe('Redis idempotency window', { skip }, () => {
     await assert.rejects(async () => w.begin('alice', ''), /idempotency key/);
     expectKind(await w.begin('alice', 'k'), 'run');
     assert.equal(w.stats.keys, 1);
-    assert.equal((await ((await stores[0].client()) as Redis).keys('app:idem:*')).length, 1);
+    const conn = (await stores[0].client()) as Redis;
+    assert.equal((await conn.keys('app:idem:{*')).length, 1);
+    // and the counters under the same prefix: claims, this scope's claims
+    assert.equal(await conn.get('app:idem:n'), '1');
+    assert.equal((await conn.keys('app:idem:s:{*')).length, 1);
     await w.close();
     expectKind(await w.begin('alice', 'other'), 'full');
     assert.equal(w.stats.keys, 0);
+  });
+});
+
+/** Redis's `used_memory` (INFO memory), in bytes. */
+async function usedMemory(redis: Redis): Promise<number> {
+  const info = await redis.info('memory');
+  const match = /^used_memory:(\d+)\r?$/m.exec(info);
+  assert.ok(match, 'INFO memory has used_memory');
+  return Number(match[1]);
+}
+
+describe('Redis idempotency window: bounds', { skip }, () => {
+  test('full past maxKeys claims per window, on all nodes together; known keys still answer', async (t) => {
+    const windowMs = 1500;
+    const {
+      nodes: [a, b],
+      stores,
+    } = await cluster(t, { windowMs, maxKeys: 4 });
+    const redis = (await stores[0].client()) as Redis;
+    expectKind(await a.begin('alice', 'k1'), 'run');
+    await a.finish('alice', 'k1', reply('one'));
+    expectKind(await b.begin('bob', 'k2'), 'run');
+    expectKind(await a.begin('carol', 'k3'), 'run');
+    expectKind(await b.begin('dave', 'k4'), 'run');
+    expectKind(await a.begin('erin', 'k5'), 'full');
+    expectKind(await b.begin('alice', 'k6'), 'full');
+    assert.equal(await redis.get('hl:idem:n'), '4', 'refusals are not counted');
+    // Past the cap, keys already claimed are still answered: dedupe is not lost.
+    assert.equal(text(expectKind(await b.begin('alice', 'k1'), 'done').reply), 'one');
+    const waiting = expectKind(await a.begin('bob', 'k2'), 'pending');
+    await b.finish('bob', 'k2', reply('two'));
+    assert.equal(text(await waiting.settled), 'two');
+    // The counter lives one window from its first claim; then claims run again.
+    const ttl = await redis.pttl('hl:idem:n');
+    assert.ok(ttl > 0 && ttl <= windowMs, `PTTL ${ttl} in (0, ${windowMs}]`);
+    await waitFor(async () => (await redis.exists('hl:idem:n')) === 0, { timeout: 10_000 });
+    expectKind(await b.begin('erin', 'k5'), 'run');
+    assert.equal(await redis.get('hl:idem:n'), '1');
+  });
+
+  test('past maxKeysPerScope that scope is refused while another scope still runs', async (t) => {
+    const {
+      nodes: [a, b],
+      stores,
+    } = await cluster(t, { maxKeysPerScope: 3 });
+    const redis = (await stores[0].client()) as Redis;
+    expectKind(await a.begin('mallory', 'm1'), 'run');
+    expectKind(await b.begin('mallory', 'm2'), 'run');
+    await b.abandon('mallory', 'm2'); // abandoning gives no claim back
+    expectKind(await a.begin('mallory', 'm3'), 'run');
+    for (const node of [a, b]) expectKind(await node.begin('mallory', 'm4'), 'full');
+    expectKind(await b.begin('alice', 'a1'), 'run');
+    await b.finish('alice', 'a1', reply('alice ok'));
+    assert.equal(text(expectKind(await a.begin('alice', 'a1'), 'done').reply), 'alice ok');
+    expectKind(await a.begin('alice', 'a2'), 'run');
+    const scopes = await redis.keys('hl:idem:s:{*');
+    assert.equal(scopes.length, 2);
+    const counts = (await Promise.all(scopes.map((k) => redis.get(k)))).sort();
+    assert.deepEqual(counts, ['2', '3']);
+    assert.equal(await redis.get('hl:idem:n'), '5');
+  });
+
+  test('past maxBytes a reply is answered but not kept: waiters get null, a retry runs', async (t) => {
+    const {
+      nodes: [a, b],
+      stores,
+    } = await cluster(t, { maxBytes: 1024 });
+    const redis = (await stores[0].client()) as Redis;
+    const big = 'x'.repeat(300); // kept as 305 bytes: three fit in 1024, not four
+    for (const key of ['k1', 'k2', 'k3']) {
+      expectKind(await a.begin('alice', key), 'run');
+      await a.finish('alice', key, reply(big));
+    }
+    assert.equal(await redis.get('hl:idem:b'), String(3 * 305));
+    expectKind(await a.begin('alice', 'k4'), 'run');
+    const waiting = expectKind(await b.begin('alice', 'k4'), 'pending');
+    await a.finish('alice', 'k4', reply(big));
+    assert.equal(await waiting.settled, null, 'the claim is gone: the waiter runs itself');
+    assert.deepEqual([a.stats.unkept, a.stats.keys], [1, 0]);
+    assert.equal((await redis.keys('hl:idem:{*')).length, 3);
+    expectKind(await b.begin('alice', 'k4'), 'run');
+    // A reply that still fits (109 bytes left) is kept.
+    await b.finish('alice', 'k4', reply('y'.repeat(100)));
+    assert.equal(b.stats.unkept, 0);
+    assert.equal(text(expectKind(await a.begin('alice', 'k4'), 'done').reply), 'y'.repeat(100));
+    assert.equal(await redis.get('hl:idem:b'), String(3 * 305 + 105));
+    assert.equal(text(expectKind(await a.begin('alice', 'k1'), 'done').reply), big);
+  });
+
+  test('a reply larger than maxReplyBytes is answered but not kept', async (t) => {
+    const {
+      nodes: [a, b],
+      stores,
+    } = await cluster(t, { maxReplyBytes: 100 });
+    const redis = (await stores[0].client()) as Redis;
+    expectKind(await a.begin('alice', 'large'), 'run');
+    const waiting = expectKind(await b.begin('alice', 'large'), 'pending');
+    await a.finish('alice', 'large', reply('z'.repeat(101)));
+    assert.equal(await waiting.settled, null);
+    assert.equal(a.stats.unkept, 1);
+    assert.equal(await redis.exists('hl:idem:b'), 0, 'nothing was charged');
+    expectKind(await b.begin('alice', 'large'), 'run');
+    await b.finish('alice', 'large', reply('z'.repeat(100)));
+    assert.equal(text(expectKind(await a.begin('alice', 'large'), 'done').reply), 'z'.repeat(100));
+    assert.equal(b.stats.unkept, 0);
   });
 });
