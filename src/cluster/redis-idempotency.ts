@@ -9,8 +9,8 @@
  * big-endian u32, the payload). Every write sets a PX TTL of `windowMs`, so Redis holds a
  * key at most one window past its last write.
  *
- * - begin: one script does `SET NX PX` and, when the key exists, returns it: `run`, `done`
- *   or `pending`. A pending claim is polled with GET (25 ms, doubling to 200 ms) until it
+ * - begin: one script returns what the key holds (`done` or `pending`), else claims it
+ *   with `SET PX` if the caps below allow (`run`), else answers `full`. A pending claim is polled with GET (25 ms, doubling to 200 ms) until it
  *   turns into a reply (the promise resolves with it), disappears (abandoned or expired:
  *   null) or the window ends (null).
  * - finish / abandon: a script that writes (`SET PX`) or deletes the key only if it still
@@ -35,11 +35,13 @@
  * run time: at most 2 x `maxKeys` (3 x for the short while a handler that straddled a
  * counter window still runs), and as many scope counters at most (one scope per claim, the
  * worst case: a fresh client id per request on a server without authentication). Measured
- * on Redis 7.0 (jemalloc): `MEMORY USAGE` 120 bytes for a key with an empty reply, 136 with
- * a 16-byte one, 1,384 with 1 KiB; `used_memory` grew 197 bytes per key over 10^5 keys with
- * 16-byte replies (the expiry table included), and about 100 more for a scope counter
- * (see docs/requests.md, "Cluster mode"). The memory window's per-scope eviction has no
- * equivalent here: a scope past its cap is refused until its counter window ends.
+ * on Redis 7.0 (jemalloc) with bench/redis-idempotency-memory.ts over 10^5 keys:
+ * `used_memory` grew 181 bytes per key with an empty reply, 197 with 16 bytes, 1,445 with
+ * 1 KiB, 10,405 with 8 KiB (values take jemalloc size classes, up to 25% over their
+ * length), and 149 more per key with one scope counter per key. So Redis holds at most
+ * about 2 x (`maxKeys` x 330 + `maxBytes` x 1.25) bytes for the window (docs/requests.md,
+ * "Cluster mode"). The memory window's per-scope eviction has no equivalent here: a scope
+ * past its cap is refused until its counter window ends.
  *
  * The counters are outside the request key's hash slot: fine on a standalone Redis or
  * Sentinel; Redis Cluster would refuse the scripts (CROSSSLOT), future work.
@@ -57,11 +59,11 @@ import {
   checkIdempotencyKey,
   checkKeptReply,
   IDEMPOTENCY_DEFAULTS,
-  maxReplyBytesOption,
   type IdempotencyClaim,
   type IdempotencyStats,
   type IdempotencyWindow,
   type KeptReply,
+  maxReplyBytesOption,
 } from '../session/idempotency.js';
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import { Script } from './lua-script.js';

@@ -183,13 +183,7 @@ export function checkIdempotencyKey(key: string): number {
 
 /** Validates `maxReplyBytes` (shared by both windows): 0 (keep only empty replies) to 2^32. */
 export function maxReplyBytesOption(value: number | undefined): number {
-  return intOption(
-    'maxReplyBytes',
-    value,
-    IDEMPOTENCY_DEFAULTS.maxReplyBytes,
-    0,
-    0x1_0000_0000,
-  );
+  return intOption('maxReplyBytes', value, IDEMPOTENCY_DEFAULTS.maxReplyBytes, 0, 0x1_0000_0000);
 }
 
 /** Checks a reply before it is kept (statuses are u32 on the wire). */

@@ -15,8 +15,9 @@ import {
   type RedisWindowOptions,
 } from '../../src/cluster/redis-idempotency.js';
 import { RedisStore } from '../../src/cluster/redis-store.js';
-import { HeartlineError } from '../../src/errors.js';
+import { HeartlineError, RequestError } from '../../src/errors.js';
 import type { IdempotencyClaim, KeptReply } from '../../src/session/idempotency.js';
+import { opened, startClient, startServer } from '../support/peers.js';
 import { RedisServer, redisSkip } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 
@@ -347,5 +348,91 @@ describe('Redis idempotency window: bounds', { skip }, () => {
     await b.finish('alice', 'large', reply('z'.repeat(100)));
     assert.equal(text(expectKind(await a.begin('alice', 'large'), 'done').reply), 'z'.repeat(100));
     assert.equal(b.stats.unkept, 0);
+  });
+});
+
+describe('Redis idempotency window: a flood of keys through a server', { skip }, () => {
+  test('one client flooding keyed 8 KiB requests is capped per scope and in bytes; others still dedupe', async (t) => {
+    const redis = await RedisServer.start(t);
+    const maxKeysPerScope = 50;
+    const maxBytes = 256 * 1024;
+    const { server, port } = await startServer(t, {
+      redis: redis.url,
+      idempotency: { maxKeysPerScope, maxBytes },
+    });
+    const runs = new Map<string, number>();
+    server.on('connection', (conn) =>
+      conn.on('message', (data, info) => {
+        if (!info.isRequest) return;
+        const scope = conn.clientId;
+        runs.set(scope, (runs.get(scope) ?? 0) + 1);
+        info.reply(data); // serve --echo: the reply is as large as the request
+      }),
+    );
+    const probe = new RedisStore(redis.url);
+    t.after(() => probe.close());
+    const conn = (await probe.client()) as Redis;
+    const flooder = startClient(t, { port, clientId: 'flooder' });
+    const other = startClient(t, { port, clientId: 'other' });
+    await Promise.all([opened(flooder), opened(other)]);
+    const before = await usedMemory(conn);
+
+    const flood = 500;
+    const payload = Buffer.alloc(8192, 0x41);
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: flood }, (_, i) =>
+        flooder.request(payload, { idempotencyKey: `flood-${i}`, timeout: 60_000 }),
+      ),
+    );
+    const answered = outcomes.filter((o) => o.status === 'fulfilled');
+    const refused = outcomes.filter((o) => o.status === 'rejected');
+    assert.equal(answered.length, maxKeysPerScope, 'the scope runs its cap, no more');
+    assert.equal(runs.get('flooder'), maxKeysPerScope);
+    for (const o of answered) assert.equal((o.value as Buffer).byteLength, 8192);
+    assert.equal(refused.length, flood - maxKeysPerScope);
+    for (const o of refused) {
+      const err = o.reason as RequestError;
+      assert.ok(err instanceof RequestError, String(err));
+      assert.equal(err.code, 'HL_ERR_OVERLOADED');
+      assert.equal(err.mayHaveBeenHandled, false);
+    }
+    // Kept: as many 8,197-byte values (payload + status) as fit in maxBytes; the other runs
+    // were answered but not kept.
+    const kept = Math.floor(maxBytes / 8197);
+    assert.equal((await conn.keys('hl:idem:{*')).length, kept);
+    assert.equal(await conn.get('hl:idem:b'), String(kept * 8197));
+
+    // Another client (its own scope) still gets its keyed request deduplicated: the handler
+    // runs once, the retry gets the kept reply.
+    const first = await other.request('other 1', { idempotencyKey: 'op-1' });
+    const again = await other.request('other 2', { idempotencyKey: 'op-1' });
+    assert.equal(first.toString(), 'other 1');
+    assert.equal(again.toString(), 'other 1');
+    assert.equal(runs.get('other'), 1);
+
+    // What the window holds in Redis: the values kept (maxBytes; jemalloc stores them in
+    // size classes up to 25% larger: an 8,197-byte value takes MEMORY USAGE 10,344) and per
+    // claim at most 330 bytes of key and scope counter (bench/redis-idempotency-memory.ts).
+    // Without the caps it would hold 500 values: over 5 MB.
+    const idemKeys = await conn.keys('hl:idem:*');
+    let held = 0;
+    for (const k of idemKeys) held += Number(await conn.call('MEMORY', 'USAGE', k));
+    const heldBound = maxBytes * 1.25 + (maxKeysPerScope + 4) * 330;
+    t.diagnostic(`${idemKeys.length} window keys hold ${held} bytes (bound ${heldBound})`);
+    assert.ok(held < heldBound, `window keys hold ${held} bytes, bound ${heldBound}`);
+    // And used_memory as a whole: that bound plus 1 MiB for the session store's own traffic
+    // (measured: the same flood without keys leaves about 0.5 MB, 1.4 MB before its
+    // acknowledged logs are trimmed), so wait for that to settle.
+    await Promise.all([flooder.whenAcked(), other.whenAcked()]);
+    const bound = heldBound + 1024 * 1024;
+    let grown = 0;
+    await waitFor(
+      async () => {
+        grown = (await usedMemory(conn)) - before;
+        return grown < bound;
+      },
+      { timeout: 20_000, interval: 100, message: `used_memory stayed ${bound} bytes or more over` },
+    );
+    t.diagnostic(`used_memory grew ${grown} bytes (bound ${bound})`);
   });
 });
