@@ -10,9 +10,9 @@
  * key at most one window past its last write.
  *
  * - begin: one script returns what the key holds (`done` or `pending`), else claims it
- *   with `SET PX` if the caps below allow (`run`), else answers `full`. A pending claim is polled with GET (25 ms, doubling to 200 ms) until it
- *   turns into a reply (the promise resolves with it), disappears (abandoned or expired:
- *   null) or the window ends (null).
+ *   with `SET PX` if the caps below allow (`run`), else answers `full`. A pending claim is
+ *   polled with GET (25 ms, doubling to 200 ms) until it turns into a reply (the promise
+ *   resolves with it), disappears (abandoned or expired: null) or the window ends (null).
  * - finish / abandon: a script that writes (`SET PX`) or deletes the key only if it still
  *   holds this claim's marker, so a late handler never overwrites a newer claim.
  *
@@ -366,7 +366,7 @@ class RedisWindow implements RedisIdempotencyWindow {
     }
     if (result === 0) return { kind: 'full' };
     const value = decode(result);
-    // SET NX failed in the same script, so the key exists: null would be a broken Redis.
+    // The script returns the key's value only when it exists: null would be a broken Redis.
     if (value === null) throw storeError(new Error('claim neither taken nor found'));
     if (value !== 'pending') return { kind: 'done', reply: value };
     return { kind: 'pending', settled: this.#wait(k) };
