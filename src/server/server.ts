@@ -701,10 +701,16 @@ export class Server extends EventEmitter<ServerEvents> {
     if (o === null) return null;
     const store = this.cluster.store;
     if (store instanceof RedisStore) {
+      // The same bounds, enforced in Redis per counter window (docs/requests.md).
+      const { windowMs, maxKeys, maxBytes, maxKeysPerScope, maxReplyBytes } = o;
       return createRedisWindow(() => store.client(), {
         clock: this.config.clock,
         keyPrefix: store.keyPrefix,
-        ...(o.windowMs !== undefined ? { windowMs: o.windowMs } : {}),
+        windowMs,
+        maxKeys,
+        maxBytes,
+        maxKeysPerScope,
+        maxReplyBytes,
       });
     }
     return createMemoryWindow(o, this.config.clock);
