@@ -163,8 +163,21 @@ const GATE_PAUSE_BYTES = 1024 * 1024;
 /** A DATA frame's length beyond its payload (type byte and seq). */
 const DATA_FRAME_OVERHEAD = DATA_OVERHEAD - LENGTH_BYTES;
 
+/** Whether a key is over {@link MAX_IDEMPOTENCY_KEY_BYTES} in UTF-8. */
+function tooLong(key: string): boolean {
+  return Buffer.byteLength(key, 'utf8') > MAX_IDEMPOTENCY_KEY_BYTES;
+}
+
 function abortError(signal: AbortSignal): HeartlineError {
   return new HeartlineError('HL_ERR_ABORTED', 'aborted', { cause: signal.reason });
+}
+
+/** The first `room` bytes of UTF-8 `bytes`, less a character the cut would split. */
+function cutUtf8(bytes: Uint8Array, room: number): Uint8Array {
+  let end = Math.max(0, room);
+  // Back off over continuation bytes (10xxxxxx) to the start of the split character.
+  while (end > 0 && end < bytes.length && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
 }
 
 /** Timer kinds of {@link Connection.onTimer}. */
@@ -503,16 +516,14 @@ export abstract class Connection
     if (this.closed || this.closing) return false;
     let payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     const room = this.peerMaxFrame - (REPLY_OVERHEAD - LENGTH_BYTES);
-    if (payload.length > room) {
-      if (status === ReplyStatus.OK) {
-        status = ReplyStatus.ERROR;
-        payload = Buffer.from(
-          `the reply of ${payload.length} bytes exceeds the requester's maximum of ${room}`,
-        );
-      } else {
-        payload = payload.subarray(0, room);
-      }
+    if (payload.length > room && status === ReplyStatus.OK) {
+      status = ReplyStatus.ERROR;
+      payload = Buffer.from(
+        `the reply of ${payload.length} bytes exceeds the requester's maximum of ${room}`,
+      );
     }
+    // A message (the one just made too) is cut to fit, at a UTF-8 character boundary.
+    if (payload.length > room) payload = cutUtf8(payload, room);
     try {
       this.queue(payload, typeof data === 'string', {
         type: FrameType.REPLY,
@@ -660,6 +671,17 @@ export abstract class Connection
         this.onDataFrame(link, frame.seq, frame.payload as Buffer, null);
         return;
       case FrameType.REQUEST:
+        if (frame.key.length > MAX_IDEMPOTENCY_KEY_BYTES / 4 && tooLong(frame.key)) {
+          // The wire allows 65535 bytes; a window keeps keys for minutes (PROTOCOL.md 3.8).
+          const message = `REQUEST idempotency key over ${MAX_IDEMPOTENCY_KEY_BYTES} bytes`;
+          this.closeLocal(
+            CloseCode.POLICY_VIOLATION,
+            message,
+            new HeartlineError('HL_ERR_POLICY_VIOLATION', message),
+            'policy-violation',
+          );
+          return;
+        }
         this.onDataFrame(link, frame.seq, frame.payload as Buffer, frame.key);
         return;
       case FrameType.REPLY:
@@ -898,12 +920,13 @@ export abstract class Connection
     this.envelopes = null;
     this.inbound.reset(0);
     this.nextSend = 1;
-    this.everWritten = 0;
     this.sessionId = null;
     const lost = 'the session was lost before everything was acknowledged';
     this.rejectAckWaiters('HL_ERR_SESSION_LOST', lost);
     this.ackCallbacks?.failAll('HL_ERR_SESSION_LOST', lost);
+    // Before everWritten restarts: it tells which requests may have run (were written).
     this.requests?.failAll('HL_ERR_SESSION_LOST', 'the session was lost before the reply');
+    this.everWritten = 0;
     if (sessionId === null) return null;
     const event = { sessionId, unacked };
     this.emit('session-lost', event);

@@ -13,7 +13,7 @@ import {
   type OpenEvent,
   sessionIdString,
 } from '../connection.js';
-import { HeartlineError, InvalidArgumentError } from '../errors.js';
+import { HeartlineError, InvalidArgumentError, ProtocolError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
 import { type CloseInfo, Link } from '../link.js';
 import {
@@ -25,7 +25,7 @@ import {
   type ResolvedCommon,
   resolveCommon,
 } from '../options.js';
-import { CloseCode, FINAL_REASONS } from '../protocol/close-codes.js';
+import { CloseCode, type CloseReason, FINAL_REASONS } from '../protocol/close-codes.js';
 import { encodeHello } from '../protocol/codec.js';
 import {
   DEFAULT_MAX_HELLO_FIELD_BYTES,
@@ -404,13 +404,18 @@ export class ClientConnection extends Connection {
   }
 
   /** Closes for good: no more reconnects. */
-  protected override closeLocal(code: number, reason: string, error?: HeartlineError): void {
+  protected override closeLocal(
+    code: number,
+    reason: string,
+    error?: HeartlineError,
+    why: CloseReason = 'local',
+  ): void {
     if (this.closed) return;
     this.clearTimers();
     const pending = this.pending;
     this.pending = null;
     pending?.close('local', code, reason);
-    super.closeLocal(code, reason, error);
+    super.closeLocal(code, reason, error, why);
   }
 
   override onFrame(link: Link, frame: Frame): void {
@@ -575,7 +580,17 @@ export class ClientConnection extends Connection {
   }
 
   private onWelcome(link: Link, welcome: WelcomeFrame): void {
-    this.pending = null;
+    // A refused WELCOME leaves the link pending, so that its close counts as a failed
+    // attempt (onClose): retried, or final for a version this client does not speak.
+    if (welcome.version !== PROTOCOL_VERSION) {
+      const message = `WELCOME names protocol ${welcome.version}; the HELLO asked for ${PROTOCOL_VERSION}`;
+      link.fail(
+        'unsupported-version',
+        message,
+        new ProtocolError('HL_ERR_UNSUPPORTED_VERSION', message),
+      );
+      return;
+    }
     const sessionId = sessionIdString(welcome.sessionId);
     if (welcome.resumed && sessionId !== this.sessionId) {
       link.unexpected('WELCOME resumed a session this client did not ask for');
@@ -585,12 +600,7 @@ export class ClientConnection extends Connection {
       link.unexpected(`WELCOME grants interval ${welcome.interval} and timeout ${welcome.timeout}`);
       return;
     }
-    if (welcome.version !== PROTOCOL_VERSION) {
-      link.unexpected(
-        `WELCOME names protocol ${welcome.version}; the HELLO asked for ${PROTOCOL_VERSION}`,
-      );
-      return;
-    }
+    this.pending = null;
     if (!welcome.resumed && this.sessionId !== null) this.loseSession();
     this.token = welcome.token;
     this.failures = 0;

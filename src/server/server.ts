@@ -197,10 +197,11 @@ export interface ServerOptions
    * The idempotency window of requests (PROTOCOL.md 6.5, docs/requests.md): a second
    * request with the same key from the same identity within `windowMs` gets the first
    * reply without running the handler again. Its bounds (`windowMs`, `maxKeys`,
-   * `maxBytes`, `maxKeysPerScope`), or false to run keyed requests like any other. With
-   * a Redis session store (`redis`, or a RedisStore as `store`) the window lives in
-   * Redis, shared by every node; only `windowMs` applies there.
-   * @default { windowMs: 120000, maxKeys: 100000, maxBytes: 64 MiB, maxKeysPerScope: 10000 }
+   * `maxBytes`, `maxKeysPerScope`, `maxReplyBytes`), or false to run keyed requests like
+   * any other. With a Redis session store (`redis`, or a RedisStore as `store`) the
+   * window lives in Redis, shared by every node, and the same bounds apply per fixed
+   * window of `windowMs` (docs/requests.md, "Cluster mode").
+   * @default { windowMs: 120000, maxKeys: 100000, maxBytes: 64 MiB, maxKeysPerScope: 10000, maxReplyBytes: 64 KiB }
    */
   idempotency?: false | MemoryWindowOptions;
   /**
@@ -701,10 +702,16 @@ export class Server extends EventEmitter<ServerEvents> {
     if (o === null) return null;
     const store = this.cluster.store;
     if (store instanceof RedisStore) {
+      // The same bounds, enforced in Redis per counter window (docs/requests.md).
+      const { windowMs, maxKeys, maxBytes, maxKeysPerScope, maxReplyBytes } = o;
       return createRedisWindow(() => store.client(), {
         clock: this.config.clock,
         keyPrefix: store.keyPrefix,
-        ...(o.windowMs !== undefined ? { windowMs: o.windowMs } : {}),
+        windowMs,
+        maxKeys,
+        maxBytes,
+        maxKeysPerScope,
+        maxReplyBytes,
       });
     }
     return createMemoryWindow(o, this.config.clock);
