@@ -193,7 +193,7 @@ export function sessionIdString(id: Uint8Array): string {
 /**
  * One end of a session. Created by `createServer` (on 'connection') and by `connect`.
  */
-// No `implements LinkOwner, TimerTarget`: those members are @internal, stripped from the
+// No `implements LinkOwner, TimerTarget`: those members are internal, stripped from the
 // published declarations, where the clause would then fail to compile. `link.owner = this`
 // and `wheel.timerFor(this, ...)` check the same shape where it is used.
 export abstract class Connection extends EventEmitter<ConnectionEvents> {
