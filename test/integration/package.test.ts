@@ -291,6 +291,22 @@ describe('the packed package', () => {
       `heartline bench: benchmarks run from a clone of the repository: git clone ${repository} && cd heartline && npm ci && npm run bench\n`,
     );
 
+    // An option that needs a missing peer stops serve before it listens, naming the install.
+    for (const [option, name] of [
+      [['--log-level', 'info'], 'pino'],
+      [['--admin', '0'], 'prom-client'],
+      [['--redis', 'redis://127.0.0.1:6379'], 'ioredis'],
+    ] as const) {
+      const serve = spawnSync(bin, ['serve', '--port', '0', ...option], {
+        cwd: app,
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.equal(serve.status, 1, `serve ${option.join(' ')}:\n${serve.stdout}\n${serve.stderr}`);
+      assert.equal(serve.stdout, '');
+      assert.match(serve.stderr, new RegExp(`npm install ${name}\n`));
+    }
+
     // What a plain user installs (reported, not asserted: it follows the dependencies).
     const du = spawnSync('du', ['-sh', join(app, 'node_modules')], { encoding: 'utf8' });
     const ls = spawnSync('npm', ['ls', '--all', '--parseable'], {
