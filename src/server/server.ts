@@ -353,8 +353,8 @@ function resolveIdempotency(o: ServerOptions['idempotency']): MemoryWindowOption
  * A heartline server. Create it with {@link createServer}, then `listen()`.
  */
 export class Server extends EventEmitter<ServerEvents> {
-  /** Live connections by id (including sessions waiting for a resume). */
-  readonly connections = new Map<string, ServerConnection>();
+  /** Behind {@link connections}, which users only read. */
+  private readonly live = new Map<string, ServerConnection>();
   private readonly sessions = new Map<string, ServerConnection>();
   private readonly handshaking = new Set<Link>();
   private readonly config: ResolvedServer;
@@ -503,6 +503,11 @@ export class Server extends EventEmitter<ServerEvents> {
    */
   answerPrimary(topic: string, handler: () => unknown): void {
     if (this.workers?.role === 'worker') this.workers.answer(topic, handler);
+  }
+
+  /** Live connections by id (including sessions waiting for a resume). */
+  get connections(): ReadonlyMap<string, ServerConnection> {
+    return this.live;
   }
 
   /** This node's id (presence, ownership in the session store). */
@@ -979,7 +984,7 @@ export class Server extends EventEmitter<ServerEvents> {
     const settings = this.adaptive.settingsFor(conn, granted);
     this.sessions.set(conn.sessionKey, conn);
     this.quota.added(conn, addressKey(link.socket.remoteAddress ?? '?'));
-    this.connections.set(conn.id, conn);
+    this.live.set(conn.id, conn);
     this.cluster.adopt(conn, restored);
     link.write(
       encodeWelcome({
@@ -1060,7 +1065,7 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   private release(conn: ServerConnection): void {
-    this.connections.delete(conn.id);
+    this.live.delete(conn.id);
     this.sessions.delete(conn.sessionKey);
     this.quota.removed(conn);
     this.cluster.released(conn);
