@@ -258,11 +258,14 @@ export abstract class Connection
   protected constructor(
     protected readonly config: ResolvedCommon,
     protected readonly wheel: TimingWheel,
-    idPrefix: string,
   ) {
     super();
-    this.id = `${idPrefix}${++nextConnectionId}`;
-    this.outbound = this.newOutbound();
+    this.id = `c${++nextConnectionId}`;
+    this.outbound = new OutboundBuffer({
+      highWaterMark: config.highWaterMark,
+      maxBytes: config.maxBufferedBytes,
+      budget: config.budget,
+    });
     this.inbound = new InboundTracker({ ackEvery: config.ackEvery });
     this.health = new HealthMachine<Connection>(emitState, 'connecting', this);
     this.peerMaxFrame = config.maxFrame;
@@ -811,14 +814,6 @@ export abstract class Connection
   /** What learns of each request's outcome (the client's circuit breaker); null: nothing. */
   protected requestOutcome(): ((ok: boolean) => void) | null {
     return null;
-  }
-
-  protected newOutbound(): OutboundBuffer {
-    return new OutboundBuffer({
-      highWaterMark: this.config.highWaterMark,
-      maxBytes: this.config.maxBufferedBytes,
-      budget: this.config.budget,
-    });
   }
 
   /**

@@ -91,7 +91,7 @@ export class ServerConnection extends Connection {
       remote: string;
     },
   ) {
-    super(config, wheel, 'c');
+    super(config, wheel);
     this.sessionId = init.sessionId;
     this.sessionKey = init.sessionId;
     this.tokenBytes = Buffer.from(init.token).toString('latin1');
