@@ -23,8 +23,8 @@
  * `onRtt` calls, which is at most one per PING we send.
  *
  * The timers call {@link Heartbeat.onTimer} with their kind instead of holding a
- * closure each, and the probe timer exists only once the peer was first suspected: a
- * server holds one heartbeat per connection, so every object here is multiplied by them.
+ * closure each, and the probe timer exists only once the peer was first suspected (one
+ * heartbeat per connection: see memory per connection in src/connection.ts).
  */
 
 import type { FailureDetector } from './health/index.js';
@@ -90,7 +90,7 @@ const MAX_RTT_SAMPLE_MS = 10 * 60_000;
 
 export class Heartbeat implements TimerTarget {
   readonly rtt = new RttEstimator();
-  /** Counters as plain fields: a stats object of its own would cost 56 B per link. */
+  /** Counters as plain fields, not a stats object (memory per connection: src/connection.ts). */
   private pingsSent = 0;
   private pongsReceived = 0;
   private pingsReceived = 0;

@@ -143,7 +143,7 @@ const PARTIAL_TIMER = 3;
 /**
  * Socket listeners shared by every link: Node calls them with the socket as `this`, and
  * the socket's `heartlineLink` leads back to the link, so a link adds no closure per
- * event (a server holds one link per connection).
+ * event (see memory per connection in src/connection.ts).
  */
 interface LinkedSocket extends Socket {
   heartlineLink?: Link;

@@ -29,8 +29,8 @@ import type { TimingWheel } from '../time/wheel.js';
 /**
  * Admission defaults and why:
  * - maxConnections: 100,000, or the process's open-file limit minus a reserve of 256 when
- *   that is lower. Every connection holds one file descriptor, and on these machines a
- *   process may hold at most 20,000 (a hard limit), so the default is 19,744 there. Past
+ *   that is lower. Every connection holds one file descriptor, and the open-file limit is
+ *   often far below 100,000 (docs/benchmarks.md, "The machine", gives an example). Past
  *   the limit the kernel refuses `accept()` with EMFILE and libuv drops the socket without
  *   a word; refusing earlier means every turned-away client gets CLOSE(overloaded) with a
  *   hint and the process keeps descriptors for its listening socket, stdio, logs, a Redis
@@ -79,7 +79,7 @@ export interface AdmissionOptions {
   /**
    * Most open sockets (handshaking or connected); more are refused with
    * CLOSE(overloaded). `Infinity` for no limit.
-   * @default min(100000, open-file limit - 256): 19744 under a 20,000-file limit
+   * @default min(100000, open-file limit - 256)
    */
   maxConnections?: number;
   /**
@@ -603,7 +603,7 @@ const kAdmission = Symbol('heartline.admission');
 const kAddressKey = Symbol('heartline.addressKey');
 type TrackedSocket = Socket & { [kAdmission]?: Admission; [kAddressKey]?: string };
 
-/** One 'close' listener for every tracked socket (a closure each costs ~200 B per connection). */
+/** One 'close' listener for every tracked socket, not a closure each (see src/connection.ts). */
 function onTrackedClose(this: TrackedSocket): void {
   const admission = this[kAdmission];
   if (admission) admission.closed(this[kAddressKey]!);
