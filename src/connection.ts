@@ -170,6 +170,20 @@ const HANDLER_RETRY_AFTER_MS = 1000;
 /** Messages waiting behind an asynchronous request decision before input pauses. */
 const GATE_PAUSE_BYTES = 1024 * 1024;
 
+/**
+ * Bound of the queue of each async iterator over a connection's messages: once it holds
+ * this many messages or payload bytes, the connection stops reading its socket (TCP
+ * pushes back, so the peer's replay buffer grows and its send() returns false) and reads
+ * again once the consumer has taken the queue down to half of both. The messages of the
+ * socket read that crossed the bound still arrive (one read, at most 64 KiB of frames);
+ * beyond that, a slow consumer costs the peer's memory, not this process's. Not reading
+ * is not silence of the peer: the heartbeat does not suspect it meanwhile. A consumer
+ * that takes nothing for about the heartbeat timeout may make the peer's kernel end the
+ * link (TCP_USER_TIMEOUT counts a receive window kept closed); the session then resumes,
+ * and nothing is lost or doubled.
+ */
+export const ITERATOR_HIGH_WATER = Object.freeze({ messages: 1000, bytes: 1024 * 1024 });
+
 /** A DATA frame's length beyond its payload (type byte and seq). */
 const DATA_FRAME_OVERHEAD = DATA_OVERHEAD - LENGTH_BYTES;
 
@@ -264,6 +278,8 @@ export abstract class Connection
   private gate: Array<[number, Buffer, boolean, Inbound]> | null = null;
   private gateBytes = 0;
   private gatePaused = false;
+  /** Async iterators whose queue is past {@link ITERATOR_HIGH_WATER}: input paused while > 0. */
+  private iteratorsBehind = 0;
 
   protected constructor(
     protected readonly config: ResolvedCommon,
@@ -640,14 +656,30 @@ export abstract class Connection
     return held;
   }
 
-  /** Async iteration over received messages; ends when the connection closes. */
+  /**
+   * Async iteration over received messages; ends when the connection closes. Its queue
+   * is bounded ({@link ITERATOR_HIGH_WATER}): a consumer that falls behind stops the
+   * connection reading its socket until it catches up, so the peer holds the rest.
+   */
   async *[Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
     const queue: Buffer[] = [];
+    let bytes = 0;
+    let behind = false;
     let wake: (() => void) | null = null;
     let done = this.closed;
+    const { messages: maxMessages, bytes: maxBytes } = ITERATOR_HIGH_WATER;
     const onMessage = (data: Buffer) => {
       queue.push(data);
+      bytes += data.length;
+      if (!behind && (queue.length >= maxMessages || bytes >= maxBytes)) {
+        behind = true;
+        if (++this.iteratorsBehind === 1) this.link?.pauseInput('consumer', true);
+      }
       wake?.();
+    };
+    const caughtUp = () => {
+      behind = false;
+      if (--this.iteratorsBehind === 0) this.link?.pauseInput('consumer', false);
     };
     const onClose = () => {
       done = true;
@@ -659,6 +691,8 @@ export abstract class Connection
       while (true) {
         const next = queue.shift();
         if (next !== undefined) {
+          bytes -= next.length;
+          if (behind && queue.length <= maxMessages / 2 && bytes <= maxBytes / 2) caughtUp();
           yield next;
           continue;
         }
@@ -671,6 +705,7 @@ export abstract class Connection
     } finally {
       this.off('message', onMessage);
       this.off('close', onClose);
+      if (behind) caughtUp();
     }
   }
 
@@ -855,6 +890,8 @@ export abstract class Connection
       this.config.detector(settings, this.config.clock.now()),
       this.heartbeatRole(),
     );
+    // An iterator still behind holds the new link too.
+    if (this.iteratorsBehind > 0) link.pauseInput('consumer', true);
     const acked = Math.max(this.outbound.acked, Math.min(peerLastReceived, this.outbound.lastSeq));
     if (acked > this.outbound.acked) this.applyAck(acked);
     this.nextSend = acked + 1;
@@ -1038,10 +1075,7 @@ export abstract class Connection
         return seq;
       },
       flush: () => this.flush(),
-      pauseInput: (paused) => {
-        if (paused) this.link?.socket.pause();
-        else this.link?.socket.resume();
-      },
+      pauseInput: (paused) => this.link?.pauseInput('store', paused),
       closed: () => this.closed,
     };
     this.journal = factory(host);
@@ -1059,7 +1093,7 @@ export abstract class Connection
       if (!this.gatePaused && this.gateBytes > GATE_PAUSE_BYTES && this.link) {
         // TCP pushes back on the peer until the decision is made.
         this.gatePaused = true;
-        this.link.socket.pause();
+        this.link.pauseInput('request', true);
       }
       return;
     }
@@ -1111,7 +1145,7 @@ export abstract class Connection
     this.gate = null;
     if (this.gatePaused) {
       this.gatePaused = false;
-      this.link?.socket.resume();
+      this.link?.pauseInput('request', false);
     }
     if (waiting === null) return;
     for (let i = 0; i < waiting.length; i++) {

@@ -124,6 +124,8 @@ export class Heartbeat implements TimerTarget {
   private creditGap = 1;
   private creditAt = 0;
   private strikes = 0;
+  /** The host stopped reading on purpose (see {@link pauseInput}): silence is not judged. */
+  private inputPaused = false;
   /** After a retune, the old grant's more lenient allowance holds until then (PROTOCOL 7.5). */
   private lenientUntil = Number.NEGATIVE_INFINITY;
   private lenientGap = 1;
@@ -218,6 +220,24 @@ export class Heartbeat implements TimerTarget {
     // Re-evaluate at once (which re-arms for the new interval): a longer budget may clear a suspicion, a shorter one confirm it.
     this.check();
     this.host.onRetune?.(settings);
+  }
+
+  /**
+   * The host stopped (true) or resumed (false) reading its socket on purpose (its
+   * application is behind). The silence that follows is ours, not the peer's: while
+   * paused the peer counts as heard at every check, and PINGs still go out so that the
+   * peer hears us. On resume, PONGs to PINGs sent meanwhile and the gap to the next beat
+   * would time our pause rather than the path: they give no RTT or detector sample.
+   */
+  pauseInput(paused: boolean): void {
+    if (paused === this.inputPaused) return;
+    this.inputPaused = paused;
+    if (!paused) {
+      this.answered = this.seq;
+      this.lastBeat = Number.NaN;
+    }
+    // Clears a suspicion at once, and counts the peer heard up to now.
+    this.check();
   }
 
   /** Called by the host on received bytes while suspect, to clear suspicion at once. */
@@ -387,7 +407,7 @@ export class Heartbeat implements TimerTarget {
    * the beat timer is not to be re-armed (stopped, or a DEAD confirmation is pending).
    */
   private judge(now: number): boolean {
-    const received = this.host.lastReceived;
+    const received = this.inputPaused ? now : this.host.lastReceived;
     if (received > this.lastHeard) {
       this.lastHeard = received;
       this.detector.heard(received);
