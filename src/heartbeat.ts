@@ -231,13 +231,14 @@ export class Heartbeat implements TimerTarget {
    */
   pauseInput(paused: boolean): void {
     if (paused === this.inputPaused) return;
-    this.inputPaused = paused;
-    if (!paused) {
-      this.answered = this.seq;
-      this.lastBeat = Number.NaN;
-    }
-    // Clears a suspicion at once, and counts the peer heard up to now.
+    // Judged as paused (heard now) on both edges: a pause clears a suspicion at once, and
+    // after a resume the silence counts from the resume.
+    if (paused) this.inputPaused = true;
     this.check();
+    if (paused) return;
+    this.inputPaused = false;
+    this.answered = this.seq;
+    this.lastBeat = Number.NaN;
   }
 
   /** Called by the host on received bytes while suspect, to clear suspicion at once. */
