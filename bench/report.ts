@@ -20,6 +20,7 @@ import { RESULTS_DIR, type ResultDoc, readResult, type Target } from './lib/resu
 import { isMain } from './lib/workload.js';
 import type { MessagesRow } from './messages.js';
 import { type PeersRow, summarize } from './peers.js';
+import { REQUEST_LABELS, type RequestsRow } from './requests.js';
 import type { WheelRow } from './wheel.js';
 
 const DOC = join(ROOT, 'docs', 'benchmarks.md');
@@ -271,12 +272,96 @@ function clusterSection(doc: ResultDoc<ClusterRow>): string {
   ].join('\n');
 }
 
+function requestsSection(doc: ResultDoc<RequestsRow>): string {
+  const label = (r: RequestsRow) => REQUEST_LABELS[r.system] ?? r.system;
+  const order = (r: RequestsRow) => Object.keys(REQUEST_LABELS).indexOf(r.system);
+  const seq = doc.rows
+    .filter((r) => r.kind === 'sequential')
+    .sort((a, b) => a.size - b.size || order(a) - order(b));
+  const pipelined = (r: RequestsRow) =>
+    doc.rows.find((x) => x.kind === 'pipelined' && x.system === r.system && x.size === r.size);
+  const floor = (size: number) =>
+    doc.rows.find((x) => x.kind === 'pipelined' && x.system === 'net' && x.size === size);
+  const p = doc.parameters as { inFlight: number; warmupS: number; durationS: number };
+  const memory = doc.rows.filter(
+    (r) => r.kind === 'pending-memory' || r.kind === 'idempotency-memory',
+  );
+  return [
+    '### Requests and replies',
+    '',
+    `From \`bench/results/requests.json\`, ${when(doc)} (\`bench/requests.ts\`), on ${describeMachine(doc.machine)}; ${p.durationS} s measured after ${p.warmupS} s of warm-up per row.`,
+    '',
+    table(
+      [
+        'payload',
+        'system',
+        'one outstanding: p50 (ms)',
+        'p99 (ms)',
+        'mean (ms)',
+        'requests/s',
+        `${int(p.inFlight)} in flight: requests/s`,
+        'in flight vs raw net',
+      ],
+      seq.map((r) => {
+        const pipe = pipelined(r);
+        const net = floor(r.size);
+        return [
+          `${r.size} B`,
+          label(r),
+          n(r.latencyMs?.p50, 3),
+          n(r.latencyMs?.p99, 3),
+          n(r.latencyMs?.mean, 3),
+          int(r.perSecond),
+          int(pipe?.perSecond),
+          pipe?.perSecond !== undefined && net?.perSecond && r.system !== 'net'
+            ? `${Math.round((pipe.perSecond / net.perSecond) * 100)}%`
+            : '',
+        ];
+      }),
+      ['r', 'l', 'r', 'r', 'r', 'r', 'r', 'r'],
+    ),
+    '',
+    table(
+      [
+        'heartline, acknowledged messages',
+        'payload',
+        'messages/s',
+        'p50 per call (ms)',
+        'p99 (ms)',
+      ],
+      doc.rows
+        .filter((r) => r.kind === 'acked')
+        .map((r) => [
+          r.scenario,
+          `${r.size} B`,
+          int(r.perSecond),
+          n(r.latencyMs?.p50, 3),
+          n(r.latencyMs?.p99, 3),
+        ]),
+      ['l', 'r', 'r', 'r', 'r'],
+    ),
+    '',
+    table(
+      ['memory', 'system', 'heap bytes per request'],
+      memory.map((r) => [
+        r.scenario,
+        label(r),
+        `${int(r.heapBytesPerRequest)}${r.chargedBytesPerRequest !== undefined ? ` (RSS ${int(r.rssBytesPerRequest)}; the window charges ${int(r.chargedBytesPerRequest)})` : ''}`,
+      ]),
+      ['l', 'l', 'r'],
+    ),
+    '',
+    ...doc.notes.map((note) => `- ${note}`),
+  ].join('\n');
+}
+
 interface Docs {
   peers: ResultDoc<PeersRow> | null;
   idle: ResultDoc<IdleRow> | null;
   messages: ResultDoc<MessagesRow> | null;
   cluster: ResultDoc<ClusterRow> | null;
   wheel: ResultDoc<WheelRow> | null;
+  requests: ResultDoc<RequestsRow> | null;
 }
 
 function load(dir: string): Docs {
@@ -286,6 +371,7 @@ function load(dir: string): Docs {
     messages: readResult<MessagesRow>(dir, 'messages'),
     cluster: readResult<ClusterRow>(dir, 'cluster'),
     wheel: readResult<WheelRow>(dir, 'wheel'),
+    requests: readResult<RequestsRow>(dir, 'requests'),
   };
 }
 
@@ -294,9 +380,18 @@ function present(d: Docs): ResultDoc<unknown>[] {
   return all.filter((x): x is ResultDoc<unknown> => x !== null);
 }
 
+/**
+ * Every document, the requests one included. It stays out of {@link present}, which dates
+ * the README table: its own README line carries its date, so a requests run does not
+ * re-date figures it did not measure.
+ */
+function everything(d: Docs): ResultDoc<unknown>[] {
+  return d.requests ? [...present(d), d.requests] : present(d);
+}
+
 /** The generated part of docs/benchmarks.md. */
 export function resultsMarkdown(d: Docs): string {
-  const docs = present(d);
+  const docs = everything(d);
   if (docs.length === 0) return '_No results yet: run `npm run bench`._';
   const machines = [...new Set(docs.map((x) => describeMachine(x.machine)))];
   const targets = docs.flatMap((x) => x.targets.map((t) => ({ t, from: x.name })));
@@ -315,6 +410,7 @@ export function resultsMarkdown(d: Docs): string {
   if (d.messages) parts.push('', messagesSection(d.messages));
   if (d.cluster) parts.push('', clusterSection(d.cluster));
   if (d.wheel) parts.push('', wheelSection(d.wheel));
+  if (d.requests) parts.push('', requestsSection(d.requests));
   const quick = docs.filter((x) => x.quick).map((x) => x.name);
   if (quick.length > 0)
     parts.push(
@@ -322,6 +418,35 @@ export function resultsMarkdown(d: Docs): string {
       `_Quick (reduced) runs: ${quick.join(', ')}; their figures are smoke checks, not results._`,
     );
   return parts.join('\n');
+}
+
+/** The README's one line on requests: 64 B latency and pipelined rate against the others. */
+function requestsLine(doc: ResultDoc<RequestsRow>): string {
+  const find = (kind: RequestsRow['kind'], system: string) =>
+    doc.rows.find((r) => r.kind === kind && r.system === system && r.size === 64);
+  const others = ['socketio', 'ws', 'net'] as const;
+  const short: Record<string, string> = { socketio: 'Socket.IO', ws: 'ws', net: 'raw net' };
+  const hlSeq = find('sequential', 'heartline');
+  const hlPipe = find('pipelined', 'heartline');
+  const pending = doc.rows.find((r) => r.kind === 'pending-memory' && r.system === 'heartline');
+  const seqOthers = others
+    .map((s) => find('sequential', s))
+    .filter((r) => r !== undefined)
+    .map((r) => `${short[r.system]} ${n(r.latencyMs?.p50, 3)}`);
+  const pipeOthers = others
+    .map((s) => find('pipelined', s))
+    .filter((r) => r !== undefined)
+    .map((r) => `${short[r.system]} ${int(r.perSecond)}`);
+  return (
+    `- Requests (64 B, one connection, \`bench/requests.ts\`, ${when(doc).slice(0, 10)}): heartline \`request()\` p50 ${n(hlSeq?.latencyMs?.p50, 3)} ms one at a time` +
+    (seqOthers.length > 0 ? ` (${seqOthers.join(', ')})` : '') +
+    `, ${int(hlPipe?.perSecond)}/s with ${int(hlPipe?.inFlight)} in flight` +
+    (pipeOthers.length > 0 ? ` (${pipeOthers.join(', ')})` : '') +
+    (pending
+      ? `; ${int(pending.heapBytesPerRequest)} heap bytes per request awaiting its reply`
+      : '') +
+    '.'
+  );
 }
 
 /** The generated part of the README's Benchmarks section. */
@@ -380,6 +505,7 @@ export function readmeMarkdown(d: Docs): string {
     }
     extra.push(`- Echoed messages per second, heartline: ${parts.join('; ')}.`);
   }
+  if (d.requests) extra.push(requestsLine(d.requests));
   if (extra.length > 0) lines.push('', ...extra);
   const docs = present(d);
   const targets = docs.flatMap((x) => x.targets);

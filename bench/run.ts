@@ -16,10 +16,18 @@ import { type AnyWorkload, parseCommon, runWorkload, targetLines, usage } from '
 import { messages } from './messages.js';
 import { peers } from './peers.js';
 import { writeReport } from './report.js';
+import { requestsBench } from './requests.js';
 import { wheelBench } from './wheel.js';
 
 /** Every workload, in the order a run takes them. */
-export const WORKLOADS: readonly AnyWorkload[] = [peers, idle, messages, clusterBench, wheelBench];
+export const WORKLOADS: readonly AnyWorkload[] = [
+  peers,
+  idle,
+  messages,
+  clusterBench,
+  wheelBench,
+  requestsBench,
+];
 
 const EXTRA = {
   only: `comma-separated workloads to run (default all: ${WORKLOADS.map((w) => w.name).join(',')})`,

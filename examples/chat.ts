@@ -28,7 +28,7 @@
  */
 
 import { parseArgs } from 'node:util';
-import { createChaosProxy } from '../src/chaos/proxy.js';
+import { createChaosProxy } from '../src/entries/chaos.js';
 import {
   type ClientConnection,
   connect,

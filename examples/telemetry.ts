@@ -18,7 +18,7 @@
  */
 
 import { parseArgs } from 'node:util';
-import { createChaosProxy } from '../src/chaos/proxy.js';
+import { createChaosProxy } from '../src/entries/chaos.js';
 import { connect, createServer } from '../src/index.js';
 
 const { values } = parseArgs({

@@ -19,7 +19,7 @@ import { EventEmitter } from 'node:events';
 import { type ErrorCode, HeartlineError, InvalidArgumentError, RequestError } from './errors.js';
 import { HealthMachine, type HealthState, type StateChange } from './health/index.js';
 import type { HeartbeatRole, HeartbeatStats } from './heartbeat.js';
-import type { CloseInfo, Link, LinkOwner } from './link.js';
+import type { CloseInfo, Link } from './link.js';
 import { readTcpOptions, type TcpOptionValues } from './net/sockopts.js';
 import type { HeartbeatSettings, ResolvedCommon } from './options.js';
 import { CloseCode, type CloseReason } from './protocol/close-codes.js';
@@ -49,7 +49,7 @@ import {
   type RequestOptions,
   RequestTable,
 } from './session/requests.js';
-import type { TimerTarget, TimingWheel, WheelTimer } from './time/wheel.js';
+import type { TimingWheel, WheelTimer } from './time/wheel.js';
 
 export type {
   ConnectionJournal,
@@ -217,16 +217,16 @@ export function sessionIdString(id: Uint8Array): string {
 /**
  * One end of a session. Created by `createServer` (on 'connection') and by `connect`.
  */
-export abstract class Connection
-  extends EventEmitter<ConnectionEvents>
-  implements LinkOwner, TimerTarget
-{
+// No `implements LinkOwner, TimerTarget`: those members are internal, stripped from the
+// published declarations, where the clause would then fail to compile. `link.owner = this`
+// and `wheel.timerFor(this, ...)` check the same shape where it is used.
+export abstract class Connection extends EventEmitter<ConnectionEvents> {
   /** Stable id of this connection, the same in every event about it. */
   readonly id: string;
-  /** Session id (hex), once a handshake has given one. */
-  sessionId: string | null = null;
-  /** The granted heartbeat settings, once a handshake has given them. */
-  settings: HeartbeatSettings | null = null;
+  /** @internal Behind {@link sessionId}: the handshakes set it, users only read it. */
+  protected currentSessionId: string | null = null;
+  /** @internal Behind {@link settings}. */
+  protected currentSettings: HeartbeatSettings | null = null;
   /** Counters behind {@link stats}: plain fields, not an object per connection. */
   private messagesIn = 0;
   private messagesOut = 0;
@@ -308,6 +308,16 @@ export abstract class Connection
   /** Which end of the heartbeat this connection is (PROTOCOL.md 7.2). */
   protected heartbeatRole(): HeartbeatRole {
     return 'client';
+  }
+
+  /** Session id (hex), once a handshake has given one. */
+  get sessionId(): string | null {
+    return this.currentSessionId;
+  }
+
+  /** The granted heartbeat settings, once a handshake has given them. */
+  get settings(): HeartbeatSettings | null {
+    return this.currentSettings;
   }
 
   /**
@@ -883,8 +893,8 @@ export abstract class Connection
     this.lastRemote = link.remote;
     this.links++;
     link.owner = this;
-    this.settings = settings;
-    this.sessionId = sessionId;
+    this.currentSettings = settings;
+    this.currentSessionId = sessionId;
     link.startHeartbeat(
       settings,
       this.config.detector(settings, this.config.clock.now()),
@@ -962,7 +972,7 @@ export abstract class Connection
     this.envelopes = null;
     this.inbound.reset(0);
     this.nextSend = 1;
-    this.sessionId = null;
+    this.currentSessionId = null;
     const lost = 'the session was lost before everything was acknowledged';
     this.rejectAckWaiters('HL_ERR_SESSION_LOST', lost);
     this.ackCallbacks?.failAll('HL_ERR_SESSION_LOST', lost);

@@ -41,6 +41,8 @@ export const ErrorCodes = {
   HL_ERR_NO_RESPONDER: "Nothing on the peer's end answers requests (no 'message' listener).",
   HL_ERR_NOT_SUPPORTED: 'The peer speaks protocol version 1, which has no requests.',
   HL_ERR_ALREADY_REPLIED: 'A request was answered twice; only the first answer counts.',
+  HL_ERR_MISSING_PACKAGE:
+    'An optional feature needs a package that is not installed; the message names it.',
 } as const;
 
 /** One of the stable error codes. */

@@ -31,7 +31,7 @@ import type { FailureDetector } from './health/index.js';
 import { RttEstimator } from './health/index.js';
 import type { HeartbeatSettings } from './options.js';
 import type { Clock, ClockTimer } from './time/clock.js';
-import type { TimerTarget, TimingWheel, WheelTimer } from './time/wheel.js';
+import type { TimingWheel, WheelTimer } from './time/wheel.js';
 
 /** What the heartbeat needs from its link. */
 export interface HeartbeatHost {
@@ -88,7 +88,9 @@ export interface HeartbeatStats {
 /** Longest RTT sample accepted; anything above is a clock or peer fault. */
 const MAX_RTT_SAMPLE_MS = 10 * 60_000;
 
-export class Heartbeat implements TimerTarget {
+// No `implements` clause: its members are internal, stripped from the published
+// declarations, where the clause would fail to compile; their uses check the shape.
+export class Heartbeat {
   readonly rtt = new RttEstimator();
   /** Counters as plain fields, not a stats object (memory per connection: src/connection.ts). */
   private pingsSent = 0;

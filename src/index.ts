@@ -1,27 +1,23 @@
 /**
  * heartline: heartbeats, health and resumable sessions for long-lived TCP connections.
+ *
+ * The main entry holds what an application calls: the server, the client, the
+ * connection they share, their events, errors and close codes. Optional parts have
+ * their own entry points, so that importing this one never loads their libraries:
+ * `heartline/cluster` (session stores, Redis through ioredis), `heartline/observe`
+ * (pino logs, prom-client metrics, the admin endpoint), `heartline/chaos` (the
+ * fault-injecting proxy) and `heartline/codec` (the wire format).
  * @packageDocumentation
  */
 
-export { Backoff, type BackoffOptions, type JitterMode } from './client/backoff.js';
-export { CLIENT_DEFAULTS, ClientConnection, type ClientOptions, connect } from './client/client.js';
-export { parseServerList, type ServerAddress } from './client/servers.js';
+export type { BackoffOptions, JitterMode } from './client/backoff.js';
+// The client.
+export { ClientConnection, type ClientOptions, connect } from './client/client.js';
+export type { ServerAddress } from './client/servers.js';
+export type { ClusterOptions, PresenceInfo, StoreEvent } from './cluster/node.js';
+// What both ends share.
 export {
-  CLUSTER_DEFAULTS,
-  type ClusterOptions,
-  type PresenceInfo,
-  type StoreEvent,
-  type StoreWriteback,
-} from './cluster/node.js';
-export { PRESENCE_DEFAULTS } from './cluster/presence.js';
-export {
-  type RedisClient,
-  type RedisConnectionOptions,
-  RedisStore,
-  type RedisStoreOptions,
-  type StoreStatus,
-} from './cluster/redis-store.js';
-export {
+  type AckOptions,
   type CircuitState,
   Connection,
   type ConnectionEvents,
@@ -30,106 +26,52 @@ export {
   type MessageInfo,
   type OpenEvent,
   type ReconnectingEvent,
+  type RequestOptions,
   type SessionLostEvent,
 } from './connection.js';
+// Errors and close codes.
 export {
   type ErrorCode,
   ErrorCodes,
   HeartlineError,
   InvalidArgumentError,
   ProtocolError,
+  RequestError,
 } from './errors.js';
-export * from './health/index.js';
+export {
+  type DetectorFactory,
+  fixedDetector,
+  type HealthState,
+  type PhiAccrualOptions,
+  phiDetector,
+  type StateChange,
+} from './health/index.js';
 export type { CloseInfo } from './link.js';
-export {
-  applyTcpOptions,
-  readTcpOptions,
-  TCP_OPTION_LIMITS,
-  TCP_OPTIONS_WARNING,
-  type TcpApplyResult,
-  type TcpOptionsSupport,
-  type TcpOptionValues,
-  type TcpSocketSettings,
-  tcpOptionsSupport,
-} from './net/sockopts.js';
-export * from './observe/index.js';
-export {
-  CONNECTION_DEFAULTS,
-  type CommonOptions,
-  HEARTBEAT_DEFAULTS,
-  type HeartbeatSettings,
-  PING_POLICY_DEFAULTS,
-  type PingPolicyOptions,
-  TCP_DEFAULTS,
-  type TcpOptions,
-  tcpSettingsFor,
-} from './options.js';
-export {
-  CloseCode,
-  type CloseReason,
-  FINAL_REASONS,
-  reasonForCode,
-} from './protocol/close-codes.js';
-export * as codec from './protocol/codec.js';
-export * from './protocol/frames.js';
-export {
-  ADAPTIVE_DEFAULTS,
-  type AdaptiveOptions,
-  type HeartbeatGrant,
-  type HeartbeatLoad,
-  type HeartbeatPolicy,
-  type RetuneEvent,
+export { type TcpOptionsSupport, tcpOptionsSupport } from './net/sockopts.js';
+export type { CommonOptions, HeartbeatSettings, TcpOptions } from './options.js';
+export { CloseCode, type CloseReason } from './protocol/close-codes.js';
+export type {
+  AdaptiveOptions,
+  HeartbeatGrant,
+  HeartbeatLoad,
+  HeartbeatPolicy,
+  RetuneEvent,
 } from './server/adaptive.js';
-export {
-  ADMISSION_DEFAULTS,
-  type AdmissionLimit,
-  type AdmissionOptions,
-  type AdmissionStats,
-} from './server/admission.js';
-export {
-  LOAD_DEFAULTS,
-  type LoadEvent,
-  type LoadLevel,
-  type LoadMetric,
-  type LoadOptions,
-  type LoadReason,
-  type LoadSample,
-  type LoadSampler,
-  type LoadThresholds,
-  type ProcessSample,
-} from './server/load.js';
+export type { AdmissionLimit, AdmissionOptions, AdmissionStats } from './server/admission.js';
+export type { LoadEvent, LoadLevel, LoadOptions } from './server/load.js';
+// The server.
 export {
   type Authenticate,
   createServer,
   type HelloInfo,
   type PeerInfo,
   type RejectEvent,
-  SERVER_DEFAULTS,
   Server,
   type ServerEvents,
   type ServerOptions,
 } from './server/server.js';
 export { ServerConnection } from './server/server-connection.js';
 export type { TlsPeerInfo } from './server/tls.js';
-export { WORKERS_DEFAULTS, type WorkersOptions } from './server/workers/mode.js';
+export type { WorkersOptions } from './server/workers/mode.js';
 export type { WorkerEvent, WorkerStats } from './server/workers/primary.js';
-export {
-  type AppendResult,
-  type CommitBatch,
-  type CommitResult,
-  type InboxEntry,
-  MemoryStore,
-  type MemoryStoreOptions,
-  type OwnerFence,
-  type PresenceEntry,
-  type PresenceEvent,
-  type SessionMeta,
-  type SessionSnapshot,
-  type SessionStore,
-  type StoredSession,
-  type StoreNote,
-  type Unsubscribe,
-} from './session/store.js';
-export { type Clock, systemClock } from './time/clock.js';
-export { FakeClock } from './time/fake-clock.js';
-export { TimingWheel, type WheelTimer } from './time/wheel.js';
+export type { Clock } from './time/clock.js';

@@ -9,7 +9,7 @@
 import type { Socket } from 'node:net';
 import { type ErrorCode, HeartlineError, ProtocolError } from './errors.js';
 import type { FailureDetector } from './health/index.js';
-import { Heartbeat, type HeartbeatHost, type HeartbeatRole } from './heartbeat.js';
+import { Heartbeat, type HeartbeatRole } from './heartbeat.js';
 import { classifySocketError, errnoCode } from './net/classify.js';
 import { applyTcpOptions, TCP_OPTIONS_WARNING } from './net/sockopts.js';
 import { isTlsError } from './net/tls.js';
@@ -50,7 +50,7 @@ import {
 const CLOSE_FRAME_FIXED = 7;
 
 import type { MemoryBudget } from './session/budget.js';
-import type { TimerTarget, TimingWheel, WheelTimer } from './time/wheel.js';
+import type { TimingWheel, WheelTimer } from './time/wheel.js';
 
 /** How a link ended. */
 export interface CloseInfo {
@@ -180,7 +180,9 @@ function onSocketConnect(this: LinkedSocket): void {
  * One connection's socket, codec and heartbeat. It is its heartbeat's host and its
  * timers' target itself (no adapter objects or closures per link).
  */
-export class Link implements HeartbeatHost, TimerTarget {
+// No `implements` clause: its members are internal, stripped from the published
+// declarations, where the clause would fail to compile; their uses check the shape.
+export class Link {
   /** Process-unique id. */
   readonly id = ++nextLinkId;
   readonly stats: LinkStats = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0 };

@@ -10,11 +10,18 @@
  */
 
 import { connect as netConnect, type Socket } from 'node:net';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type * as Codec from '../../src/entries/codec.js';
+import { heartlineLibPath } from '../lib/build.js';
 import { childArgs, emit, numArg, serveParent } from '../lib/child.js';
-import { FROZEN_PREFIX, lib } from '../systems/heartline.js';
+import { FROZEN_PREFIX } from '../systems/heartline.js';
 
-const { DEFAULT_MAX_FRAME, FrameType, PROTOCOL_VERSION } = lib;
-const { Decoder, encodeHello, encodePong } = lib.codec;
+/** The compiled library's `heartline/codec` entry, beside the main one. */
+const codec = (await import(
+  pathToFileURL(join(dirname(heartlineLibPath()), 'entries', 'codec.js')).href
+)) as typeof Codec;
+const { DEFAULT_MAX_FRAME, FrameType, PROTOCOL_VERSION, Decoder, encodeHello, encodePong } = codec;
 
 const args = childArgs();
 const port = numArg(args, 'port');

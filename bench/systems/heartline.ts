@@ -8,9 +8,15 @@
 import { connect as netConnect } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import type * as Heartline from '../../src/index.js';
-import type { ClientConnection, ServerConnection, ServerOptions } from '../../src/index.js';
+import type {
+  ClientConnection,
+  MessageInfo,
+  ServerConnection,
+  ServerOptions,
+} from '../../src/index.js';
 import { heartlineLibPath } from '../lib/build.js';
 import type {
+  AckedSender,
   ClientHandle,
   Detection,
   EchoClientHandle,
@@ -20,6 +26,10 @@ import type {
   IdleClientOptions,
   IdleServer,
   IdleServerOptions,
+  ReplyServer,
+  ReplyServerOptions,
+  Requester,
+  RequesterOptions,
   System,
 } from './types.js';
 
@@ -178,6 +188,52 @@ async function openEchoClient(o: EchoClientOptions): Promise<EchoClientHandle> {
   };
 }
 
+async function startReplyServer(o: ReplyServerOptions): Promise<ReplyServer> {
+  const server = createServer();
+  let holding = false;
+  let held: Array<{ data: Buffer; info: MessageInfo }> = [];
+  server.on('connection', (conn) => {
+    conn.on('message', (data, info) => {
+      // Plain messages (the sendAcked rows) need no answer: their ACK is the library's.
+      if (!info.isRequest) return;
+      if (holding) held.push({ data, info });
+      else info.reply(data);
+    });
+  });
+  const { port } = await server.listen(0, o.host);
+  return {
+    port,
+    hold: () => {
+      holding = true;
+    },
+    release: () => {
+      holding = false;
+      const n = held.length;
+      for (const { data, info } of held) info.reply(data);
+      held = [];
+      return n;
+    },
+    held: () => held.length,
+    close: () => server.close(),
+  };
+}
+
+async function openRequester(o: RequesterOptions): Promise<Requester & AckedSender> {
+  const conn = await open(o.host, o.port, o.localAddress, o.onLost);
+  return {
+    payload: 'binary',
+    // The library's defaults: a 30 s timeout per request, sequenced, held until acknowledged.
+    request: (payload) => conn.request(payload),
+    flushed: () => conn.whenAcked(),
+    send: (payload) => {
+      conn.send(payload);
+    },
+    sendAcked: (payload) => conn.sendAcked(payload),
+    whenAcked: () => conn.whenAcked(),
+    close: () => conn.close(),
+  };
+}
+
 export const heartline: System = {
   name: 'heartline',
   label: 'heartline',
@@ -185,4 +241,6 @@ export const heartline: System = {
   openIdleClient,
   startEchoServer,
   openEchoClient,
+  startReplyServer,
+  openRequester,
 };

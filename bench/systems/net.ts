@@ -6,7 +6,7 @@
  */
 
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
-import { FrameDecoder, frame } from '../lib/framing.js';
+import { FrameDecoder, frame, PREFIX_BYTES } from '../lib/framing.js';
 import type {
   ClientHandle,
   EchoClientHandle,
@@ -15,6 +15,10 @@ import type {
   EchoServerOptions,
   IdleClientOptions,
   IdleServer,
+  ReplyServer,
+  ReplyServerOptions,
+  Requester,
+  RequesterOptions,
   System,
 } from './types.js';
 
@@ -111,6 +115,83 @@ async function openEchoClient(o: EchoClientOptions): Promise<EchoClientHandle> {
   };
 }
 
+/**
+ * Request/reply on the same framing: the body is a u32 request id, then the payload; the
+ * responder sends the body back as it came. Id 0 is a flush, answered even while the
+ * server holds requests. The floor: no JSON, no timeout, no acknowledgement.
+ */
+const ID_BYTES = 4;
+
+async function startReplyServer(o: ReplyServerOptions): Promise<ReplyServer> {
+  const sockets = new Set<Socket>();
+  let holding = false;
+  let held: Array<{ socket: Socket; body: Buffer }> = [];
+  const server = createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    const decoder = new FrameDecoder((body) => {
+      // The decoder hands out views into the chunk: a held body needs its own copy.
+      if (holding && body.readUInt32BE(0) !== 0) held.push({ socket, body: Buffer.from(body) });
+      else socket.write(frame(body));
+    });
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('error', () => {});
+    socket.once('close', () => sockets.delete(socket));
+  });
+  const port = await listen(server, o.host);
+  return {
+    port,
+    hold: () => {
+      holding = true;
+    },
+    release: () => {
+      holding = false;
+      const n = held.length;
+      for (const { socket, body } of held) socket.write(frame(body));
+      held = [];
+      return n;
+    },
+    held: () => held.length,
+    close: () => closeNetServer(server, sockets),
+  };
+}
+
+async function openRequester(o: RequesterOptions): Promise<Requester> {
+  const socket = await dial(o.host, o.port, o.localAddress);
+  watchLost(socket, o.onLost);
+  const waiting = new Map<number, (reply: Buffer) => void>();
+  let nextId = 0;
+  const decoder = new FrameDecoder((body) => {
+    const id = body.readUInt32BE(0);
+    const resolve = waiting.get(id);
+    if (!resolve) return;
+    waiting.delete(id);
+    resolve(body.subarray(ID_BYTES));
+  });
+  socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+  const ask = (id: number, payload: Buffer) =>
+    new Promise<Buffer>((resolve) => {
+      waiting.set(id, resolve);
+      // Prefix, id and payload in one buffer: one copy, one write.
+      const out = Buffer.allocUnsafe(PREFIX_BYTES + ID_BYTES + payload.length);
+      out.writeUInt32BE(ID_BYTES + payload.length, 0);
+      out.writeUInt32BE(id, PREFIX_BYTES);
+      out.set(payload, PREFIX_BYTES + ID_BYTES);
+      socket.write(out);
+    });
+  return {
+    payload: 'binary',
+    request: (payload) => {
+      // Ids run 1 to 2^32 - 1 and wrap; 0 is the flush.
+      nextId = nextId === 0xffff_ffff ? 1 : nextId + 1;
+      return ask(nextId, payload as Buffer);
+    },
+    flushed: async () => {
+      await ask(0, Buffer.alloc(0));
+    },
+    close: () => socket.destroy(),
+  };
+}
+
 export const net: System = {
   name: 'net',
   label: 'raw net (no heartbeat)',
@@ -118,4 +199,6 @@ export const net: System = {
   openIdleClient,
   startEchoServer,
   openEchoClient,
+  startReplyServer,
+  openRequester,
 };

@@ -1,6 +1,7 @@
 /**
  * What every system under test provides to the harness: an idle server with its
- * heartbeat, an idle client, and (for the message benchmark) an echo server and client.
+ * heartbeat, an idle client, (for the message benchmark) an echo server and client, and
+ * (for the request benchmark) a reply server and a requester.
  * One file per system in this folder; bench/systems/index.ts loads them by name, lazily,
  * so a server process only ever loads the code of the system it runs.
  */
@@ -103,4 +104,57 @@ export interface System {
   openIdleClient(options: IdleClientOptions): Promise<ClientHandle>;
   startEchoServer?(options: EchoServerOptions): Promise<EchoServer>;
   openEchoClient?(options: EchoClientOptions): Promise<EchoClientHandle>;
+  startReplyServer?(options: ReplyServerOptions): Promise<ReplyServer>;
+  /** A requester; heartline's also sends with per-message acknowledgements. */
+  openRequester?(options: RequesterOptions): Promise<Requester & Partial<AckedSender>>;
+}
+
+// ---- requests and replies (bench/requests.ts) -------------------------------------------
+
+/** Options of a reply server. */
+export interface ReplyServerOptions {
+  host: string;
+}
+
+/** A running reply server: answers every request with its own payload. */
+export interface ReplyServer {
+  port: number;
+  /** Stops answering: requests are kept, unanswered, until {@link release}. */
+  hold(): void;
+  /** Answers every held request and answers at once again; returns how many were held. */
+  release(): number;
+  /** Requests held right now. */
+  held(): number;
+  close(): Promise<void>;
+}
+
+/** Options of one requester. */
+export interface RequesterOptions {
+  host: string;
+  port: number;
+  localAddress: string;
+  id: string;
+  onLost: (reason: string) => void;
+}
+
+/** An open requester: one connection that asks and waits for answers. */
+export interface Requester {
+  /** What the system carries natively: a Buffer, or a string inside its JSON. */
+  readonly payload: 'binary' | 'text';
+  /** Sends a request and resolves with its reply (the same payload, echoed). */
+  request(payload: Buffer | string): Promise<Buffer | string>;
+  /**
+   * Resolves once everything sent so far has left this process's buffers (heartline:
+   * acknowledged by the peer, so the replay buffer is empty): what stays is the requests'
+   * own bookkeeping.
+   */
+  flushed(): Promise<void>;
+  close(): void;
+}
+
+/** heartline's per-message acknowledgements, for the sendAcked rows. */
+export interface AckedSender {
+  send(payload: Buffer): void;
+  sendAcked(payload: Buffer): Promise<void>;
+  whenAcked(): Promise<void>;
 }

@@ -16,6 +16,10 @@ import type {
   IdleClientOptions,
   IdleServer,
   IdleServerOptions,
+  ReplyServer,
+  ReplyServerOptions,
+  Requester,
+  RequesterOptions,
   System,
 } from './types.js';
 
@@ -126,6 +130,78 @@ async function openEchoClient(o: EchoClientOptions): Promise<EchoClientHandle> {
   };
 }
 
+/**
+ * A hand-rolled request/reply over ws, as an application would write it: JSON text
+ * frames `{"id":n,"data":"..."}`, the responder parses, answers `{"id":n,"data":"..."}`,
+ * the requester finds its promise by id. No timeout, no retry, nothing survives a lost
+ * link. `flush` asks for an answer the server gives even while it holds requests.
+ */
+interface WireRequest {
+  id: number;
+  data?: string;
+  flush?: true;
+}
+
+async function startReplyServer(o: ReplyServerOptions): Promise<ReplyServer> {
+  const http = createHttpServer();
+  const wss = new WebSocketServer({ server: http });
+  let holding = false;
+  let held: Array<{ ws: WebSocket; req: WireRequest }> = [];
+  const answer = (ws: WebSocket, req: WireRequest) =>
+    ws.send(JSON.stringify({ id: req.id, data: req.data }));
+  wss.on('connection', (ws) => {
+    ws.on('error', () => {});
+    ws.on('message', (raw) => {
+      const req = JSON.parse(String(raw)) as WireRequest;
+      if (holding && !req.flush) held.push({ ws, req });
+      else answer(ws, req);
+    });
+  });
+  const port = await listenHttp(http, o.host);
+  return {
+    port,
+    hold: () => {
+      holding = true;
+    },
+    release: () => {
+      holding = false;
+      const n = held.length;
+      for (const { ws, req } of held) answer(ws, req);
+      held = [];
+      return n;
+    },
+    held: () => held.length,
+    close: () => closeWss(wss, http),
+  };
+}
+
+async function openRequester(o: RequesterOptions): Promise<Requester> {
+  const ws = await dial(o.host, o.port, o.localAddress, o.onLost);
+  const waiting = new Map<number, (data: string) => void>();
+  let nextId = 0;
+  ws.on('message', (raw) => {
+    const reply = JSON.parse(String(raw)) as { id: number; data?: string };
+    const resolve = waiting.get(reply.id);
+    if (!resolve) return;
+    waiting.delete(reply.id);
+    resolve(reply.data ?? '');
+  });
+  const ask = (req: Omit<WireRequest, 'id'>) =>
+    new Promise<string>((resolve) => {
+      const id = ++nextId;
+      waiting.set(id, resolve);
+      ws.send(JSON.stringify({ id, ...req }));
+    });
+  return {
+    payload: 'text',
+    request: (payload) => ask({ data: String(payload) }),
+    flushed: async () => {
+      await ask({ flush: true });
+    },
+    close: () => ws.terminate(),
+  };
+}
+
 export const ws: System = {
   name: 'ws',
   label: 'ws (README heartbeat)',
@@ -133,4 +209,6 @@ export const ws: System = {
   openIdleClient,
   startEchoServer,
   openEchoClient,
+  startReplyServer,
+  openRequester,
 };

@@ -268,6 +268,17 @@ export async function serve(argv: string[]): Promise<number> {
       budget: e.budget,
     }),
   );
+  // Logs go to stderr so that stdout keeps only the events (JSON or readable). Made before
+  // listening, so that a missing optional package (pino, prom-client: HL_ERR_MISSING_PACKAGE)
+  // fails the command before it serves anything.
+  logger = logLevel === undefined ? undefined : createLogger({ level: logLevel, destination: 2 });
+  // With --workers, the primary's /metrics adds up the workers' registries.
+  const registry =
+    admin || logger
+      ? options.workers && !worker
+        ? workersRegistry(server)
+        : createRegistry()
+      : undefined;
   let address: { port: number; address: string };
   try {
     address = await server.listen(port, values.host);
@@ -275,12 +286,8 @@ export async function serve(argv: string[]): Promise<number> {
     process.stderr.write(`heartline serve: cannot listen: ${(err as Error).message}\n`);
     return ExitCode.FAILURE;
   }
-  // Logs go to stderr so that stdout keeps only the events (JSON or readable).
-  logger = logLevel === undefined ? undefined : createLogger({ level: logLevel, destination: 2 });
   let adminUrl: string | undefined;
-  if (admin || logger) {
-    // With --workers, the primary's /metrics adds up the workers' registries.
-    const registry = options.workers && !worker ? workersRegistry(server) : createRegistry();
+  if (registry) {
     observeServer(server, { registry, ...(logger ? { logger } : {}) });
     if (worker) answerMetrics(server, registry);
     if (admin && !worker) {

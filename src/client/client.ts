@@ -418,6 +418,7 @@ export class ClientConnection extends Connection {
     super.closeLocal(code, reason, error, why);
   }
 
+  /** @internal */
   override onFrame(link: Link, frame: Frame): void {
     if (link === this.pending) {
       if (frame.type !== FrameType.WELCOME) {
@@ -431,6 +432,7 @@ export class ClientConnection extends Connection {
     super.onFrame(link, frame);
   }
 
+  /** @internal */
   override onClose(link: Link, info: CloseInfo): void {
     if (link === this.pending) {
       this.pending = null;
@@ -450,7 +452,7 @@ export class ClientConnection extends Connection {
         return;
       }
       const settings = heartbeatSettings(frame.interval, frame.timeout);
-      this.settings = settings;
+      this.currentSettings = settings;
       link.beat?.retune(settings);
       return;
     }

@@ -9,21 +9,42 @@
  * big-endian u32, the payload). Every write sets a PX TTL of `windowMs`, so Redis holds a
  * key at most one window past its last write.
  *
- * - begin: one script does `SET NX PX` and, when the key exists, returns it: `run`, `done`
- *   or `pending`. A pending claim is polled with GET (25 ms, doubling to 200 ms) until it
- *   turns into a reply (the promise resolves with it), disappears (abandoned or expired:
- *   null) or the window ends (null).
+ * - begin: one script returns what the key holds (`done` or `pending`), else claims it
+ *   with `SET PX` if the caps below allow (`run`), else answers `full`. A pending claim is
+ *   polled with GET (25 ms, doubling to 200 ms) until it turns into a reply (the promise
+ *   resolves with it), disappears (abandoned or expired: null) or the window ends (null).
  * - finish / abandon: a script that writes (`SET PX`) or deletes the key only if it still
  *   holds this claim's marker, so a late handler never overwrites a newer claim.
  *
- * Bounds: Redis holds at most one key per distinct (scope, key) seen in a window. Measured
- * on Redis 7.0 (jemalloc): MEMORY USAGE 120 bytes for a key with an empty reply, 136 with
- * a 16-byte one, 1,384 with 1 KiB; used_memory grew 197 bytes per key over 10^5 keys with
- * 16-byte replies (the expiry table included). The memory window's
- * per-scope and total caps are not enforced here: counting a scope's live keys would need
- * a second structure per scope kept in step with the TTLs, in the same slot. Redis's own
- * `maxmemory` (with `volatile-ttl` or `noeviction`) is the backstop; with `noeviction`
- * begin() then fails with `HL_ERR_STORE` and requests with a key are refused.
+ * Bounds, enforced atomically in the scripts with fixed-window counters under the same
+ * prefix, each created with a PX TTL of `windowMs` by the first write of its window:
+ * `PREFIXidem:n` counts the claims of all scopes, `PREFIXidem:s:{S}` (S the base64url
+ * SHA-256 of the scope) the claims of one scope, `PREFIXidem:b` the bytes of the replies
+ * kept. begin() answers `full` (the request is refused unrun) once a window has seen
+ * `maxKeys` claims, or `maxKeysPerScope` of that scope; a key already claimed or answered
+ * is still reported (`pending`, `done`) past the caps. finish() keeps no reply larger than
+ * `maxReplyBytes` (checked here, no Redis write), nor one that would take the window's kept
+ * bytes past `maxBytes` (checked in the script): either way it deletes the claim, so
+ * waiters get null and a retry runs again, and `stats.unkept` counts it. Counters only grow
+ * within their window (abandon gives nothing back).
+ *
+ * What that bounds: a key lives at most `windowMs` after its claim while pending and
+ * `windowMs` after its reply was kept. Replies kept at one moment were kept within the last
+ * `windowMs`, which overlaps at most two counter windows: at most 2 x `maxBytes` of reply
+ * values. Keys live at one moment were claimed within the last `windowMs` plus a handler's
+ * run time: at most 2 x `maxKeys` (3 x for the short while a handler that straddled a
+ * counter window still runs), and as many scope counters at most (one scope per claim, the
+ * worst case: a fresh client id per request on a server without authentication). Measured
+ * on Redis 7.0 (jemalloc) with bench/redis-idempotency-memory.ts over 10^5 keys:
+ * `used_memory` grew 181 bytes per key with an empty reply, 197 with 16 bytes, 1,445 with
+ * 1 KiB, 10,405 with 8 KiB (values take jemalloc size classes, up to 25% over their
+ * length), and 149 more per key with one scope counter per key. So Redis holds at most
+ * about 2 x (`maxKeys` x 330 + `maxBytes` x 1.25) bytes for the window (docs/requests.md,
+ * "Cluster mode"). The memory window's per-scope eviction has no equivalent here: a scope
+ * past its cap is refused until its counter window ends.
+ *
+ * The counters are outside the request key's hash slot: fine on a standalone Redis or
+ * Sentinel; Redis Cluster would refuse the scripts (CROSSSLOT), future work.
  *
  * Failures never throw out of a timer: begin(), finish() and abandon() reject with a
  * HeartlineError `HL_ERR_STORE` (Redis down, or no answer within `timeoutMs`), and a
@@ -42,6 +63,7 @@ import {
   type IdempotencyStats,
   type IdempotencyWindow,
   type KeptReply,
+  maxReplyBytesOption,
 } from '../session/idempotency.js';
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import { Script } from './lua-script.js';
@@ -51,6 +73,14 @@ import type { RedisClient } from './redis-store.js';
 export const REDIS_IDEMPOTENCY_DEFAULTS = Object.freeze({
   /** See {@link IDEMPOTENCY_DEFAULTS.windowMs}. @default 120_000 */
   windowMs: IDEMPOTENCY_DEFAULTS.windowMs,
+  /** Claims per counter window, all scopes: see {@link IDEMPOTENCY_DEFAULTS.maxKeys}. @default 100_000 */
+  maxKeys: IDEMPOTENCY_DEFAULTS.maxKeys,
+  /** Reply bytes kept per counter window: see {@link IDEMPOTENCY_DEFAULTS.maxBytes}. @default 64 MiB */
+  maxBytes: IDEMPOTENCY_DEFAULTS.maxBytes,
+  /** Claims per counter window, one scope: see {@link IDEMPOTENCY_DEFAULTS.maxKeysPerScope}. @default 10_000 */
+  maxKeysPerScope: IDEMPOTENCY_DEFAULTS.maxKeysPerScope,
+  /** Largest reply payload kept: see {@link IDEMPOTENCY_DEFAULTS.maxReplyBytes}. @default 64 KiB */
+  maxReplyBytes: IDEMPOTENCY_DEFAULTS.maxReplyBytes,
   /**
    * A Redis call slower than this (ms) fails with `HL_ERR_STORE`: the same bound as the
    * cluster's `storeTimeout`, so a request with a key never waits on a dead Redis longer
@@ -70,6 +100,14 @@ export const REDIS_IDEMPOTENCY_DEFAULTS = Object.freeze({
 export interface RedisWindowOptions {
   /** How long a reply is kept (ms) from finish(); a pending claim lapses as long after begin(). @default 120_000 */
   windowMs?: number;
+  /** Claims per counter window of `windowMs`, all scopes and nodes together. @default 100_000 */
+  maxKeys?: number;
+  /** Reply bytes (payload + 5) kept per counter window of `windowMs`. @default 64 MiB */
+  maxBytes?: number;
+  /** Claims per counter window of `windowMs` for one scope. @default 10_000 */
+  maxKeysPerScope?: number;
+  /** Largest reply payload kept (bytes); a larger one is answered, not kept. @default 64 KiB */
+  maxReplyBytes?: number;
   /** A Redis call slower than this fails with `HL_ERR_STORE` (ms). @default 2000 */
   timeoutMs?: number;
   /** Prefix of every key; no braces or spaces. @default 'hl:' */
@@ -98,16 +136,49 @@ export interface RedisIdempotencyWindow extends IdempotencyWindow {
   close(): void;
 }
 
-/** begin(): claim the key or return what it holds. KEYS: k. ARGV: marker, windowMs. */
-const BEGIN = new Script(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return redis.call('GET', KEYS[1])
+/**
+ * Adds to a fixed-window counter read as `was` (false: absent), starting its window.
+ * Shared by the scripts below.
+ */
+const CHARGE = `
+local function charge(key, was, by, ttl)
+  redis.call('INCRBY', key, by)
+  if not was then redis.call('PEXPIRE', key, ttl) end
+end
+`;
+
+/**
+ * begin(): return what the key holds, else claim it if the caps allow (1), else 0 (full).
+ * KEYS: k, total counter, scope counter. ARGV: marker, windowMs, maxKeys, maxKeysPerScope.
+ */
+const BEGIN = new Script(`${CHARGE}
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+local n = redis.call('GET', KEYS[2])
+if n and tonumber(n) >= tonumber(ARGV[3]) then return 0 end
+local s = redis.call('GET', KEYS[3])
+if s and tonumber(s) >= tonumber(ARGV[4]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+charge(KEYS[2], n, 1, ARGV[2])
+charge(KEYS[3], s, 1, ARGV[2])
+return 1
 `);
 
-/** finish(): keep the reply if the claim is still ours. KEYS: k. ARGV: marker, reply, windowMs. */
-const FINISH = new Script(`
+/**
+ * finish(): keep the reply if the claim is still ours (1) and the window's kept bytes
+ * allow; else delete the claim (2: unkept). 0: not our claim.
+ * KEYS: k, bytes counter. ARGV: marker, reply, windowMs, maxBytes.
+ */
+const FINISH = new Script(`${CHARGE}
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local size = string.len(ARGV[2])
+local b = redis.call('GET', KEYS[2])
+if (b and tonumber(b) or 0) + size > tonumber(ARGV[4]) then
+  redis.call('DEL', KEYS[1])
+  return 2
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+charge(KEYS[2], b, size, ARGV[3])
 return 1
 `);
 
@@ -161,10 +232,18 @@ class RedisWindow implements RedisIdempotencyWindow {
   readonly #prefix: string;
   readonly #pollMs: number;
   readonly #pollMaxMs: number;
+  readonly #maxKeys: number;
+  readonly #maxBytes: number;
+  readonly #maxPerScope: number;
+  readonly #maxReplyBytes: number;
+  /** The counters of all scopes: claims, and bytes kept. */
+  readonly #claimCounter: string;
+  readonly #byteCounter: string;
   /** Claims begun here and not yet finished or abandoned, by Redis key, oldest first. */
   readonly #claims = new Map<string, Claim>();
   /** Pending waits, so close() can end them. */
   readonly #waits = new Set<() => void>();
+  #unkept = 0;
   #closed = false;
 
   constructor(source: RedisSource, o: RedisWindowOptions) {
@@ -175,6 +254,17 @@ class RedisWindow implements RedisIdempotencyWindow {
     this.#timeoutMs = intOption('timeoutMs', o.timeoutMs, d.timeoutMs, 10, 600_000);
     this.#pollMs = intOption('pollMs', o.pollMs, d.pollMs, 1, 60_000);
     this.#pollMaxMs = intOption('pollMaxMs', o.pollMaxMs, d.pollMaxMs, this.#pollMs, 60_000);
+    // The memory window's ranges, so one `idempotency` server option suits both.
+    this.#maxKeys = intOption('maxKeys', o.maxKeys, d.maxKeys, 1, 100_000_000);
+    this.#maxBytes = intOption('maxBytes', o.maxBytes, d.maxBytes, 1024, 2 ** 40);
+    this.#maxPerScope = intOption(
+      'maxKeysPerScope',
+      o.maxKeysPerScope,
+      d.maxKeysPerScope,
+      1,
+      100_000_000,
+    );
+    this.#maxReplyBytes = maxReplyBytesOption(o.maxReplyBytes);
     const prefix = o.keyPrefix ?? d.keyPrefix;
     if (typeof prefix !== 'string' || /[{}\s]/.test(prefix)) {
       throw new InvalidArgumentError(
@@ -182,10 +272,17 @@ class RedisWindow implements RedisIdempotencyWindow {
       );
     }
     this.#prefix = prefix;
+    this.#claimCounter = `${prefix}idem:n`;
+    this.#byteCounter = `${prefix}idem:b`;
   }
 
   get stats(): IdempotencyStats {
-    return { keys: this.#claims.size, bytes: 0, unkept: 0 };
+    return { keys: this.#claims.size, bytes: 0, unkept: this.#unkept };
+  }
+
+  /** The claim counter of one scope (its own hash slot: the scope's digest in braces). */
+  #scopeCounter(scope: string): string {
+    return `${this.#prefix}idem:s:{${createHash('sha256').update(scope).digest('base64url')}}`;
   }
 
   #key(scope: string, key: string): string {
@@ -212,11 +309,11 @@ class RedisWindow implements RedisIdempotencyWindow {
    */
   #call(
     script: Script,
-    key: string,
+    keys: readonly string[],
     args: ReadonlyArray<string | number | Buffer>,
     late?: (result: unknown) => void,
   ): Promise<unknown> {
-    const op = this.#redis().then((redis) => script.run(redis, [key], args));
+    const op = this.#redis().then((redis) => script.run(redis, keys, args));
     return new Promise((resolve, reject) => {
       let timedOut = false;
       const timer = this.#clock.setTimeout(() => {
@@ -252,9 +349,14 @@ class RedisWindow implements RedisIdempotencyWindow {
     const undo = (result: unknown): void => {
       // The claim went through after begin() gave up on it: release it, or retries of
       // this key would wait for a handler that never runs.
-      if (result === 1) this.#call(ABANDON, k, [marker]).catch(() => {});
+      if (result === 1) this.#call(ABANDON, [k], [marker]).catch(() => {});
     };
-    const result = await this.#call(BEGIN, k, [marker, this.#windowMs], undo);
+    const result = await this.#call(
+      BEGIN,
+      [k, this.#claimCounter, this.#scopeCounter(scope)],
+      [marker, this.#windowMs, this.#maxKeys, this.#maxPerScope],
+      undo,
+    );
     const now = this.#clock.now();
     this.#expireClaims(now);
     if (result === 1) {
@@ -262,8 +364,9 @@ class RedisWindow implements RedisIdempotencyWindow {
       this.#claims.set(k, { marker, at: now });
       return { kind: 'run' };
     }
+    if (result === 0) return { kind: 'full' };
     const value = decode(result);
-    // SET NX failed in the same script, so the key exists: null would be a broken Redis.
+    // The script returns the key's value only when it exists: null would be a broken Redis.
     if (value === null) throw storeError(new Error('claim neither taken nor found'));
     if (value !== 'pending') return { kind: 'done', reply: value };
     return { kind: 'pending', settled: this.#wait(k) };
@@ -317,7 +420,18 @@ class RedisWindow implements RedisIdempotencyWindow {
     const claim = this.#claims.get(k);
     if (!claim || this.#closed) return;
     this.#claims.delete(k);
-    await this.#call(FINISH, k, [claim.marker, encodeReply(reply), this.#windowMs]);
+    if (reply.payload.byteLength > this.#maxReplyBytes) {
+      // Too large to keep: release the claim (waiters get null, a retry runs again).
+      this.#unkept++;
+      await this.#call(ABANDON, [k], [claim.marker]);
+      return;
+    }
+    const kept = await this.#call(
+      FINISH,
+      [k, this.#byteCounter],
+      [claim.marker, encodeReply(reply), this.#windowMs, this.#maxBytes],
+    );
+    if (kept === 2) this.#unkept++;
   }
 
   async abandon(scope: string, key: string): Promise<void> {
@@ -325,7 +439,7 @@ class RedisWindow implements RedisIdempotencyWindow {
     const claim = this.#claims.get(k);
     if (!claim || this.#closed) return;
     this.#claims.delete(k);
-    await this.#call(ABANDON, k, [claim.marker]);
+    await this.#call(ABANDON, [k], [claim.marker]);
   }
 
   close(): void {

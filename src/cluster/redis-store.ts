@@ -26,6 +26,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { Redis, RedisOptions } from 'ioredis';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
+import { checkPeer, isMissingPackage, missingPackage } from '../optional-deps.js';
 import type {
   AppendResult,
   CommitBatch,
@@ -42,6 +43,9 @@ import type {
 } from '../session/store.js';
 import { isNoScript, Script } from './lua-script.js';
 import { PRESENCE_SCRIPTS } from './presence.js';
+
+/** What needs ioredis, as HL_ERR_MISSING_PACKAGE names it. */
+const REDIS_FEATURE = 'A Redis session store (RedisStore, the "redis" option)';
 
 /*
  * The public types below name ioredis's options and client by their shape instead of
@@ -417,6 +421,8 @@ export class RedisStore implements SessionStore {
         `option "keyPrefix" must be a string without braces or spaces`,
       );
     }
+    // Refused here, not at the first command: ioredis is an optional peer dependency.
+    if (o.client === undefined) checkPeer('ioredis', REDIS_FEATURE);
     this.keyPrefix = prefix;
     this.#options = o;
     this.#ownsClient = o.client === undefined;
@@ -457,7 +463,11 @@ export class RedisStore implements SessionStore {
       // Typed by its shape in the options; it is an ioredis client (the docs say so).
       redis = (subscriber ? given.duplicate() : given) as Redis;
     } else {
-      const { Redis: RedisClass } = await import('ioredis');
+      const { Redis: RedisClass } = await import('ioredis').catch((err: unknown) => {
+        throw isMissingPackage(err, 'ioredis')
+          ? missingPackage('ioredis', REDIS_FEATURE, err)
+          : err;
+      });
       const opts: RedisOptions = { ...CLIENT_DEFAULTS, ...this.#options.redis };
       if (subscriber) opts.maxRetriesPerRequest = null;
       redis =

@@ -33,6 +33,7 @@ export const CloseCode = {
   /** An unexpected failure inside the server. */
   INTERNAL_ERROR: 1013,
 } as const;
+/** One of the {@link CloseCode} numbers. */
 export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
 
 /**

@@ -92,7 +92,7 @@ export class ServerConnection extends Connection {
     },
   ) {
     super(config, wheel);
-    this.sessionId = init.sessionId;
+    this.currentSessionId = init.sessionId;
     this.sessionKey = init.sessionId;
     this.tokenBytes = Buffer.from(init.token).toString('latin1');
     if (init.previousToken?.length) {
@@ -104,7 +104,7 @@ export class ServerConnection extends Connection {
     this.lastRemote = init.remote;
   }
 
-  /** The resume token (16 bytes, a fresh copy each read); compared in constant time by the server. */
+  /** @internal The resume token (16 bytes, a fresh copy each read); compared in constant time by the server. */
   get token(): Uint8Array {
     return Buffer.from(this.tokenBytes, 'latin1');
   }
@@ -112,6 +112,7 @@ export class ServerConnection extends Connection {
   /**
    * Whether `token` may resume this session: the current token, or the one it replaced
    * while the client has not yet shown that it received the current one. Constant time.
+   * @internal
    */
   acceptsToken(token: Uint8Array): boolean {
     const link = this.link;
@@ -177,12 +178,13 @@ export class ServerConnection extends Connection {
   /**
    * Highest seq this end sent, and the highest the client acknowledged: a resume's
    * lastReceived must lie between them (PROTOCOL.md 6.3).
+   * @internal
    */
   get sentSeq(): number {
     return this.outbound.lastSeq;
   }
 
-  /** Highest seq the client acknowledged (see {@link sentSeq}). */
+  /** @internal Highest seq the client acknowledged (see {@link sentSeq}). */
   get ackedSeq(): number {
     return this.outbound.acked;
   }
@@ -219,7 +221,7 @@ export class ServerConnection extends Connection {
     });
   }
 
-  /** Attaches the first link or a resuming one (the server already sent WELCOME). */
+  /** @internal Attaches the first link or a resuming one (the server already sent WELCOME). */
   attachLink(
     link: Link,
     settings: HeartbeatSettings,
@@ -261,6 +263,7 @@ export class ServerConnection extends Connection {
    * Ends the session here on the cluster's word: `superseded` (another node holds it now;
    * it is not lost) or `session-expired` (the store dropped it; what the client never
    * acknowledged is handed back with 'session-lost'). The link, if any, gets the CLOSE.
+   * @internal
    */
   endSession(reason: 'superseded' | 'session-expired', message: string): void {
     if (this.closed) return;
@@ -274,7 +277,7 @@ export class ServerConnection extends Connection {
     this.finish({ reason, code, message });
   }
 
-  /** Highest DATA seq received from the client (goes into WELCOME on resume). */
+  /** @internal Highest DATA seq received from the client (goes into WELCOME on resume). */
   get lastReceived(): number {
     return this.inbound.lastReceived;
   }
@@ -284,9 +287,10 @@ export class ServerConnection extends Connection {
    * them. Tighter values are applied to this end's detector only after one old timeout,
    * judging the client meanwhile by the more lenient of the old and new values (PROTOCOL.md
    * 7.5): until SETTINGS reaches it, the client pings on its old, slower schedule.
+   * @internal
    */
   retune(settings: HeartbeatSettings): void {
-    this.settings = settings;
+    this.currentSettings = settings;
     const link = this.link;
     if (!link) return;
     link.write(encodeSettings(settings.interval, settings.timeout));
@@ -381,6 +385,7 @@ export class ServerConnection extends Connection {
    * Who a key belongs to (PROTOCOL.md 6.5): the identity the authenticate hook returned;
    * without one the client id, which the client chose and nobody checked; else this
    * session alone.
+   * @internal
    */
   idempotencyScope(): string {
     if (this.identity !== null) return `id:${this.identity}`;

@@ -197,10 +197,11 @@ export interface ServerOptions
    * The idempotency window of requests (PROTOCOL.md 6.5, docs/requests.md): a second
    * request with the same key from the same identity within `windowMs` gets the first
    * reply without running the handler again. Its bounds (`windowMs`, `maxKeys`,
-   * `maxBytes`, `maxKeysPerScope`), or false to run keyed requests like any other. With
-   * a Redis session store (`redis`, or a RedisStore as `store`) the window lives in
-   * Redis, shared by every node; only `windowMs` applies there.
-   * @default { windowMs: 120000, maxKeys: 100000, maxBytes: 64 MiB, maxKeysPerScope: 10000 }
+   * `maxBytes`, `maxKeysPerScope`, `maxReplyBytes`), or false to run keyed requests like
+   * any other. With a Redis session store (`redis`, or a RedisStore as `store`) the
+   * window lives in Redis, shared by every node, and the same bounds apply per fixed
+   * window of `windowMs` (docs/requests.md, "Cluster mode").
+   * @default { windowMs: 120000, maxKeys: 100000, maxBytes: 64 MiB, maxKeysPerScope: 10000, maxReplyBytes: 64 KiB }
    */
   idempotency?: false | MemoryWindowOptions;
   /**
@@ -352,8 +353,8 @@ function resolveIdempotency(o: ServerOptions['idempotency']): MemoryWindowOption
  * A heartline server. Create it with {@link createServer}, then `listen()`.
  */
 export class Server extends EventEmitter<ServerEvents> {
-  /** Live connections by id (including sessions waiting for a resume). */
-  readonly connections = new Map<string, ServerConnection>();
+  /** Behind {@link connections}, which users only read. */
+  private readonly live = new Map<string, ServerConnection>();
   private readonly sessions = new Map<string, ServerConnection>();
   private readonly handshaking = new Set<Link>();
   private readonly config: ResolvedServer;
@@ -502,6 +503,11 @@ export class Server extends EventEmitter<ServerEvents> {
    */
   answerPrimary(topic: string, handler: () => unknown): void {
     if (this.workers?.role === 'worker') this.workers.answer(topic, handler);
+  }
+
+  /** Live connections by id (including sessions waiting for a resume). */
+  get connections(): ReadonlyMap<string, ServerConnection> {
+    return this.live;
   }
 
   /** This node's id (presence, ownership in the session store). */
@@ -702,10 +708,16 @@ export class Server extends EventEmitter<ServerEvents> {
     if (o === null) return null;
     const store = this.cluster.store;
     if (store instanceof RedisStore) {
+      // The same bounds, enforced in Redis per counter window (docs/requests.md).
+      const { windowMs, maxKeys, maxBytes, maxKeysPerScope, maxReplyBytes } = o;
       return createRedisWindow(() => store.client(), {
         clock: this.config.clock,
         keyPrefix: store.keyPrefix,
-        ...(o.windowMs !== undefined ? { windowMs: o.windowMs } : {}),
+        windowMs,
+        maxKeys,
+        maxBytes,
+        maxKeysPerScope,
+        maxReplyBytes,
       });
     }
     return createMemoryWindow(o, this.config.clock);
@@ -973,7 +985,7 @@ export class Server extends EventEmitter<ServerEvents> {
     const settings = this.adaptive.settingsFor(conn, granted);
     this.sessions.set(conn.sessionKey, conn);
     this.quota.added(conn, addressKey(link.socket.remoteAddress ?? '?'));
-    this.connections.set(conn.id, conn);
+    this.live.set(conn.id, conn);
     this.cluster.adopt(conn, restored);
     link.write(
       encodeWelcome({
@@ -1054,7 +1066,7 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   private release(conn: ServerConnection): void {
-    this.connections.delete(conn.id);
+    this.live.delete(conn.id);
     this.sessions.delete(conn.sessionKey);
     this.quota.removed(conn);
     this.cluster.released(conn);

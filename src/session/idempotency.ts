@@ -43,7 +43,10 @@ export interface IdempotencyStats {
   readonly keys: number;
   /** Bytes charged for them, per-entry overhead included (the Redis window: 0, it keeps nothing locally). */
   readonly bytes: number;
-  /** Replies that finished but could not be kept (no room even after evicting the scope's own oldest); a retry of those keys runs again. */
+  /**
+   * Replies that finished but were not kept (larger than `maxReplyBytes`, or no room in
+   * `maxBytes` even after evicting the scope's own oldest); a retry of those keys runs again.
+   */
   readonly unkept: number;
 }
 
@@ -96,25 +99,38 @@ export const IDEMPOTENCY_DEFAULTS = Object.freeze({
    */
   windowMs: 120_000,
   /**
-   * Keys held at once by the whole window (memory window only). At the default 100k, with
+   * Memory window: keys held at once by the whole window. At the default 100k, with
    * {@link ENTRY_OVERHEAD_BYTES} per entry, entries with short keys and empty replies
    * charge about 53 MiB, under `maxBytes`; larger replies reach `maxBytes` first.
+   * Redis window: keys claimed per fixed window of `windowMs` by all nodes together
+   * (src/cluster/redis-idempotency.ts); past it begin() answers `full`.
    * @default 100_000
    */
   maxKeys: 100_000,
   /**
-   * Bytes charged at once by the whole window: per entry {@link ENTRY_OVERHEAD_BYTES} plus
-   * its key and reply bytes, plus per scope {@link SCOPE_OVERHEAD_BYTES} and its name
-   * (memory window only).
+   * Memory window: bytes charged at once: per entry {@link ENTRY_OVERHEAD_BYTES} plus its
+   * key and reply bytes, plus per scope {@link SCOPE_OVERHEAD_BYTES} and its name.
+   * Redis window: reply bytes kept per fixed window of `windowMs` (each reply's stored
+   * value, its payload plus 5 bytes); a reply past it is answered but not kept.
    * @default 67_108_864 (64 MiB)
    */
   maxBytes: 64 * 1024 * 1024,
   /**
-   * Keys one scope may hold at once; at this cap its own oldest finished entry makes room,
-   * so a client flooding keys only shortens its own dedupe (memory window only).
+   * Memory window: keys one scope may hold at once; at this cap its own oldest finished
+   * entry makes room, so a client flooding keys only shortens its own dedupe. Redis
+   * window: keys one scope may claim per fixed window of `windowMs`; past it that scope's
+   * new keys are refused (`full`) while other scopes still run.
    * @default 10_000
    */
   maxKeysPerScope: 10_000,
+  /**
+   * Largest reply payload kept (bytes). A larger reply is still answered (and handed to
+   * requests waiting on its key in the memory window) but not kept: a retry of its key runs
+   * the handler again. It stops one reply from taking a large share of `maxBytes`
+   * (`serve --echo` replies with up to a whole frame). Both windows.
+   * @default 65_536 (64 KiB)
+   */
+  maxReplyBytes: 64 * 1024,
 });
 
 /** Options of {@link createMemoryWindow}; each defaults to {@link IDEMPOTENCY_DEFAULTS}. */
@@ -127,6 +143,8 @@ export interface MemoryWindowOptions {
   maxBytes?: number;
   /** See {@link IDEMPOTENCY_DEFAULTS.maxKeysPerScope}. @default 10_000 */
   maxKeysPerScope?: number;
+  /** See {@link IDEMPOTENCY_DEFAULTS.maxReplyBytes}. @default 64 KiB */
+  maxReplyBytes?: number;
 }
 
 /**
@@ -161,6 +179,11 @@ export function checkIdempotencyKey(key: string): number {
     );
   }
   return bytes;
+}
+
+/** Validates `maxReplyBytes` (shared by both windows): 0 (keep only empty replies) to 2^32. */
+export function maxReplyBytesOption(value: number | undefined): number {
+  return intOption('maxReplyBytes', value, IDEMPOTENCY_DEFAULTS.maxReplyBytes, 0, 0x1_0000_0000);
 }
 
 /** Checks a reply before it is kept (statuses are u32 on the wire). */
@@ -216,6 +239,7 @@ class MemoryWindow implements MemoryIdempotencyWindow {
   readonly #maxKeys: number;
   readonly #maxBytes: number;
   readonly #maxPerScope: number;
+  readonly #maxReplyBytes: number;
   readonly #scopes = new Map<string, ScopeState>();
   readonly #order = new Set<Entry>();
   #bytes = 0;
@@ -236,6 +260,7 @@ class MemoryWindow implements MemoryIdempotencyWindow {
       1,
       100_000_000,
     );
+    this.#maxReplyBytes = maxReplyBytesOption(options.maxReplyBytes);
     this.#clock = clock;
   }
 
@@ -309,6 +334,12 @@ class MemoryWindow implements MemoryIdempotencyWindow {
     if (!state || !entry) return;
     const kept = keep(reply);
     const extra = kept.payload.byteLength;
+    if (extra > this.#maxReplyBytes) {
+      // Too large to keep: delivered to whoever waits, a retry of this key runs again.
+      this.#unkept++;
+      this.#remove(entry, kept);
+      return;
+    }
     // Room for the reply: first from this scope's own oldest answers, never from others.
     while (this.#bytes + extra > this.#maxBytes) {
       const oldest = state.finished.values().next().value;

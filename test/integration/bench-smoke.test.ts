@@ -18,6 +18,7 @@ import type { KeepaliveRow } from '../../bench/keepalive.js';
 import type { IdleRow } from '../../bench/lib/idle-run.js';
 import type { ProbeState } from '../../bench/lib/probe.mjs';
 import { checkResult, type ResultDoc } from '../../bench/lib/results.js';
+import type { RequestsRow } from '../../bench/requests.js';
 import { hostsUnavailable } from '../support/netns.js';
 import { waitFor } from '../support/wait.js';
 
@@ -188,6 +189,43 @@ test('a tiny flapping-link run completes, every message exactly once', {
   assert.equal(row.exactlyOnce, true);
   assert.ok(isFiniteNumber(row.totalS) && isFiniteNumber(row.sendingS));
   assert.ok(doc.targets.some((target) => target.id === 'flap-ratio'));
+});
+
+test('a quick requests run measures every system and both memory figures', {
+  timeout: RUN_TIMEOUT_MS + 10_000,
+}, async (t) => {
+  const out = tempDir(t);
+  await runBench(t, 'bench/requests.ts', [
+    '--quick',
+    '--warmup',
+    '0.1',
+    '--duration',
+    '0.2',
+    '--pending',
+    '200',
+    '--out',
+    out,
+  ]);
+  const doc = JSON.parse(
+    readFileSync(join(out, 'requests.json'), 'utf8'),
+  ) as ResultDoc<RequestsRow>;
+  assert.deepEqual(checkResult(doc), [], 'the result document is malformed');
+  for (const system of ['heartline', 'socketio', 'ws', 'net']) {
+    for (const kind of ['sequential', 'pipelined'] as const) {
+      const rows = doc.rows.filter((r) => r.system === system && r.kind === kind);
+      assert.equal(rows.length, 2, `${system} ${kind}: one row per payload size`);
+      for (const r of rows) {
+        assert.ok(isFiniteNumber(r.perSecond) && r.perSecond > 0, `${system} ${kind} rate`);
+        assert.ok(isFiniteNumber(r.latencyMs?.p99), `${system} ${kind} p99`);
+        assert.equal(r.lost, 0, `${system} lost its connection`);
+      }
+    }
+    const memory = doc.rows.find((r) => r.system === system && r.kind === 'pending-memory');
+    assert.ok(isFiniteNumber(memory?.heapBytesPerRequest), `${system} pending memory`);
+  }
+  assert.equal(doc.rows.filter((r) => r.kind === 'acked').length, 3);
+  const window = doc.rows.find((r) => r.kind === 'idempotency-memory');
+  assert.ok(isFiniteNumber(window?.heapBytesPerRequest) && window.heapBytesPerRequest > 0);
 });
 
 test('a tiny keepalive-probe run counts probes in both namespaces', {

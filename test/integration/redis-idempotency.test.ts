@@ -15,8 +15,9 @@ import {
   type RedisWindowOptions,
 } from '../../src/cluster/redis-idempotency.js';
 import { RedisStore } from '../../src/cluster/redis-store.js';
-import { HeartlineError } from '../../src/errors.js';
+import { HeartlineError, RequestError } from '../../src/errors.js';
 import type { IdempotencyClaim, KeptReply } from '../../src/session/idempotency.js';
+import { opened, startClient, startServer } from '../support/peers.js';
 import { RedisServer, redisSkip } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 
@@ -132,7 +133,7 @@ describe('Redis idempotency window', { skip }, () => {
     const redis = (await stores[0].client()) as Redis;
     expectKind(await a.begin('alice', 'k'), 'run');
     await a.finish('alice', 'k', reply('r'));
-    const keys = await redis.keys('hl:idem:*');
+    const keys = await redis.keys('hl:idem:{*');
     assert.equal(keys.length, 1);
     assert.match(keys[0]!, /^hl:idem:\{[A-Za-z0-9_-]{43}\}$/);
     const ttl = await redis.pttl(keys[0]!);
@@ -204,7 +205,7 @@ describe('Redis idempotency window', { skip }, () => {
     }
     // The SET NX ran once Redis thawed; a's window released it, so a retry runs
     // rather than waiting a whole window for a handler that never started.
-    await waitFor(async () => (await conn.keys('hl:idem:*')).length === 0, { timeout: 5000 });
+    await waitFor(async () => (await conn.keys('hl:idem:{*')).length === 0, { timeout: 5000 });
     expectKind(await b.begin('alice', 'k'), 'run');
     assert.deepEqual(unhandled, []);
   });
@@ -217,6 +218,10 @@ describe('Redis idempotency window', { skip }, () => {
       ['timeoutMs', 1],
       ['pollMs', 0],
       ['keyPrefix', 'a{b}'],
+      ['maxKeys', 0],
+      ['maxBytes', 1023],
+      ['maxKeysPerScope', 0],
+      ['maxReplyBytes', -1],
     ] as const) {
       assert.throws(
         () => createRedisWindow(client, { [name]: value }),
@@ -230,9 +235,204 @@ describe('Redis idempotency window', { skip }, () => {
     await assert.rejects(async () => w.begin('alice', ''), /idempotency key/);
     expectKind(await w.begin('alice', 'k'), 'run');
     assert.equal(w.stats.keys, 1);
-    assert.equal((await ((await stores[0].client()) as Redis).keys('app:idem:*')).length, 1);
+    const conn = (await stores[0].client()) as Redis;
+    assert.equal((await conn.keys('app:idem:{*')).length, 1);
+    // and the counters under the same prefix: claims, this scope's claims
+    assert.equal(await conn.get('app:idem:n'), '1');
+    assert.equal((await conn.keys('app:idem:s:{*')).length, 1);
     await w.close();
     expectKind(await w.begin('alice', 'other'), 'full');
     assert.equal(w.stats.keys, 0);
+  });
+});
+
+/** Redis's `used_memory` (INFO memory), in bytes. */
+async function usedMemory(redis: Redis): Promise<number> {
+  const info = await redis.info('memory');
+  const match = /^used_memory:(\d+)\r?$/m.exec(info);
+  assert.ok(match, 'INFO memory has used_memory');
+  return Number(match[1]);
+}
+
+describe('Redis idempotency window: bounds', { skip }, () => {
+  test('full past maxKeys claims per window, on all nodes together; known keys still answer', async (t) => {
+    const windowMs = 1500;
+    const {
+      nodes: [a, b],
+      stores,
+    } = await cluster(t, { windowMs, maxKeys: 4 });
+    const redis = (await stores[0].client()) as Redis;
+    expectKind(await a.begin('alice', 'k1'), 'run');
+    await a.finish('alice', 'k1', reply('one'));
+    expectKind(await b.begin('bob', 'k2'), 'run');
+    expectKind(await a.begin('carol', 'k3'), 'run');
+    expectKind(await b.begin('dave', 'k4'), 'run');
+    expectKind(await a.begin('erin', 'k5'), 'full');
+    expectKind(await b.begin('alice', 'k6'), 'full');
+    assert.equal(await redis.get('hl:idem:n'), '4', 'refusals are not counted');
+    // Past the cap, keys already claimed are still answered: dedupe is not lost.
+    assert.equal(text(expectKind(await b.begin('alice', 'k1'), 'done').reply), 'one');
+    const waiting = expectKind(await a.begin('bob', 'k2'), 'pending');
+    await b.finish('bob', 'k2', reply('two'));
+    assert.equal(text(await waiting.settled), 'two');
+    // The counter lives one window from its first claim; then claims run again.
+    const ttl = await redis.pttl('hl:idem:n');
+    assert.ok(ttl > 0 && ttl <= windowMs, `PTTL ${ttl} in (0, ${windowMs}]`);
+    await waitFor(async () => (await redis.exists('hl:idem:n')) === 0, { timeout: 10_000 });
+    expectKind(await b.begin('erin', 'k5'), 'run');
+    assert.equal(await redis.get('hl:idem:n'), '1');
+  });
+
+  test('past maxKeysPerScope that scope is refused while another scope still runs', async (t) => {
+    const {
+      nodes: [a, b],
+      stores,
+    } = await cluster(t, { maxKeysPerScope: 3 });
+    const redis = (await stores[0].client()) as Redis;
+    expectKind(await a.begin('mallory', 'm1'), 'run');
+    expectKind(await b.begin('mallory', 'm2'), 'run');
+    await b.abandon('mallory', 'm2'); // abandoning gives no claim back
+    expectKind(await a.begin('mallory', 'm3'), 'run');
+    for (const node of [a, b]) expectKind(await node.begin('mallory', 'm4'), 'full');
+    expectKind(await b.begin('alice', 'a1'), 'run');
+    await b.finish('alice', 'a1', reply('alice ok'));
+    assert.equal(text(expectKind(await a.begin('alice', 'a1'), 'done').reply), 'alice ok');
+    expectKind(await a.begin('alice', 'a2'), 'run');
+    const scopes = await redis.keys('hl:idem:s:{*');
+    assert.equal(scopes.length, 2);
+    const counts = (await Promise.all(scopes.map((k) => redis.get(k)))).sort();
+    assert.deepEqual(counts, ['2', '3']);
+    assert.equal(await redis.get('hl:idem:n'), '5');
+  });
+
+  test('past maxBytes a reply is answered but not kept: waiters get null, a retry runs', async (t) => {
+    const {
+      nodes: [a, b],
+      stores,
+    } = await cluster(t, { maxBytes: 1024 });
+    const redis = (await stores[0].client()) as Redis;
+    const big = 'x'.repeat(300); // kept as 305 bytes: three fit in 1024, not four
+    for (const key of ['k1', 'k2', 'k3']) {
+      expectKind(await a.begin('alice', key), 'run');
+      await a.finish('alice', key, reply(big));
+    }
+    assert.equal(await redis.get('hl:idem:b'), String(3 * 305));
+    expectKind(await a.begin('alice', 'k4'), 'run');
+    const waiting = expectKind(await b.begin('alice', 'k4'), 'pending');
+    await a.finish('alice', 'k4', reply(big));
+    assert.equal(await waiting.settled, null, 'the claim is gone: the waiter runs itself');
+    assert.deepEqual([a.stats.unkept, a.stats.keys], [1, 0]);
+    assert.equal((await redis.keys('hl:idem:{*')).length, 3);
+    expectKind(await b.begin('alice', 'k4'), 'run');
+    // A reply that still fits (109 bytes left) is kept.
+    await b.finish('alice', 'k4', reply('y'.repeat(100)));
+    assert.equal(b.stats.unkept, 0);
+    assert.equal(text(expectKind(await a.begin('alice', 'k4'), 'done').reply), 'y'.repeat(100));
+    assert.equal(await redis.get('hl:idem:b'), String(3 * 305 + 105));
+    assert.equal(text(expectKind(await a.begin('alice', 'k1'), 'done').reply), big);
+  });
+
+  test('a reply larger than maxReplyBytes is answered but not kept', async (t) => {
+    const {
+      nodes: [a, b],
+      stores,
+    } = await cluster(t, { maxReplyBytes: 100 });
+    const redis = (await stores[0].client()) as Redis;
+    expectKind(await a.begin('alice', 'large'), 'run');
+    const waiting = expectKind(await b.begin('alice', 'large'), 'pending');
+    await a.finish('alice', 'large', reply('z'.repeat(101)));
+    assert.equal(await waiting.settled, null);
+    assert.equal(a.stats.unkept, 1);
+    assert.equal(await redis.exists('hl:idem:b'), 0, 'nothing was charged');
+    expectKind(await b.begin('alice', 'large'), 'run');
+    await b.finish('alice', 'large', reply('z'.repeat(100)));
+    assert.equal(text(expectKind(await a.begin('alice', 'large'), 'done').reply), 'z'.repeat(100));
+    assert.equal(b.stats.unkept, 0);
+  });
+});
+
+describe('Redis idempotency window: a flood of keys through a server', { skip }, () => {
+  test('one client flooding keyed 8 KiB requests is capped per scope and in bytes; others still dedupe', async (t) => {
+    const redis = await RedisServer.start(t);
+    const maxKeysPerScope = 50;
+    const maxBytes = 256 * 1024;
+    const { server, port } = await startServer(t, {
+      redis: redis.url,
+      idempotency: { maxKeysPerScope, maxBytes },
+    });
+    const runs = new Map<string, number>();
+    server.on('connection', (conn) =>
+      conn.on('message', (data, info) => {
+        if (!info.isRequest) return;
+        const scope = conn.clientId;
+        runs.set(scope, (runs.get(scope) ?? 0) + 1);
+        info.reply(data); // serve --echo: the reply is as large as the request
+      }),
+    );
+    const probe = new RedisStore(redis.url);
+    t.after(() => probe.close());
+    const conn = (await probe.client()) as Redis;
+    const flooder = startClient(t, { port, clientId: 'flooder' });
+    const other = startClient(t, { port, clientId: 'other' });
+    await Promise.all([opened(flooder), opened(other)]);
+    const before = await usedMemory(conn);
+
+    const flood = 500;
+    const payload = Buffer.alloc(8192, 0x41);
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: flood }, (_, i) =>
+        flooder.request(payload, { idempotencyKey: `flood-${i}`, timeout: 60_000 }),
+      ),
+    );
+    const answered = outcomes.filter((o) => o.status === 'fulfilled');
+    const refused = outcomes.filter((o) => o.status === 'rejected');
+    assert.equal(answered.length, maxKeysPerScope, 'the scope runs its cap, no more');
+    assert.equal(runs.get('flooder'), maxKeysPerScope);
+    for (const o of answered) assert.equal((o.value as Buffer).byteLength, 8192);
+    assert.equal(refused.length, flood - maxKeysPerScope);
+    for (const o of refused) {
+      const err = o.reason as RequestError;
+      assert.ok(err instanceof RequestError, String(err));
+      assert.equal(err.code, 'HL_ERR_OVERLOADED');
+      assert.equal(err.mayHaveBeenHandled, false);
+    }
+    // Kept: as many 8,197-byte values (payload + status) as fit in maxBytes; the other runs
+    // were answered but not kept.
+    const kept = Math.floor(maxBytes / 8197);
+    assert.equal((await conn.keys('hl:idem:{*')).length, kept);
+    assert.equal(await conn.get('hl:idem:b'), String(kept * 8197));
+
+    // Another client (its own scope) still gets its keyed request deduplicated: the handler
+    // runs once, the retry gets the kept reply.
+    const first = await other.request('other 1', { idempotencyKey: 'op-1' });
+    const again = await other.request('other 2', { idempotencyKey: 'op-1' });
+    assert.equal(first.toString(), 'other 1');
+    assert.equal(again.toString(), 'other 1');
+    assert.equal(runs.get('other'), 1);
+
+    // What the window holds in Redis: the values kept (maxBytes; jemalloc stores them in
+    // size classes up to 25% larger: an 8,197-byte value takes MEMORY USAGE 10,344) and per
+    // claim at most 330 bytes of key and scope counter (bench/redis-idempotency-memory.ts).
+    // Without the caps it would hold 500 values: over 5 MB.
+    const idemKeys = await conn.keys('hl:idem:*');
+    let held = 0;
+    for (const k of idemKeys) held += Number(await conn.call('MEMORY', 'USAGE', k));
+    const heldBound = maxBytes * 1.25 + (maxKeysPerScope + 4) * 330;
+    t.diagnostic(`${idemKeys.length} window keys hold ${held} bytes (bound ${heldBound})`);
+    assert.ok(held < heldBound, `window keys hold ${held} bytes, bound ${heldBound}`);
+    // And used_memory as a whole: that bound plus 1 MiB for the session store's own traffic
+    // (measured: the same flood without keys leaves about 0.5 MB, 1.4 MB before its
+    // acknowledged logs are trimmed), so wait for that to settle.
+    await Promise.all([flooder.whenAcked(), other.whenAcked()]);
+    const bound = heldBound + 1024 * 1024;
+    let grown = 0;
+    await waitFor(
+      async () => {
+        grown = (await usedMemory(conn)) - before;
+        return grown < bound;
+      },
+      { timeout: 20_000, interval: 100, message: `used_memory stayed ${bound} bytes or more over` },
+    );
+    t.diagnostic(`used_memory grew ${grown} bytes (bound ${bound})`);
   });
 });

@@ -151,7 +151,8 @@ function harness(
         remote: `127.0.0.1:${1000 + n}`,
       },
     );
-    conn.settings = adaptive.settingsFor(conn, { ...BASE });
+    // A connection without a link: retune() only records the settings.
+    conn.retune(adaptive.settingsFor(conn, { ...BASE }));
     return conn;
   };
   return { clock, adaptive, events, open };

@@ -251,6 +251,42 @@ describe('memory idempotency window', () => {
     window.close();
   });
 
+  it('a reply over maxReplyBytes is answered but not kept, and evicts nothing', async () => {
+    const { window } = make({ maxReplyBytes: 100 });
+    expectKind(window.begin('a', 'small'), 'run');
+    window.finish('a', 'small', { status: 0, payload: new Uint8Array(100) });
+    const before = window.stats.bytes;
+    expectKind(window.begin('a', 'large'), 'run');
+    const waiting = expectKind(window.begin('a', 'large'), 'pending');
+    window.finish('a', 'large', { status: 3, payload: new Uint8Array(101) });
+    // the waiter still gets the answer; nothing is kept, the scope's answers stay
+    const got = await waiting.settled;
+    assert.deepEqual([got?.status, got?.payload.byteLength], [3, 101]);
+    assert.equal(window.stats.unkept, 1);
+    assert.equal(window.stats.bytes, before);
+    expectKind(window.begin('a', 'large'), 'run');
+    expectKind(window.begin('a', 'small'), 'done');
+    // 0 keeps only empty replies
+    const { window: none } = make({ maxReplyBytes: 0 });
+    expectKind(none.begin('a', 'empty'), 'run');
+    none.finish('a', 'empty', { status: 0, payload: new Uint8Array(0) });
+    expectKind(none.begin('a', 'empty'), 'done');
+    expectKind(none.begin('a', 'one'), 'run');
+    none.finish('a', 'one', reply('x'));
+    expectKind(none.begin('a', 'one'), 'run');
+    assert.equal(none.stats.unkept, 1);
+    // the default: 64 KiB kept, a byte more not
+    assert.equal(IDEMPOTENCY_DEFAULTS.maxReplyBytes, 65_536);
+    const { window: d } = make();
+    expectKind(d.begin('a', '64k'), 'run');
+    d.finish('a', '64k', { status: 0, payload: new Uint8Array(65_536) });
+    expectKind(d.begin('a', '64k'), 'done');
+    expectKind(d.begin('a', '64k+1'), 'run');
+    d.finish('a', '64k+1', { status: 0, payload: new Uint8Array(65_537) });
+    expectKind(d.begin('a', '64k+1'), 'run');
+    for (const w of [window, none, d]) w.close();
+  });
+
   it('a flood of 100k keys with 1 KiB replies from one scope only costs that scope', () => {
     const maxBytes = 8 * 1024 * 1024;
     const { clock, window } = make({ maxBytes, maxKeysPerScope: 1000 });
@@ -331,6 +367,8 @@ describe('memory idempotency window', () => {
       ['maxKeys', 0],
       ['maxBytes', -1],
       ['maxKeysPerScope', Number.NaN],
+      ['maxReplyBytes', -1],
+      ['maxReplyBytes', 0.5],
     ] as const) {
       assert.throws(
         () => createMemoryWindow({ [name]: value }, clock),

@@ -129,15 +129,20 @@ test('createLogger refuses a destination that cannot be written', () => {
   );
 });
 
-test('importing heartline loads neither pino nor prom-client', () => {
+test('importing heartline or its optional entries loads no optional peer dependency', () => {
   const script = `
     import { createRequire } from 'node:module';
-    const heartline = await import('./src/index.ts');
     const require = createRequire(import.meta.url);
-    const loaded = () => Object.keys(require.cache).filter((k) => /node_modules\\/(pino|prom-client)/.test(k)).length;
-    const before = loaded();
-    heartline.createRegistry();
-    console.log(JSON.stringify({ before, after: loaded() }));
+    const loaded = () => Object.keys(require.cache).filter((k) => /node_modules\\/(pino|pino-pretty|prom-client|ioredis)\\//.test(k)).length;
+    await import('./src/index.ts');
+    const main = loaded();
+    await import('./src/entries/cluster.ts');
+    await import('./src/entries/chaos.ts');
+    await import('./src/entries/codec.ts');
+    const observe = await import('./src/entries/observe.ts');
+    const entries = loaded();
+    observe.createRegistry();
+    console.log(JSON.stringify({ main, entries, after: loaded() }));
   `;
   const child = spawnSync(
     process.execPath,
@@ -145,7 +150,12 @@ test('importing heartline loads neither pino nor prom-client', () => {
     { cwd: ROOT, encoding: 'utf8', timeout: 60_000 },
   );
   assert.equal(child.status, 0, child.stderr);
-  const { before, after } = JSON.parse(child.stdout.trim()) as { before: number; after: number };
-  assert.equal(before, 0);
+  const { main, entries, after } = JSON.parse(child.stdout.trim()) as {
+    main: number;
+    entries: number;
+    after: number;
+  };
+  assert.equal(main, 0);
+  assert.equal(entries, 0);
   assert.ok(after > 0, 'createRegistry loads prom-client');
 });
