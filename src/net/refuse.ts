@@ -6,6 +6,7 @@
 
 import type { Socket } from 'node:net';
 import { encodeClose } from '../protocol/codec.js';
+import { MIN_MAX_FRAME } from '../protocol/frames.js';
 import type { TimingWheel } from '../time/wheel.js';
 
 /** How long a refused socket may take to read its CLOSE and close its side (ms). */
@@ -33,7 +34,20 @@ export function refuseSocket(socket: Socket, wheel: TimingWheel, close: RefusalC
   grace.arm(REFUSE_GRACE_MS);
   socket.resume();
   if (close === null) socket.end();
-  else socket.end(encodeClose(close.code, close.reason, close.retryAfter ?? 0));
+  else socket.end(encodeClose(close.code, fitReason(close.reason), close.retryAfter ?? 0));
+}
+
+/** Longest reason of a CLOSE that fits the smallest maxFrame a peer may announce. */
+const MAX_EARLY_REASON_BYTES = MIN_MAX_FRAME - 1 - 2 - 4;
+
+/**
+ * The peer's maxFrame is not known before its HELLO was read: a refusal's CLOSE fits the
+ * smallest one (PROTOCOL.md 2), its reason cut at a character boundary.
+ */
+export function fitReason(reason: string): string {
+  if (Buffer.byteLength(reason) <= MAX_EARLY_REASON_BYTES) return reason;
+  const { read } = new TextEncoder().encodeInto(reason, new Uint8Array(MAX_EARLY_REASON_BYTES));
+  return reason.slice(0, read);
 }
 
 function ignore(): void {
