@@ -3,6 +3,16 @@
  * connections). It owns the health state, the sequence numbers, the replay buffer and
  * the acks, so that a resumed session delivers every message exactly once, in order.
  * The client and server subclasses decide what happens when a link is lost.
+ *
+ * Memory per connection, said once here for every module that holds per-connection
+ * state: a server holds tens of thousands of connections, each with its link, heartbeat,
+ * health machine and timers, so every object, closure or listener table one of them
+ * carries is multiplied by them (a closure and its context cost some 100 to 200 bytes, a
+ * small stats object about 56, an EventEmitter's listener table more). So per-connection
+ * code shares functions (socket, health and timer callbacks called with the object as
+ * `this` or as a target), makes one host object per server instead of closures per
+ * connection, keeps counters as plain fields, and creates what most connections never
+ * use on first use. Comments elsewhere point here; measured figures: docs/benchmarks.md.
  */
 
 import { EventEmitter } from 'node:events';
@@ -160,6 +170,20 @@ const HANDLER_RETRY_AFTER_MS = 1000;
 /** Messages waiting behind an asynchronous request decision before input pauses. */
 const GATE_PAUSE_BYTES = 1024 * 1024;
 
+/**
+ * Bound of the queue of each async iterator over a connection's messages: once it holds
+ * this many messages or payload bytes, the connection stops reading its socket (TCP
+ * pushes back, so the peer's replay buffer grows and its send() returns false) and reads
+ * again once the consumer has taken the queue down to half of both. The messages of the
+ * socket read that crossed the bound still arrive (one read, at most 64 KiB of frames);
+ * beyond that, a slow consumer costs the peer's memory, not this process's. Not reading
+ * is not silence of the peer: the heartbeat does not suspect it meanwhile. A consumer
+ * that takes nothing for about the heartbeat timeout may make the peer's kernel end the
+ * link (TCP_USER_TIMEOUT counts a receive window kept closed); the session then resumes,
+ * and nothing is lost or doubled.
+ */
+export const ITERATOR_HIGH_WATER = Object.freeze({ messages: 1000, bytes: 1024 * 1024 });
+
 /** A DATA frame's length beyond its payload (type byte and seq). */
 const DATA_FRAME_OVERHEAD = DATA_OVERHEAD - LENGTH_BYTES;
 
@@ -254,15 +278,20 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
   private gate: Array<[number, Buffer, boolean, Inbound]> | null = null;
   private gateBytes = 0;
   private gatePaused = false;
+  /** Async iterators whose queue is past {@link ITERATOR_HIGH_WATER}: input paused while > 0. */
+  private iteratorsBehind = 0;
 
   protected constructor(
     protected readonly config: ResolvedCommon,
     protected readonly wheel: TimingWheel,
-    idPrefix: string,
   ) {
     super();
-    this.id = `${idPrefix}${++nextConnectionId}`;
-    this.outbound = this.newOutbound();
+    this.id = `c${++nextConnectionId}`;
+    this.outbound = new OutboundBuffer({
+      highWaterMark: config.highWaterMark,
+      maxBytes: config.maxBufferedBytes,
+      budget: config.budget,
+    });
     this.inbound = new InboundTracker({ ackEvery: config.ackEvery });
     this.health = new HealthMachine<Connection>(emitState, 'connecting', this);
     this.peerMaxFrame = config.maxFrame;
@@ -637,14 +666,30 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
     return held;
   }
 
-  /** Async iteration over received messages; ends when the connection closes. */
+  /**
+   * Async iteration over received messages; ends when the connection closes. Its queue
+   * is bounded ({@link ITERATOR_HIGH_WATER}): a consumer that falls behind stops the
+   * connection reading its socket until it catches up, so the peer holds the rest.
+   */
   async *[Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
     const queue: Buffer[] = [];
+    let bytes = 0;
+    let behind = false;
     let wake: (() => void) | null = null;
     let done = this.closed;
+    const { messages: maxMessages, bytes: maxBytes } = ITERATOR_HIGH_WATER;
     const onMessage = (data: Buffer) => {
       queue.push(data);
+      bytes += data.length;
+      if (!behind && (queue.length >= maxMessages || bytes >= maxBytes)) {
+        behind = true;
+        if (++this.iteratorsBehind === 1) this.link?.pauseInput('consumer', true);
+      }
       wake?.();
+    };
+    const caughtUp = () => {
+      behind = false;
+      if (--this.iteratorsBehind === 0) this.link?.pauseInput('consumer', false);
     };
     const onClose = () => {
       done = true;
@@ -656,6 +701,8 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
       while (true) {
         const next = queue.shift();
         if (next !== undefined) {
+          bytes -= next.length;
+          if (behind && queue.length <= maxMessages / 2 && bytes <= maxBytes / 2) caughtUp();
           yield next;
           continue;
         }
@@ -668,6 +715,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
     } finally {
       this.off('message', onMessage);
       this.off('close', onClose);
+      if (behind) caughtUp();
     }
   }
 
@@ -823,14 +871,6 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
     return null;
   }
 
-  protected newOutbound(): OutboundBuffer {
-    return new OutboundBuffer({
-      highWaterMark: this.config.highWaterMark,
-      maxBytes: this.config.maxBufferedBytes,
-      budget: this.config.budget,
-    });
-  }
-
   /**
    * Puts a handshaken link in place. `peerLastReceived` is the highest seq the peer has
    * from us: everything up to it counts as acknowledged and the rest is re-sent.
@@ -860,6 +900,8 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
       this.config.detector(settings, this.config.clock.now()),
       this.heartbeatRole(),
     );
+    // An iterator still behind holds the new link too.
+    if (this.iteratorsBehind > 0) link.pauseInput('consumer', true);
     const acked = Math.max(this.outbound.acked, Math.min(peerLastReceived, this.outbound.lastSeq));
     if (acked > this.outbound.acked) this.applyAck(acked);
     this.nextSend = acked + 1;
@@ -1043,10 +1085,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
         return seq;
       },
       flush: () => this.flush(),
-      pauseInput: (paused) => {
-        if (paused) this.link?.socket.pause();
-        else this.link?.socket.resume();
-      },
+      pauseInput: (paused) => this.link?.pauseInput('store', paused),
       closed: () => this.closed,
     };
     this.journal = factory(host);
@@ -1064,7 +1103,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
       if (!this.gatePaused && this.gateBytes > GATE_PAUSE_BYTES && this.link) {
         // TCP pushes back on the peer until the decision is made.
         this.gatePaused = true;
-        this.link.socket.pause();
+        this.link.pauseInput('request', true);
       }
       return;
     }
@@ -1116,7 +1155,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
     this.gate = null;
     if (this.gatePaused) {
       this.gatePaused = false;
-      this.link?.socket.resume();
+      this.link?.pauseInput('request', false);
     }
     if (waiting === null) return;
     for (let i = 0; i < waiting.length; i++) {

@@ -23,8 +23,8 @@
  * `onRtt` calls, which is at most one per PING we send.
  *
  * The timers call {@link Heartbeat.onTimer} with their kind instead of holding a
- * closure each, and the probe timer exists only once the peer was first suspected: a
- * server holds one heartbeat per connection, so every object here is multiplied by them.
+ * closure each, and the probe timer exists only once the peer was first suspected (one
+ * heartbeat per connection: see memory per connection in src/connection.ts).
  */
 
 import type { FailureDetector } from './health/index.js';
@@ -92,7 +92,7 @@ const MAX_RTT_SAMPLE_MS = 10 * 60_000;
 // declarations, where the clause would fail to compile; their uses check the shape.
 export class Heartbeat {
   readonly rtt = new RttEstimator();
-  /** Counters as plain fields: a stats object of its own would cost 56 B per link. */
+  /** Counters as plain fields, not a stats object (memory per connection: src/connection.ts). */
   private pingsSent = 0;
   private pongsReceived = 0;
   private pingsReceived = 0;
@@ -126,6 +126,8 @@ export class Heartbeat {
   private creditGap = 1;
   private creditAt = 0;
   private strikes = 0;
+  /** The host stopped reading on purpose (see {@link pauseInput}): silence is not judged. */
+  private inputPaused = false;
   /** After a retune, the old grant's more lenient allowance holds until then (PROTOCOL 7.5). */
   private lenientUntil = Number.NEGATIVE_INFINITY;
   private lenientGap = 1;
@@ -220,6 +222,25 @@ export class Heartbeat {
     // Re-evaluate at once (which re-arms for the new interval): a longer budget may clear a suspicion, a shorter one confirm it.
     this.check();
     this.host.onRetune?.(settings);
+  }
+
+  /**
+   * The host stopped (true) or resumed (false) reading its socket on purpose (its
+   * application is behind). The silence that follows is ours, not the peer's: while
+   * paused the peer counts as heard at every check, and PINGs still go out so that the
+   * peer hears us. On resume, PONGs to PINGs sent meanwhile and the gap to the next beat
+   * would time our pause rather than the path: they give no RTT or detector sample.
+   */
+  pauseInput(paused: boolean): void {
+    if (paused === this.inputPaused) return;
+    // Judged as paused (heard now) on both edges: a pause clears a suspicion at once, and
+    // after a resume the silence counts from the resume.
+    if (paused) this.inputPaused = true;
+    this.check();
+    if (paused) return;
+    this.inputPaused = false;
+    this.answered = this.seq;
+    this.lastBeat = Number.NaN;
   }
 
   /** Called by the host on received bytes while suspect, to clear suspicion at once. */
@@ -389,7 +410,7 @@ export class Heartbeat {
    * the beat timer is not to be re-armed (stopped, or a DEAD confirmation is pending).
    */
   private judge(now: number): boolean {
-    const received = this.host.lastReceived;
+    const received = this.inputPaused ? now : this.host.lastReceived;
     if (received > this.lastHeard) {
       this.lastHeard = received;
       this.detector.heard(received);

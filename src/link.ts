@@ -141,9 +141,17 @@ const GRACE_TIMER = 2;
 const PARTIAL_TIMER = 3;
 
 /**
+ * Why a link's owner stopped reading its socket (see {@link Link.pauseInput}): a session
+ * store behind, an asynchronous request decision pending, the application's consumer
+ * behind. Each is a bit: the link reads again once none holds.
+ */
+export type InputHold = 'store' | 'request' | 'consumer';
+const HOLD_BIT: Readonly<Record<InputHold, number>> = { store: 1, request: 2, consumer: 4 };
+
+/**
  * Socket listeners shared by every link: Node calls them with the socket as `this`, and
  * the socket's `heartlineLink` leads back to the link, so a link adds no closure per
- * event (a server holds one link per connection).
+ * event (see memory per connection in src/connection.ts).
  */
 interface LinkedSocket extends Socket {
   heartlineLink?: Link;
@@ -229,6 +237,9 @@ export class Link {
   private held: Frame[] | null = null;
   /** The largest frame the peer accepts (version 2 announces it; the default until then). */
   private peerMaxFrame = DEFAULT_MAX_FRAME;
+  /** Bits of the {@link InputHold}s in force (0: reading), and since when (ms). */
+  private inputHolds = 0;
+  private pausedAt = 0;
 
   constructor(
     readonly socket: Socket,
@@ -338,6 +349,33 @@ export class Link {
   }
 
   /**
+   * Stops (`paused` true) or resumes reading the socket for `hold`, one of the owner's
+   * independent reasons: it reads again once none holds, and TCP meanwhile pushes back on
+   * the peer. The silence is ours, not the peer's: while paused the heartbeat counts the
+   * peer as heard (and still pings, so the peer hears us) and the deadline of an
+   * incomplete frame stops. The frames of the read in progress are still handed over.
+   */
+  pauseInput(hold: InputHold, paused: boolean): void {
+    const before = this.inputHolds;
+    const after = paused ? before | HOLD_BIT[hold] : before & ~HOLD_BIT[hold];
+    this.inputHolds = after;
+    if ((before === 0) === (after === 0) || !this.open) return;
+    const now = this.config.clock.now();
+    if (after !== 0) {
+      this.pausedAt = now;
+      this.socket.pause();
+    } else {
+      if (this.partialSince >= 0) {
+        this.partialSince += now - this.pausedAt;
+        // checkPartial() skipped its firing while paused: look again.
+        if (this.partialTimer?.armed === false) this.partialTimer.arm(0);
+      }
+      if (this.held === null) this.socket.resume();
+    }
+    this.heartbeat?.pauseInput(after !== 0);
+  }
+
+  /**
    * Server, after WELCOME and the session's resends were written: hands them to the
    * socket on their own (no ACK slot in front of WELCOME), then gives the frames that
    * waited behind HELLO to the new owner, in order, and reads again.
@@ -347,7 +385,7 @@ export class Link {
     if (held === null) return;
     this.held = null;
     this.flushOut();
-    if (this.open) this.socket.resume();
+    if (this.open && this.inputHolds === 0) this.socket.resume();
     for (const frame of held) {
       if (this.closed || (this.closing && !this.halfClosed)) return;
       this.dispatch(frame);
@@ -377,6 +415,7 @@ export class Link {
     );
     this.heartbeat = heartbeat;
     heartbeat.start();
+    if (this.inputHolds !== 0) heartbeat.pauseInput(true);
     this.applyTcp(settings);
     return heartbeat;
   }
@@ -607,6 +646,11 @@ export class Link {
       // Refused during the handshake: what waited behind HELLO is dropped, and reading
       // resumes so that the closing handshake sees the peer's FIN.
       this.held = null;
+      this.socket.resume();
+    }
+    if (this.inputHolds !== 0) {
+      // The closing handshake reads on until the peer's FIN, whatever held it.
+      this.inputHolds = 0;
       this.socket.resume();
     }
     this.heartbeat?.stop();
@@ -863,6 +907,8 @@ export class Link {
   /** The partial-frame timer fired: cut the link if its frame is past its deadline. */
   private checkPartial(): void {
     if (!this.open || this.partialSince < 0 || this.decoder.bufferedBytes === 0) return;
+    // Not reading is ours: pauseInput() shifts the clock and looks again on resume.
+    if (this.inputHolds !== 0) return;
     const { partialFrameTimeout, minDataRate, clock } = this.config;
     const deadline =
       this.partialSince + partialFrameTimeout + (this.partialBytes * 1000) / minDataRate;

@@ -278,7 +278,7 @@ export class ClientConnection extends Connection {
 
   constructor(options: ClientOptions) {
     const cfg = resolveClient(options);
-    super(cfg, wheelFor(cfg.clock), 'c');
+    super(cfg, wheelFor(cfg.clock));
     this.cfg = cfg;
     this.rotation = new ServerRotation(cfg.servers, cfg.random);
     this.backoff = new Backoff({ random: cfg.random, ...options.backoff });

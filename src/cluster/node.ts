@@ -9,7 +9,6 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { hostname } from 'node:os';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import { intOption } from '../options.js';
-import { CloseCode } from '../protocol/close-codes.js';
 import { type HelloFrame, ID_BYTES } from '../protocol/frames.js';
 import type { ServerConnection } from '../server/server-connection.js';
 import type {
@@ -163,12 +162,6 @@ interface Held {
 
 /** A resume as HELLO carries it. */
 type Resume = NonNullable<HelloFrame['resume']>;
-
-/** A closed ServerConnection whose session goes on elsewhere (kept in the store). */
-function keepsSession(conn: ServerConnection): boolean {
-  const info = conn.closeInfo;
-  return info?.reason === 'superseded' || info?.code === CloseCode.GOING_AWAY;
-}
 
 /** See the module comment. */
 export class ClusterNode {
@@ -571,7 +564,7 @@ export class ClusterNode {
     this.#presence.offline(sessionId);
     if (!held.journal) return;
     this.#wroteBack(held.journal, false);
-    const ending = held.journal.end(keepsSession(conn) ? 'keep' : 'delete');
+    const ending = held.journal.end(conn.sessionGoesOn ? 'keep' : 'delete');
     this.#ending.add(ending);
     void ending.finally(() => this.#ending.delete(ending));
   }

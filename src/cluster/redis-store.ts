@@ -807,17 +807,6 @@ export class RedisStore implements SessionStore {
     };
   }
 
-  /** Bytes Redis uses for one session's keys (MEMORY USAGE), for sizing. */
-  async memoryUsage(sessionId: string): Promise<number> {
-    const redis = await this.#command();
-    let total = 0;
-    for (const key of this.#keys(sessionId)) {
-      const n = (await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')) as number | null;
-      total += n ?? 0;
-    }
-    return total;
-  }
-
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -215,22 +215,3 @@ export function describeServer(server: Server): ServerInfo {
     states: countStates(server.connections.values()),
   };
 }
-
-/** Orders connections worst first (dead, suspect, ...), then by id, for tables that show a few. */
-const SEVERITY: Record<HealthState, number> = {
-  dead: 0,
-  suspect: 1,
-  disconnected: 2,
-  connecting: 3,
-  healthy: 4,
-  closed: 5,
-};
-
-/** Compares two connections worst first, then by creation order of their ids. */
-export function worstFirst(a: Connection, b: Connection): number {
-  return (
-    SEVERITY[a.state] - SEVERITY[b.state] ||
-    a.id.length - b.id.length ||
-    (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
-  );
-}

@@ -61,10 +61,11 @@ export interface AdaptiveOptions {
 
 /**
  * Adaptive defaults and why:
- * - maxHeartbeatsPerSecond 10,000: the default interval of 10 s gives one process at its
- *   default connection limit (19,744 here) about 2,000 a second, far inside the budget;
- *   clients asking for the 1 s floor would cost 19,744 a second, and the server then grants
- *   2.5 s instead, keeping heartbeats to a small share of one core.
+ * - maxHeartbeatsPerSecond 10,000: at the default interval of 10 s, 20,000 connections
+ *   make about 2,000 a second, far inside the budget; asking for the 1 s floor they would
+ *   make 20,000 a second, and the server then grants 2.5 s instead (80% of the budget),
+ *   keeping heartbeats to a small share of one core. docs/benchmarks.md ("The machine")
+ *   shows it on a machine whose open-file limit caps a process near 20,000 connections.
  */
 export const ADAPTIVE_DEFAULTS = Object.freeze({
   maxHeartbeatsPerSecond: 10_000,

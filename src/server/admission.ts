@@ -14,7 +14,7 @@
  *
  * The decisions are pure: {@link Admission} takes the time as an argument (the server reads
  * its injected clock) and randomness is injected, so unit tests drive it without sockets.
- * The two socket helpers at the end ({@link trackSocket}, {@link refuseSocket}) are the only
+ * The socket helpers at the end ({@link trackSocket}, {@link refuseOverloaded}) are the only
  * I/O here.
  */
 
@@ -22,15 +22,15 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import type { CloseInfo } from '../link.js';
+import { refuseSocket } from '../net/refuse.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import { encodeClose } from '../protocol/codec.js';
 import type { TimingWheel } from '../time/wheel.js';
 
 /**
  * Admission defaults and why:
  * - maxConnections: 100,000, or the process's open-file limit minus a reserve of 256 when
- *   that is lower. Every connection holds one file descriptor, and on these machines a
- *   process may hold at most 20,000 (a hard limit), so the default is 19,744 there. Past
+ *   that is lower. Every connection holds one file descriptor, and the open-file limit is
+ *   often far below 100,000 (docs/benchmarks.md, "The machine", gives an example). Past
  *   the limit the kernel refuses `accept()` with EMFILE and libuv drops the socket without
  *   a word; refusing earlier means every turned-away client gets CLOSE(overloaded) with a
  *   hint and the process keeps descriptors for its listening socket, stdio, logs, a Redis
@@ -74,15 +74,12 @@ export const ADMISSION_DEFAULTS = Object.freeze({
   retryJitter: 0.5,
 });
 
-/** How long a refused socket may take to read its CLOSE before it is destroyed (ms). */
-export const REFUSE_GRACE_MS = 1000;
-
 /** Options of the server's admission control (part of `ServerOptions`). */
 export interface AdmissionOptions {
   /**
    * Most open sockets (handshaking or connected); more are refused with
    * CLOSE(overloaded). `Infinity` for no limit.
-   * @default min(100000, open-file limit - 256): 19744 under a 20,000-file limit
+   * @default min(100000, open-file limit - 256)
    */
   maxConnections?: number;
   /**
@@ -595,7 +592,7 @@ export function refuseIfOverLimit(
 ): RefusalReport | null {
   const refusal = admission.checkSocket(key, now);
   if (!refusal) return null;
-  refuseSocket(socket, wheel, refusal, plain);
+  refuseOverloaded(socket, wheel, refusal, plain);
   const report = refusalReport(refusal, socketRemote(socket));
   if (plain) return report;
   const { code: _code, retryAfter: _retryAfter, ...info } = report.info;
@@ -606,7 +603,7 @@ const kAdmission = Symbol('heartline.admission');
 const kAddressKey = Symbol('heartline.addressKey');
 type TrackedSocket = Socket & { [kAdmission]?: Admission; [kAddressKey]?: string };
 
-/** One 'close' listener for every tracked socket (a closure each costs ~200 B per connection). */
+/** One 'close' listener for every tracked socket, not a closure each (see src/connection.ts). */
 function onTrackedClose(this: TrackedSocket): void {
   const admission = this[kAdmission];
   if (admission) admission.closed(this[kAddressKey]!);
@@ -622,24 +619,20 @@ export function trackSocket(admission: Admission, socket: Socket, key: string): 
 }
 
 /**
- * Turns a socket away: writes CLOSE(OVERLOADED, retryAfter) and half-closes, reading and
- * dropping whatever the peer sent (so that the close is a FIN, not a reset that could
- * destroy the CLOSE frame in flight), and destroys the socket if the peer has not closed
- * within {@link REFUSE_GRACE_MS}. With `plain` false (a peer expecting TLS) only the FIN.
+ * Turns a socket away with CLOSE(OVERLOADED, retryAfter) (see `refuseSocket`); with
+ * `plain` false (a peer expecting TLS, which could not read the frame) with the FIN alone.
  */
-export function refuseSocket(
+export function refuseOverloaded(
   socket: Socket,
   wheel: TimingWheel,
   refusal: Refusal,
   plain = true,
 ): void {
-  socket.on('error', () => {
-    // the peer may reset first; the refusal has been reported already
-  });
-  const grace = wheel.timer(() => socket.destroy());
-  socket.once('close', () => grace.cancel());
-  grace.arm(REFUSE_GRACE_MS);
-  socket.resume();
-  if (plain) socket.end(encodeClose(CloseCode.OVERLOADED, refusal.message, refusal.retryAfter));
-  else socket.end();
+  refuseSocket(
+    socket,
+    wheel,
+    plain
+      ? { code: CloseCode.OVERLOADED, reason: refusal.message, retryAfter: refusal.retryAfter }
+      : null,
+  );
 }

@@ -91,7 +91,7 @@ export class ServerConnection extends Connection {
       remote: string;
     },
   ) {
-    super(config, wheel, 'c');
+    super(config, wheel);
     this.currentSessionId = init.sessionId;
     this.sessionKey = init.sessionId;
     this.tokenBytes = Buffer.from(init.token).toString('latin1');
@@ -344,6 +344,28 @@ export class ServerConnection extends Connection {
   protected linkLost(): void {
     this.ttlTimer ??= this.wheel.timerFor(this, TTL_TIMER);
     this.ttlTimer.arm(this.sessionTtl);
+  }
+
+  /**
+   * @internal Whether the session goes on elsewhere now that this connection has closed:
+   * another node took it over (superseded), or this node went away (CLOSE going away:
+   * drain, close) and its client resumes on another. Only with a session store does
+   * anything keep it: the cluster keeps or deletes the stored session on this answer.
+   */
+  get sessionGoesOn(): boolean {
+    const info = this.closeInfo;
+    return info?.reason === 'superseded' || info?.code === CloseCode.GOING_AWAY;
+  }
+
+  /**
+   * What the client never acknowledged is handed back ('session-lost') unless a session
+   * store keeps it for the node where the session goes on: handing it back too would
+   * report as lost what the client still receives, exactly once, from that node. A
+   * journal on local service (store down) keeps nothing, so it hands back as before.
+   */
+  protected override handsBackOnClose(): boolean {
+    const journal = this.journal;
+    return journal === null || journal.degraded || !this.sessionGoesOn;
   }
 
   protected override onFinish(): void {

@@ -608,7 +608,8 @@ export class Server extends EventEmitter<ServerEvents> {
    * CLOSE(going away) as soon as it is settled (so the clients' reconnects spread out
    * instead of arriving at the next server at once), and resolves when every socket is
    * gone. Connections still unacknowledged at the deadline are closed anyway; what they
-   * never acknowledged reaches the application as 'session-lost' on both sides.
+   * never acknowledged reaches the application as 'session-lost' on both sides, unless a
+   * session store keeps it: then the client resumes on another node, which sends it.
    */
   async drain(options: { timeout?: number } = {}): Promise<void> {
     const timeout = intOption('timeout', options.timeout, SERVER_DEFAULTS.drainTimeout, 0);

@@ -24,9 +24,9 @@ import {
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import type { CloseInfo } from '../link.js';
 import { errnoCode } from '../net/classify.js';
+import { refuseSocket } from '../net/refuse.js';
 import { isTlsError } from '../net/tls.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import { encodeClose } from '../protocol/codec.js';
 import type { Clock } from '../time/clock.js';
 import type { TimingWheel, WheelTimer } from '../time/wheel.js';
 
@@ -85,9 +85,6 @@ interface Pending {
   timedOut: boolean;
   error: Error | null;
 }
-
-/** How long a refused socket may take to flush its CLOSE before it is destroyed (ms). */
-const REFUSE_GRACE_MS = 1000;
 
 function remoteOf(socket: Socket): string {
   const { remoteAddress: a, remotePort: p } = socket;
@@ -242,18 +239,12 @@ export class TlsFront {
   private refuse(socket: TLSSocket, entry: Pending): void {
     const why = socket.authorizationError ? String(socket.authorizationError) : 'no certificate';
     const message = `client certificate refused: ${why}`;
-    socket.on('error', () => {});
-    // Read (and drop) what the client still sends, so that its FIN is seen and the socket
-    // closes as soon as it has read the CLOSE.
-    socket.resume();
-    socket.end(encodeClose(CloseCode.AUTH_FAILED, 'client certificate refused'));
-    const grace = this.host.wheel.timer(() => socket.destroy());
-    grace.arm(REFUSE_GRACE_MS);
-    this.refused.add(socket);
-    socket.once('close', () => {
-      grace.cancel();
-      this.refused.delete(socket);
+    refuseSocket(socket, this.host.wheel, {
+      code: CloseCode.AUTH_FAILED,
+      reason: 'client certificate refused',
     });
+    this.refused.add(socket);
+    socket.once('close', () => this.refused.delete(socket));
     this.host.rejected(entry.remote, {
       reason: 'auth-failed',
       code: CloseCode.AUTH_FAILED,

@@ -184,6 +184,8 @@ export interface JournalHost {
 export interface ConnectionJournal {
   /** Highest outbound seq the link may carry (the store holds it). */
   readonly durableSeq: number;
+  /** True while the store cannot be used and the session runs on local acks (nothing kept). */
+  readonly degraded: boolean;
   /**
    * A DATA frame from the peer, in any order: duplicates are acknowledged and dropped, the
    * next seq is delivered once the store allows. Returns false for a gap (a protocol error).

@@ -86,14 +86,6 @@ export const OUTBOUND_DEFAULTS: Readonly<{
  */
 const COMPACT_MIN = 1024;
 
-/** One buffered message as yielded by {@link OutboundBuffer.after}. */
-export interface OutboundMessage {
-  /** Its sequence number (from 1). */
-  seq: number;
-  /** The payload as pushed (not copied). */
-  payload: Uint8Array;
-}
-
 /**
  * Replay buffer for one direction of one session.
  *
@@ -114,8 +106,6 @@ export class OutboundBuffer {
   #memory = 0;
   #lastSeq = 0;
   #acked = 0;
-  /** Bumped by takeAll() so that iterators from after() stop instead of crossing sessions. */
-  #generation = 0;
 
   /**
    * @param options Read once and never mutated.
@@ -273,34 +263,6 @@ export class OutboundBuffer {
   }
 
   /**
-   * Messages with seq > `after`, in order, for resending after a resume. The range is fixed
-   * when this is called: messages pushed later are not yielded (they go out through the
-   * normal send path, and yielding them too would send them twice). Messages acknowledged
-   * while iterating are skipped; after {@link takeAll} the iterator ends.
-   * @throws {InvalidArgumentError} at once if `after` is not a safe integer.
-   */
-  after(after: number): IterableIterator<OutboundMessage> {
-    // Validated here rather than in the generator, whose body only runs on the first next().
-    if (!Number.isSafeInteger(after)) {
-      throw new InvalidArgumentError(`after must be a safe integer, got ${String(after)}`);
-    }
-    return this.#iterate(Math.max(after, this.#acked) + 1, this.#lastSeq);
-  }
-
-  *#iterate(first: number, last: number): Generator<OutboundMessage, void, undefined> {
-    const generation = this.#generation;
-    let seq = first;
-    while (generation === this.#generation) {
-      // Re-read the front on every step: an ack may have freed (and compacted) meanwhile.
-      if (seq <= this.#acked) seq = this.#acked + 1;
-      if (seq > last) return;
-      const payload = this.#queue[this.#head + (seq - this.#acked - 1)]!;
-      yield { seq, payload };
-      seq++;
-    }
-  }
-
-  /**
    * Starts an empty buffer at `seq`, for a session restored from a store: everything up to
    * `seq` counts as sent and acknowledged, and the next push gets `seq + 1`.
    * @throws {InvalidArgumentError} if the buffer holds messages or `seq` is not a safe
@@ -315,7 +277,6 @@ export class OutboundBuffer {
     this.#head = 0;
     this.#lastSeq = seq;
     this.#acked = seq;
-    this.#generation++;
   }
 
   /**
@@ -332,7 +293,6 @@ export class OutboundBuffer {
     this.#memory = 0;
     this.#lastSeq = 0;
     this.#acked = 0;
-    this.#generation++;
     return out;
   }
 

@@ -84,8 +84,8 @@ export interface WheelOptions {
 /**
  * Receives the firings of the timers made by {@link TimingWheel.timerFor}: one method for
  * every timer of an object, told apart by `kind`. An object with several timers then
- * costs one timer node each and no closure (a closure and its context per timer add up
- * to about 100 bytes, per connection).
+ * costs one timer node each and no closure (see memory per connection in
+ * src/connection.ts).
  */
 export interface TimerTarget {
   onTimer(kind: number): void;

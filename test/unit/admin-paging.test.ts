@@ -10,7 +10,26 @@ import fc from 'fast-check';
 import type { Connection } from '../../src/connection.js';
 import { HEALTH_STATES, type HealthState } from '../../src/health/index.js';
 import { pickWorst } from '../../src/observe/live.js';
-import { MAX_SHOWN_CHARS, shownText, worstFirst } from '../../src/observe/snapshot.js';
+import { MAX_SHOWN_CHARS, shownText } from '../../src/observe/snapshot.js';
+
+/** The model pickWorst must match: worst state first, then creation order of the ids. */
+const SEVERITY: Record<HealthState, number> = {
+  dead: 0,
+  suspect: 1,
+  disconnected: 2,
+  connecting: 3,
+  healthy: 4,
+  closed: 5,
+};
+
+/** Compares two connections as the model orders them. */
+function worstFirst(a: Connection, b: Connection): number {
+  return (
+    SEVERITY[a.state] - SEVERITY[b.state] ||
+    a.id.length - b.id.length ||
+    (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+  );
+}
 
 /** Only what pickWorst and worstFirst read of a connection. */
 function fakeConnections(states: HealthState[]): Map<string, Connection> {

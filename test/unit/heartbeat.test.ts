@@ -839,3 +839,40 @@ function clockLastReceived(host: StubHost): number {
   host.receivedReads = reads;
   return value;
 }
+
+describe('Heartbeat while its host does not read (pauseInput)', () => {
+  it('silence while paused is not judged; after resume it counts from the resume', () => {
+    const { clock, host, hb } = setup();
+    hb.start();
+    clock.advance(500);
+    hb.pauseInput(true);
+    // Ten timeouts of silence: never suspect, and PINGs still go out (the peer hears us).
+    clock.advance(10 * TIMEOUT);
+    assert.deepEqual(host.events(), []);
+    assert.ok(host.pings.length >= 25, `only ${host.pings.length} pings while paused`);
+    const resumedAt = clock.now();
+    hb.pauseInput(false);
+    clock.advance(TIMEOUT + 2 * TICK);
+    suspectThenDead(host, resumedAt);
+  });
+
+  it('a suspect peer is cleared by the pause; a PONG to a PING sent while paused gives no RTT', () => {
+    const { clock, host, hb } = setup();
+    hb.start();
+    clock.advance(SUSPECT_AFTER + 2 * TICK);
+    assert.deepEqual(host.events(), ['suspect']);
+    hb.pauseInput(true);
+    assert.deepEqual(host.events(), ['suspect', 'alive']);
+    clock.advance(2 * INTERVAL);
+    const last = host.pings.at(-1)!;
+    hb.pauseInput(false);
+    // Read after the resume: its delay is our pause, not the path.
+    host.receive();
+    assert.equal(hb.pong(last.seq, last.timestampMicros, clock.now()), false);
+    assert.deepEqual(host.rtts, []);
+    // The next PING's PONG times the path again.
+    host.echoRtt = 7;
+    clock.advance(2 * INTERVAL);
+    assert.ok(host.rtts.length >= 1 && host.rtts.every((r) => r === 7), `rtts ${host.rtts}`);
+  });
+});

@@ -850,4 +850,44 @@ describe('Link', () => {
       assert.equal(r.link.beat?.isSuspect, false);
     });
   });
+
+  describe('pauseInput', () => {
+    it('holds compose; while paused neither silence nor a half-read frame counts against the peer', async (t) => {
+      const r = await rig(t, { partialFrameTimeout: 5000, minDataRate: 1024 });
+      const clock = fake(r);
+      watch(r.peer);
+      startBeat(r);
+      // Half a frame arrives, then the owner stops reading for two reasons.
+      const frame = data(1, 64);
+      r.peer.write(frame.subarray(0, 10));
+      await waitFor(() => r.link.stats.bytesIn === 10);
+      r.link.pauseInput('store', true);
+      r.link.pauseInput('consumer', true);
+      assert.equal(r.local.isPaused(), true);
+      r.peer.write(frame.subarray(10));
+      r.peer.write(data(2, 8));
+      // Ten heartbeat timeouts and four partial-frame deadlines of not reading.
+      await clock.advanceAsync(30_000, TICK);
+      await sleep(30);
+      assert.equal(r.link.open, true);
+      assert.deepEqual(r.owner.liveness, [], 'our silence is not the peer being silent');
+      assert.equal(r.link.stats.bytesIn, 10, 'nothing read while paused');
+      // One reason gone: still paused; both gone: reading again.
+      r.link.pauseInput('store', false);
+      await sleep(30);
+      assert.equal(r.link.stats.bytesIn, 10);
+      r.link.pauseInput('consumer', false);
+      await waitFor(() => r.owner.frames.length === 2, { message: 'the frames never came' });
+      assert.deepEqual(
+        r.owner.frames.map((f) => f.type === FrameType.DATA && f.seq),
+        [1, 2],
+      );
+      assert.equal(r.link.open, true, 'the frame begun before the pause was not cut');
+      assert.deepEqual(r.owner.liveness, []);
+      // Silence after the resume counts again: dead one timeout later.
+      await clock.advanceAsync(3000 + 2 * TICK, TICK);
+      await waitFor(() => r.owner.liveness.includes('dead'));
+      assert.deepEqual(r.owner.liveness, ['suspect', 'dead']);
+    });
+  });
 });

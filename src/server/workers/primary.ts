@@ -14,8 +14,8 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { type AddressInfo, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { HeartlineError, type ProtocolError } from '../../errors.js';
 import type { CloseInfo } from '../../link.js';
+import { refuseSocket } from '../../net/refuse.js';
 import { CloseCode } from '../../protocol/close-codes.js';
-import { encodeClose } from '../../protocol/codec.js';
 import type { Clock } from '../../time/clock.js';
 import { TimingWheel } from '../../time/wheel.js';
 import {
@@ -23,11 +23,10 @@ import {
   type AdmissionOptions,
   acceptFailure,
   addressKey,
-  REFUSE_GRACE_MS,
   type RefusalReport,
   refusalReport,
   refuseIfOverLimit,
-  refuseSocket,
+  refuseOverloaded,
   resolveAdmission,
   socketRemote,
 } from '../admission.js';
@@ -498,8 +497,7 @@ export class WorkerPrimary {
     const abort = () => {
       if (!settle()) return;
       const message = 'server closing';
-      socket.end(encodeClose(CloseCode.GOING_AWAY, message));
-      this.wheel.timer(() => socket.destroy()).arm(REFUSE_GRACE_MS);
+      refuseSocket(socket, this.wheel, { code: CloseCode.GOING_AWAY, reason: message });
       this.host.emitRejected({
         remote,
         info: { reason: 'going-away', code: CloseCode.GOING_AWAY, message },
@@ -540,12 +538,7 @@ export class WorkerPrimary {
   private refuseOversized(socket: Socket, error: ProtocolError, remote: string): void {
     const unsupported = error.code === 'HL_ERR_UNSUPPORTED_VERSION';
     const code = unsupported ? CloseCode.UNSUPPORTED_VERSION : CloseCode.PROTOCOL_ERROR;
-    const grace = this.wheel.timer(() => socket.destroy());
-    socket.once('close', () => grace.cancel());
-    grace.arm(REFUSE_GRACE_MS);
-    // Keep reading (and dropping) so that the peer's writes do not stall the CLOSE.
-    socket.resume();
-    socket.end(encodeClose(code, error.message));
+    refuseSocket(socket, this.wheel, { code, reason: error.message });
     this.host.emitRejected({
       remote,
       info: {
@@ -597,7 +590,7 @@ export class WorkerPrimary {
         retryAfter: this.nextRestart(),
         message: 'no worker is online',
       };
-      refuseSocket(socket, this.wheel, refusal);
+      refuseOverloaded(socket, this.wheel, refusal);
       this.host.emitRejected(refusalReport(refusal, remote));
       return;
     }
