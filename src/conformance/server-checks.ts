@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { CloseCode } from '../protocol/close-codes.js';
 import { encodeAck, encodeClose, encodeData, encodePing, encodePong } from '../protocol/codec.js';
-import { FrameType, type PongFrame } from '../protocol/frames.js';
+import { type CloseFrame, FrameType, MIN_MAX_FRAME, type PongFrame } from '../protocol/frames.js';
 import { MALFORMED_CHECKS } from './malformed-checks.js';
 import { type CheckResult, runWithDeadline } from './report.js';
 import {
@@ -80,6 +80,18 @@ async function pongAheadOfEchoes(ctx: CheckContext): Promise<number> {
   );
   peer.cut();
   return frames.slice(pongAt).filter(isData).length;
+}
+
+/**
+ * A refusal before the HELLO was read cannot know the client's maxFrame: its CLOSE must
+ * fit the smallest one, 64 bytes, so its reason is at most 57 bytes (section 2).
+ */
+function fitsSmallestMaxFrame(close: CloseFrame): void {
+  const length = 7 + Buffer.byteLength(close.reason, 'utf8');
+  expect(
+    length <= MIN_MAX_FRAME,
+    `a CLOSE sent before the HELLO was read is ${length} bytes long, above the smallest maxFrame (${MIN_MAX_FRAME})`,
+  );
 }
 
 /** The payloads the echo check sends, with what they exercise. */
@@ -179,17 +191,19 @@ export const SERVER_CHECKS: readonly ServerCheck[] = [
   },
   {
     id: 'handshake.first-frame',
-    section: '5.2',
-    description: 'a PING before HELLO gets CLOSE(PROTOCOL_ERROR) and no WELCOME',
+    section: '2, 5.2',
+    description:
+      'a PING before HELLO gets CLOSE(PROTOCOL_ERROR) (fitting the smallest maxFrame) and no WELCOME',
     versions: [1],
     async run(ctx) {
       const p = await ctx.open();
       p.send(encodePing(1, 1));
-      await p.expectClose(CloseCode.PROTOCOL_ERROR, 3000);
+      const close = await p.expectClose(CloseCode.PROTOCOL_ERROR, 3000);
       expect(
         p.frames.every((f) => f.type === FrameType.CLOSE),
         `expected only CLOSE, got ${p.endState()}`,
       );
+      fitsSmallestMaxFrame(close);
       return undefined;
     },
   },
@@ -208,8 +222,9 @@ export const SERVER_CHECKS: readonly ServerCheck[] = [
   },
   {
     id: 'handshake.timeout',
-    section: '5.6',
-    description: 'a connection that sends no HELLO gets CLOSE(HANDSHAKE_TIMEOUT) by the deadline',
+    section: '2, 5.6',
+    description:
+      'a connection that sends no HELLO gets CLOSE(HANDSHAKE_TIMEOUT) (fitting the smallest maxFrame) by the deadline',
     versions: [1],
     slow: true,
     deadline: (t) => t.handshakeTimeout + t.slack + 5000,
@@ -217,7 +232,7 @@ export const SERVER_CHECKS: readonly ServerCheck[] = [
       const p = await ctx.open();
       const opened = performance.now();
       const limit = ctx.target.handshakeTimeout + ctx.target.slack;
-      await p.expectClose(CloseCode.HANDSHAKE_TIMEOUT, limit);
+      fitsSmallestMaxFrame(await p.expectClose(CloseCode.HANDSHAKE_TIMEOUT, limit));
       return `closed after ${Math.round(p.closedAt! - opened)} ms (limit ${limit} ms)`;
     },
   },
