@@ -46,6 +46,13 @@ import {
   type ReplyStatusValue,
 } from './protocol/frames.js';
 
+/** Reasons for which the peer cannot read a last CLOSE: fail() destroys at once. */
+const PEER_GONE: ReadonlySet<CloseReason> = new Set<CloseReason>([
+  'heartbeat-timeout',
+  'write-stall',
+  'keepalive-timeout',
+]);
+
 /** A CLOSE frame's length beyond its reason (type byte, code, retryAfter). */
 const CLOSE_FRAME_FIXED = 7;
 
@@ -715,6 +722,15 @@ export class Link {
       } catch {
         // best effort: the peer may be gone
       }
+    }
+    // A peer that broke the protocol is alive and reading: if frames of this turn still
+    // wait in the socket (over TLS they always pass through its encryption first), a
+    // destroy would drop the CLOSE behind them, so the socket ends and the grace bounds
+    // the wait. A dead or stalled peer cannot take them anyway: destroyed at once.
+    if (code !== undefined && this.socket.writableLength > 0 && !PEER_GONE.has(reason)) {
+      this.socket.end();
+      this.armGrace();
+      return;
     }
     this.socket.destroy();
   }
