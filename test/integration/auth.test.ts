@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import type { ReconnectingEvent } from '../../src/connection.js';
 import type { CloseInfo } from '../../src/link.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
+import { encodePing } from '../../src/protocol/codec.js';
 import { type Frame, FrameType, type WelcomeFrame } from '../../src/protocol/frames.js';
 import type { RejectEvent } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
@@ -20,6 +21,13 @@ import { onceEvent, waitFor } from '../support/wait.js';
 const FAST = { interval: 200, timeout: 600 };
 const FAST_BACKOFF = { initialDelay: 10, maxDelay: 50 };
 const TOKENS: Record<string, string> = { 'alice-token': 'alice', 'bob-token': 'bob' };
+/**
+ * How long a negative check waits for an event that must not come (a second 'rejected'
+ * for one socket). Both report paths run within one close, so a duplicate would follow
+ * at once; this is many times that on a loaded machine.
+ */
+const SETTLE_MS = 250;
+const settle = () => new Promise((r) => setTimeout(r, SETTLE_MS));
 
 function welcomeOf(frame: Frame): WelcomeFrame {
   assert.equal(frame.type, FrameType.WELCOME, `expected WELCOME, got ${JSON.stringify(frame)}`);
@@ -62,7 +70,8 @@ test('a refused HELLO (async hook) creates no session, is reported once, and the
   await waitFor(() => peer.closed);
   assert.equal(peer.frames.length, 1);
   assert.equal(sessions, 0);
-  await new Promise((r) => setTimeout(r, 50));
+  await waitFor(() => rejected.length >= 2, { message: 'the second refusal was not reported' });
+  await settle();
   assert.equal(rejected.length, 2, 'one rejected event per refused socket');
 });
 
@@ -80,7 +89,7 @@ test('a hook that throws refuses with CLOSE(internal error), reported once with 
   const answer = await peer.handshake({ auth: Buffer.from('alice-token') });
   assert.ok(answer.type === FrameType.CLOSE && answer.code === CloseCode.INTERNAL_ERROR);
   await waitFor(() => rejected.length === 1);
-  await new Promise((r) => setTimeout(r, 50));
+  await settle();
   assert.equal(rejected.length, 1);
   assert.equal(rejected[0]!.info.reason, 'internal-error');
   assert.equal(rejected[0]!.info.error?.code, 'HL_ERR_INTERNAL');
@@ -119,8 +128,16 @@ test("resume tokens are bound to the identity: bob cannot resume alice's session
   await waitFor(() => conns.length === 2);
   assert.equal(conns[1]!.identity, 'bob');
 
-  // Alice's session and link are untouched: not superseded, nothing handed over.
-  await new Promise((r) => setTimeout(r, 100));
+  // Alice's session and link are untouched: not superseded, nothing handed over. A PING
+  // round trip on her link after bob's WELCOME is the barrier: a CLOSE the server wrote
+  // her while it took bob on would reach her before the PONG.
+  alice.socket.write(encodePing(7, 1));
+  await waitFor(
+    () =>
+      alice.closed ||
+      alice.frames.some((f) => f.type === FrameType.CLOSE || f.type === FrameType.PONG),
+  );
+  assert.ok(alice.frames.some((f) => f.type === FrameType.PONG && f.seq === 7));
   assert.equal(alice.closed, false);
   assert.ok(!alice.frames.some((f) => f.type === FrameType.CLOSE));
   assert.equal(aliceConn.closed, false);

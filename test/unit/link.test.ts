@@ -176,6 +176,16 @@ async function closedOnce(r: Rig): Promise<CloseInfo> {
   return r.owner.closes[0]!;
 }
 
+/**
+ * Writes `bytes` from the peer and waits until the link has read them: the next write
+ * then reaches the link as a chunk of its own.
+ */
+async function writeApart(r: Rig, bytes: Buffer): Promise<void> {
+  const target = r.link.stats.bytesIn + bytes.length;
+  r.peer.write(bytes);
+  await waitFor(() => r.link.stats.bytesIn === target, { message: 'the link never read it' });
+}
+
 /** A DATA frame with a payload of `size` bytes. */
 function data(seq: number, size: number): Buffer {
   return encodeData(seq, Buffer.alloc(size, seq & 0xff));
@@ -289,14 +299,14 @@ describe('Link', () => {
       const big = 2 ** 40 + 12_345;
       r.peer.write(encodePing(1, big));
       await waitFor(() => view.frames.length === 1);
+      // Each part is written only once the link has read the one before, so the parts
+      // reach it as separate chunks whatever the timing (a pause would not promise that).
       const split = encodePing(2, big + 1);
-      r.peer.write(split.subarray(0, 6));
-      await sleep(20);
+      await writeApart(r, split.subarray(0, 6));
       r.peer.write(split.subarray(6));
       await waitFor(() => view.frames.length === 2);
       const dataFrame = data(1, 10);
-      r.peer.write(dataFrame.subarray(0, 5));
-      await sleep(20);
+      await writeApart(r, dataFrame.subarray(0, 5));
       r.peer.write(Buffer.concat([dataFrame.subarray(5), encodePing(3, 7)]));
       await waitFor(() => view.frames.length === 3 && r.owner.frames.length === 1);
       assert.deepEqual(view.frames, [
@@ -359,8 +369,15 @@ describe('Link', () => {
         r.owner.writables++;
         flush();
       };
-      flush();
-      await sleep(20);
+      // With the peer not reading, keep writing (as onWritable does) until the kernel's
+      // buffers are full and bytes queue in the socket itself.
+      await waitFor(
+        () => {
+          flush();
+          return !r.link.flushPending && r.local.writableLength >= 64 * 1024;
+        },
+        { timeout: 10_000, message: 'the socket never filled' },
+      );
       flush();
       assert.equal(r.link.writable, false, 'still writable with the peer not reading');
       assert.ok(r.local.writableLength >= 64 * 1024, `${r.local.writableLength} bytes buffered`);
@@ -532,7 +549,8 @@ describe('Link', () => {
       r.peer.pause();
       const start = clock.now();
       await fillSocket(r.link, r.local, 1024 * 1024);
-      await sleep(20);
+      // The last batch has reached the socket before fake time moves.
+      await waitFor(() => !r.link.flushPending);
       await clock.advanceAsync(WRITE_TIMEOUT - 1, TICK);
       assert.equal(r.link.open, true, 'stalled before writeTimeout');
       await clock.advanceAsync(1 + TICK, TICK);
