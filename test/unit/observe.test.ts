@@ -1,8 +1,9 @@
 /**
  * The observability pieces that need no socket: the dashboard's assets (they parse, load
  * nothing from elsewhere, meet the contrast they promise), log levels per close reason,
- * load-level and readiness readings, registry ownership, and that importing heartline
- * loads neither pino nor prom-client until they are used.
+ * registry ownership, and that importing heartline loads neither pino nor prom-client
+ * until they are used. Load-level and readiness readings, which listen on a port, are in
+ * test/loopback/observe-readiness.test.ts.
  */
 
 import assert from 'node:assert/strict';
@@ -16,8 +17,6 @@ import { loadProm } from '../../src/observe/deps.js';
 import { levelForReason } from '../../src/observe/log.js';
 import { createLogger } from '../../src/observe/logger.js';
 import { createRegistry, metricsFor } from '../../src/observe/metrics.js';
-import { loadLevelName, loadLevelOf, readiness } from '../../src/observe/snapshot.js';
-import { createServer } from '../../src/server/server.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -84,30 +83,6 @@ test('log levels per close reason', () => {
   for (const reason of ['eof', 'reset', 'local', 'remote', 'going-away', 'superseded'] as const) {
     assert.equal(levelForReason(reason), 'info', reason);
   }
-});
-
-test('load level and readiness are read from what the server exposes', async () => {
-  const server = createServer();
-  const shadow = (name: 'loadLevel' | 'draining', value: unknown) =>
-    Object.defineProperty(server, name, { value, configurable: true });
-  shadow('loadLevel', 'danger');
-  assert.equal(loadLevelOf(server), 2);
-  assert.equal(loadLevelName(server), 'danger');
-  shadow('loadLevel', 'warning');
-  assert.equal(loadLevelOf(server), 1);
-  shadow('loadLevel', 3);
-  assert.equal(loadLevelOf(server), 3);
-  shadow('loadLevel', undefined);
-  assert.equal(loadLevelOf(server), 0);
-  assert.equal(loadLevelName(server), 'normal');
-  assert.deepEqual(readiness(server), { ready: false, reason: 'not listening' });
-  await server.listen(0);
-  assert.deepEqual(readiness(server), { ready: true });
-  shadow('draining', true);
-  assert.deepEqual(readiness(server), { ready: false, reason: 'draining' });
-  delete (server as { draining?: unknown }).draining;
-  delete (server as { loadLevel?: unknown }).loadLevel;
-  await server.close();
 });
 
 test('a registry holds one set of heartline metrics; another copy of them is refused', () => {
