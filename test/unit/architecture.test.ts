@@ -324,3 +324,15 @@ describe('architecture: import directions (ARCHITECTURE.md)', () => {
     }
   });
 });
+
+describe('architecture: test folders are named for what they run (CONTRIBUTING.md)', () => {
+  test('no test in test/unit opens a socket: those belong in test/loopback', () => {
+    const dir = fileURLToPath(new URL('./', import.meta.url));
+    const sockets =
+      /from ['"](?:node:(?:net|tls|http|https|dgram)|\.\.\/support\/peers\.js)['"]|\.listen\(/;
+    const bad = readdirSync(dir)
+      .filter((name) => name.endsWith('.test.ts'))
+      .filter((name) => sockets.test(readFileSync(posix.join(dir, name), 'utf8')));
+    assert.deepEqual(bad, []);
+  });
+});
