@@ -36,6 +36,11 @@ const HANDSHAKE_TIMEOUT = 2000;
 const TICK = 10;
 /** Link's CLOSE_GRACE_MS: how long a closing link waits for the peer's FIN. */
 const CLOSE_GRACE = 1000;
+/**
+ * How long a check that something did not happen waits in real time for a socket event
+ * that would prove it wrong (fake time is advanced first; only I/O can still arrive).
+ */
+const QUIET_MS = 100;
 
 /** Records everything a link tells its owner. */
 class StubOwner implements LinkOwner {
@@ -169,7 +174,7 @@ function startBeat(r: Rig): void {
 async function closedOnce(r: Rig): Promise<CloseInfo> {
   await waitFor(() => r.owner.closes.length > 0, { message: 'the owner never heard onClose' });
   if (r.clock instanceof FakeClock) await r.clock.advanceAsync(4 * CLOSE_GRACE, 50);
-  await sleep(20);
+  await sleep(QUIET_MS);
   assert.equal(r.owner.closes.length, 1, 'onClose was called more than once');
   assert.equal(r.wheel.size, 0, 'the closed link left timers armed');
   assert.equal(r.link.open, false);
@@ -632,10 +637,10 @@ describe('Link', () => {
       const view = watch(r.peer);
       r.peer.write(encodeClose(CloseCode.GOING_AWAY, 'bye'));
       await waitFor(() => view.ended);
-      await sleep(20);
+      await sleep(QUIET_MS);
       assert.equal(r.owner.closes.length, 0, 'closed before the peer ended or the grace ran out');
       await clock.advanceAsync(CLOSE_GRACE - 1, TICK);
-      await sleep(20);
+      await sleep(QUIET_MS);
       assert.equal(r.owner.closes.length, 0, 'cut before the grace period');
       await clock.advanceAsync(1 + TICK, TICK);
       const info = await closedOnce(r);
