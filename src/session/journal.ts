@@ -25,7 +25,7 @@ export interface MessageInfo {
   readonly id: string;
   /**
    * True when a previous node of a cluster may have handed this message to its application
-   * before it failed without committing it (see "Running several nodes" in the README).
+   * before it failed without committing it (see docs/cluster.md).
    * Always false without a session store.
    */
   redelivered: boolean;

@@ -1,7 +1,7 @@
 /**
  * 500 real clients lose their server at the same instant (it dies: every socket reset)
  * and a new server comes up on the same port. Full jitter must spread their returns:
- * the README promises that no 100 ms window holds more than 40% of the fleet.
+ * docs/sessions.md promises that no 100 ms window holds more than 40% of the fleet.
  *
  * The spread is judged on when each client planned the reconnect that succeeded (the
  * 'reconnecting' event's time plus its delay), and every connect is checked not to start
@@ -19,7 +19,7 @@ import { startServer } from '../support/peers.js';
 import { waitFor } from '../support/wait.js';
 
 const CLIENTS = 500;
-/** The bound stated in README ("Reconnect storms"). */
+/** The bound stated in docs/sessions.md ("Reconnect storms"). */
 const MAX_SHARE_PER_100MS = 0.4;
 /** A connect may start this early against its plan (timer granularity). */
 const EARLY_MS = 2;
