@@ -9,14 +9,11 @@
  */
 
 import { createInterface } from 'node:readline';
-import { connect as connectClient } from '../client/client.js';
-import { parseServerList } from '../client/servers.js';
-import { InvalidArgumentError } from '../errors.js';
 import type { CloseInfo } from '../link.js';
 import { SERVER_DEFAULTS } from '../server/server.js';
-import { addressFlag, ExitCode, intFlag, msFlag, parseFlags, UsageError } from './args.js';
+import { ExitCode, intFlag, msFlag, parseFlags, UsageError } from './args.js';
+import { clientFlags, openClient, serversArg } from './client-flags.js';
 import { EventOutput, errnoOf, escapeControl, reportConnection } from './output.js';
-import { clientTls } from './tls-flags.js';
 
 export const connectHelp = `Usage: heartline connect HOST:PORT[,HOST:PORT...] [options]
 
@@ -53,16 +50,7 @@ export const connectFlags = {
   interval: { type: 'string' },
   timeout: { type: 'string' },
   'no-reconnect': { type: 'boolean', default: false },
-  'max-attempts': { type: 'string' },
-  auth: { type: 'string' },
-  'client-id': { type: 'string' },
-  'trace-id': { type: 'string' },
-  tls: { type: 'boolean', default: false },
-  'tls-ca': { type: 'string' },
-  'tls-cert': { type: 'string' },
-  'tls-key': { type: 'string' },
-  'tls-servername': { type: 'string' },
-  json: { type: 'boolean', default: false },
+  ...clientFlags,
 } as const;
 
 /** What a server grants by default, for the messages of --interval and --timeout. */
@@ -72,13 +60,7 @@ export async function connect(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, connectFlags, true);
   if (positionals.length !== 1)
     throw new UsageError('expected exactly one HOST:PORT[,HOST:PORT...]');
-  let servers: ReturnType<typeof parseServerList>;
-  try {
-    servers = parseServerList(positionals[0]!.split(',').map(addressFlag).join(','));
-  } catch (err) {
-    if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
-    throw err;
-  }
+  const servers = serversArg(positionals[0]!);
   // Readable events go to stderr so that stdout holds only the messages (`| grep` sees
   // what the server sent); JSON events are the stdout contract of docs/cli.md.
   const out = new EventOutput(values.json, values.json ? process.stdout : process.stderr);
@@ -88,19 +70,8 @@ export async function connect(argv: string[]): Promise<number> {
     timeout: msFlag('timeout', values.timeout, 'at least 2 x the interval'),
     reconnect: !values['no-reconnect'],
     maxAttempts: intFlag('max-attempts', values['max-attempts'], 1),
-    ...(values.auth !== undefined ? { auth: values.auth } : {}),
-    ...(values['client-id'] !== undefined ? { clientId: values['client-id'] } : {}),
-    ...(values['trace-id'] !== undefined ? { traceId: values['trace-id'] } : {}),
   };
-  const tls = clientTls(values);
-  let conn: ReturnType<typeof connectClient>;
-  try {
-    conn = connectClient(tls ? { ...options, tls } : options);
-  } catch (err) {
-    // An option the library refuses is a usage error: exit 2 with one line.
-    if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
-    throw err;
-  }
+  const { conn, tls } = openClient(options, values);
   reportConnection(out, conn, { messages: values.json });
   // One stdout line per message, whatever the server put in it (escaped as readable lines
   // are, so a newline in a message cannot split it into two).

@@ -3,13 +3,11 @@
  * trying a server by hand (`serve --echo` answers every request with its own bytes).
  */
 
-import { connect as connectClient } from '../client/client.js';
-import { parseServerList } from '../client/servers.js';
-import { HeartlineError, InvalidArgumentError, RequestError } from '../errors.js';
+import { HeartlineError, RequestError } from '../errors.js';
 import { CONNECTION_DEFAULTS } from '../options.js';
-import { addressFlag, ExitCode, intFlag, parseFlags, UsageError } from './args.js';
+import { ExitCode, intFlag, parseFlags, UsageError } from './args.js';
+import { clientFlags, openClient, serversArg } from './client-flags.js';
 import { EventOutput, errnoOf, escapeControl } from './output.js';
-import { clientTls } from './tls-flags.js';
 
 /** Connection attempts before `request` gives up, unless --max-attempts says otherwise. */
 const DEFAULT_ATTEMPTS = 5;
@@ -46,16 +44,7 @@ Examples:
 export const requestFlags = {
   timeout: { type: 'string' },
   key: { type: 'string' },
-  'max-attempts': { type: 'string' },
-  auth: { type: 'string' },
-  'client-id': { type: 'string' },
-  'trace-id': { type: 'string' },
-  tls: { type: 'boolean', default: false },
-  'tls-ca': { type: 'string' },
-  'tls-cert': { type: 'string' },
-  'tls-key': { type: 'string' },
-  'tls-servername': { type: 'string' },
-  json: { type: 'boolean', default: false },
+  ...clientFlags,
 } as const;
 
 async function readStdin(): Promise<Buffer> {
@@ -67,31 +56,17 @@ async function readStdin(): Promise<Buffer> {
 export async function request(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, requestFlags, true);
   if (positionals.length !== 2) throw new UsageError('expected HOST:PORT[,HOST:PORT...] and DATA');
-  let servers: ReturnType<typeof parseServerList>;
-  try {
-    servers = parseServerList(positionals[0]!.split(',').map(addressFlag).join(','));
-  } catch (err) {
-    if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
-    throw err;
-  }
+  const servers = serversArg(positionals[0]!);
   const timeout = intFlag('timeout', values.timeout, 0, 0x7fff_ffff);
   const data = positionals[1] === '-' ? await readStdin() : Buffer.from(positionals[1]!, 'utf8');
   const out = new EventOutput(values.json);
-  const tls = clientTls(values);
-  const options = {
-    servers,
-    maxAttempts: intFlag('max-attempts', values['max-attempts'], 1) ?? DEFAULT_ATTEMPTS,
-    ...(values.auth !== undefined ? { auth: values.auth } : {}),
-    ...(values['client-id'] !== undefined ? { clientId: values['client-id'] } : {}),
-    ...(values['trace-id'] !== undefined ? { traceId: values['trace-id'] } : {}),
-  };
-  let conn: ReturnType<typeof connectClient>;
-  try {
-    conn = connectClient(tls ? { ...options, tls } : options);
-  } catch (err) {
-    if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
-    throw err;
-  }
+  const { conn } = openClient(
+    {
+      servers,
+      maxAttempts: intFlag('max-attempts', values['max-attempts'], 1) ?? DEFAULT_ATTEMPTS,
+    },
+    values,
+  );
   const started = performance.now();
   try {
     const reply = await conn.request(data, {
