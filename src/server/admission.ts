@@ -381,6 +381,8 @@ export class TokenBucket {
  */
 export class Admission {
   private open = 0;
+  /** What waits for the last counted socket to close (see {@link whenIdle}). */
+  private idle: Array<() => void> | null = null;
   private readonly perAddress = new Map<string, number>();
   private readonly bucket: TokenBucket | null;
   /** Refusals so far, by limit. */
@@ -469,6 +471,21 @@ export class Admission {
     const n = (this.perAddress.get(key) ?? 0) - 1;
     if (n > 0) this.perAddress.set(key, n);
     else this.perAddress.delete(key);
+    if (this.open === 0 && this.idle !== null) {
+      const waiting = this.idle;
+      this.idle = null;
+      for (const done of waiting) done();
+    }
+  }
+
+  /** Calls `done` once no counted socket is open (at once if none is). */
+  whenIdle(done: () => void): void {
+    if (this.open === 0) {
+      done();
+      return;
+    }
+    this.idle ??= [];
+    this.idle.push(done);
   }
 
   private refuse(limit: AdmissionLimit, retryAfter: number): Refusal {

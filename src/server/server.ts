@@ -90,9 +90,6 @@ import { WORKERS_DEFAULTS, type WorkersOptions, workerLimits, workerRole } from 
 import { type WorkerEvent, WorkerPrimary, type WorkerStats } from './workers/primary.js';
 import { WorkerChannel } from './workers/worker.js';
 
-/** How often a closing worker looks whether its last socket is gone (ms). */
-const SOCKETS_CLOSED_POLL_MS = 20;
-
 /** Server defaults. */
 export const SERVER_DEFAULTS = Object.freeze({
   /** Shortest heartbeat interval a client may ask for (ms). */
@@ -668,7 +665,7 @@ export class Server extends EventEmitter<ServerEvents> {
       // net.close() calls back once every socket it accepted is gone; a worker's sockets
       // come from its primary instead, so it waits for admission to count them all closed.
       const netClosed = new Promise<void>((r) => {
-        if (workers?.role === 'worker') this.whenSocketsClosed(r);
+        if (workers?.role === 'worker') this.admission.whenIdle(r);
         else if (!this.net.listening) r();
         else this.net.close(() => r());
       });
@@ -1009,19 +1006,6 @@ export class Server extends EventEmitter<ServerEvents> {
       hello,
     );
     link.releaseFrames();
-  }
-
-  /** Calls `done` once no admitted socket is open (polled: only while a worker closes). */
-  private whenSocketsClosed(done: () => void): void {
-    if (this.admission.connections === 0) {
-      done();
-      return;
-    }
-    const poll = setInterval(() => {
-      if (this.admission.connections > 0) return;
-      clearInterval(poll);
-      done();
-    }, SOCKETS_CLOSED_POLL_MS);
   }
 
   /**

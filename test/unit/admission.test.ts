@@ -203,6 +203,24 @@ describe('Admission', () => {
     assert.equal(a.connections, 0);
   });
 
+  it('whenIdle calls back once the last counted socket closes (at once when none is open)', () => {
+    const a = new Admission(config(), 0);
+    let calls = 0;
+    a.whenIdle(() => calls++);
+    assert.equal(calls, 1);
+    a.opened('10.0.0.1');
+    a.opened('10.0.0.2');
+    a.whenIdle(() => calls++);
+    a.whenIdle(() => calls++);
+    a.closed('10.0.0.1');
+    assert.equal(calls, 1, 'one socket is still open');
+    a.closed('10.0.0.2');
+    assert.equal(calls, 3);
+    a.opened('10.0.0.3');
+    a.closed('10.0.0.3');
+    assert.equal(calls, 3, 'each waiter is called once');
+  });
+
   it('refuses at maxConnections, with the configured hint jittered upwards', () => {
     const a = new Admission(config({ maxConnections: 2 }), 0, () => 0.5);
     assert.equal(a.checkSocket('x', 0), null);
