@@ -527,7 +527,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
         this.queue(payload, typeof data === 'string', { type: FrameType.REQUEST, key });
       } catch (err) {
         // Not queued (the replay buffer is full): nothing waits for it.
-        this.requests.settle(seq, ReplyStatus.OK, Buffer.alloc(0));
+        this.requests.forget(seq);
         throw err;
       }
       return reply;

@@ -108,6 +108,14 @@ export class RequestTable {
     return true;
   }
 
+  /**
+   * Forgets the wait for `seq` without settling it: the request was never queued, and its
+   * caller gets the error from request() itself (the promise made here is dropped).
+   */
+  forget(seq: number): void {
+    this.take(seq);
+  }
+
   /** Ends every wait with `code` (the session was lost, the connection closed). */
   failAll(code: ErrorCode, message: string): void {
     for (const seq of [...this.waiting.keys()]) {

@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { RequestError } from '../../src/errors.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
 import { encodeReply, encodeRequest } from '../../src/protocol/codec.js';
 import { type CloseFrame, FrameType } from '../../src/protocol/frames.js';
@@ -67,4 +68,23 @@ test('requests whose replies are never acknowledged: closed at maxBufferedBytes'
   assert.ok(replies * (4096 + 160) <= maxBufferedBytes + 4096 + 160, `${replies} replies held`);
   assert.equal((await bystander.request('fine')).toString(), 'fine');
   assert.ok(server.connections.size >= 1);
+});
+
+test('a request the replay buffer cannot take rejects unsent, and nothing waits for it', async (t) => {
+  const { port } = await startServer(t);
+  // Nothing is acknowledged before the handshake: what is queued stays in the buffer.
+  const client = startClient(t, {
+    servers: `127.0.0.1:${port}`,
+    maxBufferedBytes: 8 * 1024,
+    highWaterMark: 4 * 1024,
+  });
+  const first = client.request(Buffer.alloc(6 * 1024));
+  await assert.rejects(client.request(Buffer.alloc(6 * 1024)), (err: RequestError) => {
+    assert.equal(err.code, 'HL_ERR_BUFFER_FULL');
+    assert.equal(err.mayHaveBeenHandled, false);
+    return true;
+  });
+  assert.equal(client.pendingRequests, 1, 'only the first request waits');
+  client.close();
+  await assert.rejects(first);
 });
