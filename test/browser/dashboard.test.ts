@@ -108,8 +108,14 @@ test('the dashboard shows a frozen client turn SUSPECT, then DEAD', { skip }, as
   const conn = await accepted;
 
   const profile = mkdtempSync(join(tmpdir(), 'heartline-chromium-'));
-  t.after(() => rmSync(profile, { recursive: true, force: true }));
-  const context = await chromium.launchPersistentContext(profile, {
+  // The profile goes once the browser has exited (it writes into it until then); a
+  // failed launch still removes it.
+  let context: Awaited<ReturnType<typeof chromium.launchPersistentContext>> | null = null;
+  t.after(async () => {
+    await context?.close();
+    rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+  });
+  context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1280, height: 900 },
@@ -124,7 +130,6 @@ test('the dashboard shows a frozen client turn SUSPECT, then DEAD', { skip }, as
       '--disable-quic',
     ],
   });
-  t.after(() => context.close());
   const page = context.pages()[0] ?? (await context.newPage());
   const pageErrors: string[] = [];
   page.on('pageerror', (err) => pageErrors.push(err.message));
