@@ -34,6 +34,9 @@ function runFiles(list, parallel) {
       'tsx',
       '--test',
       `--test-concurrency=${parallel}`,
+      // A safety net, far above the slowest test (about 40 s): a test that hangs fails
+      // and runs its cleanup instead of holding the whole run until CI gives up.
+      '--test-timeout=240000',
       '--test-reporter=spec',
       ...list,
     ],
