@@ -23,6 +23,7 @@ import { deriveTcpSettings, type HeartbeatSettings, type ResolvedCommon } from '
 import { CloseCode, type CloseReason, reasonForCode } from './protocol/close-codes.js';
 import {
   ACK_FRAME_BYTES,
+  closeReasonFor,
   DATA_OVERHEAD,
   Decoder,
   encodeAck,
@@ -52,9 +53,6 @@ const PEER_GONE: ReadonlySet<CloseReason> = new Set<CloseReason>([
   'write-stall',
   'keepalive-timeout',
 ]);
-
-/** A CLOSE frame's length beyond its reason (type byte, code, retryAfter). */
-const CLOSE_FRAME_FIXED = 7;
 
 import type { MemoryBudget } from './session/budget.js';
 import type { TimingWheel, WheelTimer } from './time/wheel.js';
@@ -331,12 +329,7 @@ export class Link {
 
   /** CLOSE(code, reason) cut to the peer's maxFrame (a reason is only for logs). */
   private closeFrame(code: number, message: string, retryAfter = 0): Buffer {
-    const room = this.peerMaxFrame - CLOSE_FRAME_FIXED;
-    if (Buffer.byteLength(message) <= room) return encodeClose(code, message, retryAfter);
-    // encodeInto stops at a character boundary: the cut reason stays valid UTF-8.
-    const cut = new Uint8Array(Math.max(0, room));
-    const { read } = new TextEncoder().encodeInto(message, cut);
-    return encodeClose(code, message.slice(0, read), retryAfter);
+    return encodeClose(code, closeReasonFor(message, this.peerMaxFrame), retryAfter);
   }
 
   /** Arms the handshake deadline (less than handshakeTimeout when TLS used part of it). */

@@ -5,7 +5,7 @@
  */
 
 import type { Socket } from 'node:net';
-import { encodeClose } from '../protocol/codec.js';
+import { closeReasonFor, encodeClose } from '../protocol/codec.js';
 import { MIN_MAX_FRAME } from '../protocol/frames.js';
 import type { TimingWheel } from '../time/wheel.js';
 
@@ -37,17 +37,12 @@ export function refuseSocket(socket: Socket, wheel: TimingWheel, close: RefusalC
   else socket.end(encodeClose(close.code, fitReason(close.reason), close.retryAfter ?? 0));
 }
 
-/** Longest reason of a CLOSE that fits the smallest maxFrame a peer may announce. */
-const MAX_EARLY_REASON_BYTES = MIN_MAX_FRAME - 1 - 2 - 4;
-
 /**
  * The peer's maxFrame is not known before its HELLO was read: a refusal's CLOSE fits the
  * smallest one (PROTOCOL.md 2), its reason cut at a character boundary.
  */
 export function fitReason(reason: string): string {
-  if (Buffer.byteLength(reason) <= MAX_EARLY_REASON_BYTES) return reason;
-  const { read } = new TextEncoder().encodeInto(reason, new Uint8Array(MAX_EARLY_REASON_BYTES));
-  return reason.slice(0, read);
+  return closeReasonFor(reason, MIN_MAX_FRAME);
 }
 
 function ignore(): void {

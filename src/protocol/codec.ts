@@ -364,6 +364,17 @@ export function writeAckAt(buf: Buffer, offset: number, seq: number): void {
   putU64(buf, seq, offset + LENGTH_BYTES + 1);
 }
 
+/**
+ * A CLOSE reason cut, at a character boundary (it stays valid UTF-8), so that the frame
+ * fits a receiver's `maxFrame`: a reason is only for logs (PROTOCOL.md 3.6).
+ */
+export function closeReasonFor(reason: string, maxFrame: number): string {
+  const room = Math.max(0, maxFrame - 1 - CLOSE_FIXED);
+  if (Buffer.byteLength(reason) <= room) return reason;
+  const { read } = new TextEncoder().encodeInto(reason, new Uint8Array(room));
+  return reason.slice(0, read);
+}
+
 /** CLOSE with a close code, a UTF-8 reason and a retry hint in ms (0: none). */
 export function encodeClose(code: number, reason = '', retryAfter = 0): Buffer {
   if (!Number.isInteger(code) || code < 0 || code > 0xffff) {
