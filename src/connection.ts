@@ -184,8 +184,16 @@ const GATE_PAUSE_BYTES = 1024 * 1024;
  */
 export const ITERATOR_HIGH_WATER = Object.freeze({ messages: 1000, bytes: 1024 * 1024 });
 
-/** A DATA frame's length beyond its payload (type byte and seq). */
-const DATA_FRAME_OVERHEAD = DATA_OVERHEAD - LENGTH_BYTES;
+/**
+ * A frame's length beyond its payload for a held message of this kind: DATA, REQUEST
+ * (with its key) or REPLY. A payload fits the peer when it plus this is at most its maxFrame.
+ */
+function frameOverhead(envelope: Envelope | null): number {
+  if (envelope === null) return DATA_OVERHEAD - LENGTH_BYTES;
+  if (envelope.type === FrameType.REQUEST)
+    return requestOverhead(envelope.key.length) - LENGTH_BYTES;
+  return REPLY_OVERHEAD - LENGTH_BYTES;
+}
 
 /** Whether a key is over {@link MAX_IDEMPOTENCY_KEY_BYTES} in UTF-8. */
 function tooLong(key: string): boolean {
@@ -449,7 +457,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
    * Messages sent in one run of code leave in one write when it ends.
    */
   send(data: Uint8Array | string, onAck?: (err: Error | null) => void): boolean {
-    const payload = this.checkSend(data, DATA_FRAME_OVERHEAD);
+    const payload = this.checkSend(data, frameOverhead(null));
     this.beforeSend();
     return this.queue(payload, typeof data === 'string', null, onAck);
   }
@@ -514,7 +522,8 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
           'the peer speaks protocol version 1, which has no requests',
         );
       }
-      const payload = this.checkSend(data, requestOverhead(key.length) - LENGTH_BYTES);
+      const envelope: Envelope = { type: FrameType.REQUEST, key };
+      const payload = this.checkSend(data, frameOverhead(envelope));
       this.beforeRequest();
       this.requests ??= new RequestTable(
         this.config.clock,
@@ -524,7 +533,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
       const seq = this.outbound.lastSeq + 1;
       const reply = this.requests.add(seq, timeout, options.signal);
       try {
-        this.queue(payload, typeof data === 'string', { type: FrameType.REQUEST, key });
+        this.queue(payload, typeof data === 'string', envelope);
       } catch (err) {
         // Not queued (the replay buffer is full): nothing waits for it.
         this.requests.forget(seq);
@@ -554,9 +563,14 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
   replyTo(requestSeq: number, status: ReplyStatusValue, data: Uint8Array | string): boolean {
     if (this.closed || this.closing) return false;
     let payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    const room = this.peerMaxFrame - (REPLY_OVERHEAD - LENGTH_BYTES);
+    const envelope: Extract<Envelope, { type: typeof FrameType.REPLY }> = {
+      type: FrameType.REPLY,
+      requestSeq,
+      status,
+    };
+    const room = this.peerMaxFrame - frameOverhead(envelope);
     if (payload.length > room && status === ReplyStatus.OK) {
-      status = ReplyStatus.ERROR;
+      envelope.status = ReplyStatus.ERROR;
       payload = Buffer.from(
         `the reply of ${payload.length} bytes exceeds the requester's maximum of ${room}`,
       );
@@ -564,11 +578,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
     // A message (the one just made too) is cut to fit, at a UTF-8 character boundary.
     if (payload.length > room) payload = cutUtf8(payload, room);
     try {
-      this.queue(payload, typeof data === 'string', {
-        type: FrameType.REPLY,
-        requestSeq,
-        status,
-      });
+      this.queue(payload, typeof data === 'string', envelope);
     } catch (err) {
       this.handlerFailed(err, requestSeq);
       return false;
@@ -929,14 +939,9 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
   private holdsOversized(): boolean {
     for (let seq = this.outbound.acked + 1; seq <= this.outbound.lastSeq; seq++) {
       const payload = this.outbound.get(seq);
-      const envelope = this.envelopes?.get(seq);
-      const overhead =
-        envelope === undefined
-          ? DATA_FRAME_OVERHEAD
-          : envelope.type === FrameType.REQUEST
-            ? requestOverhead(envelope.key.length) - LENGTH_BYTES
-            : REPLY_OVERHEAD - LENGTH_BYTES;
-      if (payload === undefined || payload.length + overhead <= this.peerMaxFrame) continue;
+      if (payload === undefined) continue;
+      const overhead = frameOverhead(this.envelopes?.get(seq) ?? null);
+      if (payload.length + overhead <= this.peerMaxFrame) continue;
       const message = `message ${seq} of ${payload.length} bytes exceeds the peer's maxFrame ${this.peerMaxFrame}`;
       this.closeLocal(
         CloseCode.NORMAL,
