@@ -269,7 +269,10 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
   private journalAck: { seq: number; gate: number; sent: number } | null = null;
   /** The protocol version of the session (its first handshake says; 2 until then). */
   protected sessionVersion: number = PROTOCOL_VERSION;
-  /** The largest frame the peer accepts (its handshake says; ours until then). */
+  /**
+   * The largest frame we send: what the peer accepts (its handshake says), never more
+   * than our own maxFrame (which is all we assume until then).
+   */
   protected peerMaxFrame: number;
   /** REQUEST and REPLY messages still held, by seq (null until the first one). */
   private envelopes: Map<number, Envelope> | null = null;
@@ -596,7 +599,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
     if (payload.length > room) {
       throw new HeartlineError(
         'HL_ERR_FRAME_TOO_LARGE',
-        `message of ${payload.length} bytes exceeds the maximum of ${room} (the peer's maxFrame ${this.peerMaxFrame})`,
+        `message of ${payload.length} bytes exceeds the maximum of ${room} (maxFrame ${this.peerMaxFrame}: the smaller of ours and the peer's)`,
       );
     }
     return payload;
@@ -897,7 +900,9 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
     },
   ): void {
     this.sessionVersion = peer.version;
-    this.peerMaxFrame = peer.maxFrame;
+    // Our own maxFrame bounds what we send too ("accepted or sent"): a peer announcing
+    // more does not raise it.
+    this.peerMaxFrame = Math.min(peer.maxFrame, this.config.maxFrame);
     link.usePeer(peer.version, peer.maxFrame);
     this.link = link;
     this.lastRemote = link.remote;

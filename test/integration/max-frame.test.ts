@@ -83,6 +83,18 @@ test('after the handshake a message over the server maxFrame is refused at once;
   assert.equal(client.stats.links, 1);
 });
 
+test('a peer announcing a larger maxFrame does not raise our own: send() stays bounded by it', async (t) => {
+  const { port } = await startServer(t); // announces the default, 1 MiB
+  const client = startClient(t, { servers: `127.0.0.1:${port}`, maxFrame: 4096 });
+  await opened(client);
+  assert.throws(
+    () => client.send(Buffer.alloc(4096)),
+    (err: HeartlineError) => err.code === 'HL_ERR_FRAME_TOO_LARGE',
+  );
+  assert.equal(client.unackedCount, 0);
+  assert.equal(client.send(Buffer.alloc(4096 - 9)), true, 'exactly at our own limit');
+});
+
 test("a reply too large for the requester's maxFrame comes back as HL_ERR_REMOTE saying so", async (t) => {
   const { server, port } = await startServer(t);
   server.on('connection', (conn) =>
