@@ -33,7 +33,7 @@ import {
   type ReplyStatusValue,
 } from './protocol/frames.js';
 import { MAX_IDEMPOTENCY_KEY_BYTES } from './session/idempotency.js';
-import { asBuffer, InboundTracker, OutboundBuffer } from './session/index.js';
+import { asBuffer, ENTRY_OVERHEAD, InboundTracker, OutboundBuffer } from './session/index.js';
 import {
   type ConnectionJournal,
   Delivery,
@@ -167,7 +167,7 @@ function emitState(this: Connection, change: StateChange): void {
 /** The retry hint sent with CLOSE(overloaded) when the shared replay budget is spent. */
 const HANDLER_RETRY_AFTER_MS = 1000;
 
-/** Messages waiting behind an asynchronous request decision before input pauses. */
+/** Held behind an asynchronous request decision (payload + ENTRY_OVERHEAD each) before input pauses. */
 const GATE_PAUSE_BYTES = 1024 * 1024;
 
 /**
@@ -1109,7 +1109,8 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
   private deliver(seq: number, payload: Buffer, redelivered: boolean, kind: Inbound): void {
     if (this.gate !== null) {
       this.gate.push([seq, payload, redelivered, kind]);
-      this.gateBytes += payload.length;
+      // An empty message costs its bookkeeping too: without it a flood never pauses.
+      this.gateBytes += payload.length + ENTRY_OVERHEAD;
       if (!this.gatePaused && this.gateBytes > GATE_PAUSE_BYTES && this.link) {
         // TCP pushes back on the peer until the decision is made.
         this.gatePaused = true;

@@ -32,6 +32,7 @@ import type {
   SessionStore,
   StoredSession,
 } from '../session/store.js';
+import { ENTRY_OVERHEAD } from '../session/outbound.js';
 import type { Clock } from '../time/clock.js';
 
 /** What a journal reports to its node. */
@@ -102,6 +103,7 @@ export class SessionJournal implements ConnectionJournal {
   readonly #redeliverUpTo: number;
   #queue: Array<{ seq: number; payload: Buffer; kind: Inbound } | undefined> = [];
   #qHead = 0;
+  /** What the queue holds as the caps count it: payload + ENTRY_OVERHEAD per message. */
   #queuedBytes = 0;
   #inputPaused = false;
   // server -> client
@@ -206,7 +208,7 @@ export class SessionJournal implements ConnectionJournal {
       this.#deliver(seq, payload, kind);
     } else {
       this.#queue.push({ seq, payload, kind });
-      this.#queuedBytes += payload.length;
+      this.#queuedBytes += payload.length + ENTRY_OVERHEAD;
       // Bounded like the replay buffer: past the cap the socket is not read until the
       // store catches up (the peer's TCP window fills, so it slows down).
       if (this.#queuedBytes > this.#o.snapshot.maxBytes) {
@@ -446,7 +448,7 @@ export class SessionJournal implements ConnectionJournal {
       const m = q[this.#qHead]!;
       if (!this.#degraded && m.seq > this.#storedSeen) break;
       q[this.#qHead++] = undefined;
-      this.#queuedBytes -= m.payload.length;
+      this.#queuedBytes -= m.payload.length + ENTRY_OVERHEAD;
       this.#deliver(m.seq, m.payload, m.kind);
     }
     if (this.#inputPaused && this.#queuedBytes <= this.#o.snapshot.maxBytes / 2) {
