@@ -24,6 +24,7 @@ import type {
   JournalFactory,
   JournalHost,
 } from '../session/journal.js';
+import { ENTRY_OVERHEAD } from '../session/outbound.js';
 import type {
   CommitBatch,
   CommitResult,
@@ -32,7 +33,6 @@ import type {
   SessionStore,
   StoredSession,
 } from '../session/store.js';
-import { ENTRY_OVERHEAD } from '../session/outbound.js';
 import type { Clock } from '../time/clock.js';
 
 /** What a journal reports to its node. */
