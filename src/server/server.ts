@@ -84,11 +84,12 @@ import {
   resolveLoad,
 } from './load.js';
 import { ServerConnection, type ServerConnectionHost } from './server-connection.js';
+import { type ServerMode, StandaloneMode } from './server-mode.js';
 import { SessionQuota } from './session-quota.js';
 import { TlsFront, type TlsPeerInfo, tlsPeerInfo } from './tls.js';
-import { WORKERS_DEFAULTS, type WorkersOptions, workerLimits, workerRole } from './workers/mode.js';
-import { type WorkerEvent, WorkerPrimary, type WorkerStats } from './workers/primary.js';
-import { WorkerChannel } from './workers/worker.js';
+import { workersMode } from './workers/index.js';
+import { limitsFor, WORKERS_DEFAULTS, type WorkersOptions, workerRole } from './workers/mode.js';
+import type { WorkerEvent, WorkerStats } from './workers/primary.js';
 
 /** Server defaults. */
 export const SERVER_DEFAULTS = Object.freeze({
@@ -385,8 +386,8 @@ export class Server extends EventEmitter<ServerEvents> {
     tokenSettled: (c) => this.cluster.tokenSettled(c),
     idempotency: null,
   };
-  /** Multi-process mode: the primary's worker pool, or a worker's channel to it. */
-  private readonly workers: WorkerPrimary | WorkerChannel | null = null;
+  /** Standalone, a worker pool's primary or a worker: what listen(), close() and co. do. */
+  private readonly mode: ServerMode;
 
   constructor(options: ServerOptions = {}) {
     super();
@@ -396,9 +397,7 @@ export class Server extends EventEmitter<ServerEvents> {
       throw new InvalidArgumentError('options "workers" and "tls" cannot be combined');
     }
     // A worker holds its share of the machine-wide limits.
-    this.config = resolveServer(
-      role?.role === 'worker' ? workerLimits(options, role.workers) : options,
-    );
+    this.config = resolveServer(limitsFor(options, role));
     const { clock } = this.config;
     if (this.config.budget) this.config.budget.reclaim = (n, held) => this.reclaim(n, held);
     this.wheel = new TimingWheel(clock);
@@ -443,36 +442,24 @@ export class Server extends EventEmitter<ServerEvents> {
     this.net.on('error', (err) => {
       if (this.net.listening) this.emit('rejected', acceptFailure(err));
     });
-    if (role?.role === 'primary') {
-      const { clock, maxFrame, handshakeTimeout } = this.config;
-      this.workers = new WorkerPrimary(
-        {
-          config: {
-            clock,
-            maxFrame,
-            handshakeTimeout,
-            admission: options,
-          },
+    // The one place that asks which process this is: every method below delegates.
+    const { maxFrame, handshakeTimeout } = this.config;
+    this.mode = role
+      ? workersMode(role, {
+          config: { clock, maxFrame, handshakeTimeout, admission: options },
           emitWorker: (e) => this.emit('worker', e),
           emitRejected: (e) => this.emit('rejected', e),
-        },
-        role.workers,
-      );
-    } else if (role?.role === 'worker') {
-      this.workers = new WorkerChannel(
-        {
           adopt: (socket, head, ms) => {
             // The bytes the primary read come first, before anything the socket reads.
             if (head.length > 0) socket.unshift(head);
             this.accept(socket, ms);
           },
           counts: () => ({ connections: this.admission.connections, sessions: this.sessions.size }),
+          whenIdle: (done) => this.admission.whenIdle(done),
           close: () => this.close(),
           drain: (o) => this.drain(o),
-        },
-        role.slot,
-      );
-    }
+        })
+      : new StandaloneMode(this.net);
   }
 
   /**
@@ -480,7 +467,7 @@ export class Server extends EventEmitter<ServerEvents> {
    * otherwise). Connections, sessions and their events live in the workers.
    */
   get workerStats(): WorkerStats[] {
-    return this.workers?.role === 'primary' ? this.workers.stats : [];
+    return this.mode.workerStats;
   }
 
   /**
@@ -489,8 +476,7 @@ export class Server extends EventEmitter<ServerEvents> {
    * `timeout` ms, in slot order. Resolves with [] outside the primary.
    */
   queryWorkers(topic: string, timeout = WORKERS_DEFAULTS.queryTimeout): Promise<unknown[]> {
-    if (this.workers?.role !== 'primary') return Promise.resolve([]);
-    return this.workers.query(topic, timeout);
+    return this.mode.queryWorkers(topic, timeout);
   }
 
   /**
@@ -499,7 +485,7 @@ export class Server extends EventEmitter<ServerEvents> {
    * nothing outside a worker.
    */
   answerPrimary(topic: string, handler: () => unknown): void {
-    if (this.workers?.role === 'worker') this.workers.answer(topic, handler);
+    this.mode.answerPrimary(topic, handler);
   }
 
   /** Live connections by id (including sessions waiting for a resume). */
@@ -566,31 +552,16 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /** The listening address, or null before listen(). */
   address(): AddressInfo | null {
-    if (this.workers) return this.workers.address();
-    const a = this.net.address();
-    return a && typeof a === 'object' ? a : null;
+    return this.mode.address();
   }
 
   /** Starts listening; port 0 picks a free port. Resolves with the bound address. */
   listen(port = 0, host = '127.0.0.1'): Promise<AddressInfo> {
-    if (this.workers) {
-      // Primary: binds and forks; worker: registers with the primary, binds nothing.
-      return this.workers.listen(port, host).then((address) => {
-        if (!this.closing) this.loadMonitor.start();
-        this.emit('listening', address);
-        return address;
-      });
-    }
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      this.net.once('error', onError);
-      this.net.listen(port, host, () => {
-        this.net.off('error', onError);
-        if (!this.closing) this.loadMonitor.start();
-        const address = this.address() as AddressInfo;
-        this.emit('listening', address);
-        resolve(address);
-      });
+    // Standalone: binds; primary: binds and forks; worker: registers with the primary.
+    return this.mode.listen(port, host).then((address) => {
+      if (!this.closing) this.loadMonitor.start();
+      this.emit('listening', address);
+      return address;
     });
   }
 
@@ -612,9 +583,9 @@ export class Server extends EventEmitter<ServerEvents> {
     const timeout = intOption('timeout', options.timeout, SERVER_DEFAULTS.drainTimeout, 0);
     if (this.closing) return this.closing;
     this.drainStarted = true;
-    if (this.net.listening) this.net.close();
-    // Primary: every worker drains its own connections; this resolves when all exited.
-    if (this.workers?.role === 'primary') await this.workers.stop(timeout);
+    // Stops accepting; in the primary, every worker drains its own connections and this
+    // resolves when all exited.
+    await this.mode.drain(timeout);
     for (const link of this.handshaking)
       link.close('going-away', CloseCode.GOING_AWAY, 'server draining');
     const clock = this.config.clock;
@@ -638,15 +609,13 @@ export class Server extends EventEmitter<ServerEvents> {
    * connections add no handle of their own: their sockets still hold the process.
    */
   unref(): this {
-    this.net.unref();
-    if (this.workers?.role === 'primary') this.workers.setRef(false);
+    this.mode.setRef(false);
     return this;
   }
 
   /** Undoes {@link unref}: the listening server keeps the process alive again. */
   ref(): this {
-    this.net.ref();
-    if (this.workers?.role === 'primary') this.workers.setRef(true);
+    this.mode.setRef(true);
     return this;
   }
 
@@ -661,14 +630,9 @@ export class Server extends EventEmitter<ServerEvents> {
     this.loadMonitor.stop();
     this.adaptive.stop();
     this.closing = new Promise<void>((resolve) => {
-      const workers = this.workers;
-      // net.close() calls back once every socket it accepted is gone; a worker's sockets
-      // come from its primary instead, so it waits for admission to count them all closed.
-      const netClosed = new Promise<void>((r) => {
-        if (workers?.role === 'worker') this.admission.whenIdle(r);
-        else if (!this.net.listening) r();
-        else this.net.close(() => r());
-      });
+      // Stops accepting; resolves once every socket the mode gave this server is gone (the
+      // primary's: once every worker exited).
+      const modeClosed = this.mode.close();
       this.tls?.destroyPending();
       for (const link of this.handshaking)
         link.close('going-away', CloseCode.GOING_AWAY, 'server closing');
@@ -681,11 +645,10 @@ export class Server extends EventEmitter<ServerEvents> {
       for (const conn of [...this.connections.values()]) {
         conn.close(CloseCode.GOING_AWAY, 'server closing');
       }
-      void Promise.all([netClosed, connsClosed])
-        .then(() => (workers?.role === 'primary' ? workers.stop(null) : undefined))
+      void Promise.all([modeClosed, connsClosed])
         .then(() => this.connectionHost.idempotency?.close())
         .then(() => this.cluster.close())
-        .then(() => (workers?.role === 'worker' ? workers.closed() : undefined))
+        .then(() => this.mode.closed())
         .then(() => {
           this.wheel.clear();
           this.emit('close');
@@ -957,11 +920,7 @@ export class Server extends EventEmitter<ServerEvents> {
       if (!link.open || this.closing) return;
     }
     // A worker names its slot in the id, so that the primary routes a resume back to it.
-    const id = restored
-      ? Buffer.from(restored.sessionId, 'hex')
-      : this.workers?.role === 'worker'
-        ? this.workers.sessionId()
-        : randomBytes(ID_BYTES);
+    const id = restored ? Buffer.from(restored.sessionId, 'hex') : this.mode.sessionId();
     const token = restored ? Buffer.from(restored.token) : randomBytes(ID_BYTES);
     const conn = new ServerConnection(
       this.config,

@@ -24,7 +24,7 @@ import { CloseCode } from '../../src/protocol/close-codes.js';
 import { Decoder, MAX_HELLO_LENGTH } from '../../src/protocol/codec.js';
 import { type CloseFrame, FrameType } from '../../src/protocol/frames.js';
 import { createServer } from '../../src/server/server.js';
-import { workerLimits, workerRole } from '../../src/server/workers/mode.js';
+import { limitsFor, workerLimits, workerRole } from '../../src/server/workers/mode.js';
 import { helloBytes, opened } from '../support/peers.js';
 import { waitFor } from '../support/wait.js';
 
@@ -751,4 +751,9 @@ test('options: workers with tls or out of range are refused; a worker holds its 
       .maxTotalBufferedBytes,
     2 << 20,
   );
+  // Only a worker runs with its share: the primary and a single process keep the options.
+  const limits = { maxConnections: 1001 };
+  assert.equal(limitsFor(limits, null), limits);
+  assert.equal(limitsFor(limits, { role: 'primary', workers: 4 }), limits);
+  assert.equal(limitsFor(limits, { role: 'worker', workers: 4, slot: 3 }).maxConnections, 251);
 });

@@ -80,19 +80,9 @@ const EXCEPTIONS: readonly Exception[] = [
     why: 'the `cluster` option makes Server build the RedisStore, node and Redis idempotency window itself; cluster should plug into the server, not the reverse',
   },
   {
-    file: 'server/workers/metrics.ts',
-    to: 'observe',
-    why: 'the worker-pool metrics load prom-client through observe/deps.ts; they belong in observe/',
-  },
-  {
     file: 'conformance/report.ts',
     to: 'cli',
     why: 'the conformance report escapes control characters with cli/output.ts escapeControl (and the cli runs the kit: a cycle); the escaping belongs in a module below both',
-  },
-  {
-    file: 'server/workers/metrics.ts',
-    to: 'prom-client',
-    why: 'type only, same file as above: the worker-pool metrics registry',
   },
 ];
 

@@ -154,3 +154,11 @@ export function workerLimits<T extends SplitLimits>(o: T, workers: number): T {
   }
   return out;
 }
+
+/**
+ * The options a server runs with in this process: in a worker, its share of the
+ * machine-wide limits ({@link workerLimits}); in the primary or a single process, `o`.
+ */
+export function limitsFor<T extends SplitLimits>(o: T, role: WorkerRole | null): T {
+  return role?.role === 'worker' ? workerLimits(o, role.workers) : o;
+}

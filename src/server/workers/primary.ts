@@ -11,11 +11,13 @@
  */
 
 import { type ChildProcess, fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { type AddressInfo, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { HeartlineError, type ProtocolError } from '../../errors.js';
 import type { CloseInfo } from '../../link.js';
 import { refuseSocket } from '../../net/refuse.js';
 import { CloseCode } from '../../protocol/close-codes.js';
+import { ID_BYTES } from '../../protocol/frames.js';
 import type { Clock } from '../../time/clock.js';
 import { TimingWheel } from '../../time/wheel.js';
 import {
@@ -30,6 +32,7 @@ import {
   resolveAdmission,
   socketRemote,
 } from '../admission.js';
+import type { ServerMode } from '../server-mode.js';
 import { forwardLines } from './lines.js';
 import {
   IPC_TAG,
@@ -78,7 +81,7 @@ export interface WorkerStats {
   crashes: number;
 }
 
-/** What the primary needs of its server. */
+/** What the worker pool needs of its server. */
 export interface PrimaryHost {
   readonly config: {
     readonly clock: Clock;
@@ -110,8 +113,12 @@ interface Slot {
   exited: Promise<void>;
 }
 
-export class WorkerPrimary {
-  readonly role = 'primary';
+/**
+ * The worker pool: the server's mode in the primary process. The primary holds no
+ * connection of its own; the server's listen(), drain(), close(), ref()/unref(),
+ * workerStats and queryWorkers() come here.
+ */
+export class WorkerPool implements ServerMode {
   private readonly net: NetServer;
   private readonly slots: Slot[] = [];
   private readonly admission: Admission;
@@ -165,7 +172,7 @@ export class WorkerPrimary {
     }
   }
 
-  get stats(): WorkerStats[] {
+  get workerStats(): WorkerStats[] {
     return this.slots.map((s) => ({
       slot: s.slot,
       pid: s.proc?.pid ?? 0,
@@ -215,7 +222,7 @@ export class WorkerPrimary {
    * Asks every online worker's handler for `topic`; resolves with the answers of those that
    * answered within `timeout` ms (in slot order).
    */
-  async query(topic: string, timeout: number): Promise<unknown[]> {
+  async queryWorkers(topic: string, timeout: number): Promise<unknown[]> {
     const asked = this.slots.filter((s) => s.state === 'online' && s.proc?.connected);
     const answers = await Promise.all(
       asked.map(
@@ -262,8 +269,30 @@ export class WorkerPrimary {
     }
   }
 
+  /** Every worker drains its own connections; resolves when all have exited. */
+  drain(timeout: number): Promise<void> {
+    return this.stop(timeout);
+  }
+
+  /** Every worker closes; resolves when all have exited (the primary holds no socket). */
+  close(): Promise<void> {
+    return this.stop(null);
+  }
+
+  closed(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Queries are answered in the workers. */
+  answerPrimary(): void {}
+
+  /** Random: the primary makes no session (its workers name their slot in theirs). */
+  sessionId(): Buffer {
+    return randomBytes(ID_BYTES);
+  }
+
   /** Asks every worker to close (or drain) and resolves when all have exited. */
-  stop(drain: number | null): Promise<void> {
+  private stop(drain: number | null): Promise<void> {
     if (this.stopping) return this.stopping;
     this.drainTimeout = drain;
     if (this.net.listening) this.net.close();

@@ -10,19 +10,27 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
 import { HeartlineError } from '../../errors.js';
 import { ID_BYTES } from '../../protocol/frames.js';
+import type { ServerMode } from '../server-mode.js';
 import { IPC_TAG, isWorkerMessage, WORKERS_DEFAULTS, type WorkerMessage } from './mode.js';
+import type { WorkerStats } from './primary.js';
 
 /** What the worker channel needs of its server. */
 export interface WorkerHost {
   /** Serves a socket the primary accepted; `head` is what the primary read of it. */
   adopt(socket: Socket, head: Buffer, handshakeMs: number): void;
   counts(): { connections: number; sessions: number };
+  /** Calls `done` once every socket handed to the server is closed. */
+  whenIdle(done: () => void): void;
   close(): Promise<void>;
   drain(options: { timeout?: number }): Promise<void>;
 }
 
-export class WorkerChannel {
-  readonly role = 'worker';
+/**
+ * A worker's channel to its primary: the server's mode in a worker process. The server
+ * binds nothing; its listen() registers here, its close() waits for the sockets the
+ * primary handed it, and its answerPrimary() handlers answer the primary's queries.
+ */
+export class WorkerChannel implements ServerMode {
   private address_: AddressInfo | null = null;
   private handoffs = 0;
   private reported = '';
@@ -67,6 +75,29 @@ export class WorkerChannel {
     return this.address_;
   }
 
+  /** No port to close: from now on the server turns away what the primary still hands it. */
+  drain(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Resolves once every socket the primary handed over is closed (no port to close). */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.host.whenIdle(resolve));
+  }
+
+  /** The primary holds the port and decides when this process stops: nothing to let go. */
+  setRef(): void {}
+
+  /** Only the primary sees the workers. */
+  get workerStats(): WorkerStats[] {
+    return [];
+  }
+
+  /** Only the primary asks the workers. */
+  queryWorkers(): Promise<unknown[]> {
+    return Promise.resolve([]);
+  }
+
   /** A new session id: random, its first byte this worker's slot. */
   sessionId(): Buffer {
     const id = randomBytes(ID_BYTES);
@@ -90,7 +121,7 @@ export class WorkerChannel {
   }
 
   /** Answers the primary's queries about `topic` (server.answerPrimary). */
-  answer(topic: string, handler: () => unknown): void {
+  answerPrimary(topic: string, handler: () => unknown): void {
     this.answers.set(topic, handler);
   }
 

@@ -6,8 +6,8 @@
  */
 
 import type { Registry } from 'prom-client';
-import { loadProm } from '../../observe/deps.js';
-import type { Server } from '../server.js';
+import type { Server } from '../server/server.js';
+import { loadProm } from './deps.js';
 
 /** The query topic a worker answers with its registry's metrics. */
 export const METRICS_TOPIC = 'heartline.metrics';
