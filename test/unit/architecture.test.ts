@@ -22,7 +22,7 @@ const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
  */
 const LAYERS: readonly (readonly string[])[] = [
   ['errors.ts'],
-  ['protocol', 'time', 'optional-deps.ts'],
+  ['protocol', 'time', 'optional-deps.ts', 'text.ts'],
   ['health', 'net'],
   ['options.ts'],
   ['session'],
@@ -83,11 +83,6 @@ const EXCEPTIONS: readonly Exception[] = [
     file: 'server/workers/metrics.ts',
     to: 'observe',
     why: 'the worker-pool metrics load prom-client through observe/deps.ts; they belong in observe/',
-  },
-  {
-    file: 'conformance/report.ts',
-    to: 'cli',
-    why: 'the conformance report escapes control characters with cli/output.ts escapeControl (and the cli runs the kit: a cycle); the escaping belongs in a module below both',
   },
   {
     file: 'server/workers/metrics.ts',
