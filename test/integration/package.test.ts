@@ -122,7 +122,7 @@ console.log('cjs ok');
 /** The consumer of every entry point, with the optional peers installed. */
 const FULL_CONSUMER = `import { connect, createServer } from 'heartline';
 import { type ChaosProxy, createChaosProxy } from 'heartline/chaos';
-import { MemoryStore, RedisStore, type SessionStore } from 'heartline/cluster';
+import { type ClusterStore, MemoryStore, RedisStore } from 'heartline/cluster';
 import { Decoder, encodePing, type Frame, FrameType } from 'heartline/codec';
 import { createLogger, createRegistry, type Observer, observeServer } from 'heartline/observe';
 
@@ -134,7 +134,7 @@ const watchdog = setTimeout(() => {
 const frames: Frame[] = new Decoder().push(encodePing(1, 2));
 if (frames[0]?.type !== FrameType.PING) throw new Error('codec: no PING decoded');
 
-const store: SessionStore = new MemoryStore();
+const store: ClusterStore = new MemoryStore();
 const server = createServer({ store });
 const registry = createRegistry();
 const observer: Observer = observeServer(server, {
