@@ -21,7 +21,8 @@ import { Redis } from 'ioredis';
 import { type ClientConnection, connect } from '../src/client/client.js';
 import { RedisStore } from '../src/cluster/redis-store.js';
 import { createServer, type Server, type ServerOptions } from '../src/server/server.js';
-import { MemoryStore, type SessionStore } from '../src/session/store.js';
+import { MemoryStore } from '../src/session/memory-store.js';
+import type { ClusterStore } from '../src/session/store.js';
 import type { Progress, Step } from './lib/progress.js';
 import { percentile, round, sleep } from './lib/stats.js';
 import {
@@ -183,7 +184,7 @@ async function messageRows(
   const modes: Mode[] = ['memory', 'memory-store', 'redis'];
   const results = new Map<Mode, { rtts: number[]; rate: number }>();
   for (const [i, mode] of modes.entries()) {
-    let store: SessionStore | undefined;
+    let store: ClusterStore | undefined;
     if (mode === 'memory-store') store = new MemoryStore();
     if (mode === 'redis') store = new RedisStore(redisUrl);
     const { server, port } = await echoServer({ ...FAST, ...(store ? { store } : {}) });
@@ -330,9 +331,13 @@ async function memoryRows(p: ClusterBenchParams, redisUrl: string): Promise<Clus
     ttl: 120_000,
     maxBytes: 16 * 1024 * 1024,
   });
-  // One idle session, as a node writes it on the handshake.
+  // A new session as its node writes it on the handshake: its first commit, with a snapshot.
+  const owner = { node: 'node-1', gen: 1 };
+  const put = (s: ReturnType<typeof snap>) =>
+    store.commit(s.sessionId, { received: 0, replies: [], owner, snapshot: s });
+  // One idle session.
   const idle = snap();
-  await store.create(idle, 'node-1');
+  await put(idle);
   rows.push({
     id: 'redis-bytes-session-idle',
     scenario: 'one idle session (MEMORY USAGE of its keys)',
@@ -341,9 +346,9 @@ async function memoryRows(p: ClusterBenchParams, redisUrl: string): Promise<Clus
   });
   // A session with 10 unacknowledged messages of the payload size.
   const busy = snap();
-  await store.create(busy, 'node-1');
+  await put(busy);
   const replies = Array.from({ length: 10 }, () => randomBytes(p.payloadBytes));
-  await store.commit(busy.sessionId, { received: 10, replies, owner: { node: 'node-1', gen: 1 } });
+  await store.commit(busy.sessionId, { received: 10, replies, owner });
   rows.push({
     id: 'redis-bytes-session-10-unacked',
     scenario: `one session holding 10 unacknowledged ${p.payloadBytes}-byte messages (MEMORY USAGE)`,
@@ -359,7 +364,7 @@ async function memoryRows(p: ClusterBenchParams, redisUrl: string): Promise<Clus
   const before = await used();
   for (let i = 0; i < p.sessions; i++) {
     const s = snap(`client-${i}`);
-    await store.create(s, 'node-1');
+    await put(s);
     await store.presenceOnline({ node: 'node-1', sessionId: s.sessionId, clientId: s.clientId });
   }
   await store.presenceBeat('node-1', 60_000);

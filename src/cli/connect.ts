@@ -11,9 +11,10 @@
 import { createInterface } from 'node:readline';
 import type { CloseInfo } from '../link.js';
 import { SERVER_DEFAULTS } from '../server/server.js';
+import { escapeControl } from '../text.js';
 import { ExitCode, intFlag, msFlag, parseFlags, UsageError } from './args.js';
 import { clientFlags, openClient, serversArg } from './client-flags.js';
-import { EventOutput, errnoOf, escapeControl, reportConnection } from './output.js';
+import { EventOutput, errnoOf, reportConnection } from './output.js';
 
 export const connectHelp = `Usage: heartline connect HOST:PORT[,HOST:PORT...] [options]
 

@@ -6,12 +6,13 @@
  * Message texts, client and trace ids and close reasons come from peers: a control
  * character in them must not reach the terminal (an ESC sequence repaints it, a newline
  * forges a whole event line). Readable lines show every one as a visible escape; JSON
- * lines escape the few that JSON.stringify leaves raw.
+ * lines escape the few that JSON.stringify leaves raw (both in src/text.ts).
  */
 
 import type { Writable } from 'node:stream';
 import type { Connection } from '../connection.js';
 import type { CloseInfo } from '../link.js';
+import { escapeControl, escapeJson } from '../text.js';
 
 /** Fields of one event; undefined fields are left out. */
 export type EventFields = Record<string, string | number | boolean | null | undefined | unknown[]>;
@@ -25,35 +26,6 @@ const COLOURS: Record<string, string> = {
   closed: '\x1b[90m',
 };
 const RESET = '\x1b[0m';
-
-/**
- * Characters shown escaped: C0 controls (with ESC, CR and LF), DEL, C1 controls, the
- * Unicode line and paragraph separators and the bidirectional overrides and isolates
- * (which reorder what a terminal shows), and the backslash, so that an escape in the
- * output always means one in the text.
- */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
-const UNSAFE = /[\x00-\x1f\x7f-\x9f\\\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-/** Those of them JSON.stringify writes raw (it escapes C0, quote and backslash itself). */
-const JSON_UNSAFE = /[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\\': '\\\\' };
-
-function hex(c: string, width: number): string {
-  return c.charCodeAt(0).toString(16).padStart(width, '0');
-}
-
-/** `text` with every control character as a visible escape (\n, \x1b, \u{202e}, \\). */
-export function escapeControl(text: string): string {
-  return text.replace(
-    UNSAFE,
-    (c) => NAMED[c] ?? (c.charCodeAt(0) <= 0xff ? `\\x${hex(c, 2)}` : `\\u{${hex(c, 4)}}`),
-  );
-}
-
-/** A JSON text with the characters above written as \u escapes (still the same JSON). */
-function escapeJson(json: string): string {
-  return json.replace(JSON_UNSAFE, (c) => `\\u${hex(c, 4)}`);
-}
 
 /**
  * Bytes of output a slow reader may leave queued in this process before events are

@@ -5,9 +5,10 @@
 
 import { HeartlineError, RequestError } from '../errors.js';
 import { CONNECTION_DEFAULTS } from '../options.js';
+import { escapeControl } from '../text.js';
 import { ExitCode, intFlag, parseFlags, UsageError } from './args.js';
 import { clientFlags, openClient, serversArg } from './client-flags.js';
-import { EventOutput, errnoOf, escapeControl } from './output.js';
+import { EventOutput, errnoOf } from './output.js';
 
 /** Connection attempts before `request` gives up, unless --max-attempts says otherwise. */
 const DEFAULT_ATTEMPTS = 5;

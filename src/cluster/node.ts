@@ -12,6 +12,7 @@ import { intOption } from '../options.js';
 import { type HelloFrame, ID_BYTES } from '../protocol/frames.js';
 import type { ServerConnection } from '../server/server-connection.js';
 import type {
+  ClusterStore,
   PresenceEntry,
   PresenceEvent,
   SessionStore,
@@ -46,7 +47,7 @@ export interface ClusterOptions {
    * `MemoryStore` shared by servers of one process). @default none: sessions live in this
    * server's memory, as a single node
    */
-  store?: SessionStore;
+  store?: ClusterStore;
   /**
    * A Redis URL (`redis://host:6379`) or ioredis options: the server creates a RedisStore
    * and closes it with itself. Conflicts with `store`.
@@ -62,7 +63,7 @@ export interface ClusterOptions {
 
 /** {@link ClusterOptions} validated. */
 export interface ResolvedCluster {
-  readonly store: SessionStore | null;
+  readonly store: ClusterStore | null;
   /** The server created the store and closes it. */
   readonly ownsStore: boolean;
   readonly nodeId: string;
@@ -75,8 +76,15 @@ export function resolveCluster(o: ClusterOptions): ResolvedCluster {
   if (o.store !== undefined && o.redis !== undefined) {
     throw new InvalidArgumentError('options "store" and "redis" conflict: give one of them');
   }
-  if (o.store !== undefined && (o.store === null || typeof o.store.commit !== 'function')) {
-    throw new InvalidArgumentError('option "store" must be a SessionStore');
+  if (
+    o.store !== undefined &&
+    (o.store === null ||
+      typeof o.store.commit !== 'function' ||
+      typeof o.store.presenceBeat !== 'function')
+  ) {
+    throw new InvalidArgumentError(
+      'option "store" must be a ClusterStore (a session and presence store: MemoryStore, RedisStore)',
+    );
   }
   const nodeId = o.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   if (typeof nodeId !== 'string' || !/^[\x21-\x7e]{1,200}$/.test(nodeId)) {
@@ -193,7 +201,7 @@ export class ClusterNode {
     this.store = config.store;
     // A TTL of 0 would delete a session under its own link; a second is the floor.
     this.#keyTtl = Math.max(host.sessionTtl, 1000);
-    this.#presence = new Presence(this.store, this.nodeId, config.presenceTtl, {
+    this.#presence = new Presence(config.store, this.nodeId, config.presenceTtl, {
       clock: host.clock,
       event: (e) => host.presence(e),
       error: (err) => this.#storeDown(err),

@@ -11,7 +11,7 @@
  */
 
 import { HeartlineError } from '../errors.js';
-import type { PresenceEntry, PresenceEvent, SessionStore, Unsubscribe } from '../session/store.js';
+import type { PresenceEntry, PresenceEvent, PresenceStore, Unsubscribe } from '../session/store.js';
 import type { Clock, ClockTimer } from '../time/clock.js';
 
 /** Lua shared by the presence scripts: time from Redis itself, so node clocks may differ. */
@@ -119,7 +119,7 @@ function asError(err: unknown): HeartlineError {
  * lookups and the cluster's events.
  */
 export class Presence {
-  readonly #store: SessionStore | null;
+  readonly #store: PresenceStore | null;
   readonly #node: string;
   readonly #ttl: number;
   readonly #host: PresenceHost;
@@ -129,7 +129,7 @@ export class Presence {
   #started: Promise<void> | null = null;
   #closed = false;
 
-  constructor(store: SessionStore | null, node: string, ttl: number, host: PresenceHost) {
+  constructor(store: PresenceStore | null, node: string, ttl: number, host: PresenceHost) {
     this.#store = store;
     this.#node = node;
     this.#ttl = ttl;

@@ -35,7 +35,7 @@ import type {
   OwnerFence,
   PresenceEntry,
   PresenceEvent,
-  SessionSnapshot,
+  PresenceStore,
   SessionStore,
   StoredSession,
   StoreNote,
@@ -158,9 +158,8 @@ function storeError(err: unknown): HeartlineError {
 
 /**
  * The owner's write. KEYS: s, log, in, tombstone. ARGV: node, gen, received, seen, acked (-1: none),
- * firstSeq (0: append), inboxThrough (-1: none), snapshot (0 no, 1 create or rebase, 2
- * create only), tok, identity, hasIdentity, clientId, traceId, ttl, maxBytes, prefix,
- * payloads..., session id.
+ * firstSeq (0: append), inboxThrough (-1: none), snapshot (0 no, 1 create or rebase), tok,
+ * identity, hasIdentity, clientId, traceId, ttl, maxBytes, prefix, payloads..., session id.
  */
 const COMMIT = `
 local s, log, inb = KEYS[1], KEYS[2], KEYS[3]
@@ -189,8 +188,6 @@ if redis.call('EXISTS', s) == 0 then
     redis.call('SADD', ck, sid)
   end
   created = 1
-elseif snap == '2' then
-  return {'exists'}
 elseif node ~= '' then
   local f = redis.call('HMGET', s, 'own', 'gen')
   if f[1] ~= node or tonumber(f[2]) ~= gen then return {'fenced', f[1] or '', tonumber(f[2]) or 0} end
@@ -386,11 +383,13 @@ function parseSession(sessionId: string, reply: unknown): StoredSession | null {
 // ---- the store --------------------------------------------------------------------------
 
 /**
- * A {@link SessionStore} on Redis. Create it with a URL, ioredis options or a client; it
- * connects on first use. Errors reaching Redis reject with `HL_ERR_STORE`; connection
- * state changes go to {@link onStatus} listeners (the server turns them into 'store' events).
+ * The {@link SessionStore} and {@link PresenceStore} contracts on Redis, sharing one
+ * command connection and one subscriber connection. Create it with a URL, ioredis options
+ * or a client; it connects on first use. Errors reaching Redis reject with `HL_ERR_STORE`;
+ * connection state changes go to {@link onStatus} listeners (the server turns them into
+ * 'store' events).
  */
-export class RedisStore implements SessionStore {
+export class RedisStore implements SessionStore, PresenceStore {
   readonly keyPrefix: string;
   readonly #options: RedisStoreOptions;
   #client: Promise<Redis> | null = null;
@@ -510,15 +509,6 @@ export class RedisStore implements SessionStore {
     return `${this.keyPrefix}{${sessionId}}:x`;
   }
 
-  async create(snapshot: SessionSnapshot, node: string): Promise<boolean> {
-    checkNode(node);
-    const r = await this.#commit(snapshot.sessionId, { received: 0, replies: [], snapshot }, '2', {
-      node,
-      gen: 1,
-    });
-    return r.status === 'ok';
-  }
-
   async load(sessionId: string): Promise<StoredSession | null> {
     const reply = await this.#run('claim', this.#keys(sessionId), ['', '', sessionId]);
     return parseSession(sessionId, reply);
@@ -549,17 +539,9 @@ export class RedisStore implements SessionStore {
     return num(reply) === 1;
   }
 
-  commit(sessionId: string, batch: CommitBatch): Promise<CommitResult> {
-    return this.#commit(sessionId, batch, batch.snapshot ? '1' : '0', batch.owner);
-  }
-
-  async #commit(
-    sessionId: string,
-    batch: CommitBatch,
-    mode: '0' | '1' | '2',
-    owner: OwnerFence | undefined,
-  ): Promise<CommitResult> {
+  async commit(sessionId: string, batch: CommitBatch): Promise<CommitResult> {
     const keys = this.#keys(sessionId);
+    const owner = batch.owner;
     if (owner) checkNode(owner.node);
     const snap = batch.snapshot;
     if (snap && snap.sessionId !== sessionId) {
@@ -580,7 +562,7 @@ export class RedisStore implements SessionStore {
       seq('acked', batch.acked, -1),
       seq('firstSeq', batch.firstSeq, 0),
       seq('inboxThrough', batch.inboxThrough, -1),
-      mode,
+      snap ? '1' : '0',
       snap ? Buffer.from(snap.token) : '',
       snap?.identity ?? '',
       snap && snap.identity !== null ? '1' : '0',
@@ -610,8 +592,6 @@ export class RedisStore implements SessionStore {
       case 'missing':
       case 'overflow':
         return { status };
-      case 'exists':
-        return { status: 'fenced', owner: null, gen: 0 };
       case 'fenced': {
         const o = text(reply[1]);
         return { status, owner: o === '' ? null : o, gen: num(reply[2]) };
@@ -621,10 +601,6 @@ export class RedisStore implements SessionStore {
       default:
         throw storeError(new Error(`unexpected commit reply ${status}`));
     }
-  }
-
-  async ack(sessionId: string, seq: number, owner?: OwnerFence): Promise<void> {
-    await this.#commit(sessionId, { received: 0, replies: [], acked: seq }, '0', owner);
   }
 
   async fetchInbox(sessionId: string, after: number, max: number): Promise<InboxEntry[]> {

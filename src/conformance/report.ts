@@ -6,7 +6,7 @@
  */
 
 import type { Writable } from 'node:stream';
-import { escapeControl } from '../cli/output.js';
+import { escapeControl } from '../text.js';
 import { CheckFailure } from './wire.js';
 
 /** What a check is about: a stable id, the PROTOCOL.md section it checks, one line. */

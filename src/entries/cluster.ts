@@ -1,9 +1,11 @@
 /**
- * `heartline/cluster`: session stores, so that any node of a cluster can resume a
- * session. `RedisStore` needs ioredis, an optional peer dependency (`npm install
- * ioredis`), loaded on the store's first use; `MemoryStore` shares sessions between
- * servers of one process. Pass either as the server's `store` option, or give `redis`
- * (a URL or ioredis options) and the server creates a RedisStore itself.
+ * `heartline/cluster`: session and presence stores, so that any node of a cluster can
+ * resume a session and find where a session is online (`ClusterStore`: the `SessionStore`
+ * and `PresenceStore` contracts on one backend). `RedisStore` needs ioredis, an optional
+ * peer dependency (`npm install ioredis`), loaded on the store's first use; `MemoryStore`
+ * shares sessions between servers of one process. Pass either as the server's `store`
+ * option, or give `redis` (a URL or ioredis options) and the server creates a RedisStore
+ * itself.
  * @packageDocumentation
  */
 
@@ -21,20 +23,21 @@ export {
   type RedisStoreOptions,
   type StoreStatus,
 } from '../cluster/redis-store.js';
-export {
-  type AppendResult,
-  type CommitBatch,
-  type CommitResult,
-  type InboxEntry,
-  MemoryStore,
-  type MemoryStoreOptions,
-  type OwnerFence,
-  type PresenceEntry,
-  type PresenceEvent,
-  type SessionMeta,
-  type SessionSnapshot,
-  type SessionStore,
-  type StoredSession,
-  type StoreNote,
-  type Unsubscribe,
+export { MemoryStore, type MemoryStoreOptions } from '../session/memory-store.js';
+export type {
+  AppendResult,
+  ClusterStore,
+  CommitBatch,
+  CommitResult,
+  InboxEntry,
+  OwnerFence,
+  PresenceEntry,
+  PresenceEvent,
+  PresenceStore,
+  SessionMeta,
+  SessionSnapshot,
+  SessionStore,
+  StoredSession,
+  StoreNote,
+  Unsubscribe,
 } from '../session/store.js';

@@ -15,7 +15,8 @@ import { RedisStore } from '../../src/cluster/redis-store.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
 import type { Server } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
-import { MemoryStore, type SessionStore } from '../../src/session/store.js';
+import { MemoryStore } from '../../src/session/memory-store.js';
+import type { ClusterStore } from '../../src/session/store.js';
 import { opened, startClient, startServer } from '../support/peers.js';
 import { RedisServer, redisSkip } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
@@ -34,7 +35,7 @@ interface Node {
 }
 
 /** A node of the cluster behind its own chaos proxy, recording what it hands back. */
-async function startNode(t: TestContext, store: SessionStore, nodeId: string): Promise<Node> {
+async function startNode(t: TestContext, store: ClusterStore, nodeId: string): Promise<Node> {
   const { server, port } = await startServer(t, { ...FAST, store, nodeId, storeTimeout: 2000 });
   const proxy = await createChaosProxy({ target: { host: '127.0.0.1', port } });
   t.after(() => proxy.close());
@@ -46,14 +47,14 @@ async function startNode(t: TestContext, store: SessionStore, nodeId: string): P
   return node;
 }
 
-async function redisStore(t: TestContext): Promise<SessionStore> {
+async function redisStore(t: TestContext): Promise<ClusterStore> {
   const redis = await RedisServer.start(t);
   const store = new RedisStore({ url: redis.url });
   t.after(() => store.close());
   return store;
 }
 
-const STORES: Array<[string, (t: TestContext) => Promise<SessionStore>, { skip?: string }]> = [
+const STORES: Array<[string, (t: TestContext) => Promise<ClusterStore>, { skip?: string }]> = [
   ['a shared MemoryStore', async () => new MemoryStore(), {}],
   ['Redis', redisStore, { skip: redisSkip() }],
 ];

@@ -24,7 +24,8 @@ import { encodePing } from '../../src/protocol/codec.js';
 import { FrameType, type WelcomeFrame } from '../../src/protocol/frames.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
-import { MemoryStore, type PresenceEvent, type SessionStore } from '../../src/session/store.js';
+import { MemoryStore } from '../../src/session/memory-store.js';
+import type { ClusterStore, PresenceEvent } from '../../src/session/store.js';
 import { opened, RawPeer, startClient, startServer } from '../support/peers.js';
 import { parseExposition } from '../support/prom.js';
 import { freePort, RedisServer, redisSkip } from '../support/redis.js';
@@ -35,7 +36,7 @@ const FAST = { interval: 200, timeout: 600 };
 const FAST_BACKOFF = { initialDelay: 10, maxDelay: 50 };
 
 /** A store a test can kill: every later call hangs and no note or event gets through. */
-function killable(store: SessionStore): { store: SessionStore; kill(): void } {
+function killable(store: ClusterStore): { store: ClusterStore; kill(): void } {
   let dead = false;
   const never = new Promise<never>(() => {});
   const wrapped = new Proxy(store, {
@@ -82,7 +83,7 @@ interface Node {
 /** A node that echoes every message through the reply path, behind its own chaos proxy. */
 async function startNode(
   t: TestContext,
-  shared: SessionStore,
+  shared: ClusterStore,
   nodeId: string,
   extra: Record<string, unknown> = {},
 ): Promise<Node> {
@@ -139,11 +140,11 @@ function steeredClient(
   });
 }
 
-async function memoryStore(): Promise<SessionStore> {
+async function memoryStore(): Promise<ClusterStore> {
   return new MemoryStore();
 }
 
-async function redisStore(t: TestContext): Promise<SessionStore> {
+async function redisStore(t: TestContext): Promise<ClusterStore> {
   const redis = await RedisServer.start(t);
   const store = new RedisStore({ url: redis.url });
   t.after(() => store.close());
@@ -158,7 +159,7 @@ async function welcomeAt(t: TestContext, port: number, hello: Parameters<RawPeer
   return { peer, welcome: frame as WelcomeFrame };
 }
 
-function suite(name: string, make: (t: TestContext) => Promise<SessionStore>, opts = {}): void {
+function suite(name: string, make: (t: TestContext) => Promise<ClusterStore>, opts = {}): void {
   describe(`cluster on ${name}`, opts, () => {
     test('resume tokens are single-use across nodes: the store holds each new one, an old one resumes nothing', async (t) => {
       const shared = await make(t);

@@ -8,6 +8,10 @@
  * consumer of every entry point (`heartline/cluster`, `/observe`, `/chaos`, `/codec`)
  * with those peers installed; and the installed `heartline` bin.
  *
+ * The consumers and the bin run on this Node, or on the binary HEARTLINE_CONSUMER_NODE
+ * names: scripts/check-engines.mjs gives the oldest Node that `engines` allows, so that
+ * require(esm) is tested on the first release where it works unflagged.
+ *
  * The tarball is packed from the built dist/ (scripts off: no rebuild under tests that
  * run dist/ concurrently). The install takes the dependencies from npm's cache, filled by
  * `npm ci`: `--offline` first; when the cache lacks the registry's package documents
@@ -18,12 +22,20 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ROOT, requireBuiltCli } from '../support/cli.js';
 
 /** Generous: npm and tsc on a loaded 2-core machine. */
 const STEP_TIMEOUT = 180_000;
+
+/** The node that runs the consumers and the installed bin (see the note at the top). */
+const CONSUMER_NODE = process.env.HEARTLINE_CONSUMER_NODE || process.execPath;
+/** The installed bin's `#!/usr/bin/env node` finds that node first. */
+const BIN_ENV = {
+  ...process.env,
+  PATH: `${dirname(CONSUMER_NODE)}${delimiter}${process.env.PATH}`,
+};
 
 /** The environment for nested npm runs, without what `npm test` sets for its own script. */
 function npmEnv(): NodeJS.ProcessEnv {
@@ -122,7 +134,7 @@ console.log('cjs ok');
 /** The consumer of every entry point, with the optional peers installed. */
 const FULL_CONSUMER = `import { connect, createServer } from 'heartline';
 import { type ChaosProxy, createChaosProxy } from 'heartline/chaos';
-import { MemoryStore, RedisStore, type SessionStore } from 'heartline/cluster';
+import { type ClusterStore, MemoryStore, RedisStore } from 'heartline/cluster';
 import { Decoder, encodePing, type Frame, FrameType } from 'heartline/codec';
 import { createLogger, createRegistry, type Observer, observeServer } from 'heartline/observe';
 
@@ -134,7 +146,7 @@ const watchdog = setTimeout(() => {
 const frames: Frame[] = new Decoder().push(encodePing(1, 2));
 if (frames[0]?.type !== FrameType.PING) throw new Error('codec: no PING decoded');
 
-const store: SessionStore = new MemoryStore();
+const store: ClusterStore = new MemoryStore();
 const server = createServer({ store });
 const registry = createRegistry();
 const observer: Observer = observeServer(server, {
@@ -216,7 +228,7 @@ function compile(app: string, source: string): void {
 
 /** Runs a consumer script with node; returns its stdout, throws unless it exits 0. */
 function runNode(app: string, file: string): string {
-  const ran = spawnSync(process.execPath, [file], { cwd: app, encoding: 'utf8', timeout: 60_000 });
+  const ran = spawnSync(CONSUMER_NODE, [file], { cwd: app, encoding: 'utf8', timeout: 60_000 });
   assert.equal(ran.status, 0, `${file} failed:\n${ran.stdout}\n${ran.stderr}`);
   return ran.stdout;
 }
@@ -258,6 +270,9 @@ describe('the packed package', () => {
   });
 
   test('without the optional peers: a strict TypeScript consumer and a CommonJS one compile and run', (t) => {
+    const version = spawnSync(CONSUMER_NODE, ['--version'], { encoding: 'utf8' });
+    assert.equal(version.status, 0, `${CONSUMER_NODE} --version: ${version.stderr}`);
+    t.diagnostic(`consumers run on Node ${version.stdout.trim()} (${CONSUMER_NODE})`);
     const app = emptyProject(dir, 'plain');
     install(app, [tarball, typesNode], (m) => t.diagnostic(m));
     // None of the optional peers came with it.
@@ -278,7 +293,12 @@ describe('the packed package', () => {
 
     // The installed bin: benchmarks are not in the package, and it says where they are.
     const bin = join(app, 'node_modules', '.bin', 'heartline');
-    const bench = spawnSync(bin, ['bench'], { cwd: app, encoding: 'utf8', timeout: 60_000 });
+    const bench = spawnSync(bin, ['bench'], {
+      cwd: app,
+      env: BIN_ENV,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     assert.equal(bench.status, 1, `${bench.stdout}\n${bench.stderr}`);
     assert.equal(bench.stdout, '');
     const repository = (
@@ -299,6 +319,7 @@ describe('the packed package', () => {
     ] as const) {
       const serve = spawnSync(bin, ['serve', '--port', '0', ...option], {
         cwd: app,
+        env: BIN_ENV,
         encoding: 'utf8',
         timeout: 60_000,
       });

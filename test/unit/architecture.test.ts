@@ -22,7 +22,7 @@ const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
  */
 const LAYERS: readonly (readonly string[])[] = [
   ['errors.ts'],
-  ['protocol', 'time', 'optional-deps.ts'],
+  ['protocol', 'time', 'optional-deps.ts', 'text.ts'],
   ['health', 'net'],
   ['options.ts'],
   ['session'],
@@ -78,11 +78,6 @@ const EXCEPTIONS: readonly Exception[] = [
     file: 'server/server.ts',
     to: 'cluster',
     why: 'the `cluster` option makes Server build the RedisStore, node and Redis idempotency window itself; cluster should plug into the server, not the reverse',
-  },
-  {
-    file: 'conformance/report.ts',
-    to: 'cli',
-    why: 'the conformance report escapes control characters with cli/output.ts escapeControl (and the cli runs the kit: a cycle); the escaping belongs in a module below both',
   },
 ];
 

@@ -10,11 +10,11 @@ import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import {
   EventOutput,
-  escapeControl,
   OUTPUT_BACKLOG_LIMIT,
   UNACKED_PRINT_LIMIT,
   unackedFields,
 } from '../../src/cli/output.js';
+import { escapeControl } from '../../src/text.js';
 
 /** An EventOutput writing into an array, one entry per write(). */
 function capture(json: boolean, tty = false): { out: EventOutput; writes: string[] } {

@@ -12,15 +12,11 @@ import { describe, test } from 'node:test';
 import { type JournalEvents, SessionJournal } from '../../src/cluster/journal.js';
 import type { HeartlineError } from '../../src/errors.js';
 import type { JournalHost } from '../../src/session/journal.js';
+import { MemoryStore } from '../../src/session/memory-store.js';
 import { OutboundBuffer } from '../../src/session/outbound.js';
-import {
-  MemoryStore,
-  type SessionSnapshot,
-  type SessionStore,
-  type StoredSession,
-} from '../../src/session/store.js';
+import type { SessionSnapshot, SessionStore, StoredSession } from '../../src/session/store.js';
 import { FakeClock } from '../../src/time/fake-clock.js';
-import { sessionSnapshot } from '../support/sessions.js';
+import { firstCommit, sessionSnapshot } from '../support/sessions.js';
 
 /** Lets every settled promise and queued microtask run. */
 const settle = async (): Promise<void> => {
@@ -347,7 +343,7 @@ describe('SessionJournal on a taken-over session', () => {
   test('messages up to the seen mark are redelivered flagged; an idle journal stays idle', async () => {
     const store = new MemoryStore();
     const snapshot = sessionSnapshot();
-    await store.create(snapshot, 'dead');
+    await store.commit(snapshot.sessionId, firstCommit(snapshot, 'dead'));
     await store.commit(snapshot.sessionId, { received: 100, seen: 164, replies: [] });
     const restored = (await store.claim(snapshot.sessionId, 'n1'))!;
     let commits = 0;
