@@ -212,6 +212,12 @@ function range(min: number, max: number): string {
   return max >= Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
 }
 
+/** Refuses a left-out option that has no default; pass its value on to its validator. */
+export function requiredOption<T>(name: string, value: T | undefined): T {
+  if (value === undefined) throw new InvalidArgumentError(`option "${name}" is required`);
+  return value;
+}
+
 /** Checks an integer option in [min, max]; returns the default when undefined. */
 export function intOption(
   name: string,
@@ -229,7 +235,10 @@ export function intOption(
   return value;
 }
 
-/** Checks a number option in [min, max] (Infinity passes when max is Infinity). */
+/**
+ * Checks a number option in [min, max]. Infinity passes when max is Infinity (no limit);
+ * with a finite max of Number.MAX_VALUE the option must be finite.
+ */
 export function numberOption(
   name: string,
   value: number | undefined,
@@ -239,9 +248,30 @@ export function numberOption(
 ): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || Number.isNaN(value) || value < min || value > max) {
-    throw new InvalidArgumentError(
-      `option "${name}" must be a number ${range(min, max)}, got ${String(value)}`,
-    );
+    const what =
+      max === Number.MAX_VALUE ? `a finite number >= ${min}` : `a number ${range(min, max)}`;
+    throw new InvalidArgumentError(`option "${name}" must be ${what}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * Checks a number above 0 and at most `max`: a rate or a delay (Infinity, for no limit,
+ * passes when max is Infinity).
+ */
+export function positiveOption(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  max = Number.POSITIVE_INFINITY,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value > 0) || value > max) {
+    const what =
+      max === Number.POSITIVE_INFINITY
+        ? 'a positive number or Infinity'
+        : `a number in (0, ${max}]`;
+    throw new InvalidArgumentError(`option "${name}" must be ${what}, got ${String(value)}`);
   }
   return value;
 }
@@ -253,17 +283,6 @@ export function limitOption(name: string, value: number | undefined, fallback: n
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
     throw new InvalidArgumentError(
       `option "${name}" must be a positive integer or Infinity, got ${String(value)}`,
-    );
-  }
-  return value;
-}
-
-/** Checks a rate: a number above 0, or Infinity for no limit. */
-export function rateOption(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !(value > 0)) {
-    throw new InvalidArgumentError(
-      `option "${name}" must be a positive number or Infinity, got ${String(value)}`,
     );
   }
   return value;
