@@ -59,6 +59,8 @@ import type { TimingWheel } from '../time/wheel.js';
 export const ADMISSION_DEFAULTS = Object.freeze({
   /** Upper bound of the default maxConnections. */
   maxConnections: 100_000,
+  /** No limit per address: one address may be a whole NAT. */
+  maxConnectionsPerAddress: Number.POSITIVE_INFINITY,
   /** Descriptors kept free below the open-file limit when deriving maxConnections. */
   fileReserve: 256,
   /** Sessions allowed per allowed connection (default maxSessions = this x maxConnections). */
@@ -216,7 +218,7 @@ export function resolveAdmission(
   const maxConnectionsPerAddress = limitOption(
     'maxConnectionsPerAddress',
     o.maxConnectionsPerAddress,
-    Number.POSITIVE_INFINITY,
+    ADMISSION_DEFAULTS.maxConnectionsPerAddress,
   );
   const maxSessions = limitOption(
     'maxSessions',
