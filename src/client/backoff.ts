@@ -54,27 +54,22 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
-/** Default first-delay ceiling: quick enough that a one-off reset costs well under a second. */
-export const DEFAULT_INITIAL_DELAY = 500;
-/** Default cap: a long outage is noticed within 30 s of ending, at a bounded retry rate. */
-export const DEFAULT_MAX_DELAY = 30_000;
-/** Default growth: doubling reaches the default cap on the 7th attempt (500 x 2^6 > 30 s). */
-export const DEFAULT_MULTIPLIER = 2;
-/** Default policy: full jitter spreads a fleet over the whole window (see the AWS article). */
-export const DEFAULT_JITTER: JitterMode = 'full';
-
 /**
  * Largest accepted delay. Node's setTimeout fires after 1 ms for anything above
  * 2^31 - 1 ms (with a TimeoutOverflowWarning), which would turn a long backoff into a storm.
  */
 export const MAX_BACKOFF_DELAY = 2 ** 31 - 1;
 
-/** The resolved defaults of {@link BackoffOptions} (without `random`). */
+/** The defaults of {@link BackoffOptions} (without `random`). */
 export const BACKOFF_DEFAULTS: Readonly<Required<Omit<BackoffOptions, 'random'>>> = Object.freeze({
-  initialDelay: DEFAULT_INITIAL_DELAY,
-  maxDelay: DEFAULT_MAX_DELAY,
-  multiplier: DEFAULT_MULTIPLIER,
-  jitter: DEFAULT_JITTER,
+  /** First-delay ceiling: quick enough that a one-off reset costs well under a second. */
+  initialDelay: 500,
+  /** Cap: a long outage is noticed within 30 s of ending, at a bounded retry rate. */
+  maxDelay: 30_000,
+  /** Growth: doubling reaches the default cap on the 7th attempt (500 x 2^6 > 30 s). */
+  multiplier: 2,
+  /** Full jitter spreads a fleet over the whole window (see the AWS article). */
+  jitter: 'full',
 });
 
 const JITTER_MODES: readonly JitterMode[] = ['full', 'equal', 'decorrelated', 'none'];
@@ -110,13 +105,13 @@ export class Backoff {
     const initialDelay = positiveOption(
       'backoff.initialDelay',
       options.initialDelay,
-      DEFAULT_INITIAL_DELAY,
+      BACKOFF_DEFAULTS.initialDelay,
       MAX_BACKOFF_DELAY,
     );
     const maxDelay = numberOption(
       'backoff.maxDelay',
       options.maxDelay,
-      DEFAULT_MAX_DELAY,
+      BACKOFF_DEFAULTS.maxDelay,
       initialDelay,
       MAX_BACKOFF_DELAY,
     );
@@ -124,11 +119,16 @@ export class Backoff {
     const multiplier = numberOption(
       'backoff.multiplier',
       options.multiplier,
-      DEFAULT_MULTIPLIER,
+      BACKOFF_DEFAULTS.multiplier,
       1,
       Number.MAX_VALUE,
     );
-    const jitter = choiceOption('backoff.jitter', options.jitter, DEFAULT_JITTER, JITTER_MODES);
+    const jitter = choiceOption(
+      'backoff.jitter',
+      options.jitter,
+      BACKOFF_DEFAULTS.jitter,
+      JITTER_MODES,
+    );
     const random = functionOption('backoff.random', options.random) ?? Math.random;
 
     this.#initialDelay = initialDelay;
