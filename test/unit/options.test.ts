@@ -8,16 +8,24 @@
  *   "'info'") and compared; a row whose default is derived ("2 x maxConnections",
  *   "timeout + interval") is left to its prose. A documented default with no declaration
  *   fails, so a default written inline in a resolve function is found too;
+ * - every `@default` of an options interface (CommonOptions, ServerOptions, ClientOptions,
+ *   AdmissionOptions...) that states a value is that same declaration, read from the
+ *   source with the TypeScript parser; again one with no declaration fails;
  * - the validators of src/options.ts name the option and the value in every refusal.
  */
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
+import ts from 'typescript';
+import { CONTROL_DEFAULTS } from '../../src/chaos/control.js';
+import { CHAOS_DEFAULTS } from '../../src/chaos/proxy.js';
 import { BACKOFF_DEFAULTS } from '../../src/client/backoff.js';
 import { CLIENT_DEFAULTS } from '../../src/client/client.js';
 import { CLUSTER_DEFAULTS } from '../../src/cluster/node.js';
 import { InvalidArgumentError } from '../../src/errors.js';
+import { PHI_ACCRUAL_DEFAULTS } from '../../src/health/phi.js';
+import { RTT_ESTIMATOR_DEFAULTS } from '../../src/health/rtt.js';
 import { ADMIN_DEFAULTS } from '../../src/observe/admin.js';
 import { LOGGER_DEFAULTS } from '../../src/observe/logger.js';
 import {
@@ -163,16 +171,20 @@ const UNITS: Readonly<Record<string, number>> = {
  */
 function parseDefault(cell: string): Declared | undefined {
   const text = cell.replaceAll('`', '').trim();
-  if (/^unlimited\b/.test(text)) return Number.POSITIVE_INFINITY;
+  if (/^(?:unlimited|Infinity)\b/.test(text)) return Number.POSITIVE_INFINITY;
+  const bool = /^(true|false)$/.exec(text);
+  if (bool) return bool[1] === 'true';
   const quoted = /^'([^']*)'/.exec(text);
   if (quoted) return quoted[1]!;
-  const m = /^(\d[\d,]*(?:\.\d+)?)(?:\s*(ms|s|min|B|bytes|KiB\/s|KiB|MiB|GiB|%)(?![\w/]))?/.exec(
+  const m = /^(\d[\d,_]*(?:\.\d+)?)(?:\s*(ms|s|min|B|bytes|KiB\/s|KiB|MiB|GiB|%)(?![\w/]))?/.exec(
     text,
   );
   if (!m) return undefined;
   const rest = text.slice(m[0].length);
+  // 127.0.0.1 is an address, not 127.
+  if (/^[.\w]/.test(rest)) return undefined;
   if (/^\s*(?:x|×|to|\+|-|–)(?:\s|\d|$)/.test(rest)) return undefined;
-  const n = Number(m[1]!.replaceAll(',', '')) * (m[2] ? UNITS[m[2]]! : 1);
+  const n = Number(m[1]!.replaceAll(/[,_]/g, '')) * (m[2] ? UNITS[m[2]]! : 1);
   // 70% is 0.7 exactly, not 0.7000000000000001.
   return Number(n.toPrecision(12));
 }
@@ -330,9 +342,96 @@ describe('options: every default in the docs is the one declaration', () => {
       ['30 s + 1 s per 1,024 bytes', undefined],
       ['timeout + interval', undefined],
       ['off', undefined],
+      ['127.0.0.1', undefined],
+      ['120_000', 120_000],
+      ['true', true],
     ];
     for (const [cell, want] of cases) assert.equal(parseDefault(cell), want, cell);
   });
+});
+
+/**
+ * The option interfaces whose `@default` tags are held to the declarations, with where
+ * each field's default is declared.
+ */
+const INTERFACES: ReadonlyArray<{ file: string; name: string; sources: readonly Source[] }> = [
+  {
+    file: 'src/options.ts',
+    name: 'CommonOptions',
+    sources: [HEARTBEAT_DEFAULTS, CONNECTION_DEFAULTS],
+  },
+  { file: 'src/options.ts', name: 'PingPolicyOptions', sources: [PING_POLICY_DEFAULTS] },
+  { file: 'src/options.ts', name: 'TcpOptions', sources: [TCP_DEFAULTS] },
+  {
+    file: 'src/server/server.ts',
+    name: 'ServerOptions',
+    sources: [HEARTBEAT_DEFAULTS, SERVER_DEFAULTS, GRANT],
+  },
+  {
+    file: 'src/server/admission.ts',
+    name: 'AdmissionOptions',
+    sources: [ADMISSION_DEFAULTS, DERIVED],
+  },
+  { file: 'src/server/adaptive.ts', name: 'AdaptiveOptions', sources: [ADAPTIVE_DEFAULTS] },
+  { file: 'src/server/load.ts', name: 'LoadOptions', sources: [LOAD_DEFAULTS] },
+  { file: 'src/server/workers/mode.ts', name: 'WorkersOptions', sources: [WORKERS_DEFAULTS] },
+  { file: 'src/client/client.ts', name: 'ClientOptions', sources: [CLIENT_DEFAULTS] },
+  { file: 'src/client/backoff.ts', name: 'BackoffOptions', sources: [BACKOFF_DEFAULTS] },
+  { file: 'src/cluster/node.ts', name: 'ClusterOptions', sources: [CLUSTER_DEFAULTS] },
+  {
+    file: 'src/session/idempotency.ts',
+    name: 'MemoryWindowOptions',
+    sources: [IDEMPOTENCY_DEFAULTS],
+  },
+  { file: 'src/health/phi.ts', name: 'PhiAccrualOptions', sources: [PHI_ACCRUAL_DEFAULTS] },
+  { file: 'src/health/rtt.ts', name: 'RttEstimatorOptions', sources: [RTT_ESTIMATOR_DEFAULTS] },
+  { file: 'src/observe/admin.ts', name: 'AdminOptions', sources: [ADMIN_DEFAULTS] },
+  { file: 'src/observe/logger.ts', name: 'LoggerOptions', sources: [LOGGER_DEFAULTS] },
+  { file: 'src/chaos/proxy.ts', name: 'ChaosProxyOptions', sources: [CHAOS_DEFAULTS] },
+  { file: 'src/chaos/control.ts', name: 'ControlServerOptions', sources: [CONTROL_DEFAULTS] },
+];
+
+/** The `@default` text of every field of interface `name` in `file`. */
+function defaultTags(file: string, name: string): Array<{ field: string; text: string }> {
+  const path = new URL(`../../${file}`, import.meta.url);
+  const source = ts.createSourceFile(
+    file,
+    readFileSync(path, 'utf8'),
+    ts.ScriptTarget.Latest,
+    true,
+  );
+  const found = source.statements.find(
+    (s): s is ts.InterfaceDeclaration => ts.isInterfaceDeclaration(s) && s.name.text === name,
+  );
+  assert.ok(found, `no interface ${name} in ${file}`);
+  const out: Array<{ field: string; text: string }> = [];
+  for (const member of found.members) {
+    if (!ts.isPropertySignature(member) || !ts.isIdentifier(member.name)) continue;
+    for (const tag of ts.getJSDocTags(member)) {
+      if (tag.tagName.text !== 'default') continue;
+      out.push({ field: member.name.text, text: ts.getTextOfJSDocComment(tag.comment) ?? '' });
+    }
+  }
+  return out;
+}
+
+describe('options: every @default of an options interface is the one declaration', () => {
+  for (const { file, name, sources } of INTERFACES) {
+    test(`${name} (${file})`, () => {
+      const problems: string[] = [];
+      for (const { field, text } of defaultTags(file, name)) {
+        const documented = parseDefault(text);
+        if (documented === undefined) continue;
+        const found = [...new Set(declarationsOf(field, sources).map((d) => JSON.stringify(d)))];
+        if (found.length !== 1) {
+          problems.push(`${name}.${field} @default ${text}: ${found.length} declarations`);
+        } else if (JSON.stringify(documented) !== found[0]) {
+          problems.push(`${name}.${field} @default ${text}: declared ${found[0]}`);
+        }
+      }
+      assert.deepEqual(problems, []);
+    });
+  }
 });
 
 describe('options: the validators name the option and the value', () => {
