@@ -23,6 +23,7 @@ import { CHAOS_DEFAULTS } from '../../src/chaos/proxy.js';
 import { BACKOFF_DEFAULTS } from '../../src/client/backoff.js';
 import { CLIENT_DEFAULTS } from '../../src/client/client.js';
 import { CLUSTER_DEFAULTS } from '../../src/cluster/node.js';
+import { REDIS_IDEMPOTENCY_DEFAULTS } from '../../src/cluster/redis-idempotency.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { PHI_ACCRUAL_DEFAULTS } from '../../src/health/phi.js';
 import { RTT_ESTIMATOR_DEFAULTS } from '../../src/health/rtt.js';
@@ -378,6 +379,11 @@ const INTERFACES: ReadonlyArray<{ file: string; name: string; sources: readonly 
   { file: 'src/client/client.ts', name: 'ClientOptions', sources: [CLIENT_DEFAULTS] },
   { file: 'src/client/backoff.ts', name: 'BackoffOptions', sources: [BACKOFF_DEFAULTS] },
   { file: 'src/cluster/node.ts', name: 'ClusterOptions', sources: [CLUSTER_DEFAULTS] },
+  {
+    file: 'src/cluster/redis-idempotency.ts',
+    name: 'RedisWindowOptions',
+    sources: [REDIS_IDEMPOTENCY_DEFAULTS],
+  },
   {
     file: 'src/session/idempotency.ts',
     name: 'MemoryWindowOptions',
