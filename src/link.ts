@@ -19,7 +19,12 @@ import {
   releaseBatch,
   type WriteBatch,
 } from './net/write-batch.js';
-import { deriveTcpSettings, type HeartbeatSettings, type ResolvedCommon } from './options.js';
+import {
+  deriveTcpSettings,
+  type HeartbeatSettings,
+  type ResolvedCommon,
+  type SharedBudget,
+} from './options.js';
 import { CloseCode, type CloseReason, reasonForCode } from './protocol/close-codes.js';
 import {
   ACK_FRAME_BYTES,
@@ -54,7 +59,6 @@ const PEER_GONE: ReadonlySet<CloseReason> = new Set<CloseReason>([
   'keepalive-timeout',
 ]);
 
-import type { MemoryBudget } from './session/budget.js';
 import type { TimingWheel, WheelTimer } from './time/wheel.js';
 
 /** How a link ended. */
@@ -793,7 +797,7 @@ export class Link {
    * the budget cannot take it, even after shedding connections that hold more, this link
    * ends with CLOSE(overloaded). False when it did.
    */
-  private chargeDecoder(budget: MemoryBudget): boolean {
+  private chargeDecoder(budget: SharedBudget): boolean {
     const held = this.decoder.retainedBytes;
     const delta = held - this.charged;
     if (delta > 0 && !budget.tryReserve(delta, this.charged)) {

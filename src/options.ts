@@ -1,7 +1,12 @@
 /**
- * Every option and default, declared once. Public option interfaces live here with a
- * `@default` per field; `resolve*` functions validate up front (InvalidArgumentError
- * names the option), never mutate the caller's object, and return frozen configs.
+ * Every option and default, declared once, and the one set of validators every module's
+ * options go through. The options both ends share live here with a `@default` per field;
+ * a module's own options (server, admission, load, workers, chaos, admin...) live with
+ * that module in its one `*_DEFAULTS` object, never repeated elsewhere (a module that
+ * needs another's default imports it). `resolve*` functions validate up front with the
+ * validators below (InvalidArgumentError names the option), never mutate the caller's
+ * object, and return frozen configs. docs/ tables of defaults are held to these
+ * declarations by test/unit/options.test.ts.
  */
 
 import { InvalidArgumentError } from './errors.js';
@@ -12,7 +17,6 @@ import {
   type TcpSocketSettings,
 } from './net/sockopts.js';
 import { DEFAULT_MAX_FRAME } from './protocol/frames.js';
-import type { MemoryBudget } from './session/budget.js';
 import type { Clock } from './time/clock.js';
 
 /**
@@ -44,15 +48,28 @@ export const CONNECTION_DEFAULTS = Object.freeze({
   maxFrame: DEFAULT_MAX_FRAME,
   /** A HELLO/WELCOME must arrive within this long after the TCP connect (ms). */
   handshakeTimeout: 10_000,
-  /** Send a cumulative ACK after this many unacknowledged messages. */
+  /**
+   * Send a cumulative ACK after this many unacknowledged messages. An ACK is a 13-byte
+   * frame, so one per 32 messages keeps ack traffic small even for tiny messages, while
+   * the sender frees its replay buffer often enough not to sit near its high-water mark.
+   */
   ackEvery: 32,
   /** ...or after this long with anything unacknowledged (ms). */
   ackDelay: 20,
   /** request() rejects with HL_ERR_REQUEST_TIMEOUT after this long without a reply (ms; 0: never). */
   requestTimeout: 30_000,
-  /** send() returns false once the replay buffer holds this many bytes. */
+  /**
+   * send() returns false once the replay buffer holds this many bytes. The buffer holds
+   * everything sent in the last round trip plus whatever piles up during a reconnect, so
+   * it sits well above a socket's 16 KiB stream mark; 1 MiB still bounds memory per
+   * connection in a server with thousands of them.
+   */
   highWaterMark: 1024 * 1024,
-  /** send() throws HL_ERR_BUFFER_FULL past this many buffered bytes. */
+  /**
+   * send() throws HL_ERR_BUFFER_FULL past this many buffered bytes: 16x the soft limit, so
+   * an application that ignores back-pressure for a short outage is not failed at once,
+   * while a runaway producer still hits a bound.
+   */
   maxBufferedBytes: 16 * 1024 * 1024,
   /**
    * DATA is handed to the socket only while its own buffer holds less than this, so a
@@ -186,7 +203,20 @@ export function heartbeatSettings(interval: number, timeout: number): HeartbeatS
 }
 
 // ---------------------------------------------------------------------------------------
-// Validation helpers
+// Validators: every option of every module is checked by one of these, so that a bad
+// value always reads `option "<name>" must be ..., got <value>`. Each returns the fallback
+// when the value is undefined (never for null or NaN: those are mistakes, not omissions).
+
+/** "in [min, max]", or ">= min" when there is no upper bound worth printing. */
+function range(min: number, max: number): string {
+  return max >= Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
+}
+
+/** Refuses a left-out option that has no default; pass its value on to its validator. */
+export function requiredOption<T>(name: string, value: T | undefined): T {
+  if (value === undefined) throw new InvalidArgumentError(`option "${name}" is required`);
+  return value;
+}
 
 /** Checks an integer option in [min, max]; returns the default when undefined. */
 export function intOption(
@@ -199,13 +229,16 @@ export function intOption(
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw new InvalidArgumentError(
-      `option "${name}" must be an integer in [${min}, ${max}], got ${String(value)}`,
+      `option "${name}" must be an integer ${range(min, max)}, got ${String(value)}`,
     );
   }
   return value;
 }
 
-/** Checks a finite number option in [min, max]. */
+/**
+ * Checks a number option in [min, max]. Infinity passes when max is Infinity (no limit);
+ * with a finite max of Number.MAX_VALUE the option must be finite.
+ */
 export function numberOption(
   name: string,
   value: number | undefined,
@@ -215,8 +248,41 @@ export function numberOption(
 ): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || Number.isNaN(value) || value < min || value > max) {
+    const what =
+      max === Number.MAX_VALUE ? `a finite number >= ${min}` : `a number ${range(min, max)}`;
+    throw new InvalidArgumentError(`option "${name}" must be ${what}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * Checks a number above 0 and at most `max`: a rate or a delay (Infinity, for no limit,
+ * passes when max is Infinity).
+ */
+export function positiveOption(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  max = Number.POSITIVE_INFINITY,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value > 0) || value > max) {
+    const what =
+      max === Number.POSITIVE_INFINITY
+        ? 'a positive number or Infinity'
+        : `a number in (0, ${max}]`;
+    throw new InvalidArgumentError(`option "${name}" must be ${what}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Checks a count limit: a positive integer, or Infinity for no limit. */
+export function limitOption(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (value === Number.POSITIVE_INFINITY) return value;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
     throw new InvalidArgumentError(
-      `option "${name}" must be a number in [${min}, ${max}], got ${String(value)}`,
+      `option "${name}" must be a positive integer or Infinity, got ${String(value)}`,
     );
   }
   return value;
@@ -229,6 +295,63 @@ export function boolOption(name: string, value: boolean | undefined, fallback: b
     throw new InvalidArgumentError(`option "${name}" must be a boolean, got ${String(value)}`);
   }
   return value;
+}
+
+/** Checks a non-empty string option (a host, an id). */
+export function stringOption(name: string, value: string | undefined, fallback: string): string {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || value === '') {
+    throw new InvalidArgumentError(
+      `option "${name}" must be a non-empty string, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+/** Checks one of a fixed set of values (a mode). */
+export function choiceOption<T extends string>(
+  name: string,
+  value: T | undefined,
+  fallback: T,
+  choices: readonly T[],
+): T {
+  if (value === undefined) return fallback;
+  if (!choices.includes(value)) {
+    throw new InvalidArgumentError(
+      `option "${name}" must be one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+/** Checks a hook option: a function, or undefined (then null: no hook). */
+export function functionOption<F extends (...args: never[]) => unknown>(
+  name: string,
+  value: F | undefined,
+): F | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'function') {
+    throw new InvalidArgumentError(`option "${name}" must be a function`);
+  }
+  return value;
+}
+
+/**
+ * The byte budget a server shares between its connections' replay buffers and partial
+ * frames (`maxTotalBufferedBytes`): what a connection needs of it. session/budget.ts
+ * `MemoryBudget` is the implementation the server makes.
+ */
+export interface SharedBudget {
+  /** The cap (bytes). */
+  readonly limit: number;
+  /** Bytes reserved now. */
+  readonly used: number;
+  /** Reserves `n` bytes for a holder that holds `held` already; false when they do not fit. */
+  tryReserve(n: number, held?: number): boolean;
+  /** Reserves `n` bytes even past the limit (what is held already). */
+  reserve(n: number): void;
+  /** Gives back `n` bytes reserved earlier. */
+  release(n: number): void;
 }
 
 /** Resolved transport settings shared by client and server connections. */
@@ -253,7 +376,7 @@ export interface ResolvedCommon {
   /** PINGs sent too fast before CLOSE(policy violation); 0 (no policing) unless a server sets it. */
   readonly maxPingStrikes: number;
   /** The byte budget every connection's replay buffer draws from (a server's); null for none. */
-  readonly budget: MemoryBudget | null;
+  readonly budget: SharedBudget | null;
 }
 
 /** Validates the common options; `clock` and `detector` defaults are passed in. */

@@ -10,7 +10,8 @@
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { HeartlineError, InvalidArgumentError } from '../errors.js';
+import { HeartlineError } from '../errors.js';
+import { intOption, stringOption } from '../options.js';
 import type { ChaosProxy } from './proxy.js';
 
 /** Control server defaults, declared once. */
@@ -47,17 +48,13 @@ export function startControlServer(
   proxy: Pick<ChaosProxy, 'command'>,
   options: ControlServerOptions = {},
 ): Promise<ControlServer> {
-  const host = options.host ?? CONTROL_DEFAULTS.host;
-  const port = options.port ?? CONTROL_DEFAULTS.port;
-  if (typeof host !== 'string' || host === '') {
-    return Promise.reject(
-      new InvalidArgumentError('chaos control: host must be a non-empty string'),
-    );
-  }
-  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
-    return Promise.reject(
-      new InvalidArgumentError('chaos control: port must be an integer from 0 to 65535'),
-    );
+  let host: string;
+  let port: number;
+  try {
+    host = stringOption('host', options.host, CONTROL_DEFAULTS.host);
+    port = intOption('port', options.port, CONTROL_DEFAULTS.port, 0, 65_535);
+  } catch (err) {
+    return Promise.reject(err);
   }
 
   const server = createServer((req, res) => {

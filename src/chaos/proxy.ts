@@ -10,6 +10,7 @@
 
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { InvalidArgumentError } from '../errors.js';
+import { intOption, requiredOption, stringOption } from '../options.js';
 import { type Clock, systemClock } from '../time/clock.js';
 import {
   type ChaosCommand,
@@ -134,25 +135,22 @@ export interface ChaosProxy {
  */
 export async function createChaosProxy(options: ChaosProxyOptions): Promise<ChaosProxy> {
   const target = options?.target;
-  if (typeof target?.host !== 'string' || target.host === '') {
-    throw new InvalidArgumentError('chaos: target.host must be a non-empty string');
+  if (typeof target !== 'object' || target === null) {
+    throw new InvalidArgumentError('option "target" must be { host, port }');
   }
-  checkPort('target.port', target.port, 1);
-  const listenHost = options.listenHost ?? CHAOS_DEFAULTS.listenHost;
-  const listenPort = options.listenPort ?? CHAOS_DEFAULTS.listenPort;
-  if (typeof listenHost !== 'string' || listenHost === '') {
-    throw new InvalidArgumentError('chaos: listenHost must be a non-empty string');
-  }
-  checkPort('listenPort', listenPort, 0);
-  const proxy = new ChaosProxyImpl({ host: target.host, port: target.port }, systemClock);
+  const host = stringOption('target.host', requiredOption('target.host', target.host), '');
+  const port = intOption('target.port', requiredOption('target.port', target.port), 0, 1, 65_535);
+  const listenHost = stringOption('listenHost', options.listenHost, CHAOS_DEFAULTS.listenHost);
+  const listenPort = intOption(
+    'listenPort',
+    options.listenPort,
+    CHAOS_DEFAULTS.listenPort,
+    0,
+    65_535,
+  );
+  const proxy = new ChaosProxyImpl({ host, port }, systemClock);
   await proxy.listen(listenHost, listenPort);
   return proxy;
-}
-
-function checkPort(name: string, value: unknown, min: number): void {
-  if (!Number.isInteger(value) || (value as number) < min || (value as number) > 65_535) {
-    throw new InvalidArgumentError(`chaos: ${name} must be an integer from ${min} to 65535`);
-  }
 }
 
 function directions(direction: Direction): readonly ('up' | 'down')[] {

@@ -6,6 +6,7 @@
  * `presence` events.
  */
 
+import { CLUSTER_DEFAULTS } from '../cluster/node.js';
 import type { Server } from '../server/server.js';
 import { intFlag, UsageError } from './args.js';
 import type { EventOutput } from './output.js';
@@ -23,9 +24,9 @@ export const CLUSTER_HELP = `  --redis URL          keep sessions in Redis (redi
                        started with the same URL can resume them; adds "store" and
                        "presence" events
   --node-id ID         this node's id in the cluster (default HOSTNAME-PID-RANDOM)
-  --presence-ttl MS    a node not heard for this long counts as dead (default 10000)
+  --presence-ttl MS    a node not heard for this long counts as dead (default ${CLUSTER_DEFAULTS.presenceTtl})
   --store-timeout MS   a Redis call slower than this counts as failed: the node serves
-                       its links locally until Redis answers again (default 2000)`;
+                       its links locally until Redis answers again (default ${CLUSTER_DEFAULTS.storeTimeout})`;
 
 /** The values of the cluster flags. */
 export interface ClusterFlagValues {

@@ -46,11 +46,11 @@ Options (server):
                        (handshake.timeout)
   --protocol LIST      the protocol versions whose checks run (default 1,2; a
                        version 1 server: --protocol 1)
-  --max-frame BYTES    the server's maximum frame size (default 1048576)
+  --max-frame BYTES    the server's maximum frame size (default ${SERVER_CHECK_DEFAULTS.maxFrame})
   --handshake-timeout MS
-                       the server's handshake timeout (default 10000)
+                       the server's handshake timeout (default ${SERVER_CHECK_DEFAULTS.handshakeTimeout})
   --interval MS        the shortest heartbeat interval the server grants; the
-                       heartbeat checks ask for it and 2 x it (default 1000)
+                       heartbeat checks ask for it and 2 x it (default ${SERVER_CHECK_DEFAULTS.interval})
   --tls                connect over TLS, trusting the system CAs
   --tls-ca FILE        connect over TLS, trusting this PEM CA for the server
   --tls-cert FILE      mutual TLS: present this PEM client certificate...
@@ -64,7 +64,7 @@ Options (client):
   --tls-key FILE       ...and this PEM private key
   --tls-ca FILE        mutual TLS: require client certificates signed by this PEM CA
 Both:
-  --slack MS           how late an answer or a detection may be (default 1000)
+  --slack MS           how late an answer or a detection may be (default ${SERVER_CHECK_DEFAULTS.slack})
   --json               one JSON object per check and a summary object on stdout
   -h, --help           show this help
 

@@ -8,10 +8,14 @@ import { createLogger, isLogLevel, LOG_LEVELS } from '../observe/logger.js';
 import { createRegistry } from '../observe/metrics.js';
 import { observeServer } from '../observe/observer.js';
 import { answerMetrics, workersRegistry } from '../observe/workers-metrics.js';
-import { HEARTBEAT_DEFAULTS } from '../options.js';
+import { CONNECTION_DEFAULTS, HEARTBEAT_DEFAULTS, PING_POLICY_DEFAULTS } from '../options.js';
 import { CloseCode } from '../protocol/close-codes.js';
+import { ADAPTIVE_DEFAULTS } from '../server/adaptive.js';
+import { ADMISSION_DEFAULTS } from '../server/admission.js';
+import { DEFAULT_MAX_TIMEOUT } from '../server/grant.js';
 import { createServer, SERVER_DEFAULTS } from '../server/server.js';
-import { isWorkerProcess } from '../server/workers/mode.js';
+import { isWorkerProcess, WORKERS_DEFAULTS } from '../server/workers/mode.js';
+import { ENTRY_OVERHEAD } from '../session/outbound.js';
 import { ExitCode, intFlag, listenFlag, msFlag, parseFlags, UsageError } from './args.js';
 import { CLUSTER_FLAGS, CLUSTER_HELP, clusterOptions, reportCluster } from './cluster-flags.js';
 import { EventOutput, reportConnection } from './output.js';
@@ -24,40 +28,40 @@ Runs a heartline server and prints one line per event.
 Options:
   --host H             address to listen on (default 127.0.0.1)
   --port P             port to listen on; 0 picks a free one (default 0)
-  --interval MS        heartbeat interval granted to clients (default 10000)
+  --interval MS        heartbeat interval granted to clients (default ${HEARTBEAT_DEFAULTS.interval})
   --timeout MS         heartbeat timeout granted to clients (default 3 x interval)
-  --session-ttl MS     how long a lost session waits for a resume (default 120000)
+  --session-ttl MS     how long a lost session waits for a resume (default ${SERVER_DEFAULTS.sessionTtl})
   --drain-timeout MS   on SIGTERM/SIGINT, how long to wait for in-flight messages to be
-                       acknowledged before closing (default 10000)
+                       acknowledged before closing (default ${SERVER_DEFAULTS.drainTimeout})
   --handshake-timeout MS
                        close a socket that has not completed TLS and HELLO by then,
-                       counted from the TCP accept (default 10000)
-  --max-frame BYTES    largest frame accepted or sent (default 1048576)
+                       counted from the TCP accept (default ${CONNECTION_DEFAULTS.handshakeTimeout})
+  --max-frame BYTES    largest frame accepted or sent (default ${CONNECTION_DEFAULTS.maxFrame})
   --max-buffered-bytes BYTES
                        replay-buffer cap per connection, each message counted as its
-                       payload + 160 bytes; a client that leaves more unacknowledged gets
-                       CLOSE(policy violation) (default 16777216)
+                       payload + ${ENTRY_OVERHEAD} bytes; a client that leaves more unacknowledged gets
+                       CLOSE(policy violation) (default ${CONNECTION_DEFAULTS.maxBufferedBytes})
   --max-total-buffered-bytes BYTES
                        what the replay buffers of all connections may hold together;
                        past it a reply closes its connection with CLOSE(overloaded)
-                       (default 1073741824)
-  --max-timeout MS     longest heartbeat timeout a client may obtain (default 300000)
+                       (default ${SERVER_DEFAULTS.maxTotalBufferedBytes})
+  --max-timeout MS     longest heartbeat timeout a client may obtain (default ${DEFAULT_MAX_TIMEOUT})
   --partial-frame-timeout MS
                        an incomplete frame must be done within this, plus 1 s per
-                       min-data-rate bytes received of it (default 30000)
+                       min-data-rate bytes received of it (default ${CONNECTION_DEFAULTS.partialFrameTimeout})
   --min-data-rate BYTES
                        bytes per second an incomplete frame earns more time with;
-                       0 turns the partial-frame deadline off (default 1024)
+                       0 turns the partial-frame deadline off (default ${CONNECTION_DEFAULTS.minDataRate})
   --max-hello-field-bytes BYTES
-                       longest HELLO clientId and traceId, each (default 256)
+                       longest HELLO clientId and traceId, each (default ${SERVER_DEFAULTS.maxHelloFieldBytes})
   --max-auth-bytes BYTES
-                       longest HELLO auth field (default 8192)
+                       longest HELLO auth field (default ${SERVER_DEFAULTS.maxAuthBytes})
   --workers N          serve from N worker processes behind this one (one port; limits
                        below are machine-wide, split over the workers); 0: this process
-                       only (default 0)
+                       only (default ${WORKERS_DEFAULTS.workers})
   --max-ping-strikes N close a client that pings faster than its grant allows after N
-                       strikes with CLOSE(policy violation); 0 never (default 3)
-  --max-connections N  most open sockets; more get CLOSE(overloaded) (default 100000,
+                       strikes with CLOSE(policy violation); 0 never (default ${PING_POLICY_DEFAULTS.maxPingStrikes})
+  --max-connections N  most open sockets; more get CLOSE(overloaded) (default ${ADMISSION_DEFAULTS.maxConnections},
                        or the open-file limit - 256 when lower)
   --max-connections-per-address N
                        most open sockets from one address (IPv6: one /64)
@@ -69,13 +73,13 @@ Options:
                        2 x max-connections-per-address)
   --max-sessions-per-identity N
                        most sessions bound to one authenticated identity
-                       (default 1000)
-  --accept-rate N      sockets accepted per second (default 1000)
+                       (default ${ADMISSION_DEFAULTS.maxSessionsPerIdentity})
+  --accept-rate N      sockets accepted per second (default ${ADMISSION_DEFAULTS.acceptRate})
   --accept-burst N     sockets accepted at once before the rate applies
                        (default accept-rate)
   --max-heartbeats-per-second N
                        heartbeat budget: above it every interval is stretched
-                       (default 10000)
+                       (default ${ADAPTIVE_DEFAULTS.maxHeartbeatsPerSecond})
                        Each of these eight takes "unlimited" too.
   --tls-cert FILE      serve TLS with this PEM certificate (chain)...
   --tls-key FILE       ...and this PEM private key

@@ -11,7 +11,7 @@
  * every client waits exactly the cap), and it is re-drawn on every attempt.
  */
 
-import { InvalidArgumentError } from '../errors.js';
+import { choiceOption, functionOption, numberOption, positiveOption } from '../options.js';
 
 /**
  * How the delay is randomised inside the exponential ceiling.
@@ -54,35 +54,25 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
-/** Default first-delay ceiling: quick enough that a one-off reset costs well under a second. */
-export const DEFAULT_INITIAL_DELAY = 500;
-/** Default cap: a long outage is noticed within 30 s of ending, at a bounded retry rate. */
-export const DEFAULT_MAX_DELAY = 30_000;
-/** Default growth: doubling reaches the default cap on the 7th attempt (500 x 2^6 > 30 s). */
-export const DEFAULT_MULTIPLIER = 2;
-/** Default policy: full jitter spreads a fleet over the whole window (see the AWS article). */
-export const DEFAULT_JITTER: JitterMode = 'full';
-
 /**
  * Largest accepted delay. Node's setTimeout fires after 1 ms for anything above
  * 2^31 - 1 ms (with a TimeoutOverflowWarning), which would turn a long backoff into a storm.
  */
 export const MAX_BACKOFF_DELAY = 2 ** 31 - 1;
 
-/** The resolved defaults of {@link BackoffOptions} (without `random`). */
+/** The defaults of {@link BackoffOptions} (without `random`). */
 export const BACKOFF_DEFAULTS: Readonly<Required<Omit<BackoffOptions, 'random'>>> = Object.freeze({
-  initialDelay: DEFAULT_INITIAL_DELAY,
-  maxDelay: DEFAULT_MAX_DELAY,
-  multiplier: DEFAULT_MULTIPLIER,
-  jitter: DEFAULT_JITTER,
+  /** First-delay ceiling: quick enough that a one-off reset costs well under a second. */
+  initialDelay: 500,
+  /** Cap: a long outage is noticed within 30 s of ending, at a bounded retry rate. */
+  maxDelay: 30_000,
+  /** Growth: doubling reaches the default cap on the 7th attempt (500 x 2^6 > 30 s). */
+  multiplier: 2,
+  /** Full jitter spreads a fleet over the whole window (see the AWS article). */
+  jitter: 'full',
 });
 
-const JITTER_MODES: ReadonlySet<string> = new Set<JitterMode>([
-  'full',
-  'equal',
-  'decorrelated',
-  'none',
-]);
+const JITTER_MODES: readonly JitterMode[] = ['full', 'equal', 'decorrelated', 'none'];
 
 /**
  * Exponential backoff with jitter.
@@ -110,45 +100,36 @@ export class Backoff {
    * @throws {InvalidArgumentError} naming the option when a value is out of range.
    */
   constructor(options: BackoffOptions = {}) {
-    const initialDelay = options.initialDelay ?? DEFAULT_INITIAL_DELAY;
-    const maxDelay = options.maxDelay ?? DEFAULT_MAX_DELAY;
-    const multiplier = options.multiplier ?? DEFAULT_MULTIPLIER;
-    const jitter = options.jitter ?? DEFAULT_JITTER;
-    const random = options.random ?? Math.random;
-
     // A zero initial delay would make every policy return 0 forever: no backoff at all,
     // which is exactly the reconnect storm this object exists to prevent.
-    if (typeof initialDelay !== 'number' || !Number.isFinite(initialDelay) || initialDelay <= 0) {
-      throw new InvalidArgumentError(
-        `backoff.initialDelay must be a finite number > 0, got ${String(initialDelay)}`,
-      );
-    }
-    if (
-      typeof maxDelay !== 'number' ||
-      Number.isNaN(maxDelay) ||
-      maxDelay < initialDelay ||
-      maxDelay > MAX_BACKOFF_DELAY
-    ) {
-      throw new InvalidArgumentError(
-        `backoff.maxDelay must be a number in [initialDelay (${initialDelay}), ${MAX_BACKOFF_DELAY}], got ${String(maxDelay)}`,
-      );
-    }
+    const initialDelay = positiveOption(
+      'backoff.initialDelay',
+      options.initialDelay,
+      BACKOFF_DEFAULTS.initialDelay,
+      MAX_BACKOFF_DELAY,
+    );
+    const maxDelay = numberOption(
+      'backoff.maxDelay',
+      options.maxDelay,
+      BACKOFF_DEFAULTS.maxDelay,
+      initialDelay,
+      MAX_BACKOFF_DELAY,
+    );
     // Below 1 the ceiling would shrink and retries would speed up during an outage.
-    if (typeof multiplier !== 'number' || !Number.isFinite(multiplier) || multiplier < 1) {
-      throw new InvalidArgumentError(
-        `backoff.multiplier must be a finite number >= 1, got ${String(multiplier)}`,
-      );
-    }
-    if (!JITTER_MODES.has(jitter)) {
-      throw new InvalidArgumentError(
-        `backoff.jitter must be one of 'full', 'equal', 'decorrelated', 'none', got ${String(jitter)}`,
-      );
-    }
-    if (typeof random !== 'function') {
-      throw new InvalidArgumentError(
-        'backoff.random must be a function returning a number in [0, 1)',
-      );
-    }
+    const multiplier = numberOption(
+      'backoff.multiplier',
+      options.multiplier,
+      BACKOFF_DEFAULTS.multiplier,
+      1,
+      Number.MAX_VALUE,
+    );
+    const jitter = choiceOption(
+      'backoff.jitter',
+      options.jitter,
+      BACKOFF_DEFAULTS.jitter,
+      JITTER_MODES,
+    );
+    const random = functionOption('backoff.random', options.random) ?? Math.random;
 
     this.#initialDelay = initialDelay;
     this.#maxDelay = maxDelay;

@@ -43,6 +43,12 @@ import { parseServerList, type ServerAddress, ServerRotation } from './servers.j
 
 /** Client defaults. */
 export const CLIENT_DEFAULTS = Object.freeze({
+  /** Server host when only `port` is given. */
+  host: '127.0.0.1',
+  /** A lost connection is redialled and its session resumed. */
+  reconnect: true,
+  /** While the circuit is open, send() and request() buffer instead of throwing. */
+  failFast: false,
   /** TCP connect deadline (ms). */
   connectTimeout: 10_000,
   /**
@@ -180,7 +186,7 @@ function resolveClient(o: ClientOptions): ResolvedClient {
   const servers =
     o.servers !== undefined
       ? parseServerList(o.servers)
-      : parseServerList([{ host: o.host ?? '127.0.0.1', port: o.port as number }]);
+      : parseServerList([{ host: o.host ?? CLIENT_DEFAULTS.host, port: o.port as number }]);
   const auth =
     o.auth === undefined
       ? new Uint8Array(0)
@@ -202,7 +208,7 @@ function resolveClient(o: ClientOptions): ResolvedClient {
     auth,
     clientId: helloField('clientId', o.clientId, maxHelloFieldBytes),
     traceId: helloField('traceId', o.traceId, maxHelloFieldBytes),
-    reconnect: boolOption('reconnect', o.reconnect, true),
+    reconnect: boolOption('reconnect', o.reconnect, CLIENT_DEFAULTS.reconnect),
     maxAttempts: numberOption('maxAttempts', o.maxAttempts, CLIENT_DEFAULTS.maxAttempts, 1),
     connectTimeout: intOption(
       'connectTimeout',
@@ -223,7 +229,7 @@ function resolveClient(o: ClientOptions): ResolvedClient {
       CLIENT_DEFAULTS.circuitResetAfter,
       1,
     ),
-    failFast: boolOption('failFast', o.failFast, false),
+    failFast: boolOption('failFast', o.failFast, CLIENT_DEFAULTS.failFast),
     random: o.random ?? Math.random,
   });
 }

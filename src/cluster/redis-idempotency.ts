@@ -67,7 +67,8 @@ import {
 } from '../session/idempotency.js';
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import { Script } from './lua-script.js';
-import type { RedisClient } from './redis-store.js';
+import { CLUSTER_DEFAULTS } from './node.js';
+import { keyPrefixOption, REDIS_STORE_DEFAULTS, type RedisClient } from './redis-store.js';
 
 /** Defaults of the Redis idempotency window. */
 export const REDIS_IDEMPOTENCY_DEFAULTS = Object.freeze({
@@ -87,9 +88,9 @@ export const REDIS_IDEMPOTENCY_DEFAULTS = Object.freeze({
    * than a session store call would.
    * @default 2000
    */
-  timeoutMs: 2000,
+  timeoutMs: CLUSTER_DEFAULTS.storeTimeout,
   /** Prefix of every key (the session store's default). @default 'hl:' */
-  keyPrefix: 'hl:',
+  keyPrefix: REDIS_STORE_DEFAULTS.keyPrefix,
   /** First delay between polls of a pending claim (ms); it doubles up to `pollMaxMs`. @default 25 */
   pollMs: 25,
   /** Longest delay between polls of a pending claim (ms). @default 200 */
@@ -265,12 +266,7 @@ class RedisWindow implements RedisIdempotencyWindow {
       100_000_000,
     );
     this.#maxReplyBytes = maxReplyBytesOption(o.maxReplyBytes);
-    const prefix = o.keyPrefix ?? d.keyPrefix;
-    if (typeof prefix !== 'string' || /[{}\s]/.test(prefix)) {
-      throw new InvalidArgumentError(
-        'option "keyPrefix" must be a string without braces or spaces',
-      );
-    }
+    const prefix = keyPrefixOption(o.keyPrefix);
     this.#prefix = prefix;
     this.#claimCounter = `${prefix}idem:n`;
     this.#byteCounter = `${prefix}idem:b`;

@@ -111,6 +111,24 @@ export interface RedisStoreOptions {
   keyPrefix?: string;
 }
 
+/** RedisStore defaults. */
+export const REDIS_STORE_DEFAULTS = Object.freeze({
+  /** Prefix of every key and channel: short, and apart from an application's own keys. */
+  keyPrefix: 'hl:',
+});
+
+/**
+ * Checks a `keyPrefix` option (the store's, and the Redis idempotency window's): a hash
+ * tag's braces or a space in it would break the one-slot keys of a session.
+ */
+export function keyPrefixOption(value: string | undefined): string {
+  const prefix = value ?? REDIS_STORE_DEFAULTS.keyPrefix;
+  if (typeof prefix !== 'string' || /[{}\s]/.test(prefix)) {
+    throw new InvalidArgumentError('option "keyPrefix" must be a string without braces or spaces');
+  }
+  return prefix;
+}
+
 /** Store connection state, as reported to {@link RedisStore.onStatus} listeners. */
 export interface StoreStatus {
   /** True once the store can be reached (again). */
@@ -414,12 +432,7 @@ export class RedisStore implements SessionStore, PresenceStore {
         `Redis URL must start with redis:// or rediss://, got ${o.url}`,
       );
     }
-    const prefix = o.keyPrefix ?? 'hl:';
-    if (typeof prefix !== 'string' || /[{}\s]/.test(prefix)) {
-      throw new InvalidArgumentError(
-        `option "keyPrefix" must be a string without braces or spaces`,
-      );
-    }
+    const prefix = keyPrefixOption(o.keyPrefix);
     // Refused here, not at the first command: ioredis is an optional peer dependency.
     if (o.client === undefined) checkPeer('ioredis', REDIS_FEATURE);
     this.keyPrefix = prefix;

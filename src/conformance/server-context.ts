@@ -4,8 +4,9 @@
  */
 
 import type { ConnectionOptions } from 'node:tls';
+import { CONNECTION_DEFAULTS } from '../options.js';
 import { encodeData } from '../protocol/codec.js';
-import { type DataFrame, type Frame, FrameType } from '../protocol/frames.js';
+import { type DataFrame, DEFAULT_MAX_FRAME, type Frame, FrameType } from '../protocol/frames.js';
 import type { CheckInfo } from './report.js';
 import { expect, type WirePeer } from './wire.js';
 
@@ -28,9 +29,9 @@ export interface ServerTarget {
 /** Defaults of the server checks' target. */
 export const SERVER_CHECK_DEFAULTS = {
   /** @default 1048576 (PROTOCOL.md section 10) */
-  maxFrame: 1048576,
+  maxFrame: DEFAULT_MAX_FRAME,
   /** @default 10000 (PROTOCOL.md section 10) */
-  handshakeTimeout: 10_000,
+  handshakeTimeout: CONNECTION_DEFAULTS.handshakeTimeout,
   /** @default 1000 (heartline's minInterval) */
   interval: 1000,
   /** @default 1000 */

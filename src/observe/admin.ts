@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { InvalidArgumentError } from '../errors.js';
 import { HEALTH_STATES, type HealthState } from '../health/index.js';
-import { intOption } from '../options.js';
+import { intOption, stringOption } from '../options.js';
 import type { Server } from '../server/server.js';
 import { type Clock, systemClock } from '../time/clock.js';
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard/index.js';
@@ -170,10 +170,7 @@ function connectionQuery(url: URL, pageSize: number, maxPageSize: number): Conne
  * @throws InvalidArgumentError for an invalid option (before anything listens).
  */
 export async function startAdmin(server: Server, options: AdminOptions = {}): Promise<AdminServer> {
-  const host = options.host ?? ADMIN_DEFAULTS.host;
-  if (typeof host !== 'string' || host === '') {
-    throw new InvalidArgumentError(`option "host" must be a non-empty string, got ${String(host)}`);
-  }
+  const host = stringOption('host', options.host, ADMIN_DEFAULTS.host);
   const port = intOption('port', options.port, ADMIN_DEFAULTS.port, 0, 65535);
   const interval = intOption(
     'snapshotInterval',

@@ -5,6 +5,7 @@
 
 import type { Logger } from 'pino';
 import { InvalidArgumentError } from '../errors.js';
+import { choiceOption } from '../options.js';
 import { loadPino, loadPretty } from './deps.js';
 
 /** Log levels, most severe first; 'silent' writes nothing. */
@@ -35,6 +36,14 @@ export interface ObserveLogger {
   info(obj: object, msg: string): void;
   debug(obj: object, msg: string): void;
 }
+
+/** Logger defaults. */
+export const LOGGER_DEFAULTS = Object.freeze({
+  /** Connection events and failures, not per-message lines. */
+  level: 'info' as LogLevel,
+  /** stdout. */
+  destination: 1,
+});
 
 /** Options of {@link createLogger}. */
 export interface LoggerOptions {
@@ -68,13 +77,8 @@ function isTty(destination: NodeJS.WritableStream | number): boolean {
  * @throws InvalidArgumentError for an unknown level.
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const level = options.level ?? 'info';
-  if (!isLogLevel(level)) {
-    throw new InvalidArgumentError(
-      `option "level" must be one of ${LOG_LEVELS.join(', ')}, got ${String(level)}`,
-    );
-  }
-  const destination = options.destination ?? 1;
+  const level = choiceOption('level', options.level, LOGGER_DEFAULTS.level, LOG_LEVELS);
+  const destination = options.destination ?? LOGGER_DEFAULTS.destination;
   if (
     typeof destination === 'number'
       ? !Number.isInteger(destination) || destination < 0

@@ -18,8 +18,13 @@
  * budget then stretches that. Without a hook every connection gets its grant.
  */
 
-import { HeartlineError, InvalidArgumentError } from '../errors.js';
-import { type HeartbeatSettings, heartbeatSettings } from '../options.js';
+import { HeartlineError } from '../errors.js';
+import {
+  functionOption,
+  type HeartbeatSettings,
+  heartbeatSettings,
+  positiveOption,
+} from '../options.js';
 import type { TimingWheel, WheelTimer } from '../time/wheel.js';
 import { type GrantPolicy, grantHeartbeat } from './grant.js';
 import type { ServerConnection } from './server-connection.js';
@@ -87,18 +92,13 @@ export interface ResolvedAdaptive {
 
 /** Validates the adaptive options. */
 export function resolveAdaptive(o: AdaptiveOptions): ResolvedAdaptive {
-  const budget = o.maxHeartbeatsPerSecond ?? ADAPTIVE_DEFAULTS.maxHeartbeatsPerSecond;
-  if (typeof budget !== 'number' || !(budget > 0)) {
-    throw new InvalidArgumentError(
-      `option "maxHeartbeatsPerSecond" must be a positive number or Infinity, got ${String(o.maxHeartbeatsPerSecond)}`,
-    );
-  }
-  if (o.heartbeatPolicy !== undefined && typeof o.heartbeatPolicy !== 'function') {
-    throw new InvalidArgumentError('option "heartbeatPolicy" must be a function');
-  }
   return Object.freeze({
-    maxHeartbeatsPerSecond: budget,
-    heartbeatPolicy: o.heartbeatPolicy ?? null,
+    maxHeartbeatsPerSecond: positiveOption(
+      'maxHeartbeatsPerSecond',
+      o.maxHeartbeatsPerSecond,
+      ADAPTIVE_DEFAULTS.maxHeartbeatsPerSecond,
+    ),
+    heartbeatPolicy: functionOption('heartbeatPolicy', o.heartbeatPolicy),
   });
 }
 

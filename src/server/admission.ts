@@ -23,6 +23,7 @@ import type { Socket } from 'node:net';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import type { CloseInfo } from '../link.js';
 import { refuseSocket } from '../net/refuse.js';
+import { intOption, limitOption, positiveOption } from '../options.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import type { TimingWheel } from '../time/wheel.js';
 
@@ -58,6 +59,8 @@ import type { TimingWheel } from '../time/wheel.js';
 export const ADMISSION_DEFAULTS = Object.freeze({
   /** Upper bound of the default maxConnections. */
   maxConnections: 100_000,
+  /** No limit per address: one address may be a whole NAT. */
+  maxConnectionsPerAddress: Number.POSITIVE_INFINITY,
   /** Descriptors kept free below the open-file limit when deriving maxConnections. */
   fileReserve: 256,
   /** Sessions allowed per allowed connection (default maxSessions = this x maxConnections). */
@@ -168,18 +171,6 @@ const MESSAGES: Readonly<Record<AdmissionLimit, string>> = {
   load: 'server overloaded',
 };
 
-/** A positive integer or Infinity. */
-function limitOption(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (value === Number.POSITIVE_INFINITY) return value;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new InvalidArgumentError(
-      `option "${name}" must be a positive integer or Infinity, got ${String(value)}`,
-    );
-  }
-  return value;
-}
-
 /**
  * Reads the soft limit on open files of this process (Linux: /proc/self/limits), or
  * undefined where it cannot be read or is unlimited. Node raises the soft limit to the
@@ -227,7 +218,7 @@ export function resolveAdmission(
   const maxConnectionsPerAddress = limitOption(
     'maxConnectionsPerAddress',
     o.maxConnectionsPerAddress,
-    Number.POSITIVE_INFINITY,
+    ADMISSION_DEFAULTS.maxConnectionsPerAddress,
   );
   const maxSessions = limitOption(
     'maxSessions',
@@ -244,12 +235,7 @@ export function resolveAdmission(
     o.maxSessionsPerIdentity,
     ADMISSION_DEFAULTS.maxSessionsPerIdentity,
   );
-  const acceptRate = o.acceptRate ?? ADMISSION_DEFAULTS.acceptRate;
-  if (typeof acceptRate !== 'number' || !(acceptRate > 0)) {
-    throw new InvalidArgumentError(
-      `option "acceptRate" must be a positive number or Infinity, got ${String(o.acceptRate)}`,
-    );
-  }
+  const acceptRate = positiveOption('acceptRate', o.acceptRate, ADMISSION_DEFAULTS.acceptRate);
   const acceptBurst = limitOption(
     'acceptBurst',
     o.acceptBurst,
@@ -258,12 +244,14 @@ export function resolveAdmission(
   if (!Number.isFinite(acceptBurst) && Number.isFinite(acceptRate)) {
     throw new InvalidArgumentError('option "acceptBurst" must be finite when "acceptRate" is');
   }
-  const retryAfter = o.retryAfter ?? ADMISSION_DEFAULTS.retryAfter;
-  if (!Number.isInteger(retryAfter) || retryAfter < 0 || retryAfter > 0xffff_ffff) {
-    throw new InvalidArgumentError(
-      `option "retryAfter" must be an integer in [0, 4294967295] (ms), got ${String(retryAfter)}`,
-    );
-  }
+  // u32 on the wire (CLOSE's retry-after field).
+  const retryAfter = intOption(
+    'retryAfter',
+    o.retryAfter,
+    ADMISSION_DEFAULTS.retryAfter,
+    0,
+    0xffff_ffff,
+  );
   return Object.freeze({
     maxConnections,
     maxConnectionsPerAddress,

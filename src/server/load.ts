@@ -14,6 +14,7 @@
 import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import { InvalidArgumentError } from '../errors.js';
+import { functionOption, intOption, numberOption } from '../options.js';
 import type { Clock, ClockTimer } from '../time/clock.js';
 
 /** The load level of a server. */
@@ -129,26 +130,6 @@ export interface ResolvedLoad {
   readonly sampler: LoadSampler | null;
 }
 
-function threshold(name: string, value: number | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
-    throw new InvalidArgumentError(
-      `option "${name}" must be a non-negative number or Infinity, got ${String(value)}`,
-    );
-  }
-  return value;
-}
-
-function nonNegativeInt(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new InvalidArgumentError(
-      `option "${name}" must be a non-negative integer, got ${String(value)}`,
-    );
-  }
-  return value;
-}
-
 /**
  * Validates the load options. `maxConnections` anchors the connection thresholds and
  * `heapLimit` (V8's, read when omitted) the heap ones. A default warning threshold above an
@@ -179,10 +160,11 @@ export function resolveLoad(
   const danger = { ...defaults.danger };
   const warning = { ...defaults.warning };
   for (const m of METRICS) {
-    const dv = threshold(`load.danger.${m}`, o.danger?.[m]);
-    const wv = threshold(`load.warning.${m}`, o.warning?.[m]);
-    if (dv !== undefined) danger[m] = dv;
-    if (wv !== undefined) warning[m] = wv;
+    // Each threshold is a number >= 0 (Infinity: off), or its default.
+    const dv = o.danger?.[m];
+    const wv = o.warning?.[m];
+    danger[m] = numberOption(`load.danger.${m}`, dv, danger[m]);
+    warning[m] = numberOption(`load.warning.${m}`, wv, warning[m]);
     if (warning[m] > danger[m]) {
       if (wv !== undefined && dv !== undefined) {
         throw new InvalidArgumentError(`option "load.warning.${m}" must be <= "load.danger.${m}"`);
@@ -191,15 +173,12 @@ export function resolveLoad(
       else danger[m] = warning[m];
     }
   }
-  if (o.sampler !== undefined && typeof o.sampler !== 'function') {
-    throw new InvalidArgumentError('option "load.sampler" must be a function');
-  }
   return Object.freeze({
     warning: Object.freeze(warning),
     danger: Object.freeze(danger),
-    sampleInterval: nonNegativeInt('load.sampleInterval', o.sampleInterval, d.sampleInterval),
-    recoverAfter: nonNegativeInt('load.recoverAfter', o.recoverAfter, d.recoverAfter),
-    sampler: o.sampler ?? null,
+    sampleInterval: intOption('load.sampleInterval', o.sampleInterval, d.sampleInterval, 0),
+    recoverAfter: intOption('load.recoverAfter', o.recoverAfter, d.recoverAfter, 0),
+    sampler: functionOption('load.sampler', o.sampler),
   });
 }
 

@@ -259,6 +259,8 @@ export interface ServerEvents {
 }
 
 interface ResolvedServer extends ResolvedCommon {
+  /** The server makes the budget, and lets it reclaim room by ending connections. */
+  readonly budget: MemoryBudget;
   readonly policy: GrantPolicy;
   readonly sessionTtl: number;
   readonly maxHelloFieldBytes: number;

@@ -5,6 +5,7 @@
  */
 
 import { InvalidArgumentError } from '../errors.js';
+import type { SharedBudget } from '../options.js';
 
 /**
  * Frees budget when it runs out: ends holders that hold more than `requesterHeld` (the
@@ -13,7 +14,7 @@ import { InvalidArgumentError } from '../errors.js';
 export type Reclaim = (needed: number, requesterHeld: number) => boolean;
 
 /** A shared cap on bytes held; connections reserve before they keep something. */
-export class MemoryBudget {
+export class MemoryBudget implements SharedBudget {
   readonly limit: number;
   /**
    * Called when a reservation does not fit: the owner of the budget (a server) may end

@@ -5,28 +5,20 @@
  */
 
 import { InvalidArgumentError } from '../errors.js';
+import { CONNECTION_DEFAULTS, intOption } from '../options.js';
 
-/** Options for {@link InboundTracker}. Every field is optional; see {@link INBOUND_DEFAULTS}. */
+/**
+ * Options for {@link InboundTracker}: the connection passes its resolved `ackEvery`; a
+ * field left out takes the connection option's default ({@link CONNECTION_DEFAULTS}).
+ */
 export interface InboundOptions {
   /**
    * Unacknowledged messages after which an ACK is due at once; must be an integer >= 1.
    * Fewer messages are acknowledged by the caller's ack timer instead.
-   * @default 32
+   * @default CONNECTION_DEFAULTS.ackEvery (32)
    */
   ackEvery?: number;
 }
-
-/**
- * Default ack batch. An ACK is a 13-byte frame, so one per 32 messages keeps ack traffic
- * small even for tiny messages, while the sender frees its replay buffer often enough that
- * it does not sit near its high-water mark under steady load.
- */
-export const DEFAULT_ACK_EVERY = 32;
-
-/** The resolved defaults of {@link InboundOptions}. */
-export const INBOUND_DEFAULTS: Readonly<Required<InboundOptions>> = Object.freeze({
-  ackEvery: DEFAULT_ACK_EVERY,
-});
 
 /** What to do with an incoming DATA frame, as decided by {@link InboundTracker.accept}. */
 export type InboundVerdict = 'deliver' | 'duplicate' | 'gap';
@@ -52,12 +44,12 @@ export class InboundTracker {
    * @throws {InvalidArgumentError} naming the option or argument when out of range.
    */
   constructor(options: InboundOptions = {}, lastReceived = 0) {
-    const ackEvery = options.ackEvery ?? DEFAULT_ACK_EVERY;
-    if (!Number.isSafeInteger(ackEvery) || ackEvery < 1) {
-      throw new InvalidArgumentError(
-        `inbound.ackEvery must be an integer >= 1, got ${String(ackEvery)}`,
-      );
-    }
+    const ackEvery = intOption(
+      'inbound.ackEvery',
+      options.ackEvery,
+      CONNECTION_DEFAULTS.ackEvery,
+      1,
+    );
     checkSeq('lastReceived', lastReceived);
     this.#ackEvery = ackEvery;
     this.#lastReceived = lastReceived;

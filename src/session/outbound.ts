@@ -8,20 +8,23 @@
  */
 
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
-import type { MemoryBudget } from './budget.js';
+import { CONNECTION_DEFAULTS, intOption, type SharedBudget } from '../options.js';
 
-/** Options for {@link OutboundBuffer}. Every field is optional; see {@link OUTBOUND_DEFAULTS}. */
+/**
+ * Options for {@link OutboundBuffer}: the connection passes its resolved limits; a field
+ * left out takes the connection option's default ({@link CONNECTION_DEFAULTS}).
+ */
 export interface OutboundOptions {
   /**
    * Buffered bytes at which {@link OutboundBuffer.full} turns true and send() starts
    * returning false, asking the application to wait for a drain.
-   * @default 1 MiB
+   * @default CONNECTION_DEFAULTS.highWaterMark (1 MiB)
    */
   highWaterMark?: number;
   /**
    * Hard cap on buffered bytes; a push that would pass it is refused with
    * `HL_ERR_BUFFER_FULL`. Must be >= highWaterMark.
-   * @default 16 MiB
+   * @default CONNECTION_DEFAULTS.maxBufferedBytes (16 MiB)
    */
   maxBytes?: number;
   /**
@@ -34,20 +37,8 @@ export interface OutboundOptions {
    * A budget shared with other buffers (a server's connections): a push that would pass
    * it is refused with `HL_ERR_OVERLOADED`. @default none
    */
-  budget?: MemoryBudget | null;
+  budget?: SharedBudget | null;
 }
-
-/**
- * Default soft limit. The buffer holds everything sent in the last round trip plus whatever
- * piles up during a reconnect, so it sits well above a socket's 16 KiB stream mark; 1 MiB
- * still bounds memory per connection in a server with thousands of them.
- */
-export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
-/**
- * Default hard cap: 16x the soft limit, so an application that ignores back-pressure for a
- * short outage is not failed at once, while a runaway producer still hits a bound.
- */
-export const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
 
 /**
  * What one held message costs beyond its payload bytes, measured on Node 20 x64 as RSS
@@ -68,17 +59,6 @@ export const RETAINED_SLACK = 1024;
 /** Shared by every empty payload kept (a Buffer, so hand-backs need no view of it). */
 const EMPTY = Buffer.alloc(0);
 
-/** The resolved defaults of {@link OutboundOptions}. */
-export const OUTBOUND_DEFAULTS: Readonly<{
-  highWaterMark: number;
-  maxBytes: number;
-  entryOverhead: number;
-}> = Object.freeze({
-  highWaterMark: DEFAULT_HIGH_WATER_MARK,
-  maxBytes: DEFAULT_MAX_BYTES,
-  entryOverhead: ENTRY_OVERHEAD,
-});
-
 /**
  * Consumed slots at the front are dropped once there are at least this many and they make
  * up half the array, so compaction is O(1) amortised per message and the array never holds
@@ -96,7 +76,7 @@ export class OutboundBuffer {
   readonly #highWaterMark: number;
   readonly #maxBytes: number;
   readonly #overhead: number;
-  #budget: MemoryBudget | null;
+  #budget: SharedBudget | null;
 
   /** Payloads; live entries are `#queue[#head ..]`, holes before #head are undefined. */
   #queue: (Uint8Array | undefined)[] = [];
@@ -113,30 +93,30 @@ export class OutboundBuffer {
    *   two limits conflict.
    */
   constructor(options: OutboundOptions = {}) {
-    const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
-    const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
-    if (!Number.isSafeInteger(highWaterMark) || highWaterMark < 0) {
-      throw new InvalidArgumentError(
-        `outbound.highWaterMark must be an integer >= 0, got ${String(highWaterMark)}`,
-      );
-    }
-    if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
-      throw new InvalidArgumentError(
-        `outbound.maxBytes must be an integer >= 1, got ${String(maxBytes)}`,
-      );
-    }
+    const highWaterMark = intOption(
+      'outbound.highWaterMark',
+      options.highWaterMark,
+      CONNECTION_DEFAULTS.highWaterMark,
+      0,
+    );
+    const maxBytes = intOption(
+      'outbound.maxBytes',
+      options.maxBytes,
+      CONNECTION_DEFAULTS.maxBufferedBytes,
+      1,
+    );
     // A cap below the soft limit would fail pushes before back-pressure ever showed.
     if (maxBytes < highWaterMark) {
       throw new InvalidArgumentError(
-        `outbound.maxBytes (${maxBytes}) must be >= outbound.highWaterMark (${highWaterMark})`,
+        `option "outbound.maxBytes" (${maxBytes}) must be >= "outbound.highWaterMark" (${highWaterMark})`,
       );
     }
-    const entryOverhead = options.entryOverhead ?? ENTRY_OVERHEAD;
-    if (!Number.isSafeInteger(entryOverhead) || entryOverhead < 0) {
-      throw new InvalidArgumentError(
-        `outbound.entryOverhead must be an integer >= 0, got ${String(entryOverhead)}`,
-      );
-    }
+    const entryOverhead = intOption(
+      'outbound.entryOverhead',
+      options.entryOverhead,
+      ENTRY_OVERHEAD,
+      0,
+    );
     this.#highWaterMark = highWaterMark;
     this.#maxBytes = maxBytes;
     this.#overhead = entryOverhead;

@@ -70,11 +70,6 @@ interface Exception {
  */
 const EXCEPTIONS: readonly Exception[] = [
   {
-    file: 'options.ts',
-    to: 'session',
-    why: 'type only: the `memory` option is typed by session/budget.ts MemoryBudget; the type belongs with the option',
-  },
-  {
     file: 'server/server.ts',
     to: 'cluster',
     why: 'the `cluster` option makes Server build the RedisStore, node and Redis idempotency window itself; cluster should plug into the server, not the reverse',

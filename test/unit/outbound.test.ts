@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { HeartlineError, InvalidArgumentError } from '../../src/errors.js';
+import { CONNECTION_DEFAULTS } from '../../src/options.js';
 import {
   ENTRY_OVERHEAD,
   MemoryBudget,
-  OUTBOUND_DEFAULTS,
   OutboundBuffer,
   type OutboundOptions,
 } from '../../src/session/index.js';
@@ -23,12 +23,20 @@ function isBufferFull(err: unknown): boolean {
 
 describe('OutboundBuffer defaults and validation', () => {
   it('exposes frozen named defaults: 1 MiB high-water mark, 16 MiB hard cap, 160 B a message', () => {
-    assert.deepEqual(OUTBOUND_DEFAULTS, {
-      highWaterMark: 1 << 20,
-      maxBytes: 16 << 20,
-      entryOverhead: 160,
-    });
-    assert.ok(Object.isFrozen(OUTBOUND_DEFAULTS));
+    // Declared once, as the connection options the buffer is built from.
+    assert.deepEqual(
+      {
+        highWaterMark: CONNECTION_DEFAULTS.highWaterMark,
+        maxBytes: CONNECTION_DEFAULTS.maxBufferedBytes,
+        entryOverhead: ENTRY_OVERHEAD,
+      },
+      {
+        highWaterMark: 1 << 20,
+        maxBytes: 16 << 20,
+        entryOverhead: 160,
+      },
+    );
+    assert.ok(Object.isFrozen(CONNECTION_DEFAULTS));
   });
 
   it('starts empty', () => {

@@ -5,8 +5,7 @@
  * node:cluster itself is not confused by it.
  */
 
-import { InvalidArgumentError } from '../../errors.js';
-import { CONNECTION_DEFAULTS } from '../../options.js';
+import { CONNECTION_DEFAULTS, intOption } from '../../options.js';
 
 /** Options of the multi-process mode (part of ServerOptions). */
 export interface WorkersOptions {
@@ -91,13 +90,7 @@ export type WorkerRole =
 
 /** Validates `workers` and returns it; 0 means one process, no workers. */
 export function resolveWorkers(o: WorkersOptions): number {
-  const n = o.workers ?? WORKERS_DEFAULTS.workers;
-  if (!Number.isSafeInteger(n) || n < 0 || n > WORKERS_DEFAULTS.maxWorkers) {
-    throw new InvalidArgumentError(
-      `option "workers" must be an integer from 0 to ${WORKERS_DEFAULTS.maxWorkers}, got ${String(o.workers)}`,
-    );
-  }
-  return n;
+  return intOption('workers', o.workers, WORKERS_DEFAULTS.workers, 0, WORKERS_DEFAULTS.maxWorkers);
 }
 
 /**
