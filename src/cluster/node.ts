@@ -490,6 +490,7 @@ export class ClusterNode {
     if (store) {
       if (restored) conn.restoreSession(restored);
       journal = new SessionJournal({
+        host: conn,
         store,
         snapshot: {
           sessionId,
@@ -509,7 +510,7 @@ export class ClusterNode {
         events: this.#journalEvents,
         ...(restored ? { restored } : {}),
       });
-      conn.useJournal(journal.factory);
+      conn.useDelivery(journal);
     }
     this.#held.set(sessionId, { conn, journal });
     if (conn.clientId !== '') {

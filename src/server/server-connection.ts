@@ -5,7 +5,7 @@
  */
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { Connection, FIRST_SUBCLASS_TIMER, type JournalFactory } from '../connection.js';
+import { Connection, type DeliveryStrategy, FIRST_SUBCLASS_TIMER } from '../connection.js';
 import type { HeartbeatRole } from '../heartbeat.js';
 import type { CloseInfo, Link } from '../link.js';
 import type { HeartbeatSettings, ResolvedCommon } from '../options.js';
@@ -175,20 +175,6 @@ export class ServerConnection extends Connection {
     this.tokenTimer.arm(this.settings?.interval ?? TOKEN_CHECK_FALLBACK_MS);
   }
 
-  /**
-   * Highest seq this end sent, and the highest the client acknowledged: a resume's
-   * lastReceived must lie between them (PROTOCOL.md 6.3).
-   * @internal
-   */
-  get sentSeq(): number {
-    return this.outbound.lastSeq;
-  }
-
-  /** @internal Highest seq the client acknowledged (see {@link sentSeq}). */
-  get ackedSeq(): number {
-    return this.outbound.acked;
-  }
-
   protected override detach(link: Link): void {
     if (link === this.link) this.settleToken(link);
     super.detach(link);
@@ -240,7 +226,7 @@ export class ServerConnection extends Connection {
     this.attach(link, settings, this.sessionKey, resumed, peerLastReceived, peer);
     this.watchToken();
     // The handshake acknowledged what the client has: the store may trim it too.
-    this.journal?.acked(this.outbound.acked);
+    this.delivery.acked(this, this.outbound.acked);
   }
 
   /**
@@ -254,9 +240,12 @@ export class ServerConnection extends Connection {
     this.nextSend = state.acked + 1;
   }
 
-  /** @internal Commits this session to a session store (cluster mode). */
-  useJournal(factory: JournalFactory): void {
-    this.installJournal(factory);
+  /**
+   * @internal Delivers through `strategy` instead of at once: a journal that commits
+   * this session to a session store (cluster mode). Chosen before the first link.
+   */
+  useDelivery(strategy: DeliveryStrategy<Connection>): void {
+    this.delivery = strategy;
   }
 
   /**
@@ -364,8 +353,7 @@ export class ServerConnection extends Connection {
    * journal on local service (store down) keeps nothing, so it hands back as before.
    */
   protected override handsBackOnClose(): boolean {
-    const journal = this.journal;
-    return journal === null || journal.degraded || !this.sessionGoesOn;
+    return !this.delivery.keepsSession || !this.sessionGoesOn;
   }
 
   protected override onFinish(): void {
