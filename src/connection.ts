@@ -202,11 +202,6 @@ function cutUtf8(bytes: Uint8Array, room: number): Uint8Array {
   return bytes.subarray(0, end);
 }
 
-/** Timer kinds of {@link Connection.onTimer}. */
-const ACK_TIMER = 0;
-/** Subclasses number their own timer kinds from here. */
-export const FIRST_SUBCLASS_TIMER = 1;
-
 /**
  * The local delivery strategy, one stateless object for every connection without a
  * session store: each message reaches the application and is acknowledged at once
@@ -230,9 +225,9 @@ export function sessionIdString(id: Uint8Array): string {
 /**
  * One end of a session. Created by `createServer` (on 'connection') and by `connect`.
  */
-// No `implements LinkOwner, TimerTarget`: those members are internal, stripped from the
-// published declarations, where the clause would then fail to compile. `link.owner = this`
-// and `wheel.timerFor(this, ...)` check the same shape where it is used.
+// No `implements LinkOwner`: its members are internal, stripped from the published
+// declarations, where the clause would then fail to compile. `link.owner = this` checks
+// the same shape where it is used.
 export abstract class Connection extends EventEmitter<ConnectionEvents> {
   /** Stable id of this connection, the same in every event about it. */
   readonly id: string;
@@ -312,14 +307,6 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
     this.inbound = new InboundTracker({ ackEvery: config.ackEvery });
     this.health = new HealthMachine<Connection>(emitState, 'connecting', this);
     this.peerMaxFrame = config.maxFrame;
-  }
-
-  /**
-   * @internal The wheel calls this when one of the connection's timers fires; kinds from
-   * {@link FIRST_SUBCLASS_TIMER} up belong to subclasses.
-   */
-  onTimer(kind: number): void {
-    if (kind === ACK_TIMER) this.sendAck();
   }
 
   /** Which end of the heartbeat this connection is (PROTOCOL.md 7.2). */
@@ -1324,7 +1311,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   private armAckTimer(): void {
-    this.ackTimer ??= this.wheel.timerFor(this, ACK_TIMER);
+    this.ackTimer ??= this.wheel.timerFor(this, Connection.ackDue);
     this.ackTimer.arm(this.config.ackDelay);
   }
 
@@ -1364,6 +1351,14 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
     if (waiters === null) return;
     this.ackWaiters = null;
     for (const w of waiters) w.reject(new HeartlineError(code, message));
+  }
+
+  /**
+   * The ack timer's handler: a static method, shared by every connection (no closure
+   * each), that may still call private members.
+   */
+  private static ackDue(conn: Connection): void {
+    conn.sendAck();
   }
 
   /**

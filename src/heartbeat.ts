@@ -22,8 +22,7 @@
  * and RTT is timed on our own clock: a peer cannot forge a sample or set the rate of
  * `onRtt` calls, which is at most one per PING we send.
  *
- * The timers call {@link Heartbeat.onTimer} with their kind instead of holding a
- * closure each, and the probe timer exists only once the peer was first suspected (one
+ * The timers call static handlers with the heartbeat instead of holding a closure each, and the probe timer exists only once the peer was first suspected (one
  * heartbeat per connection: see memory per connection in src/connection.ts).
  */
 
@@ -72,10 +71,6 @@ export const SERVER_PING_LAG = 1.25;
  * the client leads: at most one extra PONG from the client per this many exchanges.
  */
 export const RTT_REFRESH_INTERVALS = 8;
-
-/** Timer kinds of {@link Heartbeat.onTimer}: ping and check share the beat timer. */
-const BEAT_TIMER = 0;
-const PROBE_TIMER = 1;
 
 /** Per-link heartbeat counters (grpc-js channelz keeps the same). */
 export interface HeartbeatStats {
@@ -146,13 +141,17 @@ export class Heartbeat {
   ) {
     this.settings = settings;
     this.lag = role === 'server' ? SERVER_PING_LAG : 1;
-    this.beatTimer = wheel.timerFor(this, BEAT_TIMER);
+    this.beatTimer = wheel.timerFor(this, Heartbeat.beatDue);
   }
 
-  /** @internal The wheel calls this when one of the two timers fires. */
-  onTimer(kind: number): void {
-    if (kind === BEAT_TIMER) this.beatDue();
-    else this.probe();
+  /** The beat timer's handler (static: shared by every heartbeat, no closure each). */
+  private static beatDue(hb: Heartbeat): void {
+    hb.beatDue();
+  }
+
+  /** The probe timer's handler. */
+  private static probeDue(hb: Heartbeat): void {
+    hb.probe();
   }
 
   /** This link's heartbeat counters (a snapshot). */
@@ -452,7 +451,7 @@ export class Heartbeat {
     if (!this.running || !this.suspect) return;
     this.probes++;
     this.sendPing();
-    this.probeTimer ??= this.wheel.timerFor(this, PROBE_TIMER);
+    this.probeTimer ??= this.wheel.timerFor(this, Heartbeat.probeDue);
     this.probeTimer.arm(Math.max(this.wheel.tickMs, this.settings.interval / 4));
   }
 }

@@ -82,14 +82,13 @@ export interface WheelOptions {
 }
 
 /**
- * Receives the firings of the timers made by {@link TimingWheel.timerFor}: one method for
- * every timer of an object, told apart by `kind`. An object with several timers then
- * costs one timer node each and no closure (see memory per connection in
- * src/connection.ts).
+ * What a timer made by {@link TimingWheel.timerFor} calls: a function shared by every
+ * owner (module-level, or a static method of the owner's class, which may call its
+ * private members) that takes the timer's owner. An object with several timers (one per
+ * connection) then costs one timer node each and no closure (see memory per connection
+ * in src/connection.ts), and each class, subclasses included, names its own handlers.
  */
-export interface TimerTarget {
-  onTimer(kind: number): void;
-}
+export type TimerHandler<T> = (owner: T) => void;
 
 /** A reusable timer of a {@link TimingWheel}, bound to one callback. */
 export interface WheelTimer {
@@ -128,10 +127,9 @@ class TimerNode implements WheelTimer {
 
   constructor(
     private readonly core: WheelCore,
-    /** What firing calls: `callback`, or `target.onTimer(kind)` when callback is null. */
-    readonly callback: (() => void) | null,
-    readonly target: TimerTarget | null,
-    readonly kind: number,
+    /** What firing calls, with `owner` (a plain callback ignores it). */
+    readonly handler: TimerHandler<unknown>,
+    readonly owner: unknown,
   ) {}
 
   get armed(): boolean {
@@ -169,7 +167,7 @@ function linkTail(head: TimerNode, node: TimerNode): void {
 const noop = (): void => {};
 
 function sentinel(core: WheelCore): TimerNode {
-  const head = new TimerNode(core, noop, null, 0);
+  const head = new TimerNode(core, noop, null);
   head.next = head;
   head.prev = head;
   return head;
@@ -383,8 +381,7 @@ class WheelCore {
       timer.due = -1;
       this.size--;
       try {
-        if (timer.callback !== null) timer.callback();
-        else timer.target!.onTimer(timer.kind);
+        timer.handler(timer.owner);
       } catch (err) {
         this.report(err);
       }
@@ -454,20 +451,20 @@ export class TimingWheel {
     if (typeof callback !== 'function') {
       throw new InvalidArgumentError('TimingWheel.timer: callback must be a function');
     }
-    return new TimerNode(this.core, callback, null, 0);
+    return new TimerNode(this.core, callback, null);
   }
 
   /**
-   * A reusable timer that calls `target.onTimer(kind)`; created unarmed. Objects with
-   * several timers (one per connection) use this to share one method instead of holding a
+   * A reusable timer that calls `handler(owner)`; created unarmed. Objects with several
+   * timers (one per connection) use this with module-level handlers instead of holding a
    * closure per timer.
-   * @throws InvalidArgumentError when `target` has no onTimer method.
+   * @throws InvalidArgumentError when `handler` is not a function.
    */
-  timerFor(target: TimerTarget, kind: number): WheelTimer {
-    if (typeof target?.onTimer !== 'function') {
-      throw new InvalidArgumentError('TimingWheel.timerFor: target must have an onTimer method');
+  timerFor<T>(owner: T, handler: TimerHandler<T>): WheelTimer {
+    if (typeof handler !== 'function') {
+      throw new InvalidArgumentError('TimingWheel.timerFor: handler must be a function');
     }
-    return new TimerNode(this.core, null, target, kind);
+    return new TimerNode(this.core, handler as TimerHandler<unknown>, owner);
   }
 
   /** Number of armed timers. */

@@ -183,16 +183,19 @@ describe('TimingWheel', () => {
       assert.equal(fired, 1);
     });
 
-    it('timerFor(): timers of one target call its onTimer with their kind, no closure each', () => {
+    it('timerFor(): each timer calls its own shared handler with its owner, no closure each', () => {
       const { clock, wheel } = setup({ tickMs: 10 });
       const fired: string[] = [];
       class Owner {
-        readonly a = wheel.timerFor(this, 1);
-        readonly b = wheel.timerFor(this, 2);
+        readonly a = wheel.timerFor(this, Owner.aDue);
+        readonly b = wheel.timerFor(this, Owner.bDue);
         constructor(readonly name: string) {}
-        onTimer(kind: number): void {
-          fired.push(`${this.name}:${kind}@${clock.now()}`);
-          if (kind === 2 && this.name === 'x') this.a.arm(50);
+        static aDue(owner: Owner): void {
+          fired.push(`${owner.name}:a@${clock.now()}`);
+        }
+        static bDue(owner: Owner): void {
+          fired.push(`${owner.name}:b@${clock.now()}`);
+          if (owner.name === 'x') owner.a.arm(50);
         }
       }
       const x = new Owner('x');
@@ -202,10 +205,10 @@ describe('TimingWheel', () => {
       y.b.arm(200);
       y.b.cancel();
       clock.advance(1000);
-      assert.deepEqual(fired, ['y:1@30', 'x:2@100', 'x:1@150']);
+      assert.deepEqual(fired, ['y:a@30', 'x:b@100', 'x:a@150']);
       assert.equal(wheel.size, 0);
       assert.throws(
-        () => wheel.timerFor({} as unknown as { onTimer(kind: number): void }, 0),
+        () => wheel.timerFor({}, 0 as unknown as (owner: object) => void),
         InvalidArgumentError,
       );
     });
