@@ -40,7 +40,9 @@
  * timer costs less than cascading every timer down the levels, and the code stays small.
  *
  * The wheel holds exactly one clock timer while it has armed timers (none while its own
- * callbacks run) and none when empty, so an idle process can exit.
+ * callbacks run) and none when empty, so an idle process can exit; plus, while any timer
+ * is armed for the clock's next turn ({@link WheelTimer.armNextTurn}), one zero-delay
+ * clock timer that they all share.
  */
 
 import { InvalidArgumentError } from '../errors.js';
@@ -60,6 +62,18 @@ const MAX_DELAY_MS = 2 ** 47;
 
 /** More slots than this is a configuration mistake: each slot costs a node of memory. */
 const MAX_SLOTS = 2 ** 20;
+
+/**
+ * The longest delay a wheel timer accepts (ms, about 4,460 years): options that arm one
+ * are bounded by it.
+ */
+export const MAX_TIMER_DELAY_MS = MAX_DELAY_MS;
+
+/**
+ * The `tick` of a timer armed for the clock's next turn (it sits in no slot): no real
+ * tick, since every tick number lies within +-2^47 / tickMs.
+ */
+const NEXT_TURN = Number.MIN_SAFE_INTEGER;
 
 /** Options of {@link TimingWheel}. */
 export interface WheelOptions {
@@ -98,6 +112,13 @@ export interface WheelTimer {
    * @throws InvalidArgumentError when `delayMs` is negative, NaN or beyond 2^47 ms.
    */
   arm(delayMs: number): void;
+  /**
+   * Arms (re-arms if armed) to fire on the clock's next turn rather than at a tick: after
+   * the I/O the event loop has pending (Node reads sockets between two timer phases), and
+   * without waiting up to a tick. Every timer armed so shares one zero-delay clock timer.
+   * For a second look once pending input has been read. O(1).
+   */
+  armNextTurn(): void;
   /** O(1); no-op when unarmed. */
   cancel(): void;
   /** True from arm() until the timer fires or is cancelled. */
@@ -142,6 +163,10 @@ class TimerNode implements WheelTimer {
 
   arm(delayMs: number): void {
     this.core.arm(this, delayMs);
+  }
+
+  armNextTurn(): void {
+    this.core.armNextTurn(this);
   }
 
   cancel(): void {
@@ -192,6 +217,13 @@ class WheelCore {
   processing = false;
   /** Bound once so that scheduling the clock timer allocates no closure. */
   readonly onClock = (): void => this.wake();
+  /** Timers armed for the clock's next turn, their count and their shared clock timer. */
+  readonly nextTurn: TimerNode;
+  /** The next-turn timers about to fire (taken off `nextTurn` at once). */
+  readonly nextTurnFiring: TimerNode;
+  nextTurnSize = 0;
+  nextTurnTimer: ClockTimer | null = null;
+  readonly onNextTurn = (): void => this.fireNextTurn();
 
   constructor(
     readonly clock: Clock,
@@ -202,6 +234,8 @@ class WheelCore {
     this.mask = slotCount - 1;
     for (let i = 0; i < slotCount; i++) this.slots.push(sentinel(this));
     this.firing = sentinel(this);
+    this.nextTurn = sentinel(this);
+    this.nextTurnFiring = sentinel(this);
   }
 
   /**
@@ -226,6 +260,7 @@ class WheelCore {
       );
     }
     const now = this.clock.now();
+    if (node.next !== null && node.tick === NEXT_TURN) this.cancel(node);
     if (node.next !== null) {
       unlink(node);
     } else {
@@ -247,15 +282,66 @@ class WheelCore {
   cancel(node: TimerNode): void {
     unlink(node);
     node.due = -1;
+    if (node.tick === NEXT_TURN) {
+      if (--this.nextTurnSize === 0) this.releaseNextTurn();
+      return;
+    }
     this.size--;
     if (this.size === 0 && !this.processing) this.releaseClock();
+  }
+
+  armNextTurn(node: TimerNode): void {
+    if (node.next !== null) this.cancel(node);
+    node.tick = NEXT_TURN;
+    node.due = this.clock.now();
+    linkTail(this.nextTurn, node);
+    this.nextTurnSize++;
+    this.nextTurnTimer ??= this.clock.setTimeout(this.onNextTurn, 0);
   }
 
   clear(): void {
     for (const head of this.slots) this.unlinkAll(head);
     this.unlinkAll(this.firing);
+    this.unlinkAll(this.nextTurn);
+    this.unlinkAll(this.nextTurnFiring);
     this.size = 0;
+    this.nextTurnSize = 0;
     this.releaseClock();
+    this.releaseNextTurn();
+  }
+
+  private releaseNextTurn(): void {
+    if (this.nextTurnTimer === null) return;
+    this.clock.clearTimeout(this.nextTurnTimer);
+    this.nextTurnTimer = null;
+  }
+
+  /**
+   * The next turn came: fires every timer armed for it, in arming order. The list is
+   * taken first, so that a timer a handler arms for the next turn waits for the next one.
+   */
+  private fireNextTurn(): void {
+    this.nextTurnTimer = null;
+    const head = this.nextTurn;
+    const firing = this.nextTurnFiring;
+    if (head.next === head) return;
+    firing.next = head.next;
+    firing.prev = head.prev;
+    head.next!.prev = firing;
+    head.prev!.next = firing;
+    head.next = head;
+    head.prev = head;
+    while (firing.next !== firing) {
+      const timer = firing.next!;
+      unlink(timer);
+      timer.due = -1;
+      this.nextTurnSize--;
+      try {
+        timer.handler(timer.owner);
+      } catch (err) {
+        this.report(err);
+      }
+    }
   }
 
   private unlinkAll(head: TimerNode): void {
@@ -469,7 +555,7 @@ export class TimingWheel {
 
   /** Number of armed timers. */
   get size(): number {
-    return this.core.size;
+    return this.core.size + this.core.nextTurnSize;
   }
 
   /** Cancels every timer and releases the clock timer. The wheel can be used again afterwards. */

@@ -213,6 +213,76 @@ describe('TimingWheel', () => {
       );
     });
 
+    it("armNextTurn(): fires on the clock's next turn, not a tick later, all on one clock timer", () => {
+      const { clock, wheel } = setup({ tickMs: 10 }, 3);
+      const fired: string[] = [];
+      class Owner {
+        readonly look = wheel.timerFor(this, Owner.lookDue);
+        constructor(readonly name: string) {}
+        static lookDue(owner: Owner): void {
+          fired.push(`${owner.name}@${clock.now()}`);
+        }
+      }
+      const [a, b, c] = [new Owner('a'), new Owner('b'), new Owner('c')];
+      const before = clock.scheduled;
+      a.look.armNextTurn();
+      b.look.armNextTurn();
+      c.look.armNextTurn();
+      assert.equal(clock.scheduled - before, 1, 'one shared clock timer');
+      assert.equal(wheel.size, 3);
+      assert.ok(a.look.armed);
+      assert.equal(a.look.deadline, 3);
+      b.look.cancel();
+      clock.advance(0);
+      assert.deepEqual(fired, ['a@3', 'c@3'], 'at once, in arming order, b cancelled');
+      assert.equal(wheel.size, 0);
+      assert.equal(clock.pending, 0);
+      // Cancelling the last one releases the clock timer; arm() moves one onto a tick.
+      a.look.armNextTurn();
+      a.look.cancel();
+      assert.equal(clock.pending, 0, 'released after the last cancel');
+      a.look.armNextTurn();
+      a.look.arm(20);
+      assert.equal(wheel.size, 1);
+      clock.advance(0);
+      assert.deepEqual(fired, ['a@3', 'c@3'], 'no longer armed for the next turn');
+      clock.advance(30);
+      assert.deepEqual(fired, ['a@3', 'c@3', 'a@30']);
+      assert.equal(clock.pending, 0);
+    });
+
+    it('armNextTurn() from a handler waits for the next turn, also while the wheel catches up', () => {
+      const { clock, wheel } = setup({ tickMs: 10 });
+      const log: string[] = [];
+      const again = wheel.timer(() => log.push(`again@${clock.now()}`));
+      const soon = wheel.timer(() => {
+        log.push(`soon@${clock.now()}`);
+        again.armNextTurn();
+      });
+      wheel
+        .timer(() => {
+          log.push(`first@${clock.now()}`);
+          soon.armNextTurn();
+        })
+        .arm(10);
+      wheel.timer(() => log.push(`second@${clock.now()}`)).arm(40);
+      // A stall: both ticks are processed in one wake, and the next-turn timer after it.
+      clock.jump(100);
+      clock.runNext();
+      assert.deepEqual(log, ['first@100', 'second@100']);
+      clock.runNext();
+      assert.deepEqual(log, ['first@100', 'second@100', 'soon@100']);
+      clock.advance(0);
+      assert.deepEqual(log, ['first@100', 'second@100', 'soon@100', 'again@100']);
+      assert.equal(wheel.size, 0);
+      assert.equal(clock.pending, 0);
+      // clear() drops next-turn timers too.
+      again.armNextTurn();
+      wheel.clear();
+      assert.equal(again.armed, false);
+      assert.equal(clock.pending, 0);
+    });
+
     it('a callback can re-arm its own timer (periodic timer)', () => {
       const { clock, wheel } = setup({ tickMs: 10 });
       const fired: number[] = [];
