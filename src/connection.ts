@@ -1053,7 +1053,10 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
 
   // ---- DeliveryHost: what a delivery strategy uses (src/session/delivery.ts) ----------
 
-  /** @internal Highest outbound seq assigned. */
+  /**
+   * @internal Highest outbound seq assigned; a resume's lastReceived must lie between
+   * {@link ackedSeq} and it (PROTOCOL.md 6.3).
+   */
   get sentSeq(): number {
     return this.outbound.lastSeq;
   }
