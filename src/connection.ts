@@ -32,16 +32,10 @@ import {
   ReplyStatus,
   type ReplyStatusValue,
 } from './protocol/frames.js';
+import type { DeliveryStrategy } from './session/delivery.js';
 import { MAX_IDEMPOTENCY_KEY_BYTES } from './session/idempotency.js';
 import { asBuffer, ENTRY_OVERHEAD, InboundTracker, OutboundBuffer } from './session/index.js';
-import {
-  type ConnectionJournal,
-  Delivery,
-  type Inbound,
-  type JournalFactory,
-  type JournalHost,
-  type MessageInfo,
-} from './session/journal.js';
+import { Delivery, type Inbound, type MessageInfo } from './session/journal.js';
 import { decodeLogEntry, type Envelope, encodeLogEntry } from './session/log-entry.js';
 import {
   AckCallbacks,
@@ -51,12 +45,8 @@ import {
 } from './session/requests.js';
 import type { TimingWheel, WheelTimer } from './time/wheel.js';
 
-export type {
-  ConnectionJournal,
-  JournalFactory,
-  JournalHost,
-  MessageInfo,
-} from './session/journal.js';
+export type { DeliveryHost, DeliveryStrategy } from './session/delivery.js';
+export type { MessageInfo } from './session/journal.js';
 export type { AckOptions, RequestOptions } from './session/requests.js';
 
 /** Emitted each time a link completes its handshake. */
@@ -212,10 +202,20 @@ function cutUtf8(bytes: Uint8Array, room: number): Uint8Array {
   return bytes.subarray(0, end);
 }
 
-/** Timer kinds of {@link Connection.onTimer}. */
-const ACK_TIMER = 0;
-/** Subclasses number their own timer kinds from here. */
-export const FIRST_SUBCLASS_TIMER = 1;
+/**
+ * The local delivery strategy, one stateless object for every connection without a
+ * session store: each message reaches the application and is acknowledged at once
+ * (receiveNow), and whatever is queued may be written.
+ */
+const LOCAL_DELIVERY: DeliveryStrategy<Connection> = Object.freeze({
+  flushLimit: (conn: Connection) => conn.sentSeq,
+  flushed: () => {},
+  receive: (conn: Connection, seq: number, payload: Buffer, kind: Inbound) =>
+    conn.receiveNow(seq, payload, kind),
+  sent: () => {},
+  acked: () => {},
+  keepsSession: false,
+});
 
 /** Converts a session id to its printed form. */
 export function sessionIdString(id: Uint8Array): string {
@@ -225,9 +225,9 @@ export function sessionIdString(id: Uint8Array): string {
 /**
  * One end of a session. Created by `createServer` (on 'connection') and by `connect`.
  */
-// No `implements LinkOwner, TimerTarget`: those members are internal, stripped from the
-// published declarations, where the clause would then fail to compile. `link.owner = this`
-// and `wheel.timerFor(this, ...)` check the same shape where it is used.
+// No `implements LinkOwner`: its members are internal, stripped from the published
+// declarations, where the clause would then fail to compile. `link.owner = this` checks
+// the same shape where it is used.
 export abstract class Connection extends EventEmitter<ConnectionEvents> {
   /** Stable id of this connection, the same in every event about it. */
   readonly id: string;
@@ -263,10 +263,11 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
   /** Set by close() while the closing handshake runs. */
   private closing: CloseInfo | null = null;
   private ackWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> | null = null;
-  /** Commits to a session store; null without one (acks and sends go out at once). */
-  protected journal: ConnectionJournal | null = null;
-  /** Journal mode: the committed seq to ACK once `gate` is written, and the last sent. */
-  private journalAck: { seq: number; gate: number; sent: number } | null = null;
+  /**
+   * How messages are delivered and acknowledged: {@link LOCAL_DELIVERY} (shared by every
+   * connection) unless a session store journals this one (src/session/delivery.ts).
+   */
+  protected delivery: DeliveryStrategy<Connection> = LOCAL_DELIVERY;
   /** The protocol version of the session (its first handshake says; 2 until then). */
   protected sessionVersion: number = PROTOCOL_VERSION;
   /**
@@ -306,14 +307,6 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
     this.inbound = new InboundTracker({ ackEvery: config.ackEvery });
     this.health = new HealthMachine<Connection>(emitState, 'connecting', this);
     this.peerMaxFrame = config.maxFrame;
-  }
-
-  /**
-   * @internal The wheel calls this when one of the connection's timers fires; kinds from
-   * {@link FIRST_SUBCLASS_TIMER} up belong to subclasses.
-   */
-  onTimer(kind: number): void {
-    if (kind === ACK_TIMER) this.sendAck();
   }
 
   /** Which end of the heartbeat this connection is (PROTOCOL.md 7.2). */
@@ -623,7 +616,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
       this.ackCallbacks.add(seq, onAck);
     }
     this.messagesOut++;
-    this.journal?.sent();
+    this.delivery.sent(this);
     this.flush();
     const full = this.outbound.full;
     if (full) this.wasFull = true;
@@ -1033,80 +1026,116 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   /**
-   * Writes queued DATA while the socket has room, ACKs riding ahead of it. With a journal
-   * only what the store holds goes out, and committed ACKs follow their replies.
+   * @internal Writes queued messages while the socket has room, up to what the delivery
+   * strategy allows, ACKs riding ahead of them.
    */
-  protected flush(): void {
+  flush(): void {
     const link = this.link;
-    const limit = this.journal ? this.journal.durableSeq : this.outbound.lastSeq;
-    if (!link || this.nextSend > limit || !link.writable) {
-      if (this.journal) this.flushJournalAck();
-      return;
+    const limit = this.delivery.flushLimit(this);
+    if (link && this.nextSend <= limit && link.writable) {
+      // The link gathers this turn's frames into one write; a pending ACK rides in front
+      // of them (pendingAck), once per write rather than once per message.
+      const envelopes = this.envelopes;
+      while (this.nextSend <= limit && link.writable) {
+        const seq = this.nextSend;
+        const payload = this.outbound.get(seq);
+        if (payload === undefined) break;
+        const envelope = envelopes?.get(seq);
+        if (envelope === undefined) link.writeData(seq, payload);
+        else if (envelope.type === FrameType.REQUEST) link.writeRequest(seq, envelope.key, payload);
+        else link.writeReply(seq, envelope.requestSeq, envelope.status, payload);
+        this.nextSend = seq + 1;
+      }
+      if (this.nextSend - 1 > this.everWritten) this.everWritten = this.nextSend - 1;
     }
-    // The link gathers this turn's frames into one write; a pending ACK rides in front
-    // of them (pendingAck), once per write rather than once per message.
-    const envelopes = this.envelopes;
-    while (this.nextSend <= limit && link.writable) {
-      const seq = this.nextSend;
-      const payload = this.outbound.get(seq);
-      if (payload === undefined) break;
-      const envelope = envelopes?.get(seq);
-      if (envelope === undefined) link.writeData(seq, payload);
-      else if (envelope.type === FrameType.REQUEST) link.writeRequest(seq, envelope.key, payload);
-      else link.writeReply(seq, envelope.requestSeq, envelope.status, payload);
-      this.nextSend = seq + 1;
-    }
-    if (this.nextSend - 1 > this.everWritten) this.everWritten = this.nextSend - 1;
-    if (this.journal) this.flushJournalAck();
+    this.delivery.flushed(this);
   }
 
-  /** Journal mode: ACKs the committed seq once the replies committed with it are written. */
-  private flushJournalAck(): void {
-    const a = this.journalAck;
-    const link = this.link;
-    if (!link || !a || a.seq <= a.sent || this.nextSend <= a.gate) return;
-    a.sent = a.seq;
-    link.writeAck(a.seq);
+  // ---- DeliveryHost: what a delivery strategy uses (src/session/delivery.ts) ----------
+
+  /**
+   * @internal Highest outbound seq assigned; a resume's lastReceived must lie between
+   * {@link ackedSeq} and it (PROTOCOL.md 6.3).
+   */
+  get sentSeq(): number {
+    return this.outbound.lastSeq;
   }
 
-  /** Puts a journal between this connection and its peer (cluster mode). */
-  protected installJournal(factory: JournalFactory): void {
-    const host: JournalHost = {
-      deliver: (seq, payload, redelivered, kind) => this.deliver(seq, payload, redelivered, kind),
-      committed: (seq) => {
-        if (seq <= this.inbound.lastReceived) return;
-        this.inbound.reset(seq);
-        this.journalAck ??= { seq: 0, gate: 0, sent: 0 };
-        const a = this.journalAck;
-        a.seq = seq;
-        a.gate = this.journal?.durableSeq ?? 0;
-        this.flush();
-      },
-      ackNow: () => {
-        const seq = this.inbound.lastReceived;
-        if (seq > 0 && this.link) this.link.writeAck(seq);
-      },
-      payload: (seq) => this.logEntry(seq),
-      lastSeq: () => this.outbound.lastSeq,
-      acked: () => this.outbound.acked,
-      push: (payload) => {
-        const seq = this.outbound.push(payload);
-        this.messagesOut++;
-        return seq;
-      },
-      flush: () => this.flush(),
-      pauseInput: (paused) => this.link?.pauseInput('store', paused),
-      closed: () => this.closed,
-    };
-    this.journal = factory(host);
+  /** @internal Highest outbound seq the peer acknowledged. */
+  get ackedSeq(): number {
+    return this.outbound.acked;
+  }
+
+  /** @internal Highest outbound seq written to the current link. */
+  get writtenSeq(): number {
+    return this.nextSend - 1;
+  }
+
+  /** @internal Peer messages up to `seq` are committed: no ACK of ours is owed for them. */
+  committed(seq: number): boolean {
+    if (seq <= this.inbound.lastReceived) return false;
+    this.inbound.reset(seq);
+    return true;
+  }
+
+  /** @internal Sends ACK(last received) at once. */
+  ackNow(): void {
+    const seq = this.inbound.lastReceived;
+    if (seq > 0) this.writeAck(seq);
+  }
+
+  /** @internal Writes ACK(seq) on the current link; false without one. */
+  writeAck(seq: number): boolean {
+    const link = this.link;
+    if (link === null) return false;
+    link.writeAck(seq);
+    return true;
+  }
+
+  /** @internal Numbers a message taken from a session store's inbox, like send(). */
+  queueFromStore(payload: Uint8Array): number {
+    const seq = this.outbound.push(payload);
+    this.messagesOut++;
+    return seq;
+  }
+
+  /** @internal Stops or resumes reading the link while a session store catches up. */
+  pauseForStore(paused: boolean): void {
+    this.link?.pauseInput('store', paused);
   }
 
   /**
-   * Hands one message to the application; reply() works while its listeners run. A
-   * listener that throws ends this connection only (see {@link handlerFailed}): the
-   * message came from the peer, and no peer may take the process down with it.
+   * @internal The local path of a sequenced message: drops duplicates, hands the next
+   * seq to the application at once and acknowledges it (at once, riding ahead of this
+   * turn's frames, or after ackDelay). False for a gap.
    */
-  private deliver(seq: number, payload: Buffer, redelivered: boolean, kind: Inbound): void {
+  receiveNow(seq: number, payload: Buffer, kind: Inbound): boolean {
+    const link = this.link;
+    const verdict = this.inbound.accept(seq);
+    if (verdict === 'gap') return false;
+    if (verdict === 'deliver') this.deliver(seq, payload, false, kind);
+    if (link === null || this.link !== link) return true;
+    if (this.closing) {
+      // It crossed our CLOSE: acknowledged at once, so the peer hands back exactly what
+      // we never received (PROTOCOL.md 8).
+      if (this.inbound.ackPending) link.ackAfterClose(this.inbound.takeAck());
+      return true;
+    }
+    // Frames already wait to leave this turn (a reply from the handler): the ACK rides
+    // in front of them (pendingAck), so neither an ACK of its own nor the timer is needed.
+    // A duplicate counts as pending too (InboundTracker), so it is acknowledged at once.
+    if (link.flushPending) return true;
+    if (this.inbound.ackDue || verdict === 'duplicate') this.sendAck();
+    else if (this.inbound.ackPending && !this.ackTimer?.armed) this.armAckTimer();
+    return true;
+  }
+
+  /**
+   * @internal Hands one message to the application; reply() works while its listeners
+   * run. A listener that throws ends this connection only (see {@link handlerFailed}):
+   * the message came from the peer, and no peer may take the process down with it.
+   */
+  deliver(seq: number, payload: Buffer, redelivered: boolean, kind: Inbound): void {
     if (this.gate !== null) {
       this.gate.push([seq, payload, redelivered, kind]);
       // An empty message costs its bookkeeping too: without it a flood never pauses.
@@ -1280,35 +1309,13 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
       link.unexpected('DATA seq 0: sequence numbers start at 1');
       return;
     }
-    if (this.journal) {
-      if (!this.journal.data(seq, payload, kind)) {
-        link.unexpected(`DATA seq ${seq} skips ahead of the next expected one`);
-      }
-      return;
+    if (!this.delivery.receive(this, seq, payload, kind)) {
+      link.unexpected(`DATA seq ${seq} skips ahead of the next expected one`);
     }
-    const verdict = this.inbound.accept(seq);
-    if (verdict === 'gap') {
-      link.unexpected(`DATA seq ${seq} skips ahead of ${this.inbound.lastReceived + 1}`);
-      return;
-    }
-    if (verdict === 'deliver') this.deliver(seq, payload, false, kind);
-    if (this.link !== link) return;
-    if (this.closing) {
-      // It crossed our CLOSE: acknowledged at once, so the peer hands back exactly what
-      // we never received (PROTOCOL.md 8).
-      if (this.inbound.ackPending) link.ackAfterClose(this.inbound.takeAck());
-      return;
-    }
-    // Frames already wait to leave this turn (a reply from the handler): the ACK rides
-    // in front of them (pendingAck), so neither an ACK of its own nor the timer is needed.
-    // A duplicate counts as pending too (InboundTracker), so it is acknowledged at once.
-    if (link.flushPending) return;
-    if (this.inbound.ackDue || verdict === 'duplicate') this.sendAck();
-    else if (this.inbound.ackPending && !this.ackTimer?.armed) this.armAckTimer();
   }
 
   private armAckTimer(): void {
-    this.ackTimer ??= this.wheel.timerFor(this, ACK_TIMER);
+    this.ackTimer ??= this.wheel.timerFor(this, Connection.ackDue);
     this.ackTimer.arm(this.config.ackDelay);
   }
 
@@ -1318,7 +1325,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
       return;
     }
     if (seq > this.outbound.acked) this.applyAck(seq);
-    this.journal?.acked(seq);
+    this.delivery.acked(this, seq);
   }
 
   private applyAck(seq: number): void {
@@ -1348,6 +1355,14 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
     if (waiters === null) return;
     this.ackWaiters = null;
     for (const w of waiters) w.reject(new HeartlineError(code, message));
+  }
+
+  /**
+   * The ack timer's handler: a static method, shared by every connection (no closure
+   * each), that may still call private members.
+   */
+  private static ackDue(conn: Connection): void {
+    conn.sendAck();
   }
 
   /**

@@ -1,6 +1,7 @@
 /**
  * When to ping and what counts as life, for one link. It talks to its link through the
- * narrow {@link HeartbeatHost} interface and owns two wheel timers:
+ * narrow {@link HeartbeatHost} interface and owns its wheel timers (reads its clock, never
+ * schedules on it):
  * - beat: fires at the earlier of two deadlines and acts on whichever is due (both are
  *   "if due, act" checks, so running one early costs a comparison, and one timer instead
  *   of two halves the wheel's work per link and interval):
@@ -15,22 +16,24 @@
  *   it first reads the host's cheap last-received timestamp, so receiving costs one
  *   store per chunk instead of a timer reset per packet;
  * - probe: while SUSPECT, pings every quarter interval so a live peer clears the
- *   suspicion within a round trip and a dead one is confirmed on time.
+ *   suspicion within a round trip and a dead one is confirmed on time;
+ * - confirm: a DEAD verdict looks once more on the clock's next turn, once unread bytes
+ *   have been read (the wheel's next-turn arming, see judge()).
  * On a server it also polices the peer's PINGs (PROTOCOL.md 7.6): a peer pinging faster
  * than its grant allows collects strikes, and the host closes it after `maxPingStrikes`.
  * A PONG counts only when it answers a PING of ours still outstanding (PROTOCOL.md 7.3),
  * and RTT is timed on our own clock: a peer cannot forge a sample or set the rate of
  * `onRtt` calls, which is at most one per PING we send.
  *
- * The timers call {@link Heartbeat.onTimer} with their kind instead of holding a
- * closure each, and the probe timer exists only once the peer was first suspected (one
- * heartbeat per connection: see memory per connection in src/connection.ts).
+ * The timers call static handlers with the heartbeat instead of holding a closure each,
+ * and the probe timer exists only once the peer was first suspected (one heartbeat per
+ * connection: see memory per connection in src/connection.ts).
  */
 
 import type { FailureDetector } from './health/index.js';
 import { RttEstimator } from './health/index.js';
 import type { HeartbeatSettings } from './options.js';
-import type { Clock, ClockTimer } from './time/clock.js';
+import type { Clock } from './time/clock.js';
 import type { TimingWheel, WheelTimer } from './time/wheel.js';
 
 /** What the heartbeat needs from its link. */
@@ -73,10 +76,6 @@ export const SERVER_PING_LAG = 1.25;
  */
 export const RTT_REFRESH_INTERVALS = 8;
 
-/** Timer kinds of {@link Heartbeat.onTimer}: ping and check share the beat timer. */
-const BEAT_TIMER = 0;
-const PROBE_TIMER = 1;
-
 /** Per-link heartbeat counters (grpc-js channelz keeps the same). */
 export interface HeartbeatStats {
   pingsSent: number;
@@ -111,8 +110,11 @@ export class Heartbeat {
    * outstanding ones (seqs count up by one per PING, so two numbers describe the set).
    */
   private answered = 0;
-  /** A DEAD verdict waits one loop turn for unread bytes (see check()). */
-  private confirm: ClockTimer | null = null;
+  /**
+   * A DEAD verdict waits one loop turn for unread bytes (see judge()): non-null while it
+   * does. A new timer each time: it is rare, and the field is the state.
+   */
+  private confirm: WheelTimer | null = null;
   private seq = 0;
   private lastHeard = Number.NEGATIVE_INFINITY;
   private suspect = false;
@@ -146,13 +148,22 @@ export class Heartbeat {
   ) {
     this.settings = settings;
     this.lag = role === 'server' ? SERVER_PING_LAG : 1;
-    this.beatTimer = wheel.timerFor(this, BEAT_TIMER);
+    this.beatTimer = wheel.timerFor(this, Heartbeat.beatDue);
   }
 
-  /** @internal The wheel calls this when one of the two timers fires. */
-  onTimer(kind: number): void {
-    if (kind === BEAT_TIMER) this.beatDue();
-    else this.probe();
+  /** The beat timer's handler (static: shared by every heartbeat, no closure each). */
+  private static beatDue(hb: Heartbeat): void {
+    hb.beatDue();
+  }
+
+  /** The probe timer's handler. */
+  private static probeDue(hb: Heartbeat): void {
+    hb.probe();
+  }
+
+  /** The DEAD confirmation's handler: the loop turned, unread bytes have been read. */
+  private static confirmDue(hb: Heartbeat): void {
+    hb.check();
   }
 
   /** This link's heartbeat counters (a snapshot). */
@@ -418,9 +429,10 @@ export class Heartbeat {
     if (now >= this.detector.deadAt()) {
       // After an event-loop stall timers run before sockets are read, so bytes that
       // arrived during the stall are still unread here: look once more after the I/O
-      // phase (a zero-delay timer runs on the next loop turn) before declaring death.
+      // phase (on the clock's next turn, not a wheel tick later) before declaring death.
       if (this.confirm === null) {
-        this.confirm = this.clock.setTimeout(() => this.check(), 0);
+        this.confirm = this.wheel.timerFor(this, Heartbeat.confirmDue);
+        this.confirm.armNextTurn();
         return false;
       }
       this.stop();
@@ -444,7 +456,7 @@ export class Heartbeat {
 
   private cancelConfirm(): void {
     if (this.confirm === null) return;
-    this.clock.clearTimeout(this.confirm);
+    this.confirm.cancel();
     this.confirm = null;
   }
 
@@ -452,7 +464,7 @@ export class Heartbeat {
     if (!this.running || !this.suspect) return;
     this.probes++;
     this.sendPing();
-    this.probeTimer ??= this.wheel.timerFor(this, PROBE_TIMER);
+    this.probeTimer ??= this.wheel.timerFor(this, Heartbeat.probeDue);
     this.probeTimer.arm(Math.max(this.wheel.tickMs, this.settings.interval / 4));
   }
 }

@@ -143,12 +143,6 @@ function flushLink(link: Link): void {
   link.flushOut();
 }
 
-/** Timer kinds of {@link Link.onTimer}. */
-const STALL_TIMER = 0;
-const HANDSHAKE_TIMER = 1;
-const GRACE_TIMER = 2;
-const PARTIAL_TIMER = 3;
-
 /**
  * Why a link's owner stopped reading its socket (see {@link Link.pauseInput}): a session
  * store behind, an asynchronous request decision pending, the application's consumer
@@ -275,13 +269,19 @@ export class Link {
     socket.on('drain', onSocketDrain);
   }
 
-  /** @internal The wheel calls this when one of the link's timers fires. */
-  onTimer(kind: number): void {
-    if (kind === STALL_TIMER) this.checkStall();
-    else if (kind === HANDSHAKE_TIMER) {
-      this.fail('handshake-timeout', 'no handshake within the handshake timeout');
-    } else if (kind === PARTIAL_TIMER) this.checkPartial();
-    else this.socket.destroy();
+  // The handlers of the link's wheel timers: static methods, shared by every link (no
+  // closure each), that may still call private members.
+  private static stallDue(link: Link): void {
+    link.checkStall();
+  }
+  private static handshakeDue(link: Link): void {
+    link.fail('handshake-timeout', 'no handshake within the handshake timeout');
+  }
+  private static partialDue(link: Link): void {
+    link.checkPartial();
+  }
+  private static graceDue(link: Link): void {
+    link.socket.destroy();
   }
 
   /** Remote address as host:port (kept after the socket closes). */
@@ -338,7 +338,7 @@ export class Link {
 
   /** Arms the handshake deadline (less than handshakeTimeout when TLS used part of it). */
   startHandshakeTimer(ms = this.config.handshakeTimeout): void {
-    this.handshakeTimer ??= this.wheel.timerFor(this, HANDSHAKE_TIMER);
+    this.handshakeTimer ??= this.wheel.timerFor(this, Link.handshakeDue);
     this.handshakeTimer.arm(ms);
   }
 
@@ -696,7 +696,7 @@ export class Link {
 
   /** Destroys the socket if the closing handshake has not ended it within the grace. */
   private armGrace(): void {
-    this.graceTimer ??= this.wheel.timerFor(this, GRACE_TIMER);
+    this.graceTimer ??= this.wheel.timerFor(this, Link.graceDue);
     this.graceTimer.arm(CLOSE_GRACE_MS);
   }
 
@@ -909,7 +909,7 @@ export class Link {
       // A frame began in this chunk (after any that completed in it).
       this.partialSince = this.lastReceived;
       this.partialBytes = this.decoder.bufferedBytes;
-      this.partialTimer ??= this.wheel.timerFor(this, PARTIAL_TIMER);
+      this.partialTimer ??= this.wheel.timerFor(this, Link.partialDue);
       // An armed timer fires no later than this frame's deadline: its frame started earlier.
       if (!this.partialTimer.armed) this.partialTimer.arm(this.config.partialFrameTimeout);
     } else {
@@ -1017,7 +1017,7 @@ export class Link {
   private markStall(): void {
     this.stallMark = this.socket.writableLength;
     this.drainsAtMark = this.drains;
-    this.stallTimer ??= this.wheel.timerFor(this, STALL_TIMER);
+    this.stallTimer ??= this.wheel.timerFor(this, Link.stallDue);
     this.stallTimer.arm(this.config.writeTimeout);
   }
 

@@ -35,8 +35,8 @@ import {
   type WelcomeFrame,
 } from '../protocol/frames.js';
 import { asBuffer } from '../session/outbound.js';
-import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
-import { TimingWheel } from '../time/wheel.js';
+import { type Clock, systemClock } from '../time/clock.js';
+import { MAX_TIMER_DELAY_MS, TimingWheel, type WheelTimer } from '../time/wheel.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { holdProcess, releaseProcess } from './process-hold.js';
 import { parseServerList, type ServerAddress, ServerRotation } from './servers.js';
@@ -210,13 +210,21 @@ function resolveClient(o: ClientOptions): ResolvedClient {
     traceId: helloField('traceId', o.traceId, maxHelloFieldBytes),
     reconnect: boolOption('reconnect', o.reconnect, CLIENT_DEFAULTS.reconnect),
     maxAttempts: numberOption('maxAttempts', o.maxAttempts, CLIENT_DEFAULTS.maxAttempts, 1),
+    // The timers these arm are wheel timers: bounded by the longest delay a wheel takes.
     connectTimeout: intOption(
       'connectTimeout',
       o.connectTimeout,
       CLIENT_DEFAULTS.connectTimeout,
       1,
+      MAX_TIMER_DELAY_MS,
     ),
-    stableAfter: intOption('stableAfter', o.stableAfter, CLIENT_DEFAULTS.stableAfter, 0),
+    stableAfter: intOption(
+      'stableAfter',
+      o.stableAfter,
+      CLIENT_DEFAULTS.stableAfter,
+      0,
+      MAX_TIMER_DELAY_MS,
+    ),
     circuitThreshold: intOption(
       'circuitThreshold',
       o.circuitThreshold,
@@ -228,6 +236,7 @@ function resolveClient(o: ClientOptions): ResolvedClient {
       o.circuitResetAfter,
       CLIENT_DEFAULTS.circuitResetAfter,
       1,
+      MAX_TIMER_DELAY_MS,
     ),
     failFast: boolOption('failFast', o.failFast, CLIENT_DEFAULTS.failFast),
     random: o.random ?? Math.random,
@@ -256,13 +265,15 @@ export class ClientConnection extends Connection {
   private attempts = 0;
   private failures = 0;
   private circuitState: CircuitState = 'closed';
-  private retryTimer: ClockTimer | null = null;
+  // Every timer of a client is a wheel timer on the wheel of its links, created on first
+  // use; their handlers are the static methods below (no closure each).
+  private retryTimer: WheelTimer | null = null;
   /** Failed requests in a row (a success or a handshake resets it). */
   private requestFailures = 0;
   /** Half-opens a circuit that failed requests opened while connected. */
-  private circuitTimer: ClockTimer | null = null;
-  private connectTimer: ClockTimer | null = null;
-  private stableTimer: ClockTimer | null = null;
+  private circuitTimer: WheelTimer | null = null;
+  private connectTimer: WheelTimer | null = null;
+  private stableTimer: WheelTimer | null = null;
   /** The link of the last WELCOME, kept until its loss to tell whether it heard the server. */
   private welcomed: Link | null = null;
   /** DATA, ACK or SETTINGS arrived on it (PING and PONG are counted by its heartbeat). */
@@ -493,11 +504,8 @@ export class ClientConnection extends Connection {
         this.circuitState === 'half-open' || this.requestFailures >= this.cfg.circuitThreshold;
       if (!trips || this.link === null) return;
       this.setCircuit('open');
-      this.clearTimer('circuitTimer');
-      this.circuitTimer = this.config.clock.setTimeout(() => {
-        this.circuitTimer = null;
-        if (this.circuitState === 'open' && this.link !== null) this.setCircuit('half-open');
-      }, this.cfg.circuitResetAfter);
+      this.circuitTimer ??= this.wheel.timerFor(this, ClientConnection.circuitDue);
+      this.circuitTimer.arm(this.cfg.circuitResetAfter);
     };
   }
 
@@ -552,13 +560,8 @@ export class ClientConnection extends Connection {
     if (!this.refed) socket.unref();
     const link = new Link(socket, this.config, this.wheel, this);
     this.pending = link;
-    this.connectTimer = this.config.clock.setTimeout(() => {
-      this.connectTimer = null;
-      link.fail(
-        'connect-timeout',
-        `no connection to ${address.host}:${address.port} within ${this.cfg.connectTimeout} ms`,
-      );
-    }, this.cfg.connectTimeout);
+    this.connectTimer ??= this.wheel.timerFor(this, ClientConnection.connectDue);
+    this.connectTimer.arm(this.cfg.connectTimeout);
     // Over TLS the HELLO waits for the TLS handshake (and the connect deadline covers it).
     socket.once(socket instanceof TLSSocket ? 'secureConnect' : 'connect', () => {
       this.clearConnectTimer();
@@ -617,11 +620,8 @@ export class ClientConnection extends Connection {
     this.welcomed = link;
     this.heardAfterWelcome = false;
     this.setCircuit('closed');
-    this.clearTimer('stableTimer');
-    this.stableTimer = this.config.clock.setTimeout(() => {
-      this.stableTimer = null;
-      this.resetAttempts();
-    }, this.cfg.stableAfter);
+    this.stableTimer ??= this.wheel.timerFor(this, ClientConnection.stableDue);
+    this.stableTimer.arm(this.cfg.stableAfter);
     const settings = heartbeatSettings(welcome.interval, welcome.timeout);
     this.attach(
       link,
@@ -667,10 +667,8 @@ export class ClientConnection extends Connection {
       reason: info.reason,
       info,
     });
-    this.retryTimer = this.config.clock.setTimeout(() => {
-      this.retryTimer = null;
-      this.dial();
-    }, delay);
+    this.retryTimer ??= this.wheel.timerFor(this, ClientConnection.retryDue);
+    this.retryTimer.arm(delay);
   }
 
   /** Whether the last welcomed link heard any frame but CLOSE after its WELCOME. */
@@ -712,9 +710,33 @@ export class ClientConnection extends Connection {
   }
 
   private clearTimer(name: 'retryTimer' | 'connectTimer' | 'stableTimer' | 'circuitTimer'): void {
-    const t = this[name];
-    if (t !== null) this.config.clock.clearTimeout(t);
-    this[name] = null;
+    this[name]?.cancel();
+  }
+
+  /** The backoff delay is over: the next attempt. */
+  private static retryDue(conn: ClientConnection): void {
+    conn.dial();
+  }
+
+  /** The attempt in progress did not connect (TCP, and TLS) within connectTimeout. */
+  private static connectDue(conn: ClientConnection): void {
+    const link = conn.pending;
+    if (link === null) return;
+    const address = conn.rotation.current;
+    link.fail(
+      'connect-timeout',
+      `no connection to ${address.host}:${address.port} within ${conn.cfg.connectTimeout} ms`,
+    );
+  }
+
+  /** Healthy for stableAfter: the next reconnect starts from the first delay. */
+  private static stableDue(conn: ClientConnection): void {
+    conn.resetAttempts();
+  }
+
+  /** circuitResetAfter since requests opened the circuit: the next outcome decides. */
+  private static circuitDue(conn: ClientConnection): void {
+    if (conn.circuitState === 'open' && conn.link !== null) conn.setCircuit('half-open');
   }
 
   private clearTimers(): void {

@@ -15,15 +15,15 @@
  * When the store fails or does not answer within `timeout`, the session serves its client
  * locally (acks without commits, as a single node would) and reports it; the node retries,
  * and the first successful retry writes the whole session back (a snapshot).
+ *
+ * It is the journaled delivery strategy of its connection (src/session/delivery.ts): one
+ * object per session, made for one connection, which it keeps as its host (the `conn`
+ * arguments of the strategy's methods are that same connection).
  */
 
 import { HeartlineError } from '../errors.js';
-import type {
-  ConnectionJournal,
-  Inbound,
-  JournalFactory,
-  JournalHost,
-} from '../session/journal.js';
+import type { DeliveryHost, DeliveryStrategy } from '../session/delivery.js';
+import type { Inbound } from '../session/journal.js';
 import { ENTRY_OVERHEAD } from '../session/outbound.js';
 import type {
   CommitBatch,
@@ -53,6 +53,8 @@ export interface JournalEvents {
 
 /** Construction parameters of a {@link SessionJournal}. */
 export interface JournalOptions {
+  /** The connection whose session this journal commits. */
+  host: DeliveryHost;
   store: SessionStore;
   /** The session's identity, TTL and cap, written when the store lacks the session. */
   snapshot: SessionSnapshot;
@@ -88,13 +90,13 @@ function asStoreError(err: unknown): HeartlineError {
 }
 
 /** Commits one session to the store; see the module comment. */
-export class SessionJournal implements ConnectionJournal {
+export class SessionJournal implements DeliveryStrategy {
   /** Highest outbound seq that may go on the wire. */
   durableSeq: number;
   readonly sessionId: string;
   readonly fence: OwnerFence;
   readonly #o: JournalOptions;
-  #host: JournalHost | null = null;
+  readonly #host: DeliveryHost;
   // client -> server
   #arrived: number;
   #delivered: number;
@@ -106,6 +108,10 @@ export class SessionJournal implements ConnectionJournal {
   /** What the queue holds as the caps count it: payload + ENTRY_OVERHEAD per message. */
   #queuedBytes = 0;
   #inputPaused = false;
+  /** The committed seq to ACK once `#ackGate` has been written, and the last ACK sent. */
+  #ackSeq = 0;
+  #ackGate = 0;
+  #ackSent = 0;
   // server -> client
   #storedSeq: number;
   #ackedLocal: number;
@@ -131,6 +137,7 @@ export class SessionJournal implements ConnectionJournal {
 
   constructor(options: JournalOptions) {
     this.#o = options;
+    this.#host = options.host;
     this.sessionId = options.snapshot.sessionId;
     this.fence = options.fence;
     const r = options.restored;
@@ -148,6 +155,11 @@ export class SessionJournal implements ConnectionJournal {
     this.#inboxTail = r?.inboxTail ?? 0;
     this.#needSnapshot = r === undefined;
     if (r) this.#unstored = null;
+    // A new session is written at once; a taken-over one may have inbox messages waiting.
+    // (Both reach the host only from a microtask or a store reply: after the connection
+    // has taken this journal as its delivery strategy.)
+    if (this.#needSnapshot) this.#schedule();
+    if (this.#inboxTail > this.#inboxTaken) this.#pull();
   }
 
   /**
@@ -165,20 +177,14 @@ export class SessionJournal implements ConnectionJournal {
     for (const fn of waiting ?? []) fn();
   }
 
-  /** The factory a ServerConnection installs. */
-  get factory(): JournalFactory {
-    return (host) => {
-      this.#host = host;
-      // A new session is written at once; a taken-over one may have inbox messages waiting.
-      if (this.#needSnapshot) this.#schedule();
-      if (this.#inboxTail > this.#inboxTaken) this.#pull();
-      return this;
-    };
-  }
-
   /** True while the store cannot be used and the session runs on local acks. */
   get degraded(): boolean {
     return this.#degraded;
+  }
+
+  /** A store keeps the session for the next node, unless it runs on local acks. */
+  get keepsSession(): boolean {
+    return !this.#degraded;
   }
 
   /**
@@ -194,11 +200,22 @@ export class SessionJournal implements ConnectionJournal {
     return this.#ended;
   }
 
-  // ---- ConnectionJournal ---------------------------------------------------------------
+  // ---- DeliveryStrategy -----------------------------------------------------------------
 
-  data(seq: number, payload: Buffer, kind: Inbound = null): boolean {
+  /** Only what the store holds may go on the wire. */
+  flushLimit(): number {
+    return this.durableSeq;
+  }
+
+  /** The ACK of committed messages follows the replies committed with them. */
+  flushed(): void {
+    if (this.#ackSeq <= this.#ackSent || this.#host.writtenSeq < this.#ackGate) return;
+    if (this.#host.writeAck(this.#ackSeq)) this.#ackSent = this.#ackSeq;
+  }
+
+  receive(_conn: DeliveryHost, seq: number, payload: Buffer, kind: Inbound = null): boolean {
     if (seq <= this.#arrived) {
-      this.#host?.ackNow();
+      this.#host.ackNow();
       return true;
     }
     if (seq !== this.#arrived + 1) return false;
@@ -213,7 +230,7 @@ export class SessionJournal implements ConnectionJournal {
       // store catches up (the peer's TCP window fills, so it slows down).
       if (this.#queuedBytes > this.#o.snapshot.maxBytes) {
         this.#inputPaused = true;
-        this.#host?.pauseInput(true);
+        this.#host.pauseForStore(true);
       }
     }
     this.#schedule();
@@ -221,11 +238,11 @@ export class SessionJournal implements ConnectionJournal {
   }
 
   sent(): void {
-    if (this.#degraded && this.#host) this.durableSeq = this.#host.lastSeq();
+    if (this.#degraded) this.durableSeq = this.#host.sentSeq;
     else this.#schedule();
   }
 
-  acked(seq: number): void {
+  acked(_conn: DeliveryHost, seq: number): void {
     if (seq > this.#ackedLocal) this.#ackedLocal = seq;
     // Acks free room in the replay buffer for inbox messages that did not fit.
     if (this.#inboxTail > this.#inboxTaken) this.#pull();
@@ -258,7 +275,7 @@ export class SessionJournal implements ConnectionJournal {
 
   /** Degraded: tries to write the whole session back. */
   retry(): void {
-    if (!this.#degraded || this.#inflight || this.#ending || this.#ended || !this.#host) return;
+    if (!this.#degraded || this.#inflight || this.#ending || this.#ended) return;
     this.#exec(this.#batch(true)!);
   }
 
@@ -274,10 +291,7 @@ export class SessionJournal implements ConnectionJournal {
 
   async #end(mode: 'keep' | 'delete'): Promise<void> {
     while (this.#inflight) await new Promise<void>((r) => this.#waiters.push(r));
-    if (this.#ended || !this.#host) {
-      this.#ended = true;
-      return;
-    }
+    if (this.#ended) return;
     const { store } = this.#o;
     try {
       if (mode === 'delete') {
@@ -296,7 +310,7 @@ export class SessionJournal implements ConnectionJournal {
 
   #deliver(seq: number, payload: Buffer, kind: Inbound): void {
     this.#delivered = seq;
-    this.#host!.deliver(seq, payload, seq <= this.#redeliverUpTo, kind);
+    this.#host.deliver(seq, payload, seq <= this.#redeliverUpTo, kind);
   }
 
   #schedule(): void {
@@ -310,21 +324,21 @@ export class SessionJournal implements ConnectionJournal {
 
   #run(): void {
     const host = this.#host;
-    if (this.#inflight || this.#ended || this.#ending || !host) return;
+    if (this.#inflight || this.#ended || this.#ending) return;
     if (this.#degraded) {
       this.#serveLocally(host);
       return;
     }
-    const batch = this.#batch(this.#needSnapshot || this.#storedSeq < host.acked());
+    const batch = this.#batch(this.#needSnapshot || this.#storedSeq < host.ackedSeq);
     if (batch) this.#exec(batch);
   }
 
   /** The next write, or null when the store already holds everything. */
   #batch(snapshot: boolean): Pending | null {
-    const host = this.#host!;
-    const last = host.lastSeq();
+    const host = this.#host;
+    const last = host.sentSeq;
     // A snapshot carries every unacknowledged message: the store may have none of them.
-    const first = snapshot ? host.acked() + 1 : this.#storedSeq + 1;
+    const first = snapshot ? host.ackedSeq + 1 : this.#storedSeq + 1;
     const received = this.#delivered;
     const seen = Math.min(this.#arrived, received + SEEN_WINDOW);
     const acked = this.#ackedLocal;
@@ -340,7 +354,7 @@ export class SessionJournal implements ConnectionJournal {
     if (!snapshot && !this.#probe && unchanged) return null;
     this.#probe = false;
     const replies: Uint8Array[] = [];
-    for (let seq = first; seq <= last; seq++) replies.push(host.payload(seq)!);
+    for (let seq = first; seq <= last; seq++) replies.push(host.logEntry(seq)!);
     const commit: CommitBatch = {
       received,
       seen,
@@ -366,7 +380,7 @@ export class SessionJournal implements ConnectionJournal {
 
   #done(batch: Pending, result: CommitResult): void {
     this.#inflight = false;
-    const host = this.#host!;
+    const host = this.#host;
     if (this.#ended || this.#ending) {
       this.#wake();
       return;
@@ -391,7 +405,7 @@ export class SessionJournal implements ConnectionJournal {
         this.#stored();
         // The replies first, then the ACK of the messages they answer.
         host.flush();
-        host.committed(this.#storedRecv);
+        this.#committed(host, this.#storedRecv);
         this.#drain(host);
         if (this.#inboxTail > this.#inboxTaken) this.#pull();
         break;
@@ -430,21 +444,33 @@ export class SessionJournal implements ConnectionJournal {
     this.#o.events.failed(this, asStoreError(err));
     this.#stored();
     this.#wake();
-    if (this.#host) this.#serveLocally(this.#host);
+    this.#serveLocally(this.#host);
   }
 
   /** Degraded: everything may go, everything delivered is acknowledged. */
-  #serveLocally(host: JournalHost): void {
-    this.durableSeq = host.lastSeq();
+  #serveLocally(host: DeliveryHost): void {
+    this.durableSeq = host.sentSeq;
     host.flush();
     this.#drain(host);
-    host.committed(this.#delivered);
+    this.#committed(host, this.#delivered);
+  }
+
+  /**
+   * Peer messages up to `seq` are committed: their ACK goes out once every outbound
+   * message durable now has been written, so the replies committed with them reach the
+   * peer first (see {@link flushed}).
+   */
+  #committed(host: DeliveryHost, seq: number): void {
+    if (!host.committed(seq)) return;
+    this.#ackSeq = seq;
+    this.#ackGate = this.durableSeq;
+    host.flush();
   }
 
   /** Delivers queued messages the seen mark now covers (all of them when degraded). */
-  #drain(host: JournalHost): void {
+  #drain(host: DeliveryHost): void {
     const q = this.#queue;
-    while (this.#qHead < q.length && !this.#ended && !host.closed()) {
+    while (this.#qHead < q.length && !this.#ended && !host.closed) {
       const m = q[this.#qHead]!;
       if (!this.#degraded && m.seq > this.#storedSeen) break;
       q[this.#qHead++] = undefined;
@@ -453,7 +479,7 @@ export class SessionJournal implements ConnectionJournal {
     }
     if (this.#inputPaused && this.#queuedBytes <= this.#o.snapshot.maxBytes / 2) {
       this.#inputPaused = false;
-      host.pauseInput(false);
+      host.pauseForStore(false);
     }
     if (this.#qHead === q.length) {
       q.length = 0;
@@ -465,20 +491,20 @@ export class SessionJournal implements ConnectionJournal {
   }
 
   #pull(): void {
-    if (this.#pulling || this.#ended || this.#ending || this.#degraded || !this.#host) return;
+    if (this.#pulling || this.#ended || this.#ending || this.#degraded) return;
     this.#pulling = true;
     this.#call(this.#o.store.fetchInbox(this.sessionId, this.#inboxTaken, INBOX_BATCH)).then(
       (entries) =>
         queueMicrotask(() => {
           this.#pulling = false;
           const host = this.#host;
-          if (this.#ended || !host || host.closed()) return;
+          if (this.#ended || host.closed) return;
           let took = 0;
           for (const e of entries) {
             if (e.id <= this.#inboxTaken) continue;
             if (e.id !== this.#inboxTaken + 1) break;
             try {
-              host.push(e.payload);
+              host.queueFromStore(e.payload);
             } catch (err) {
               // The replay buffer is full: the rest waits in the store for acks.
               if (err instanceof HeartlineError && err.code === 'HL_ERR_BUFFER_FULL') break;

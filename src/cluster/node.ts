@@ -498,6 +498,7 @@ export class ClusterNode {
     if (store) {
       if (restored) conn.restoreSession(restored);
       journal = new SessionJournal({
+        host: conn,
         store,
         snapshot: {
           sessionId,
@@ -517,7 +518,7 @@ export class ClusterNode {
         events: this.#journalEvents,
         ...(restored ? { restored } : {}),
       });
-      conn.useJournal(journal.factory);
+      conn.useDelivery(journal);
     }
     this.#held.set(sessionId, { conn, journal });
     if (conn.clientId !== '') {

@@ -5,7 +5,7 @@
  */
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { Connection, FIRST_SUBCLASS_TIMER, type JournalFactory } from '../connection.js';
+import { Connection, type DeliveryStrategy } from '../connection.js';
 import type { HeartbeatRole } from '../heartbeat.js';
 import type { CloseInfo, Link } from '../link.js';
 import type { HeartbeatSettings, ResolvedCommon } from '../options.js';
@@ -38,10 +38,6 @@ export interface ServerConnectionHost {
   readonly idempotency?: IdempotencyWindow | null;
 }
 
-/** Timer kinds of {@link ServerConnection.onTimer}, after the base class's. */
-const TTL_TIMER = FIRST_SUBCLASS_TIMER;
-const LENIENCY_TIMER = FIRST_SUBCLASS_TIMER + 1;
-const TOKEN_TIMER = FIRST_SUBCLASS_TIMER + 2;
 /** How often {@link ServerConnection.watchToken} looks before settings are known (ms). */
 const TOKEN_CHECK_FALLBACK_MS = 1000;
 
@@ -171,22 +167,8 @@ export class ServerConnection extends Connection {
    */
   private watchToken(): void {
     if (this.previousToken === null || !this.link) return;
-    this.tokenTimer ??= this.wheel.timerFor(this, TOKEN_TIMER);
+    this.tokenTimer ??= this.wheel.timerFor(this, ServerConnection.tokenDue);
     this.tokenTimer.arm(this.settings?.interval ?? TOKEN_CHECK_FALLBACK_MS);
-  }
-
-  /**
-   * Highest seq this end sent, and the highest the client acknowledged: a resume's
-   * lastReceived must lie between them (PROTOCOL.md 6.3).
-   * @internal
-   */
-  get sentSeq(): number {
-    return this.outbound.lastSeq;
-  }
-
-  /** @internal Highest seq the client acknowledged (see {@link sentSeq}). */
-  get ackedSeq(): number {
-    return this.outbound.acked;
   }
 
   protected override detach(link: Link): void {
@@ -194,15 +176,23 @@ export class ServerConnection extends Connection {
     super.detach(link);
   }
 
-  /** @internal */
-  override onTimer(kind: number): void {
-    if (kind === TTL_TIMER) this.expire();
-    else if (kind === TOKEN_TIMER) {
-      if (this.link) this.settleToken(this.link);
-      this.watchToken();
-    } else if (kind === LENIENCY_TIMER) {
-      if (this.settings) this.link?.beat?.retune(this.settings);
-    } else super.onTimer(kind);
+  // The handlers of this class's wheel timers: static methods, shared by every connection
+  // (no closure each), that may still call private members.
+
+  /** The token timer: settles the old token if the client has shown it holds the new one. */
+  private static tokenDue(conn: ServerConnection): void {
+    if (conn.link) conn.settleToken(conn.link);
+    conn.watchToken();
+  }
+
+  /** The leniency after a retune is over: the detector takes the new settings. */
+  private static leniencyDue(conn: ServerConnection): void {
+    if (conn.settings) conn.link?.beat?.retune(conn.settings);
+  }
+
+  /** The session TTL ran out without a resume. */
+  private static ttlDue(conn: ServerConnection): void {
+    conn.expire();
   }
 
   /** The server lags the client's pings and samples RTT on its PONGs (PROTOCOL.md 7.2). */
@@ -240,7 +230,7 @@ export class ServerConnection extends Connection {
     this.attach(link, settings, this.sessionKey, resumed, peerLastReceived, peer);
     this.watchToken();
     // The handshake acknowledged what the client has: the store may trim it too.
-    this.journal?.acked(this.outbound.acked);
+    this.delivery.acked(this, this.outbound.acked);
   }
 
   /**
@@ -254,9 +244,12 @@ export class ServerConnection extends Connection {
     this.nextSend = state.acked + 1;
   }
 
-  /** @internal Commits this session to a session store (cluster mode). */
-  useJournal(factory: JournalFactory): void {
-    this.installJournal(factory);
+  /**
+   * @internal Delivers through `strategy` instead of at once: a journal that commits
+   * this session to a session store (cluster mode). Chosen before the first link.
+   */
+  useDelivery(strategy: DeliveryStrategy<Connection>): void {
+    this.delivery = strategy;
   }
 
   /**
@@ -306,7 +299,7 @@ export class ServerConnection extends Connection {
           suspectAfter: Math.max(judged.suspectAfter, settings.suspectAfter),
         }),
       );
-      this.leniency ??= this.wheel.timerFor(this, LENIENCY_TIMER);
+      this.leniency ??= this.wheel.timerFor(this, ServerConnection.leniencyDue);
       this.leniency.arm(judged.timeout);
       return;
     }
@@ -342,7 +335,7 @@ export class ServerConnection extends Connection {
   }
 
   protected linkLost(): void {
-    this.ttlTimer ??= this.wheel.timerFor(this, TTL_TIMER);
+    this.ttlTimer ??= this.wheel.timerFor(this, ServerConnection.ttlDue);
     this.ttlTimer.arm(this.sessionTtl);
   }
 
@@ -364,8 +357,7 @@ export class ServerConnection extends Connection {
    * journal on local service (store down) keeps nothing, so it hands back as before.
    */
   protected override handsBackOnClose(): boolean {
-    const journal = this.journal;
-    return journal === null || journal.degraded || !this.sessionGoesOn;
+    return !this.delivery.keepsSession || !this.sessionGoesOn;
   }
 
   protected override onFinish(): void {

@@ -1,8 +1,8 @@
 /**
  * What a connection hands its application with each message (`MessageInfo`, with the
- * reply path), and the narrow interfaces between a connection and the journal that
- * commits it to a session store in cluster mode (src/cluster/journal.ts). Pure types and
- * one small class: no sockets, no timers.
+ * reply path). Pure types and one small class: no sockets, no timers. How a message
+ * reaches the application (at once, or once a session store holds it) is the delivery
+ * strategy's business: src/session/delivery.ts.
  */
 
 import { HeartlineError } from '../errors.js';
@@ -143,59 +143,3 @@ export class Delivery implements MessageInfo {
     return this.answer(status, data);
   }
 }
-
-/**
- * What a connection offers the journal that commits it to a session store. Built by the
- * connection itself, so the journal needs none of its protected members.
- */
-export interface JournalHost {
-  /** Hands a message to the application ('message' event), or a REPLY to its request. */
-  deliver(seq: number, payload: Buffer, redelivered: boolean, kind: Inbound): void;
-  /**
-   * Peer messages up to `seq` are committed: ACK them once every outbound message durable
-   * now has been written, so the replies committed with them reach the peer first.
-   */
-  committed(seq: number): void;
-  /** Sends ACK(last committed) at once (a duplicate arrived). */
-  ackNow(): void;
-  /**
-   * The log entry of an outbound seq still held (its payload and the frame's kind,
-   * src/session/log-entry.ts), else undefined.
-   */
-  payload(seq: number): Uint8Array | undefined;
-  /** Highest outbound seq assigned. */
-  lastSeq(): number;
-  /** Highest outbound seq the peer acknowledged. */
-  acked(): number;
-  /** Numbers a message like send() (throws HL_ERR_BUFFER_FULL at the cap). */
-  push(payload: Uint8Array): number;
-  /** The durable seq advanced: write what may go now. */
-  flush(): void;
-  /**
-   * Stops (true) or resumes (false) reading the current link's socket, so that messages
-   * waiting for the store cannot pile up without bound (TCP pushes back on the peer).
-   */
-  pauseInput(paused: boolean): void;
-  /** True once the connection ended for good. */
-  closed(): boolean;
-}
-
-/** Sits between a connection and a session store: delivery, acks and sends wait for it. */
-export interface ConnectionJournal {
-  /** Highest outbound seq the link may carry (the store holds it). */
-  readonly durableSeq: number;
-  /** True while the store cannot be used and the session runs on local acks (nothing kept). */
-  readonly degraded: boolean;
-  /**
-   * A DATA frame from the peer, in any order: duplicates are acknowledged and dropped, the
-   * next seq is delivered once the store allows. Returns false for a gap (a protocol error).
-   */
-  data(seq: number, payload: Buffer, kind?: Inbound): boolean;
-  /** The application queued a message (it is in the replay buffer). */
-  sent(): void;
-  /** The peer acknowledged outbound seqs up to `seq`. */
-  acked(seq: number): void;
-}
-
-/** Builds the journal of one connection. */
-export type JournalFactory = (host: JournalHost) => ConnectionJournal;

@@ -40,7 +40,9 @@
  * timer costs less than cascading every timer down the levels, and the code stays small.
  *
  * The wheel holds exactly one clock timer while it has armed timers (none while its own
- * callbacks run) and none when empty, so an idle process can exit.
+ * callbacks run) and none when empty, so an idle process can exit; plus, while any timer
+ * is armed for the clock's next turn ({@link WheelTimer.armNextTurn}), one zero-delay
+ * clock timer that they all share.
  */
 
 import { InvalidArgumentError } from '../errors.js';
@@ -60,6 +62,18 @@ const MAX_DELAY_MS = 2 ** 47;
 
 /** More slots than this is a configuration mistake: each slot costs a node of memory. */
 const MAX_SLOTS = 2 ** 20;
+
+/**
+ * The longest delay a wheel timer accepts (ms, about 4,460 years): options that arm one
+ * are bounded by it.
+ */
+export const MAX_TIMER_DELAY_MS = MAX_DELAY_MS;
+
+/**
+ * The `tick` of a timer armed for the clock's next turn (it sits in no slot): no real
+ * tick, since every tick number lies within +-2^47 / tickMs.
+ */
+const NEXT_TURN = Number.MIN_SAFE_INTEGER;
 
 /** Options of {@link TimingWheel}. */
 export interface WheelOptions {
@@ -82,14 +96,13 @@ export interface WheelOptions {
 }
 
 /**
- * Receives the firings of the timers made by {@link TimingWheel.timerFor}: one method for
- * every timer of an object, told apart by `kind`. An object with several timers then
- * costs one timer node each and no closure (see memory per connection in
- * src/connection.ts).
+ * What a timer made by {@link TimingWheel.timerFor} calls: a function shared by every
+ * owner (module-level, or a static method of the owner's class, which may call its
+ * private members) that takes the timer's owner. An object with several timers (one per
+ * connection) then costs one timer node each and no closure (see memory per connection
+ * in src/connection.ts), and each class, subclasses included, names its own handlers.
  */
-export interface TimerTarget {
-  onTimer(kind: number): void;
-}
+export type TimerHandler<T> = (owner: T) => void;
 
 /** A reusable timer of a {@link TimingWheel}, bound to one callback. */
 export interface WheelTimer {
@@ -99,6 +112,13 @@ export interface WheelTimer {
    * @throws InvalidArgumentError when `delayMs` is negative, NaN or beyond 2^47 ms.
    */
   arm(delayMs: number): void;
+  /**
+   * Arms (re-arms if armed) to fire on the clock's next turn rather than at a tick: after
+   * the I/O the event loop has pending (Node reads sockets between two timer phases), and
+   * without waiting up to a tick. Every timer armed so shares one zero-delay clock timer.
+   * For a second look once pending input has been read. O(1).
+   */
+  armNextTurn(): void;
   /** O(1); no-op when unarmed. */
   cancel(): void;
   /** True from arm() until the timer fires or is cancelled. */
@@ -128,10 +148,9 @@ class TimerNode implements WheelTimer {
 
   constructor(
     private readonly core: WheelCore,
-    /** What firing calls: `callback`, or `target.onTimer(kind)` when callback is null. */
-    readonly callback: (() => void) | null,
-    readonly target: TimerTarget | null,
-    readonly kind: number,
+    /** What firing calls, with `owner` (a plain callback ignores it). */
+    readonly handler: TimerHandler<unknown>,
+    readonly owner: unknown,
   ) {}
 
   get armed(): boolean {
@@ -144,6 +163,10 @@ class TimerNode implements WheelTimer {
 
   arm(delayMs: number): void {
     this.core.arm(this, delayMs);
+  }
+
+  armNextTurn(): void {
+    this.core.armNextTurn(this);
   }
 
   cancel(): void {
@@ -169,7 +192,7 @@ function linkTail(head: TimerNode, node: TimerNode): void {
 const noop = (): void => {};
 
 function sentinel(core: WheelCore): TimerNode {
-  const head = new TimerNode(core, noop, null, 0);
+  const head = new TimerNode(core, noop, null);
   head.next = head;
   head.prev = head;
   return head;
@@ -194,6 +217,13 @@ class WheelCore {
   processing = false;
   /** Bound once so that scheduling the clock timer allocates no closure. */
   readonly onClock = (): void => this.wake();
+  /** Timers armed for the clock's next turn, their count and their shared clock timer. */
+  readonly nextTurn: TimerNode;
+  /** The next-turn timers about to fire (taken off `nextTurn` at once). */
+  readonly nextTurnFiring: TimerNode;
+  nextTurnSize = 0;
+  nextTurnTimer: ClockTimer | null = null;
+  readonly onNextTurn = (): void => this.fireNextTurn();
 
   constructor(
     readonly clock: Clock,
@@ -204,6 +234,8 @@ class WheelCore {
     this.mask = slotCount - 1;
     for (let i = 0; i < slotCount; i++) this.slots.push(sentinel(this));
     this.firing = sentinel(this);
+    this.nextTurn = sentinel(this);
+    this.nextTurnFiring = sentinel(this);
   }
 
   /**
@@ -228,6 +260,7 @@ class WheelCore {
       );
     }
     const now = this.clock.now();
+    if (node.next !== null && node.tick === NEXT_TURN) this.cancel(node);
     if (node.next !== null) {
       unlink(node);
     } else {
@@ -249,15 +282,66 @@ class WheelCore {
   cancel(node: TimerNode): void {
     unlink(node);
     node.due = -1;
+    if (node.tick === NEXT_TURN) {
+      if (--this.nextTurnSize === 0) this.releaseNextTurn();
+      return;
+    }
     this.size--;
     if (this.size === 0 && !this.processing) this.releaseClock();
+  }
+
+  armNextTurn(node: TimerNode): void {
+    if (node.next !== null) this.cancel(node);
+    node.tick = NEXT_TURN;
+    node.due = this.clock.now();
+    linkTail(this.nextTurn, node);
+    this.nextTurnSize++;
+    this.nextTurnTimer ??= this.clock.setTimeout(this.onNextTurn, 0);
   }
 
   clear(): void {
     for (const head of this.slots) this.unlinkAll(head);
     this.unlinkAll(this.firing);
+    this.unlinkAll(this.nextTurn);
+    this.unlinkAll(this.nextTurnFiring);
     this.size = 0;
+    this.nextTurnSize = 0;
     this.releaseClock();
+    this.releaseNextTurn();
+  }
+
+  private releaseNextTurn(): void {
+    if (this.nextTurnTimer === null) return;
+    this.clock.clearTimeout(this.nextTurnTimer);
+    this.nextTurnTimer = null;
+  }
+
+  /**
+   * The next turn came: fires every timer armed for it, in arming order. The list is
+   * taken first, so that a timer a handler arms for the next turn waits for the next one.
+   */
+  private fireNextTurn(): void {
+    this.nextTurnTimer = null;
+    const head = this.nextTurn;
+    const firing = this.nextTurnFiring;
+    if (head.next === head) return;
+    firing.next = head.next;
+    firing.prev = head.prev;
+    head.next!.prev = firing;
+    head.prev!.next = firing;
+    head.next = head;
+    head.prev = head;
+    while (firing.next !== firing) {
+      const timer = firing.next!;
+      unlink(timer);
+      timer.due = -1;
+      this.nextTurnSize--;
+      try {
+        timer.handler(timer.owner);
+      } catch (err) {
+        this.report(err);
+      }
+    }
   }
 
   private unlinkAll(head: TimerNode): void {
@@ -383,8 +467,7 @@ class WheelCore {
       timer.due = -1;
       this.size--;
       try {
-        if (timer.callback !== null) timer.callback();
-        else timer.target!.onTimer(timer.kind);
+        timer.handler(timer.owner);
       } catch (err) {
         this.report(err);
       }
@@ -454,25 +537,25 @@ export class TimingWheel {
     if (typeof callback !== 'function') {
       throw new InvalidArgumentError('TimingWheel.timer: callback must be a function');
     }
-    return new TimerNode(this.core, callback, null, 0);
+    return new TimerNode(this.core, callback, null);
   }
 
   /**
-   * A reusable timer that calls `target.onTimer(kind)`; created unarmed. Objects with
-   * several timers (one per connection) use this to share one method instead of holding a
+   * A reusable timer that calls `handler(owner)`; created unarmed. Objects with several
+   * timers (one per connection) use this with module-level handlers instead of holding a
    * closure per timer.
-   * @throws InvalidArgumentError when `target` has no onTimer method.
+   * @throws InvalidArgumentError when `handler` is not a function.
    */
-  timerFor(target: TimerTarget, kind: number): WheelTimer {
-    if (typeof target?.onTimer !== 'function') {
-      throw new InvalidArgumentError('TimingWheel.timerFor: target must have an onTimer method');
+  timerFor<T>(owner: T, handler: TimerHandler<T>): WheelTimer {
+    if (typeof handler !== 'function') {
+      throw new InvalidArgumentError('TimingWheel.timerFor: handler must be a function');
     }
-    return new TimerNode(this.core, null, target, kind);
+    return new TimerNode(this.core, handler as TimerHandler<unknown>, owner);
   }
 
   /** Number of armed timers. */
   get size(): number {
-    return this.core.size;
+    return this.core.size + this.core.nextTurnSize;
   }
 
   /** Cancels every timer and releases the clock timer. The wheel can be used again afterwards. */

@@ -21,7 +21,7 @@ import {
 } from '../../src/heartbeat.js';
 import { type HeartbeatSettings, heartbeatSettings } from '../../src/options.js';
 import { FakeClock } from '../../src/time/fake-clock.js';
-import { TimingWheel } from '../../src/time/wheel.js';
+import { type TimerHandler, TimingWheel } from '../../src/time/wheel.js';
 import { mulberry32 } from '../support/prng.js';
 
 const TICK = 10;
@@ -111,6 +111,18 @@ interface SetupOptions {
   settings?: HeartbeatSettings;
   detector?: DetectorFactory;
   role?: HeartbeatRole;
+  /** Called with each firing of a timer the heartbeat makes, around its handler. */
+  onFire?: (fire: () => void) => void;
+}
+
+/**
+ * Makes every timer `wheel` creates from now on fire through `around(fire)`: how a test
+ * sees the firings of the timers a heartbeat makes for itself.
+ */
+function wrapFirings(wheel: TimingWheel, around: (fire: () => void) => void): void {
+  const timerFor = wheel.timerFor.bind(wheel);
+  wheel.timerFor = <T>(owner: T, handler: TimerHandler<T>) =>
+    timerFor(owner, (o: T) => around(() => handler(o)));
 }
 
 function setup({
@@ -118,12 +130,14 @@ function setup({
   settings = heartbeatSettings(INTERVAL, TIMEOUT),
   detector = fixedDetector(),
   role = 'client',
+  onFire,
 }: SetupOptions = {}) {
   const clock = new FakeClock(start);
   const wheel = new TimingWheel(clock, {
     tickMs: TICK,
     onError: (err) => assert.fail(`a wheel callback threw: ${String(err)}`),
   });
+  if (onFire) wrapFirings(wheel, onFire);
   const host = new StubHost(clock);
   const failureDetector: FailureDetector = detector(settings, clock.now());
   const hb = new Heartbeat(wheel, clock, settings, failureDetector, host, 0, role);
@@ -255,14 +269,15 @@ describe('Heartbeat', () => {
     });
 
     it('an idle server link that the client leads costs one timer firing per interval', () => {
-      const { clock, host, hb, wheel } = setup({ role: 'server' });
-      hb.start();
       let firings = 0;
-      const onTimer = hb.onTimer.bind(hb);
-      hb.onTimer = (kind: number) => {
-        firings++;
-        onTimer(kind);
-      };
+      const { clock, host, hb, wheel } = setup({
+        role: 'server',
+        onFire: (fire) => {
+          firings++;
+          fire();
+        },
+      });
+      hb.start();
       // The client's PING every interval, answered at once with a PONG.
       every(clock, INTERVAL, () => {
         host.receive();
@@ -286,8 +301,8 @@ describe('Heartbeat', () => {
       // Count the beat timer's arms: the heartbeat makes its timer through timerFor.
       let arms = 0;
       const timerFor = wheel.timerFor.bind(wheel);
-      wheel.timerFor = (target, kind) => {
-        const timer = timerFor(target, kind);
+      wheel.timerFor = <T>(owner: T, handler: TimerHandler<T>) => {
+        const timer = timerFor(owner, handler);
         const arm = timer.arm.bind(timer);
         timer.arm = (delayMs: number) => {
           arms++;
@@ -295,6 +310,24 @@ describe('Heartbeat', () => {
         };
         return timer;
       };
+      let firings = 0;
+      let deadlineOk = 0;
+      // Each firing of the heartbeat's timers (made by its constructor).
+      wrapFirings(wheel, (fire) => {
+        firings++;
+        const before = arms;
+        fire();
+        assert.equal(arms - before, 1, 'one re-arm per firing');
+        // Re-armed for the earlier of the ping lag after the last send and suspectAfter
+        // after the last byte heard (the wheel rounds up to its tick).
+        const due = Math.min(
+          host.lastSent + INTERVAL * SERVER_PING_LAG,
+          host.lastReceived + SUSPECT_AFTER,
+        );
+        const armed = hb.nextBeatAt;
+        within(armed, due, due + TICK, 're-armed deadline');
+        deadlineOk++;
+      });
       const host = new StubHost(clock);
       const hb = new Heartbeat(
         wheel,
@@ -306,24 +339,6 @@ describe('Heartbeat', () => {
         'server',
       );
       hb.start();
-      let firings = 0;
-      let deadlineOk = 0;
-      const onTimer = hb.onTimer.bind(hb);
-      hb.onTimer = (kind: number) => {
-        firings++;
-        const before = arms;
-        onTimer(kind);
-        assert.equal(arms - before, 1, 'one re-arm per firing');
-        // Re-armed for the earlier of the ping lag after the last send and suspectAfter
-        // after the last byte heard (the wheel rounds up to its tick).
-        const due = Math.min(
-          host.lastSent + INTERVAL * SERVER_PING_LAG,
-          host.lastReceived + SUSPECT_AFTER,
-        );
-        const armed = hb.nextBeatAt;
-        within(armed, due, due + TICK, 're-armed deadline');
-        deadlineOk++;
-      };
       every(clock, INTERVAL, () => {
         host.receive();
         hb.beat(clock.now(), true);

@@ -1,6 +1,6 @@
 /**
- * The journal that commits one server connection to a session store, driven through a
- * stub host (no sockets) against a MemoryStore on a fake clock: the seen mark before
+ * The journal that commits one server connection to a session store (the journaled
+ * delivery strategy), driven through a stub host (no sockets) against a MemoryStore on a fake clock: the seen mark before
  * delivery, replies committed with their message, ACK only after the replies went out,
  * duplicates and gaps, the seen window, the inbox, fencing, and local service while the
  * store fails, with the write-back once it answers again. Plus the replay buffer's
@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { type JournalEvents, SessionJournal } from '../../src/cluster/journal.js';
 import type { HeartlineError } from '../../src/errors.js';
-import type { JournalHost } from '../../src/session/journal.js';
+import type { DeliveryHost } from '../../src/session/delivery.js';
 import { MemoryStore } from '../../src/session/memory-store.js';
 import { OutboundBuffer } from '../../src/session/outbound.js';
 import type { SessionSnapshot, SessionStore, StoredSession } from '../../src/session/store.js';
@@ -28,6 +28,7 @@ type Call =
   | { op: 'deliver'; seq: number; text: string; redelivered: boolean }
   | { op: 'committed'; seq: number }
   | { op: 'ackNow' }
+  | { op: 'writeAck'; seq: number }
   | { op: 'flush'; durable: number };
 
 function harness(
@@ -58,7 +59,9 @@ function harness(
     lost: () => events.lost++,
     wroteBack: () => events.wroteBack++,
   };
+  const host = new StubHost(options.onDeliver);
   const journal = new SessionJournal({
+    host,
     store,
     snapshot,
     fence: { node: 'n1', gen: options.restored?.gen ?? 1 },
@@ -67,17 +70,17 @@ function harness(
     events: handlers,
     ...(options.restored ? { restored: options.restored } : {}),
   });
-  const host = new StubHost(options.onDeliver);
-  journal.factory(host);
   host.journal = journal;
   return { store, clock, journal, host, events, snapshot };
 }
 
-class StubHost implements JournalHost {
+class StubHost implements DeliveryHost {
   readonly calls: Call[] = [];
   readonly outbound = new OutboundBuffer();
   journal!: SessionJournal;
   isClosed = false;
+  /** Highest outbound seq "written" (a flush writes what is durable). */
+  written = 0;
 
   constructor(private readonly onDeliver?: (seq: number, text: string, host: StubHost) => void) {}
 
@@ -86,32 +89,46 @@ class StubHost implements JournalHost {
     this.calls.push({ op: 'deliver', seq, text, redelivered });
     this.onDeliver?.(seq, text, this);
   }
-  committed(seq: number): void {
+  private received = 0;
+  committed(seq: number): boolean {
     this.calls.push({ op: 'committed', seq });
+    if (seq <= this.received) return false;
+    this.received = seq;
+    return true;
   }
   ackNow(): void {
     this.calls.push({ op: 'ackNow' });
   }
-  payload(seq: number): Uint8Array | undefined {
+  writeAck(seq: number): boolean {
+    this.calls.push({ op: 'writeAck', seq });
+    return true;
+  }
+  logEntry(seq: number): Uint8Array | undefined {
     return this.outbound.get(seq);
   }
-  lastSeq(): number {
+  get sentSeq(): number {
     return this.outbound.lastSeq;
   }
-  acked(): number {
+  get ackedSeq(): number {
     return this.outbound.acked;
   }
-  push(payload: Uint8Array): number {
+  get writtenSeq(): number {
+    return this.written;
+  }
+  queueFromStore(payload: Uint8Array): number {
     return this.outbound.push(payload);
   }
+  /** What a connection's flush does: writes up to the limit, then tells the journal. */
   flush(): void {
     this.calls.push({ op: 'flush', durable: this.journal.durableSeq });
+    this.written = Math.max(this.written, this.journal.flushLimit());
+    this.journal.flushed();
   }
   paused = false;
-  pauseInput(paused: boolean): void {
+  pauseForStore(paused: boolean): void {
     this.paused = paused;
   }
-  closed(): boolean {
+  get closed(): boolean {
     return this.isClosed;
   }
   /** What send() does: push, then tell the journal. */
@@ -129,7 +146,7 @@ const data = (text: string): Buffer => Buffer.from(text);
 describe('SessionJournal', () => {
   test('a new session is written first; delivery waits for the seen mark', async () => {
     const { store, journal, host, snapshot } = harness();
-    assert.equal(journal.data(1, data('a')), true);
+    assert.equal(journal.receive(host, 1, data('a')), true);
     assert.deepEqual(host.delivered(), [], 'nothing is delivered before the store has it');
     await settle();
     assert.deepEqual(host.delivered(), ['a']);
@@ -142,8 +159,8 @@ describe('SessionJournal', () => {
     const { store, host, journal, snapshot } = harness({
       onDeliver: (_seq, text, h) => h.send(`re:${text}`),
     });
-    journal.data(1, data('x'));
-    journal.data(2, data('y'));
+    journal.receive(host, 1, data('x'));
+    journal.receive(host, 2, data('y'));
     await settle();
     assert.deepEqual(host.delivered(), ['x', 'y']);
     const s = (await store.load(snapshot.sessionId))!;
@@ -157,15 +174,22 @@ describe('SessionJournal', () => {
     const ackAt = host.calls.findIndex((c) => c.op === 'committed' && c.seq === 2);
     const flushAt = host.calls.findIndex((c) => c.op === 'flush' && c.durable === 2);
     assert.ok(flushAt >= 0 && ackAt > flushAt, JSON.stringify(host.calls));
+    // The ACK itself goes out once, for 2, after the replies were written.
+    const acks = host.calls.flatMap((c, i) => (c.op === 'writeAck' ? [{ seq: c.seq, i }] : []));
+    assert.deepEqual(
+      acks.map((a) => a.seq),
+      [2],
+    );
+    assert.ok(acks[0]!.i > flushAt, JSON.stringify(host.calls));
   });
 
   test('duplicates are acknowledged at once and gaps refused', async () => {
     const { journal, host } = harness();
-    journal.data(1, data('a'));
+    journal.receive(host, 1, data('a'));
     await settle();
-    assert.equal(journal.data(1, data('a')), true);
+    assert.equal(journal.receive(host, 1, data('a')), true);
     assert.equal(host.calls.at(-1)?.op, 'ackNow');
-    assert.equal(journal.data(5, data('e')), false, 'a gap is a protocol error');
+    assert.equal(journal.receive(host, 5, data('e')), false, 'a gap is a protocol error');
     assert.deepEqual(host.delivered(), ['a']);
   });
 
@@ -181,7 +205,7 @@ describe('SessionJournal', () => {
       seenMarks++;
       return commit(id, batch);
     };
-    for (let i = 1; i <= 200; i++) journal.data(i, data(String(i)));
+    for (let i = 1; i <= 200; i++) journal.receive(host, i, data(String(i)));
     await settle();
     assert.equal(host.delivered().length, 200);
     assert.ok(seenMarks >= 4, `${seenMarks} commits`);
@@ -229,7 +253,7 @@ describe('SessionJournal', () => {
     gate = new Promise<void>((r) => {
       open = r;
     });
-    for (let seq = 1; seq <= 20; seq++) journal.data(seq, Buffer.alloc(100));
+    for (let seq = 1; seq <= 20; seq++) journal.receive(host, seq, Buffer.alloc(100));
     await settle();
     assert.equal(host.paused, true, 'past 1000 queued bytes the socket is not read');
     gate = null;
@@ -241,10 +265,10 @@ describe('SessionJournal', () => {
 
   test('fenced by another node: no further delivery, reported once', async () => {
     const { store, journal, host, events, snapshot } = harness();
-    journal.data(1, data('a'));
+    journal.receive(host, 1, data('a'));
     await settle();
     await store.claim(snapshot.sessionId, 'n2');
-    journal.data(2, data('b'));
+    journal.receive(host, 2, data('b'));
     await settle();
     assert.equal(events.fenced, 1);
     assert.deepEqual(host.delivered(), ['a'], 'b was never handed out: its seen mark was refused');
@@ -269,10 +293,10 @@ describe('SessionJournal', () => {
       clock,
       onDeliver: (_s, text, h) => h.send(`re:${text}`),
     });
-    journal.data(1, data('a'));
+    journal.receive(host, 1, data('a'));
     await settle();
     hang = true;
-    journal.data(2, data('b'));
+    journal.receive(host, 2, data('b'));
     await settle();
     assert.deepEqual(host.delivered(), ['a'], 'b waits for its seen mark');
     clock.advance(1000);
@@ -285,7 +309,7 @@ describe('SessionJournal', () => {
       'acked locally',
     );
     assert.equal(journal.durableSeq, 2, 'the reply may go out');
-    journal.data(3, data('c'));
+    journal.receive(host, 3, data('c'));
     await settle();
     assert.deepEqual(host.delivered(), ['a', 'b', 'c'], 'at once while degraded');
     assert.equal(journal.needsWriteBack, true);
@@ -317,11 +341,11 @@ describe('SessionJournal', () => {
       store: restartable,
       onDeliver: (_s, text, h) => h.send(`re:${text}`),
     });
-    journal.data(1, data('a'));
+    journal.receive(host, 1, data('a'));
     await settle();
     assert.equal(events.wroteBack, 0, 'creating a new session is no write-back');
     current = new MemoryStore(); // Redis restarted without persistence
-    journal.data(2, data('b'));
+    journal.receive(host, 2, data('b'));
     await settle();
     assert.deepEqual(host.delivered(), ['a', 'b']);
     assert.deepEqual([events.lost, events.wroteBack], [1, 1], 'lost, then written back');
@@ -354,11 +378,11 @@ describe('SessionJournal on a taken-over session', () => {
       return commit(id, batch);
     };
     const { journal, host } = harness({ store, snapshot, restored });
-    journal.acked(0);
+    journal.acked(host, 0);
     journal.probe();
     await settle();
     assert.ok(commits <= 2, `${commits} commits for nothing to write`);
-    for (let seq = 101; seq <= 170; seq++) journal.data(seq, data(String(seq)));
+    for (let seq = 101; seq <= 170; seq++) journal.receive(host, seq, data(String(seq)));
     await settle();
     const delivered = host.calls.flatMap((c) => (c.op === 'deliver' ? [c] : []));
     assert.equal(delivered.length, 70);

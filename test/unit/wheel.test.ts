@@ -183,16 +183,19 @@ describe('TimingWheel', () => {
       assert.equal(fired, 1);
     });
 
-    it('timerFor(): timers of one target call its onTimer with their kind, no closure each', () => {
+    it('timerFor(): each timer calls its own shared handler with its owner, no closure each', () => {
       const { clock, wheel } = setup({ tickMs: 10 });
       const fired: string[] = [];
       class Owner {
-        readonly a = wheel.timerFor(this, 1);
-        readonly b = wheel.timerFor(this, 2);
+        readonly a = wheel.timerFor(this, Owner.aDue);
+        readonly b = wheel.timerFor(this, Owner.bDue);
         constructor(readonly name: string) {}
-        onTimer(kind: number): void {
-          fired.push(`${this.name}:${kind}@${clock.now()}`);
-          if (kind === 2 && this.name === 'x') this.a.arm(50);
+        static aDue(owner: Owner): void {
+          fired.push(`${owner.name}:a@${clock.now()}`);
+        }
+        static bDue(owner: Owner): void {
+          fired.push(`${owner.name}:b@${clock.now()}`);
+          if (owner.name === 'x') owner.a.arm(50);
         }
       }
       const x = new Owner('x');
@@ -202,12 +205,82 @@ describe('TimingWheel', () => {
       y.b.arm(200);
       y.b.cancel();
       clock.advance(1000);
-      assert.deepEqual(fired, ['y:1@30', 'x:2@100', 'x:1@150']);
+      assert.deepEqual(fired, ['y:a@30', 'x:b@100', 'x:a@150']);
       assert.equal(wheel.size, 0);
       assert.throws(
-        () => wheel.timerFor({} as unknown as { onTimer(kind: number): void }, 0),
+        () => wheel.timerFor({}, 0 as unknown as (owner: object) => void),
         InvalidArgumentError,
       );
+    });
+
+    it("armNextTurn(): fires on the clock's next turn, not a tick later, all on one clock timer", () => {
+      const { clock, wheel } = setup({ tickMs: 10 }, 3);
+      const fired: string[] = [];
+      class Owner {
+        readonly look = wheel.timerFor(this, Owner.lookDue);
+        constructor(readonly name: string) {}
+        static lookDue(owner: Owner): void {
+          fired.push(`${owner.name}@${clock.now()}`);
+        }
+      }
+      const [a, b, c] = [new Owner('a'), new Owner('b'), new Owner('c')];
+      const before = clock.scheduled;
+      a.look.armNextTurn();
+      b.look.armNextTurn();
+      c.look.armNextTurn();
+      assert.equal(clock.scheduled - before, 1, 'one shared clock timer');
+      assert.equal(wheel.size, 3);
+      assert.ok(a.look.armed);
+      assert.equal(a.look.deadline, 3);
+      b.look.cancel();
+      clock.advance(0);
+      assert.deepEqual(fired, ['a@3', 'c@3'], 'at once, in arming order, b cancelled');
+      assert.equal(wheel.size, 0);
+      assert.equal(clock.pending, 0);
+      // Cancelling the last one releases the clock timer; arm() moves one onto a tick.
+      a.look.armNextTurn();
+      a.look.cancel();
+      assert.equal(clock.pending, 0, 'released after the last cancel');
+      a.look.armNextTurn();
+      a.look.arm(20);
+      assert.equal(wheel.size, 1);
+      clock.advance(0);
+      assert.deepEqual(fired, ['a@3', 'c@3'], 'no longer armed for the next turn');
+      clock.advance(30);
+      assert.deepEqual(fired, ['a@3', 'c@3', 'a@30']);
+      assert.equal(clock.pending, 0);
+    });
+
+    it('armNextTurn() from a handler waits for the next turn, also while the wheel catches up', () => {
+      const { clock, wheel } = setup({ tickMs: 10 });
+      const log: string[] = [];
+      const again = wheel.timer(() => log.push(`again@${clock.now()}`));
+      const soon = wheel.timer(() => {
+        log.push(`soon@${clock.now()}`);
+        again.armNextTurn();
+      });
+      wheel
+        .timer(() => {
+          log.push(`first@${clock.now()}`);
+          soon.armNextTurn();
+        })
+        .arm(10);
+      wheel.timer(() => log.push(`second@${clock.now()}`)).arm(40);
+      // A stall: both ticks are processed in one wake, and the next-turn timer after it.
+      clock.jump(100);
+      clock.runNext();
+      assert.deepEqual(log, ['first@100', 'second@100']);
+      clock.runNext();
+      assert.deepEqual(log, ['first@100', 'second@100', 'soon@100']);
+      clock.advance(0);
+      assert.deepEqual(log, ['first@100', 'second@100', 'soon@100', 'again@100']);
+      assert.equal(wheel.size, 0);
+      assert.equal(clock.pending, 0);
+      // clear() drops next-turn timers too.
+      again.armNextTurn();
+      wheel.clear();
+      assert.equal(again.armed, false);
+      assert.equal(clock.pending, 0);
     });
 
     it('a callback can re-arm its own timer (periodic timer)', () => {
