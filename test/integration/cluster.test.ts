@@ -15,13 +15,14 @@ import { connect as netConnect } from 'node:net';
 import { describe, type TestContext, test } from 'node:test';
 import { type ChaosProxy, createChaosProxy } from '../../src/chaos/proxy.js';
 import type { ClientConnection } from '../../src/client/client.js';
-import type { StoreEvent } from '../../src/cluster/node.js';
+import { joinCluster } from '../../src/cluster/node.js';
 import { RedisStore } from '../../src/cluster/redis-store.js';
 import type { MessageInfo } from '../../src/connection.js';
 import { createRegistry } from '../../src/observe/metrics.js';
 import { observeServer } from '../../src/observe/observer.js';
 import { encodePing } from '../../src/protocol/codec.js';
 import { FrameType, type WelcomeFrame } from '../../src/protocol/frames.js';
+import type { StoreEvent } from '../../src/server/directory.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
 import { MemoryStore, type PresenceEvent, type SessionStore } from '../../src/session/store.js';
@@ -89,10 +90,8 @@ async function startNode(
   const k = killable(shared);
   const { server, port } = await startServer(t, {
     ...FAST,
-    store: k.store,
     nodeId,
-    storeTimeout: 300,
-    presenceTtl: 1500,
+    cluster: joinCluster({ store: k.store, storeTimeout: 300, presenceTtl: 1500 }),
     ...extra,
   });
   const proxy = await createChaosProxy({ target: { host: '127.0.0.1', port } });
@@ -480,7 +479,10 @@ describe('commit before acknowledge', () => {
         };
       },
     });
-    const { server, port } = await startServer(t, { ...FAST, store: gated, storeTimeout: 20_000 });
+    const { server, port } = await startServer(t, {
+      ...FAST,
+      cluster: joinCluster({ store: gated, storeTimeout: 20_000 }),
+    });
     const seen: number[] = [];
     server.on('connection', (conn) =>
       conn.on('message', (data, info) => {
@@ -561,13 +563,15 @@ describe('cluster without Redis at hand', () => {
   });
 
   test('options refuse a store together with redis, and bad node ids', () => {
-    assert.throws(() => startServerSync({ store: new MemoryStore(), redis: 'redis://x:1' }), {
+    assert.throws(() => joinCluster({ store: new MemoryStore(), redis: 'redis://x:1' }), {
       code: 'HL_ERR_INVALID_ARGUMENT',
     });
     assert.throws(() => startServerSync({ nodeId: 'has space' }), {
       code: 'HL_ERR_INVALID_ARGUMENT',
     });
-    assert.throws(() => startServerSync({ presenceTtl: 5 }), { code: 'HL_ERR_INVALID_ARGUMENT' });
+    assert.throws(() => joinCluster({ store: new MemoryStore(), presenceTtl: 5 }), {
+      code: 'HL_ERR_INVALID_ARGUMENT',
+    });
   });
 });
 
@@ -578,7 +582,10 @@ function startServerSync(options: Record<string, unknown>): void {
 describe('cluster on Redis: outages', { skip }, () => {
   test('a Redis unreachable from the start: the node serves locally, says so, and closes in bounded time', async (t) => {
     const port = await freePort(); // nothing listens there
-    const server = createServer({ ...FAST, redis: `redis://127.0.0.1:${port}`, storeTimeout: 500 });
+    const server = createServer({
+      ...FAST,
+      cluster: joinCluster({ redis: `redis://127.0.0.1:${port}`, storeTimeout: 500 }),
+    });
     const events: StoreEvent[] = [];
     server.on('store', (e) => events.push(e));
     const { port: at } = await server.listen(0, '127.0.0.1');

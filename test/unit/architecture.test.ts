@@ -75,11 +75,6 @@ const EXCEPTIONS: readonly Exception[] = [
     why: 'type only: the `memory` option is typed by session/budget.ts MemoryBudget; the type belongs with the option',
   },
   {
-    file: 'server/server.ts',
-    to: 'cluster',
-    why: 'the `cluster` option makes Server build the RedisStore, node and Redis idempotency window itself; cluster should plug into the server, not the reverse',
-  },
-  {
     file: 'server/workers/metrics.ts',
     to: 'observe',
     why: 'the worker-pool metrics load prom-client through observe/deps.ts; they belong in observe/',
