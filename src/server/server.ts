@@ -176,7 +176,7 @@ export interface ServerOptions
    * request with the same key from the same identity within `windowMs` gets the first
    * reply without running the handler again. Its bounds (`windowMs`, `maxKeys`,
    * `maxBytes`, `maxKeysPerScope`, `maxReplyBytes`), or false to run keyed requests like
-   * any other. With a Redis session store (`redis`, or a RedisStore as `store`) the
+   * any other. In a cluster on Redis (`joinCluster({ redis })`, or a RedisStore as `store`) the
    * window lives in Redis, shared by every node, and the same bounds apply per fixed
    * window of `windowMs` (docs/requests.md, "Cluster mode").
    * @default { windowMs: 120000, maxKeys: 100000, maxBytes: 64 MiB, maxKeysPerScope: 10000, maxReplyBytes: 64 KiB }
