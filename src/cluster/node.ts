@@ -132,7 +132,7 @@ function resolveCluster(o: ClusterOptions): ResolvedCluster {
 
 interface Held {
   conn: ServerConnection;
-  journal: SessionJournal | null;
+  journal: SessionJournal;
 }
 
 /** See the module comment. */
@@ -204,7 +204,6 @@ export class ClusterNode implements SessionDirectory {
 
   #start(): void {
     const store = this.store;
-    if (!store) return;
     this.#stopStatus =
       store.onStatus?.((s) => (s.up ? this.#storeUp() : this.#storeDown(s.error))) ?? null;
     this.#unsubscribe = store
@@ -272,7 +271,7 @@ export class ClusterNode implements SessionDirectory {
     this.#host.store({ up: true });
     const lost: SessionJournal[] = [];
     for (const held of this.#held.values()) {
-      if (held.journal?.needsWriteBack) lost.push(held.journal);
+      if (held.journal.needsWriteBack) lost.push(held.journal);
     }
     this.#joinWriteback(lost);
     for (const journal of lost) journal.retry();
@@ -305,7 +304,7 @@ export class ClusterNode implements SessionDirectory {
 
   #onNote(note: StoreNote): void {
     const held = this.#held.get(note.sessionId);
-    if (!held?.journal) return;
+    if (!held) return;
     if (note.type === 'inbox') held.journal.inboxNote(note.id);
     else if (note.gen > held.journal.fence.gen) {
       held.conn.endSession('superseded', 'another node resumed it');
@@ -327,12 +326,11 @@ export class ClusterNode implements SessionDirectory {
   /** Refreshes the TTL of linked sessions, finds inbox messages whose note was lost, retries. */
   async #tick(): Promise<void> {
     const store = this.store;
-    if (!store) return;
     const linked: Held[] = [];
     let probed = false;
     for (const held of this.#held.values()) {
       const j = held.journal;
-      if (!j || j.ended) continue;
+      if (j.ended) continue;
       if (j.degraded) {
         // While the store is down one session probes it; once up, every one writes back.
         if (this.#up !== false || !probed) j.retry();
@@ -350,7 +348,7 @@ export class ClusterNode implements SessionDirectory {
         ),
       );
       this.#storeUp();
-      for (const [i, h] of linked.entries()) h.journal?.touched(tails[i] ?? -1);
+      for (const [i, h] of linked.entries()) h.journal.touched(tails[i] ?? -1);
     } catch (err) {
       this.#storeDown(err);
     }
@@ -366,7 +364,7 @@ export class ClusterNode implements SessionDirectory {
   async keeps(conn: ServerConnection): Promise<boolean> {
     const held = this.#held.get(conn.sessionKey);
     const j = held?.journal;
-    if (!this.store || !j || j.degraded) return true;
+    if (!j || j.degraded) return true;
     if (j.ended) return false;
     try {
       const [tail] = await this.#call(this.store.touch([conn.sessionKey], this.nodeId));
@@ -390,7 +388,6 @@ export class ClusterNode implements SessionDirectory {
    */
   async takeOver(resume: ResumeRequest, identity: string | null): Promise<StoredSession | null> {
     const store = this.store;
-    if (!store) return null;
     const sessionId = Buffer.from(resume.sessionId).toString('hex');
     const loaded = await this.#call(store.load(sessionId));
     if (!loaded || !this.#resumable(loaded, resume, identity)) return null;
@@ -418,7 +415,7 @@ export class ClusterNode implements SessionDirectory {
   async rotateToken(conn: ServerConnection, presented: Uint8Array): Promise<Uint8Array> {
     const store = this.store;
     const journal = this.#held.get(conn.sessionKey)?.journal;
-    if (!store || !journal) return conn.token;
+    if (!journal) return conn.token;
     const next = conn.nextToken(presented);
     try {
       const stored = await this.#call(
@@ -436,7 +433,7 @@ export class ClusterNode implements SessionDirectory {
   tokenSettled(conn: ServerConnection): void {
     const store = this.store;
     const journal = this.#held.get(conn.sessionKey)?.journal;
-    if (!store || !journal) return;
+    if (!journal) return;
     void this.#call(store.setToken(conn.sessionKey, journal.fence, conn.token, null)).catch(
       () => {},
     );
@@ -460,32 +457,28 @@ export class ClusterNode implements SessionDirectory {
    */
   adopt(conn: ServerConnection, restored: StoredSession | null): void {
     const sessionId = conn.sessionKey;
-    let journal: SessionJournal | null = null;
-    const store = this.store;
-    if (store) {
-      if (restored) conn.restoreSession(restored);
-      journal = new SessionJournal({
-        store,
-        snapshot: {
-          sessionId,
-          // Read at each write-back: the token changes with every resume.
-          get token() {
-            return conn.token;
-          },
-          identity: conn.identity,
-          clientId: conn.clientId,
-          traceId: conn.traceId,
-          ttl: this.#keyTtl,
-          maxBytes: this.#host.maxBytes,
+    if (restored) conn.restoreSession(restored);
+    const journal = new SessionJournal({
+      store: this.store,
+      snapshot: {
+        sessionId,
+        // Read at each write-back: the token changes with every resume.
+        get token() {
+          return conn.token;
         },
-        fence: { node: this.nodeId, gen: restored?.gen ?? 1 },
-        timeout: this.#config.storeTimeout,
-        clock: this.#host.clock,
-        events: this.#journalEvents,
-        ...(restored ? { restored } : {}),
-      });
-      conn.useJournal(journal.factory);
-    }
+        identity: conn.identity,
+        clientId: conn.clientId,
+        traceId: conn.traceId,
+        ttl: this.#keyTtl,
+        maxBytes: this.#host.maxBytes,
+      },
+      fence: { node: this.nodeId, gen: restored?.gen ?? 1 },
+      timeout: this.#config.storeTimeout,
+      clock: this.#host.clock,
+      events: this.#journalEvents,
+      ...(restored ? { restored } : {}),
+    });
+    conn.useJournal(journal.factory);
     this.#held.set(sessionId, { conn, journal });
     if (conn.clientId !== '') {
       const held = this.#byClient.get(conn.clientId);
@@ -496,7 +489,7 @@ export class ClusterNode implements SessionDirectory {
   }
 
   /**
-   * A held session got a link: online once its journal is stored (if it has one). The
+   * A held session got a link: online once its journal is stored. The
    * server calls this and {@link disconnected} directly (no listener per connection).
    */
   opened(conn: ServerConnection): void {
@@ -507,13 +500,9 @@ export class ClusterNode implements SessionDirectory {
       sessionId: conn.sessionKey,
       clientId: conn.clientId,
     };
-    const journal = held.journal;
-    if (!journal) this.#presence.online(entry);
-    else {
-      journal.whenStored(
-        () => conn.state !== 'disconnected' && !conn.closed && this.#presence.online(entry),
-      );
-    }
+    held.journal.whenStored(
+      () => conn.state !== 'disconnected' && !conn.closed && this.#presence.online(entry),
+    );
   }
 
   /** A held session lost its link: offline, and the store's TTL refreshed. */
@@ -521,7 +510,7 @@ export class ClusterNode implements SessionDirectory {
     this.#presence.offline(conn.sessionKey);
     const held = this.#held.get(conn.sessionKey);
     // Refresh the store's TTL now, so it runs out together with this node's timer.
-    if (held?.conn === conn) held.journal?.probe();
+    if (held?.conn === conn) held.journal.probe();
   }
 
   /** The session ended here: forget it, and keep it in the store or delete it. */
@@ -537,7 +526,6 @@ export class ClusterNode implements SessionDirectory {
       if (byClient.size === 0) this.#byClient.delete(conn.clientId);
     }
     this.#presence.offline(sessionId);
-    if (!held.journal) return;
     this.#wroteBack(held.journal, false);
     const ending = held.journal.end(conn.sessionGoesOn ? 'keep' : 'delete');
     this.#ending.add(ending);
