@@ -20,13 +20,14 @@ import { RedisStore } from '../../src/cluster/redis-store.js';
 import type { MessageInfo } from '../../src/connection.js';
 import { createRegistry } from '../../src/observe/metrics.js';
 import { observeServer } from '../../src/observe/observer.js';
+import { CloseCode } from '../../src/protocol/close-codes.js';
 import { encodePing } from '../../src/protocol/codec.js';
 import { FrameType, type WelcomeFrame } from '../../src/protocol/frames.js';
 import type { StoreEvent } from '../../src/server/directory.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
 import { MemoryStore, type PresenceEvent, type SessionStore } from '../../src/session/store.js';
-import { opened, RawPeer, startClient, startServer } from '../support/peers.js';
+import { helloBytes, opened, RawPeer, startClient, startServer } from '../support/peers.js';
 import { parseExposition } from '../support/prom.js';
 import { freePort, RedisServer, redisSkip } from '../support/redis.js';
 import { onceEvent, waitFor, withTimeout } from '../support/wait.js';
@@ -519,6 +520,66 @@ describe('commit before acknowledge', () => {
 });
 
 describe('cluster without Redis at hand', () => {
+  test('joinCluster() checks its options at the call, and createServer refuses the options it took over', () => {
+    assert.throws(() => joinCluster({}), {
+      code: 'HL_ERR_INVALID_ARGUMENT',
+      message: /needs option "store" or "redis"/,
+    });
+    for (const moved of ['store', 'redis', 'presenceTtl', 'storeTimeout']) {
+      assert.throws(() => startServerSync({ [moved]: moved === 'store' ? new MemoryStore() : 1 }), {
+        code: 'HL_ERR_INVALID_ARGUMENT',
+        message: new RegExp(
+          `option "${moved}" moved into the "cluster" option: cluster: joinCluster`,
+        ),
+      });
+    }
+    assert.throws(() => startServerSync({ cluster: {} }), {
+      code: 'HL_ERR_INVALID_ARGUMENT',
+      message: /option "cluster" must be what joinCluster\(\) of heartline\/cluster returns/,
+    });
+  });
+
+  test('a server closing while a handshake waits on the store sends that link CLOSE(going away) at once', async (t) => {
+    const memory = new MemoryStore();
+    let asked = false;
+    const stuck = new Proxy(memory, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (typeof value !== 'function') return value;
+        if (prop !== 'load') return value.bind(target);
+        return () => {
+          asked = true;
+          return new Promise<never>(() => {});
+        };
+      },
+    });
+    const server = createServer({
+      ...FAST,
+      handshakeTimeout: 60_000,
+      cluster: joinCluster({ store: stuck, storeTimeout: 3000 }),
+    });
+    const { port } = await server.listen(0, '127.0.0.1');
+    let closed = false;
+    t.after(() => (closed ? undefined : server.close()));
+    const rejected: string[] = [];
+    server.on('rejected', (e) => rejected.push(e.info.reason));
+    const peer = await RawPeer.connect(t, port);
+    const resume = { sessionId: randomBytes(16), token: randomBytes(16), lastReceived: 0 };
+    peer.socket.write(helloBytes({ resume }));
+    await waitFor(() => asked, { message: 'the store was never asked' });
+    const t0 = performance.now();
+    await server.close();
+    closed = true;
+    // Well under the handshake timeout (60 s) and the store timeout (3 s) it waited on.
+    assert.ok(performance.now() - t0 < 2500, `close took ${performance.now() - t0} ms`);
+    await waitFor(() => peer.closed);
+    const close = peer.frames.find((f) => f.type === FrameType.CLOSE);
+    assert.equal(close?.type === FrameType.CLOSE && close.code, CloseCode.GOING_AWAY);
+    // Reported by the accept owner once the socket is gone (after close() may resolve).
+    await waitFor(() => rejected.length > 0, { message: 'the closed handshake was not reported' });
+    assert.deepEqual(rejected, ['going-away']);
+  });
+
   test('a server without a store answers presence and sendTo for its own sessions', async (t) => {
     const { server, port } = await startServer(t, FAST);
     const events: PresenceEvent[] = [];
