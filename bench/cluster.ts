@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { type ClientConnection, connect } from '../src/client/client.js';
+import { joinCluster } from '../src/cluster/node.js';
 import { RedisStore } from '../src/cluster/redis-store.js';
 import { createServer, type Server, type ServerOptions } from '../src/server/server.js';
 import { MemoryStore } from '../src/session/memory-store.js';
@@ -278,8 +279,16 @@ async function resumeRows(
   await plain.server.close();
   progress.update('cluster:resume', 1 / 3);
   const stores = [new RedisStore(redisUrl), new RedisStore(redisUrl)];
-  const a = await echoServer({ ...FAST, store: stores[0]!, nodeId: 'bench-a' });
-  const b = await echoServer({ ...FAST, store: stores[1]!, nodeId: 'bench-b' });
+  const a = await echoServer({
+    ...FAST,
+    nodeId: 'bench-a',
+    cluster: joinCluster({ store: stores[0]! }),
+  });
+  const b = await echoServer({
+    ...FAST,
+    nodeId: 'bench-b',
+    cluster: joinCluster({ store: stores[1]! }),
+  });
   const sameTimes = await resumeTimes(p.resumes, [a], false);
   progress.update('cluster:resume', 2 / 3);
   const moveTimes = await resumeTimes(p.resumes, [a, b], true);

@@ -14,7 +14,7 @@ export type { BackoffOptions, JitterMode } from './client/backoff.js';
 // The client.
 export { ClientConnection, type ClientOptions, connect } from './client/client.js';
 export type { ServerAddress } from './client/servers.js';
-export type { ClusterOptions, PresenceInfo, StoreEvent } from './cluster/node.js';
+export type { ClusterOptions } from './cluster/node.js';
 // What both ends share.
 export {
   type AckOptions,
@@ -58,6 +58,7 @@ export type {
   RetuneEvent,
 } from './server/adaptive.js';
 export type { AdmissionLimit, AdmissionOptions, AdmissionStats } from './server/admission.js';
+export type { ClusterPlugin, PresenceInfo, StoreEvent } from './server/directory.js';
 export type { LoadEvent, LoadLevel, LoadOptions } from './server/load.js';
 // The server.
 export {

@@ -6,7 +6,8 @@
  * `presence` events.
  */
 
-import { CLUSTER_DEFAULTS } from '../cluster/node.js';
+import { CLUSTER_DEFAULTS, joinCluster } from '../cluster/node.js';
+import type { ClusterPlugin } from '../server/directory.js';
 import type { Server } from '../server/server.js';
 import { intFlag, UsageError } from './args.js';
 import type { EventOutput } from './output.js';
@@ -38,17 +39,15 @@ export interface ClusterFlagValues {
 
 /** Server options from the flags (none without them); a bad value is a usage error. */
 export function clusterOptions(values: ClusterFlagValues): {
-  redis?: string;
   nodeId?: string;
-  presenceTtl?: number;
-  storeTimeout?: number;
+  cluster?: ClusterPlugin;
 } {
-  const out: { redis?: string; nodeId?: string; presenceTtl?: number; storeTimeout?: number } = {};
-  if (values.redis !== undefined) {
-    if (!/^rediss?:\/\/./.test(values.redis)) {
-      throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${values.redis}"`);
+  const out: { nodeId?: string; cluster?: ClusterPlugin } = {};
+  const redis = values.redis;
+  if (redis !== undefined) {
+    if (!/^rediss?:\/\/./.test(redis)) {
+      throw new UsageError(`--redis must be a redis:// or rediss:// URL, got "${redis}"`);
     }
-    out.redis = values.redis;
   } else if (
     values['node-id'] !== undefined ||
     values['presence-ttl'] !== undefined ||
@@ -57,10 +56,15 @@ export function clusterOptions(values: ClusterFlagValues): {
     throw new UsageError('--node-id, --presence-ttl and --store-timeout need --redis');
   }
   if (values['node-id'] !== undefined) out.nodeId = values['node-id'];
-  const ttl = intFlag('presence-ttl', values['presence-ttl'], 300);
-  if (ttl !== undefined) out.presenceTtl = ttl;
+  const presenceTtl = intFlag('presence-ttl', values['presence-ttl'], 300);
   const storeTimeout = intFlag('store-timeout', values['store-timeout'], 10, 600_000);
-  if (storeTimeout !== undefined) out.storeTimeout = storeTimeout;
+  if (redis !== undefined) {
+    out.cluster = joinCluster({
+      redis,
+      ...(presenceTtl !== undefined ? { presenceTtl } : {}),
+      ...(storeTimeout !== undefined ? { storeTimeout } : {}),
+    });
+  }
   return out;
 }
 

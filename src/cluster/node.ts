@@ -1,21 +1,28 @@
 /**
- * One server's place in a cluster: its node id, the session store, the journal of each
+ * One server's place in a cluster, plugged into it as its session directory
+ * (`createServer({ cluster: joinCluster(...) })`): the session store, the journal of each
  * session it holds, takeover of sessions other nodes held, the notes nodes send each other,
- * presence and routing. Without a store it still answers `presence()` and `sendTo()` for
- * the sessions of this server alone, and sessions stay in memory exactly as before.
+ * presence and routing. A server without it keeps its sessions in memory and never loads
+ * this code (src/server/directory.ts, LocalDirectory).
  */
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { hostname } from 'node:os';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import { intOption } from '../options.js';
-import { type HelloFrame, ID_BYTES } from '../protocol/frames.js';
+import { ID_BYTES } from '../protocol/frames.js';
+import type {
+  ClusterPlugin,
+  DirectoryHost,
+  DirectoryRefusal,
+  PresenceInfo,
+  ResumeRequest,
+  SessionDirectory,
+} from '../server/directory.js';
 import type { ServerConnection } from '../server/server-connection.js';
+import type { IdempotencyWindow, MemoryWindowOptions } from '../session/idempotency.js';
 import type {
   ClusterStore,
   PresenceEntry,
-  PresenceEvent,
-  SessionStore,
   StoredSession,
   StoreNote,
   Unsubscribe,
@@ -23,6 +30,7 @@ import type {
 import type { Clock, ClockTimer } from '../time/clock.js';
 import { type JournalEvents, SessionJournal } from './journal.js';
 import { PRESENCE_DEFAULTS, Presence } from './presence.js';
+import { createRedisWindow } from './redis-idempotency.js';
 import { type RedisConnectionOptions, RedisStore } from './redis-store.js';
 import { Router } from './router.js';
 
@@ -40,21 +48,18 @@ export const CLUSTER_DEFAULTS = Object.freeze({
   storeRetryAfter: 1000,
 });
 
-/** Server options for running several nodes. */
+/** Options of {@link joinCluster}: where the nodes share their sessions, and the timings. */
 export interface ClusterOptions {
   /**
-   * Where sessions live so that any node can resume them (a `RedisStore`, or a
-   * `MemoryStore` shared by servers of one process). @default none: sessions live in this
-   * server's memory, as a single node
+   * Where sessions live so that any node can resume them: a `RedisStore`, or a
+   * `MemoryStore` shared by servers of one process. Give this or `redis`.
    */
   store?: ClusterStore;
   /**
-   * A Redis URL (`redis://host:6379`) or ioredis options: the server creates a RedisStore
-   * and closes it with itself. Conflicts with `store`.
+   * A Redis URL (`redis://host:6379`) or ioredis options: each server made with the
+   * plugin creates its own RedisStore and closes it with itself. Conflicts with `store`.
    */
   redis?: string | RedisConnectionOptions;
-  /** This node's id in presence and ownership. @default `HOSTNAME-PID-RANDOM` */
-  nodeId?: string;
   /** A node not heard for this long (ms) is dead and its sessions offline. @default 10000 */
   presenceTtl?: number;
   /** A store call slower than this (ms) counts as failed. @default 2000 */
@@ -62,19 +67,39 @@ export interface ClusterOptions {
 }
 
 /** {@link ClusterOptions} validated. */
-export interface ResolvedCluster {
+interface ResolvedCluster {
+  /** The shared store; null: each node creates a RedisStore from `redis` and owns it. */
   readonly store: ClusterStore | null;
-  /** The server created the store and closes it. */
-  readonly ownsStore: boolean;
-  readonly nodeId: string;
+  readonly redis: string | RedisConnectionOptions | null;
   readonly presenceTtl: number;
   readonly storeTimeout: number;
 }
 
-/** Validates the cluster options. */
-export function resolveCluster(o: ClusterOptions): ResolvedCluster {
+/**
+ * The server's `cluster` option: its sessions live in a store that every node shares, so
+ * that any node resumes, routes to and sees any session (docs/cluster.md).
+ * Validated here, so a bad option fails at the call.
+ *
+ * ```ts
+ * createServer({ nodeId: 'a', cluster: joinCluster({ redis: 'redis://10.0.0.5:6379' }) });
+ * ```
+ */
+export function joinCluster(options: ClusterOptions): ClusterPlugin {
+  const config = resolveCluster(options);
+  return Object.freeze({
+    createDirectory: (host: DirectoryHost): SessionDirectory => new ClusterNode(config, host),
+  });
+}
+
+function resolveCluster(o: ClusterOptions): ResolvedCluster {
+  if (o === null || typeof o !== 'object') {
+    throw new InvalidArgumentError('joinCluster() takes an options object');
+  }
   if (o.store !== undefined && o.redis !== undefined) {
     throw new InvalidArgumentError('options "store" and "redis" conflict: give one of them');
+  }
+  if (o.store === undefined && o.redis === undefined) {
+    throw new InvalidArgumentError('joinCluster() needs option "store" or "redis"');
   }
   if (
     o.store !== undefined &&
@@ -86,21 +111,15 @@ export function resolveCluster(o: ClusterOptions): ResolvedCluster {
       'option "store" must be a ClusterStore (a session and presence store: MemoryStore, RedisStore)',
     );
   }
-  const nodeId = o.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-  if (typeof nodeId !== 'string' || !/^[\x21-\x7e]{1,200}$/.test(nodeId)) {
-    throw new InvalidArgumentError(
-      `option "nodeId" must be 1 to 200 printable ASCII characters without spaces, got ${String(nodeId)}`,
-    );
-  }
-  let store = o.store ?? null;
-  if (o.redis !== undefined) {
-    store =
-      typeof o.redis === 'string' ? new RedisStore(o.redis) : new RedisStore({ redis: o.redis });
+  if (
+    o.redis !== undefined &&
+    (o.redis === null || !['string', 'object'].includes(typeof o.redis))
+  ) {
+    throw new InvalidArgumentError('option "redis" must be a Redis URL or ioredis options');
   }
   return Object.freeze({
-    store,
-    ownsStore: o.redis !== undefined,
-    nodeId,
+    store: o.store ?? null,
+    redis: o.redis ?? null,
     presenceTtl: intOption(
       'presenceTtl',
       o.presenceTtl,
@@ -118,65 +137,19 @@ export function resolveCluster(o: ClusterOptions): ResolvedCluster {
   });
 }
 
-/**
- * The store became reachable (`up`) or failed (`error` says how); or, with `writeback`,
- * this node finished writing its sessions back after the store failed or lost them.
- */
-export interface StoreEvent {
-  up: boolean;
-  error?: HeartlineError;
-  /** Present once a write-back has ended (then `up` is true). */
-  writeback?: StoreWriteback;
-}
-
-/**
- * One write-back: every session this node held that the store had failed to take or had
- * lost (a Redis restart without its data, keys expired while it was unreachable) is
- * written back whole, and its acknowledgements are gated on the store again.
- */
-export interface StoreWriteback {
-  /** Sessions written back. */
-  sessions: number;
-  /**
-   * From this node's `{ up: true }` (or, when it never saw the store fail, from the first
-   * session finding itself missing) to the last session written back, in ms.
-   */
-  durationMs: number;
-}
-
-/** Where a session id or client id is online. */
-export interface PresenceInfo {
-  id: string;
-  online: boolean;
-  /** One entry per session online on a node. */
-  sessions: PresenceEntry[];
-}
-
-/** What a cluster node needs of its server. */
-export interface ClusterHost {
-  clock: Clock;
-  sessionTtl: number;
-  /** The replay-buffer cap, also the cap of a session's log and inbox in the store. */
-  maxBytes: number;
-  maxFrame: number;
-  presence(event: PresenceEvent): void;
-  store(event: StoreEvent): void;
-}
-
 interface Held {
   conn: ServerConnection;
-  journal: SessionJournal | null;
+  journal: SessionJournal;
 }
 
-/** A resume as HELLO carries it. */
-type Resume = NonNullable<HelloFrame['resume']>;
-
 /** See the module comment. */
-export class ClusterNode {
+export class ClusterNode implements SessionDirectory {
   readonly nodeId: string;
-  readonly store: SessionStore | null;
+  readonly store: ClusterStore;
+  /** The node created the store and closes it. */
+  readonly #ownsStore: boolean;
   readonly #config: ResolvedCluster;
-  readonly #host: ClusterHost;
+  readonly #host: DirectoryHost;
   readonly #held = new Map<string, Held>();
   /** Connections by client id: the connection itself while it is the only one (most are). */
   readonly #byClient = new Map<string, ServerConnection | Set<ServerConnection>>();
@@ -194,14 +167,15 @@ export class ClusterNode {
   #stopStatus: (() => void) | null = null;
   #closed: Promise<void> | null = null;
 
-  constructor(config: ResolvedCluster, host: ClusterHost) {
+  constructor(config: ResolvedCluster, host: DirectoryHost) {
     this.#config = config;
     this.#host = host;
-    this.nodeId = config.nodeId;
-    this.store = config.store;
+    this.nodeId = host.nodeId;
+    this.#ownsStore = config.store === null;
+    this.store = config.store ?? redisStore(config.redis!);
     // A TTL of 0 would delete a session under its own link; a second is the floor.
     this.#keyTtl = Math.max(host.sessionTtl, 1000);
-    this.#presence = new Presence(config.store, this.nodeId, config.presenceTtl, {
+    this.#presence = new Presence(this.store, this.nodeId, config.presenceTtl, {
       clock: host.clock,
       event: (e) => host.presence(e),
       error: (err) => this.#storeDown(err),
@@ -237,7 +211,6 @@ export class ClusterNode {
 
   #start(): void {
     const store = this.store;
-    if (!store) return;
     this.#stopStatus =
       store.onStatus?.((s) => (s.up ? this.#storeUp() : this.#storeDown(s.error))) ?? null;
     this.#unsubscribe = store
@@ -305,7 +278,7 @@ export class ClusterNode {
     this.#host.store({ up: true });
     const lost: SessionJournal[] = [];
     for (const held of this.#held.values()) {
-      if (held.journal?.needsWriteBack) lost.push(held.journal);
+      if (held.journal.needsWriteBack) lost.push(held.journal);
     }
     this.#joinWriteback(lost);
     for (const journal of lost) journal.retry();
@@ -338,7 +311,7 @@ export class ClusterNode {
 
   #onNote(note: StoreNote): void {
     const held = this.#held.get(note.sessionId);
-    if (!held?.journal) return;
+    if (!held) return;
     if (note.type === 'inbox') held.journal.inboxNote(note.id);
     else if (note.gen > held.journal.fence.gen) {
       held.conn.endSession('superseded', 'another node resumed it');
@@ -360,12 +333,11 @@ export class ClusterNode {
   /** Refreshes the TTL of linked sessions, finds inbox messages whose note was lost, retries. */
   async #tick(): Promise<void> {
     const store = this.store;
-    if (!store) return;
     const linked: Held[] = [];
     let probed = false;
     for (const held of this.#held.values()) {
       const j = held.journal;
-      if (!j || j.ended) continue;
+      if (j.ended) continue;
       if (j.degraded) {
         // While the store is down one session probes it; once up, every one writes back.
         if (this.#up !== false || !probed) j.retry();
@@ -383,7 +355,7 @@ export class ClusterNode {
         ),
       );
       this.#storeUp();
-      for (const [i, h] of linked.entries()) h.journal?.touched(tails[i] ?? -1);
+      for (const [i, h] of linked.entries()) h.journal.touched(tails[i] ?? -1);
     } catch (err) {
       this.#storeDown(err);
     }
@@ -399,7 +371,7 @@ export class ClusterNode {
   async keeps(conn: ServerConnection): Promise<boolean> {
     const held = this.#held.get(conn.sessionKey);
     const j = held?.journal;
-    if (!this.store || !j || j.degraded) return true;
+    if (!j || j.degraded) return true;
     if (j.ended) return false;
     try {
       const [tail] = await this.#call(this.store.touch([conn.sessionKey], this.nodeId));
@@ -421,9 +393,8 @@ export class ClusterNode {
    * previous owner gets a `superseded` note). Null when it cannot be resumed; rejects with
    * HL_ERR_STORE when the store cannot be reached.
    */
-  async resume(resume: Resume, identity: string | null): Promise<StoredSession | null> {
+  async takeOver(resume: ResumeRequest, identity: string | null): Promise<StoredSession | null> {
     const store = this.store;
-    if (!store) return null;
     const sessionId = Buffer.from(resume.sessionId).toString('hex');
     const loaded = await this.#call(store.load(sessionId));
     if (!loaded || !this.#resumable(loaded, resume, identity)) return null;
@@ -445,21 +416,21 @@ export class ClusterNode {
 
   /**
    * A new resume token for a session this node holds, resumed here by `presented`: in
-   * force once the store holds it. Null (the token stays as it is) when the store cannot
-   * take it now: resuming still works, and the next resume rotates it.
+   * force once the store holds it. When the store cannot take it now the token stays as
+   * it is: resuming still works, and the next resume rotates it.
    */
-  async rotateToken(conn: ServerConnection, presented: Uint8Array): Promise<Uint8Array | null> {
+  async rotateToken(conn: ServerConnection, presented: Uint8Array): Promise<Uint8Array> {
     const store = this.store;
     const journal = this.#held.get(conn.sessionKey)?.journal;
-    if (!store || !journal) return null;
+    if (!journal) return conn.token;
     const next = conn.nextToken(presented);
     try {
       const stored = await this.#call(
         store.setToken(conn.sessionKey, journal.fence, next.token, next.previous),
       );
-      if (!stored) return null;
+      if (!stored) return conn.token;
     } catch {
-      return null;
+      return conn.token;
     }
     conn.useToken(next);
     return next.token;
@@ -469,13 +440,13 @@ export class ClusterNode {
   tokenSettled(conn: ServerConnection): void {
     const store = this.store;
     const journal = this.#held.get(conn.sessionKey)?.journal;
-    if (!store || !journal) return;
+    if (!journal) return;
     void this.#call(store.setToken(conn.sessionKey, journal.fence, conn.token, null)).catch(
       () => {},
     );
   }
 
-  #resumable(s: StoredSession, resume: Resume, identity: string | null): boolean {
+  #resumable(s: StoredSession, resume: ResumeRequest, identity: string | null): boolean {
     const token = Buffer.from(resume.token);
     const matches = (t: Uint8Array | undefined) =>
       t !== undefined && t.length === token.length && timingSafeEqual(token, Buffer.from(t));
@@ -493,33 +464,29 @@ export class ClusterNode {
    */
   adopt(conn: ServerConnection, restored: StoredSession | null): void {
     const sessionId = conn.sessionKey;
-    let journal: SessionJournal | null = null;
-    const store = this.store;
-    if (store) {
-      if (restored) conn.restoreSession(restored);
-      journal = new SessionJournal({
-        host: conn,
-        store,
-        snapshot: {
-          sessionId,
-          // Read at each write-back: the token changes with every resume.
-          get token() {
-            return conn.token;
-          },
-          identity: conn.identity,
-          clientId: conn.clientId,
-          traceId: conn.traceId,
-          ttl: this.#keyTtl,
-          maxBytes: this.#host.maxBytes,
+    if (restored) conn.restoreSession(restored);
+    const journal = new SessionJournal({
+      host: conn,
+      store: this.store,
+      snapshot: {
+        sessionId,
+        // Read at each write-back: the token changes with every resume.
+        get token() {
+          return conn.token;
         },
-        fence: { node: this.nodeId, gen: restored?.gen ?? 1 },
-        timeout: this.#config.storeTimeout,
-        clock: this.#host.clock,
-        events: this.#journalEvents,
-        ...(restored ? { restored } : {}),
-      });
-      conn.useDelivery(journal);
-    }
+        identity: conn.identity,
+        clientId: conn.clientId,
+        traceId: conn.traceId,
+        ttl: this.#keyTtl,
+        maxBytes: this.#host.maxBytes,
+      },
+      fence: { node: this.nodeId, gen: restored?.gen ?? 1 },
+      timeout: this.#config.storeTimeout,
+      clock: this.#host.clock,
+      events: this.#journalEvents,
+      ...(restored ? { restored } : {}),
+    });
+    conn.useDelivery(journal);
     this.#held.set(sessionId, { conn, journal });
     if (conn.clientId !== '') {
       const held = this.#byClient.get(conn.clientId);
@@ -530,7 +497,7 @@ export class ClusterNode {
   }
 
   /**
-   * A held session got a link: online once its journal is stored (if it has one). The
+   * A held session got a link: online once its journal is stored. The
    * server calls this and {@link disconnected} directly (no listener per connection).
    */
   opened(conn: ServerConnection): void {
@@ -541,13 +508,9 @@ export class ClusterNode {
       sessionId: conn.sessionKey,
       clientId: conn.clientId,
     };
-    const journal = held.journal;
-    if (!journal) this.#presence.online(entry);
-    else {
-      journal.whenStored(
-        () => conn.state !== 'disconnected' && !conn.closed && this.#presence.online(entry),
-      );
-    }
+    held.journal.whenStored(
+      () => conn.state !== 'disconnected' && !conn.closed && this.#presence.online(entry),
+    );
   }
 
   /** A held session lost its link: offline, and the store's TTL refreshed. */
@@ -555,7 +518,7 @@ export class ClusterNode {
     this.#presence.offline(conn.sessionKey);
     const held = this.#held.get(conn.sessionKey);
     // Refresh the store's TTL now, so it runs out together with this node's timer.
-    if (held?.conn === conn) held.journal?.probe();
+    if (held?.conn === conn) held.journal.probe();
   }
 
   /** The session ended here: forget it, and keep it in the store or delete it. */
@@ -571,7 +534,6 @@ export class ClusterNode {
       if (byClient.size === 0) this.#byClient.delete(conn.clientId);
     }
     this.#presence.offline(sessionId);
-    if (!held.journal) return;
     this.#wroteBack(held.journal, false);
     const ending = held.journal.end(conn.sessionGoesOn ? 'keep' : 'delete');
     this.#ending.add(ending);
@@ -589,8 +551,28 @@ export class ClusterNode {
     return { id, online: sessions.length > 0, sessions };
   }
 
+  /**
+   * The idempotency window in Redis when the store is a RedisStore (every node sees the
+   * same keys, with the same bounds per counter window: docs/requests.md); else null, and
+   * each server keeps its own.
+   */
+  idempotencyWindow(o: MemoryWindowOptions, clock: Clock): IdempotencyWindow | null {
+    const store = this.store;
+    if (!(store instanceof RedisStore)) return null;
+    const { windowMs, maxKeys, maxBytes, maxKeysPerScope, maxReplyBytes } = o;
+    return createRedisWindow(() => store.client(), {
+      clock,
+      keyPrefix: store.keyPrefix,
+      windowMs,
+      maxKeys,
+      maxBytes,
+      maxKeysPerScope,
+      maxReplyBytes,
+    });
+  }
+
   /** The refusal of a resume while the store is down, for CLOSE(overloaded). */
-  storeRefusal(err: unknown): { message: string; retryAfter: number; error: HeartlineError } {
+  refusal(err: unknown): DirectoryRefusal {
     const error =
       err instanceof HeartlineError && err.code === 'HL_ERR_STORE'
         ? err
@@ -623,6 +605,10 @@ export class ClusterNode {
       ? await this.#call(this.#unsubscribe).catch(() => null)
       : null;
     if (unsubscribe) await this.#call(unsubscribe()).catch(() => {});
-    if (this.#config.ownsStore) await this.store?.close();
+    if (this.#ownsStore) await this.store.close();
   }
+}
+
+function redisStore(redis: string | RedisConnectionOptions): RedisStore {
+  return typeof redis === 'string' ? new RedisStore(redis) : new RedisStore({ redis });
 }

@@ -6,8 +6,8 @@
  * each offline exactly once. So lookups converge within `ttl` of a node's death and offline
  * events follow within `ttl` plus one beat.
  *
- * Events travel on Redis pub/sub (channel `hl:presence`) with a RedisStore, in process with
- * a MemoryStore, and stay local without a store.
+ * Events travel on Redis pub/sub (channel `hl:presence`) with a RedisStore, and in process
+ * with a MemoryStore. (A server without a store answers presence itself: LocalDirectory.)
  */
 
 import { HeartlineError } from '../errors.js';
@@ -119,7 +119,7 @@ function asError(err: unknown): HeartlineError {
  * lookups and the cluster's events.
  */
 export class Presence {
-  readonly #store: PresenceStore | null;
+  readonly #store: PresenceStore;
   readonly #node: string;
   readonly #ttl: number;
   readonly #host: PresenceHost;
@@ -129,7 +129,7 @@ export class Presence {
   #started: Promise<void> | null = null;
   #closed = false;
 
-  constructor(store: PresenceStore | null, node: string, ttl: number, host: PresenceHost) {
+  constructor(store: PresenceStore, node: string, ttl: number, host: PresenceHost) {
     this.#store = store;
     this.#node = node;
     this.#ttl = ttl;
@@ -152,7 +152,6 @@ export class Presence {
 
   async #start(): Promise<void> {
     const store = this.#store;
-    if (!store) return;
     this.#schedule();
     try {
       const call = this.#host.call;
@@ -176,7 +175,7 @@ export class Presence {
 
   async #beat(): Promise<void> {
     const store = this.#store;
-    if (!store || this.#closed) return;
+    if (this.#closed) return;
     try {
       const call = this.#host.call;
       const fresh = await call(store.presenceBeat(this.#node, this.#ttl));
@@ -194,12 +193,7 @@ export class Presence {
   online(entry: PresenceEntry): void {
     if (this.#closed || this.#local.has(entry.sessionId)) return;
     this.#local.set(entry.sessionId, entry);
-    const store = this.#store;
-    if (!store) {
-      queueMicrotask(() => this.#host.event({ ...entry, online: true }));
-      return;
-    }
-    this.#host.call(store.presenceOnline(entry)).then(
+    this.#host.call(this.#store.presenceOnline(entry)).then(
       () => this.#host.ok(),
       (err) => this.#host.error(asError(err)),
     );
@@ -210,12 +204,7 @@ export class Presence {
     const entry = this.#local.get(sessionId);
     if (!entry) return;
     this.#local.delete(sessionId);
-    const store = this.#store;
-    if (!store) {
-      queueMicrotask(() => this.#host.event({ ...entry, online: false }));
-      return;
-    }
-    this.#host.call(store.presenceOffline(entry)).then(
+    this.#host.call(this.#store.presenceOffline(entry)).then(
       () => this.#host.ok(),
       (err) => this.#host.error(asError(err)),
     );
@@ -223,11 +212,6 @@ export class Presence {
 
   /** Where a session id or client id is online; rejects with HL_ERR_STORE when unreachable. */
   async lookup(id: string): Promise<PresenceEntry[]> {
-    if (!this.#store) {
-      return [...this.#local.values()].filter(
-        (e) => e.sessionId === id || (e.clientId !== '' && e.clientId === id),
-      );
-    }
     try {
       return await this.#host.call(this.#store.presenceLookup(id));
     } catch (err) {
@@ -242,10 +226,6 @@ export class Presence {
     if (this.#timer !== null) this.#host.clock.clearTimeout(this.#timer);
     this.#timer = null;
     const store = this.#store;
-    if (!store) {
-      for (const id of [...this.#local.keys()]) this.offline(id);
-      return;
-    }
     this.#local.clear();
     await this.#started?.catch(() => {});
     await this.#host

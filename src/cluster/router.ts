@@ -30,11 +30,11 @@ const SESSION_ID = /^[0-9a-f]{32}$/;
 
 /** Sends messages to sessions wherever they are held. */
 export class Router {
-  readonly #store: SessionStore | null;
+  readonly #store: SessionStore;
   readonly #host: RouterHost;
   readonly #maxPayload: number;
 
-  constructor(store: SessionStore | null, host: RouterHost, maxFrame: number) {
+  constructor(store: SessionStore, host: RouterHost, maxFrame: number) {
     this.#store = store;
     this.#host = host;
     this.#maxPayload = maxPayload(maxFrame);
@@ -59,11 +59,9 @@ export class Router {
     for (const conn of this.#host.localByClient(id)) {
       if (this.#sendLocal(conn, data)) done.add(conn.sessionKey);
     }
-    if (this.#store) {
-      const ids = await this.#host.call(this.#store.sessionsOf(id));
-      for (const sessionId of ids) {
-        if (!done.has(sessionId) && (await this.#toSession(sessionId, data))) done.add(sessionId);
-      }
+    const ids = await this.#host.call(this.#store.sessionsOf(id));
+    for (const sessionId of ids) {
+      if (!done.has(sessionId) && (await this.#toSession(sessionId, data))) done.add(sessionId);
     }
     return done.size;
   }
@@ -72,7 +70,6 @@ export class Router {
   async #toSession(sessionId: string, data: Uint8Array): Promise<boolean> {
     const conn = this.#host.local(sessionId);
     if (conn && this.#sendLocal(conn, data)) return true;
-    if (!this.#store) return false;
     const r = await this.#host.call(this.#store.append(sessionId, data));
     if (r.status === 'full') {
       throw new HeartlineError(

@@ -1,21 +1,15 @@
 /**
- * `heartline/cluster`: session and presence stores, so that any node of a cluster can
- * resume a session and find where a session is online (`ClusterStore`: the `SessionStore`
- * and `PresenceStore` contracts on one backend). `RedisStore` needs ioredis, an optional
- * peer dependency (`npm install ioredis`), loaded on the store's first use; `MemoryStore`
- * shares sessions between servers of one process. Pass either as the server's `store`
- * option, or give `redis` (a URL or ioredis options) and the server creates a RedisStore
- * itself.
+ * `heartline/cluster`: several servers that share their sessions, so that any node of a
+ * cluster can resume, route to and see any session. `joinCluster()` makes the server's
+ * `cluster` option from a session store (`ClusterStore`: the `SessionStore` and
+ * `PresenceStore` contracts on one backend): `RedisStore` needs ioredis, an optional peer
+ * dependency (`npm install ioredis`), loaded on the store's first use; `MemoryStore`
+ * shares sessions between servers of one process. Give `joinCluster()` either as `store`,
+ * or `redis` (a URL or ioredis options) and each server creates a RedisStore itself.
  * @packageDocumentation
  */
 
-export {
-  CLUSTER_DEFAULTS,
-  type ClusterOptions,
-  type PresenceInfo,
-  type StoreEvent,
-  type StoreWriteback,
-} from '../cluster/node.js';
+export { CLUSTER_DEFAULTS, type ClusterOptions, joinCluster } from '../cluster/node.js';
 export {
   type RedisClient,
   type RedisConnectionOptions,
@@ -23,6 +17,16 @@ export {
   type RedisStoreOptions,
   type StoreStatus,
 } from '../cluster/redis-store.js';
+export type {
+  ClusterPlugin,
+  DirectoryHost,
+  DirectoryRefusal,
+  PresenceInfo,
+  ResumeRequest,
+  SessionDirectory,
+  StoreEvent,
+  StoreWriteback,
+} from '../server/directory.js';
 export { MemoryStore, type MemoryStoreOptions } from '../session/memory-store.js';
 export type {
   AppendResult,

@@ -11,18 +11,8 @@ import {
   createServer as netServer,
   type Socket,
 } from 'node:net';
-import { TLSSocket, type TlsOptions } from 'node:tls';
-import {
-  ClusterNode,
-  type ClusterOptions,
-  type PresenceInfo,
-  type ResolvedCluster,
-  resolveCluster,
-  type StoreEvent,
-} from '../cluster/node.js';
-import { createRedisWindow } from '../cluster/redis-idempotency.js';
-import { RedisStore } from '../cluster/redis-store.js';
-import { HeartlineError, InvalidArgumentError, ProtocolError } from '../errors.js';
+import type { TlsOptions } from 'node:tls';
+import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
 import { type CloseInfo, Link, type LinkOwner } from '../link.js';
 import {
@@ -50,7 +40,7 @@ import {
   type IdempotencyWindow,
   type MemoryWindowOptions,
 } from '../session/idempotency.js';
-import type { PresenceEvent, StoredSession } from '../session/store.js';
+import type { PresenceEvent } from '../session/store.js';
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import { TimingWheel } from '../time/wheel.js';
 import {
@@ -71,10 +61,28 @@ import {
   admitSocket,
   type Refusal,
   type ResolvedAdmission,
-  refusalReport,
   resolveAdmission,
 } from './admission.js';
-import { defaultMaxTimeout, type GrantPolicy, grantHeartbeat, validatePolicy } from './grant.js';
+import {
+  type ClusterPlugin,
+  type DirectoryHost,
+  LocalDirectory,
+  type PresenceInfo,
+  resolveClusterPlugin,
+  resolveNodeId,
+  type SessionDirectory,
+  type StoreEvent,
+} from './directory.js';
+import { defaultMaxTimeout, type GrantPolicy, validatePolicy } from './grant.js';
+import {
+  type Authenticate,
+  decideHandshake,
+  findSession,
+  type HandshakeDecision,
+  type HandshakeHost,
+  type HandshakeRefusal,
+  peerInfo,
+} from './handshake.js';
 import {
   type LoadEvent,
   type LoadLevel,
@@ -86,7 +94,7 @@ import {
 import { ServerConnection, type ServerConnectionHost } from './server-connection.js';
 import { type ServerMode, StandaloneMode } from './server-mode.js';
 import { SessionQuota } from './session-quota.js';
-import { TlsFront, type TlsPeerInfo, tlsPeerInfo } from './tls.js';
+import { TlsFront } from './tls.js';
 import { workersMode } from './workers/index.js';
 import { limitsFor, WORKERS_DEFAULTS, type WorkersOptions, workerRole } from './workers/mode.js';
 import type { WorkerEvent, WorkerStats } from './workers/primary.js';
@@ -118,33 +126,7 @@ export const SERVER_DEFAULTS = Object.freeze({
 /** The wire limit of HELLO's length-prefixed fields (u16). */
 const MAX_WIRE_FIELD = 0xffff;
 
-/** What the authenticate hook sees of a HELLO. */
-export interface HelloInfo {
-  /** The auth field of HELLO (opaque bytes; a token as UTF-8 is typical). */
-  auth: Buffer;
-  clientId: string;
-  traceId: string;
-  /** True when the client asks to resume a session. */
-  resume: boolean;
-}
-
-/** What the authenticate hook sees of the peer. */
-export interface PeerInfo {
-  remoteAddress: string;
-  remotePort: number;
-  socket: Socket;
-  /** TLS facts (client certificate, protocol) when the server runs TLS; null otherwise. */
-  tls: TlsPeerInfo | null;
-}
-
-/**
- * Decides whether a client may connect. Return true (or a non-empty identity string, to
- * which the session is bound) to accept; false or null to refuse with CLOSE(auth failed).
- */
-export type Authenticate = (
-  hello: HelloInfo,
-  peer: PeerInfo,
-) => boolean | string | null | Promise<boolean | string | null>;
+export type { Authenticate, HelloInfo, PeerInfo } from './handshake.js';
 
 /** Options of {@link createServer}. */
 export interface ServerOptions
@@ -152,7 +134,6 @@ export interface ServerOptions
     PingPolicyOptions,
     AdmissionOptions,
     AdaptiveOptions,
-    ClusterOptions,
     WorkersOptions {
   /** Heartbeat interval granted when the client has no preference (ms). @default 10000 */
   interval?: number;
@@ -196,7 +177,7 @@ export interface ServerOptions
    * request with the same key from the same identity within `windowMs` gets the first
    * reply without running the handler again. Its bounds (`windowMs`, `maxKeys`,
    * `maxBytes`, `maxKeysPerScope`, `maxReplyBytes`), or false to run keyed requests like
-   * any other. With a Redis session store (`redis`, or a RedisStore as `store`) the
+   * any other. In a cluster on Redis (`joinCluster({ redis })`, or a RedisStore as `store`) the
    * window lives in Redis, shared by every node, and the same bounds apply per fixed
    * window of `windowMs` (docs/requests.md, "Cluster mode").
    * @default { windowMs: 120000, maxKeys: 100000, maxBytes: 64 MiB, maxKeysPerScope: 10000, maxReplyBytes: 64 KiB }
@@ -212,6 +193,15 @@ export interface ServerOptions
   tls?: TlsOptions;
   /** Load levels: thresholds, sampling and recovery (see {@link LoadOptions}). */
   load?: LoadOptions;
+  /** This node's id in presence and ownership. @default `HOSTNAME-PID-RANDOM` */
+  nodeId?: string;
+  /**
+   * Several nodes sharing sessions through a session store, so that any node can resume,
+   * route to and see any session: `joinCluster({ redis })` or `joinCluster({ store })`
+   * from `heartline/cluster` (docs/cluster.md). @default none: sessions live in this
+   * server's memory, as a single node
+   */
+  cluster?: ClusterPlugin;
 }
 
 /** Emitted when a socket is turned away before a session exists. */
@@ -271,7 +261,8 @@ interface ResolvedServer extends ResolvedCommon {
   readonly admission: ResolvedAdmission;
   readonly load: ResolvedLoad;
   readonly adaptive: ResolvedAdaptive;
-  readonly cluster: ResolvedCluster;
+  readonly nodeId: string;
+  readonly cluster: ClusterPlugin | null;
 }
 
 function resolveServer(o: ServerOptions): ResolvedServer {
@@ -337,7 +328,8 @@ function resolveServer(o: ServerOptions): ResolvedServer {
     ),
     authenticate: o.authenticate ?? null,
     idempotency: resolveIdempotency(o.idempotency),
-    cluster: resolveCluster(o),
+    nodeId: resolveNodeId(o.nodeId),
+    cluster: resolveClusterPlugin(o),
   });
 }
 
@@ -370,7 +362,9 @@ export class Server extends EventEmitter<ServerEvents> {
   private evictions = 0;
   private readonly loadMonitor: LoadMonitor;
   private readonly adaptive: AdaptiveHeartbeat;
-  private readonly cluster: ClusterNode;
+  /** Where sessions live beyond this server's memory: this node alone, or the cluster. */
+  private readonly cluster: SessionDirectory;
+  private readonly handshakeHost: HandshakeHost;
   /** One host for every connection (a closure each would cost memory per connection). */
   private readonly connectionHost: ServerConnectionHost & {
     idempotency: IdempotencyWindow | null;
@@ -417,14 +411,25 @@ export class Server extends EventEmitter<ServerEvents> {
       this.wheel,
       (e) => this.emit('retune', e),
     );
-    this.cluster = new ClusterNode(this.config.cluster, {
+    const directoryHost: DirectoryHost = {
       clock,
+      nodeId: this.config.nodeId,
       sessionTtl: this.config.sessionTtl,
       maxBytes: this.config.maxBufferedBytes,
       maxFrame: this.config.maxFrame,
       presence: (e) => this.emit('presence', e),
       store: (e) => this.emit('store', e),
-    });
+    };
+    this.cluster =
+      this.config.cluster?.createDirectory(directoryHost) ??
+      new LocalDirectory(directoryHost, this.sessions);
+    this.handshakeHost = {
+      config: this.config,
+      sessions: this.sessions,
+      directory: this.cluster,
+      closing: () => this.closing !== null,
+      admitSession: (hello, address, identity) => this.admitSession(hello, address, identity),
+    };
     this.connectionHost.idempotency = this.createIdempotencyWindow();
     if (options.tls !== undefined) {
       const { clock, handshakeTimeout } = this.config;
@@ -497,7 +502,7 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /** This node's id (presence, ownership in the session store). */
   get nodeId(): string {
-    return this.cluster.nodeId;
+    return this.config.nodeId;
   }
 
   /**
@@ -661,28 +666,15 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   /**
-   * The idempotency window: in Redis when the session store is a RedisStore (every node
-   * sees the same keys), else in this process (validated here, so a bad option fails
+   * The idempotency window: the cluster's when it shares one (in Redis, every node sees
+   * the same keys), else in this process (validated here, so a bad option fails
    * createServer()).
    */
   private createIdempotencyWindow(): IdempotencyWindow | null {
     const o = this.config.idempotency;
     if (o === null) return null;
-    const store = this.cluster.store;
-    if (store instanceof RedisStore) {
-      // The same bounds, enforced in Redis per counter window (docs/requests.md).
-      const { windowMs, maxKeys, maxBytes, maxKeysPerScope, maxReplyBytes } = o;
-      return createRedisWindow(() => store.client(), {
-        clock: this.config.clock,
-        keyPrefix: store.keyPrefix,
-        windowMs,
-        maxKeys,
-        maxBytes,
-        maxKeysPerScope,
-        maxReplyBytes,
-      });
-    }
-    return createMemoryWindow(o, this.config.clock);
+    const { clock } = this.config;
+    return this.cluster.idempotencyWindow(o, clock) ?? createMemoryWindow(o, clock);
   }
 
   /**
@@ -737,12 +729,18 @@ export class Server extends EventEmitter<ServerEvents> {
    * HELLO is refused. Before authenticate (`identity` undefined) nothing is evicted: a peer
    * that then fails to authenticate must not displace anyone.
    */
-  private admitSession(link: Link, hello: HelloFrame, identity?: string | null): Refusal | null {
-    if (hello.resume && this.findSession(hello.resume, identity, hello.version)) return null;
+  private admitSession(
+    hello: HelloFrame,
+    remoteAddress: string | undefined,
+    identity?: string | null,
+  ): Refusal | null {
+    if (hello.resume && findSession(this.sessions, hello.resume, identity, hello.version)) {
+      return null;
+    }
     const danger = this.loadMonitor.level === 'danger';
     const refusal = this.admission.checkLoad(danger, this.config.load.recoverAfter);
     if (refusal) return refusal;
-    const key = addressKey(link.socket.remoteAddress ?? '?');
+    const key = addressKey(remoteAddress ?? '?');
     // Each eviction removes a session, so this ends; the bound is a guard, not a limit.
     for (let i = 0; i < 4; i++) {
       const excess = this.quota.check(key, identity, this.sessions.size);
@@ -758,169 +756,93 @@ export class Server extends EventEmitter<ServerEvents> {
     return null;
   }
 
-  /** Turns a handshaking link away with CLOSE(overloaded) and reports it. */
-  private refuse(link: Link, refusal: Refusal): void {
-    const report = refusalReport(refusal, link.remote);
-    this.handshaking.delete(link);
-    const { message, retryAfter } = refusal;
-    link.close('overloaded', CloseCode.OVERLOADED, message, retryAfter, report.info.error);
-    this.emit('rejected', report);
-  }
-
   private onHandshakeFrame(link: Link, frame: Frame): void {
     if (frame.type !== FrameType.HELLO || link.stats.framesIn !== 1) {
       link.unexpected('the first frame must be HELLO');
       return;
     }
-    // Frames pipelined behind HELLO wait for WELCOME (released in handshake()).
+    // From here on the peer's version and maxFrame hold, refusals included.
+    link.usePeer(frame.version, frame.maxFrame);
+    // Frames pipelined behind HELLO wait for WELCOME (released in applyHandshake()).
     link.holdFrames();
-    void this.handshake(link, frame).catch((err: unknown) => {
-      // Closed meanwhile (handshake timeout, peer gone): that close was reported already.
-      if (!link.open) return;
-      const error = new HeartlineError('HL_ERR_INTERNAL', `handshake failed: ${String(err)}`, {
-        cause: err,
-      });
-      // A link still handshaking is reported once, as 'rejected', by its accept owner.
-      const reported = this.handshaking.has(link);
-      link.close('internal-error', CloseCode.INTERNAL_ERROR, 'internal error', 0, error);
-      if (reported) return;
-      this.emit('rejected', {
-        remote: link.remote,
-        info: { reason: 'internal-error', message: error.message, error },
-      });
+    const peer = {
+      get open() {
+        return link.open;
+      },
+      remoteAddress: link.socket.remoteAddress,
+      info: () => peerInfo(link.socket),
+    };
+    try {
+      const decided = decideHandshake(frame, peer, this.handshakeHost);
+      if (!(decided instanceof Promise)) this.applyHandshake(link, frame, decided);
+      else {
+        decided
+          .then((d) => this.applyHandshake(link, frame, d))
+          .catch((err: unknown) => this.handshakeFailed(link, err));
+      }
+    } catch (err) {
+      this.handshakeFailed(link, err);
+    }
+  }
+
+  /** A handshake threw (authenticate, heartbeatPolicy...): CLOSE(internal error). */
+  private handshakeFailed(link: Link, err: unknown): void {
+    // Closed meanwhile (handshake timeout, peer gone): that close was reported already.
+    if (!link.open) return;
+    const error = new HeartlineError('HL_ERR_INTERNAL', `handshake failed: ${String(err)}`, {
+      cause: err,
+    });
+    // A link still handshaking is reported once, as 'rejected', by its accept owner.
+    const reported = this.handshaking.has(link);
+    link.close('internal-error', CloseCode.INTERNAL_ERROR, 'internal error', 0, error);
+    if (reported) return;
+    this.emit('rejected', {
+      remote: link.remote,
+      info: { reason: 'internal-error', message: error.message, error },
     });
   }
 
-  /**
-   * Why a HELLO's fields exceed this server's limits, or null. A peer must not make the
-   * server keep (or log, or serve on the admin endpoint) what it likes per session.
-   */
-  private oversizedHello(hello: HelloFrame): string | null {
-    const { maxHelloFieldBytes, maxAuthBytes } = this.config;
-    if (hello.auth.length > maxAuthBytes) {
-      return `HELLO auth is ${hello.auth.length} bytes, over the server's limit of ${maxAuthBytes}`;
-    }
-    for (const [name, value] of [
-      ['clientId', hello.clientId],
-      ['traceId', hello.traceId],
-    ] as const) {
-      // A UTF-16 unit is at most 3 UTF-8 bytes: short strings need no count.
-      if (value.length * 3 <= maxHelloFieldBytes) continue;
-      const bytes = Buffer.byteLength(value, 'utf8');
-      if (bytes > maxHelloFieldBytes) {
-        return `HELLO ${name} is ${bytes} bytes, over the server's limit of ${maxHelloFieldBytes}`;
+  /** Does what the handshake decided (see src/server/handshake.ts). */
+  private applyHandshake(link: Link, hello: HelloFrame, decision: HandshakeDecision): void {
+    switch (decision.kind) {
+      case 'gone':
+        return;
+      case 'refuse':
+        this.refuseHandshake(link, decision.refusal);
+        return;
+      case 'resume': {
+        this.handshaking.delete(link);
+        const { session, token, granted } = decision;
+        const settings = this.adaptive.settingsFor(session, granted);
+        link.write(
+          encodeWelcome({
+            version: hello.version,
+            resumed: true,
+            sessionId: hello.resume!.sessionId,
+            token,
+            interval: settings.interval,
+            timeout: settings.timeout,
+            lastReceived: session.lastReceived,
+            sessionTtl: this.config.sessionTtl,
+            maxFrame: this.config.maxFrame,
+          }),
+        );
+        session.attachLink(link, settings, true, hello.resume!.lastReceived, hello);
+        link.releaseFrames();
+        return;
       }
+      case 'create':
+        this.handshaking.delete(link);
+        this.createSession(link, hello, decision);
     }
-    return null;
   }
 
-  private async handshake(link: Link, hello: HelloFrame): Promise<void> {
-    // From here on the peer's version and maxFrame hold, refusals included.
-    link.usePeer(hello.version, hello.maxFrame);
-    // Checked first: nothing of an oversized HELLO reaches admission, authenticate or a session.
-    const oversized = this.oversizedHello(hello);
-    if (oversized) {
-      // Still handshaking: the accept owner reports it as 'rejected'.
-      link.close('policy-violation', CloseCode.POLICY_VIOLATION, oversized);
-      return;
-    }
-    // Before authenticate, which may be costly; checked again once the identity is known.
-    const early = this.admitSession(link, hello);
-    if (early) {
-      this.refuse(link, early);
-      return;
-    }
-    let identity: string | null = null;
-    const auth = this.config.authenticate;
-    if (auth) {
-      const verdict = await auth(
-        {
-          auth: Buffer.from(hello.auth),
-          clientId: hello.clientId,
-          traceId: hello.traceId,
-          resume: hello.resume !== null,
-        },
-        {
-          remoteAddress: link.socket.remoteAddress ?? '',
-          remotePort: link.socket.remotePort ?? 0,
-          socket: link.socket,
-          tls: link.socket instanceof TLSSocket ? tlsPeerInfo(link.socket) : null,
-        },
-      );
-      if (!link.open) return;
-      if (verdict === false || verdict === null || verdict === '') {
-        link.close('auth-failed', CloseCode.AUTH_FAILED, 'authentication failed');
-        return;
-      }
-      identity = typeof verdict === 'string' ? verdict : null;
-    }
-    if (!link.open || this.closing) return;
-    this.handshaking.delete(link);
-    const granted = grantHeartbeat(this.config.policy, hello.interval, hello.timeout);
-    const found = hello.resume ? this.findSession(hello.resume, identity, hello.version) : null;
-    // With a store, only while this node still owns it: it may have moved to another node.
-    const existing =
-      found && (this.cluster.store === null || (await this.cluster.keeps(found))) ? found : null;
-    if (!link.open || this.closing) return;
-    if (existing) {
-      const resume = hello.resume!;
-      // The client cannot have received more than was sent, nor less than it acknowledged.
-      if (resume.lastReceived > existing.sentSeq || resume.lastReceived < existing.ackedSeq) {
-        const message = `resume lastReceived ${resume.lastReceived} is outside [${existing.ackedSeq}, ${existing.sentSeq}] (acknowledged, sent)`;
-        const error = new ProtocolError('HL_ERR_UNEXPECTED_FRAME', message);
-        // The session stays as it is: a peer that knows its token still cannot corrupt it.
-        link.fail('protocol-error', message, error);
-        const info = { reason: 'protocol-error' as const, code: CloseCode.PROTOCOL_ERROR };
-        this.emit('rejected', { remote: link.remote, info: { ...info, message, error } });
-        return;
-      }
-      // Single-use tokens: with a store, the new one is in force once the store holds it.
-      const token = this.cluster.store
-        ? ((await this.cluster.rotateToken(existing, resume.token)) ?? existing.token)
-        : existing.rotateToken(resume.token);
-      if (!link.open) return;
-      if (this.closing) {
-        link.close('going-away', CloseCode.GOING_AWAY, 'server closing');
-        return;
-      }
-      const settings = this.adaptive.settingsFor(existing, granted);
-      link.write(
-        encodeWelcome({
-          version: hello.version,
-          resumed: true,
-          sessionId: resume.sessionId,
-          token,
-          interval: settings.interval,
-          timeout: settings.timeout,
-          lastReceived: existing.lastReceived,
-          sessionTtl: this.config.sessionTtl,
-          maxFrame: this.config.maxFrame,
-        }),
-      );
-      existing.attachLink(link, settings, true, resume.lastReceived, hello);
-      link.releaseFrames();
-      return;
-    }
-
-    const refusal = this.admitSession(link, hello, identity);
-    if (refusal) {
-      this.refuse(link, refusal);
-      return;
-    }
-    // Held by another node of the cluster (or by this one before a restart): take it over.
-    let restored: StoredSession | null = null;
-    if (hello.resume && this.cluster.store) {
-      try {
-        restored = await this.cluster.resume(hello.resume, identity);
-      } catch (err) {
-        const { message, retryAfter, error } = this.cluster.storeRefusal(err);
-        link.close('overloaded', CloseCode.OVERLOADED, message, retryAfter, error);
-        const info = { reason: 'overloaded' as const, code: CloseCode.OVERLOADED, message };
-        this.emit('rejected', { remote: link.remote, info: { ...info, retryAfter, error } });
-        return;
-      }
-      if (!link.open || this.closing) return;
-    }
+  /** A new session, or one taken over from the store (`restored`). */
+  private createSession(
+    link: Link,
+    hello: HelloFrame,
+    { identity, granted, restored }: Extract<HandshakeDecision, { kind: 'create' }>,
+  ): void {
     // A worker names its slot in the id, so that the primary routes a resume back to it.
     const id = restored ? Buffer.from(restored.sessionId, 'hex') : this.mode.sessionId();
     const token = restored ? Buffer.from(restored.token) : randomBytes(ID_BYTES);
@@ -970,21 +892,22 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   /**
-   * The session a resume names, if it exists, the token matches and the identity is the
-   * same (`undefined`: not known yet, any identity).
+   * Turns a handshaking link away with its CLOSE and reports it as 'rejected' (a protocol
+   * error ends the link at once, as the link does for any).
    */
-  private findSession(
-    resume: NonNullable<HelloFrame['resume']>,
-    identity: string | null | undefined,
-    version: number,
-  ): ServerConnection | null {
-    const conn = this.sessions.get(Buffer.from(resume.sessionId).toString('hex'));
-    if (!conn || conn.closed) return null;
-    if (!conn.acceptsToken(resume.token)) return null;
-    // A session speaks the version it began with: a resume in another is a new session.
-    if (version !== conn.protocolVersion) return null;
-    if (identity !== undefined && conn.identity !== identity) return null;
-    return conn;
+  private refuseHandshake(link: Link, r: HandshakeRefusal): void {
+    this.handshaking.delete(link);
+    const { reason, code, message, retryAfter, error, limit } = r;
+    if (reason === 'protocol-error') link.fail(reason, message, error);
+    else link.close(reason, code, message, retryAfter, error);
+    const info: CloseInfo = {
+      reason,
+      code,
+      message,
+      ...(retryAfter > 0 ? { retryAfter } : {}),
+      ...(error ? { error } : {}),
+    };
+    this.emit('rejected', { remote: link.remote, info, ...(limit ? { limit } : {}) });
   }
 
   /**

@@ -13,6 +13,7 @@
 
 import assert from 'node:assert/strict';
 import { before, describe, type TestContext, test } from 'node:test';
+import { joinCluster } from '../../src/cluster/node.js';
 import { RedisStore } from '../../src/cluster/redis-store.js';
 import { createServer } from '../../src/server/server.js';
 import type { PresenceEvent } from '../../src/session/store.js';
@@ -124,7 +125,10 @@ describe('heartline serve --redis: a cluster of CLI processes', { skip }, () => 
     const redis = await RedisServer.start(t);
     const node = new ServeNode(t, await freePort(), 'far', redis.url);
     await node.start();
-    const here = createServer({ redis: redis.url, nodeId: 'here', presenceTtl: 1500 });
+    const here = createServer({
+      nodeId: 'here',
+      cluster: joinCluster({ redis: redis.url, presenceTtl: 1500 }),
+    });
     await here.listen(0, '127.0.0.1');
     t.after(() => here.close());
     const events: PresenceEvent[] = [];

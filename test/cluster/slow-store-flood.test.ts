@@ -11,6 +11,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, type TestContext, test } from 'node:test';
+import { joinCluster } from '../../src/cluster/node.js';
 import { encodeData, encodeRequest } from '../../src/protocol/codec.js';
 import { FrameType } from '../../src/protocol/frames.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
@@ -46,8 +47,7 @@ interface Rig {
 async function rig(t: TestContext, storeTimeout: number): Promise<Rig> {
   const redis = await RedisServer.start(t);
   const { server, port } = await startServer(t, {
-    redis: redis.url,
-    storeTimeout,
+    cluster: joinCluster({ redis: redis.url, storeTimeout }),
     maxBufferedBytes: MAX_BUFFERED,
   });
   const seqs: number[] = [];

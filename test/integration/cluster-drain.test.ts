@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
 import { describe, type TestContext, test } from 'node:test';
 import { type ChaosProxy, createChaosProxy } from '../../src/chaos/proxy.js';
+import { joinCluster } from '../../src/cluster/node.js';
 import { RedisStore } from '../../src/cluster/redis-store.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
 import type { Server } from '../../src/server/server.js';
@@ -36,7 +37,11 @@ interface Node {
 
 /** A node of the cluster behind its own chaos proxy, recording what it hands back. */
 async function startNode(t: TestContext, store: ClusterStore, nodeId: string): Promise<Node> {
-  const { server, port } = await startServer(t, { ...FAST, store, nodeId, storeTimeout: 2000 });
+  const { server, port } = await startServer(t, {
+    ...FAST,
+    nodeId,
+    cluster: joinCluster({ store, storeTimeout: 2000 }),
+  });
   const proxy = await createChaosProxy({ target: { host: '127.0.0.1', port } });
   t.after(() => proxy.close());
   const node: Node = { server, proxy, conns: [], handedBack: [] };

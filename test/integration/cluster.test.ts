@@ -15,18 +15,20 @@ import { connect as netConnect } from 'node:net';
 import { describe, type TestContext, test } from 'node:test';
 import { type ChaosProxy, createChaosProxy } from '../../src/chaos/proxy.js';
 import type { ClientConnection } from '../../src/client/client.js';
-import type { StoreEvent } from '../../src/cluster/node.js';
+import { joinCluster } from '../../src/cluster/node.js';
 import { RedisStore } from '../../src/cluster/redis-store.js';
 import type { MessageInfo } from '../../src/connection.js';
 import { createRegistry } from '../../src/observe/metrics.js';
 import { observeServer } from '../../src/observe/observer.js';
+import { CloseCode } from '../../src/protocol/close-codes.js';
 import { encodePing } from '../../src/protocol/codec.js';
 import { FrameType, type WelcomeFrame } from '../../src/protocol/frames.js';
+import type { StoreEvent } from '../../src/server/directory.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
 import { MemoryStore } from '../../src/session/memory-store.js';
 import type { ClusterStore, PresenceEvent } from '../../src/session/store.js';
-import { opened, RawPeer, startClient, startServer } from '../support/peers.js';
+import { helloBytes, opened, RawPeer, startClient, startServer } from '../support/peers.js';
 import { parseExposition } from '../support/prom.js';
 import { freePort, RedisServer, redisSkip } from '../support/redis.js';
 import { onceEvent, waitFor, withTimeout } from '../support/wait.js';
@@ -90,10 +92,8 @@ async function startNode(
   const k = killable(shared);
   const { server, port } = await startServer(t, {
     ...FAST,
-    store: k.store,
     nodeId,
-    storeTimeout: 300,
-    presenceTtl: 1500,
+    cluster: joinCluster({ store: k.store, storeTimeout: 300, presenceTtl: 1500 }),
     ...extra,
   });
   const proxy = await createChaosProxy({ target: { host: '127.0.0.1', port } });
@@ -481,7 +481,10 @@ describe('commit before acknowledge', () => {
         };
       },
     });
-    const { server, port } = await startServer(t, { ...FAST, store: gated, storeTimeout: 20_000 });
+    const { server, port } = await startServer(t, {
+      ...FAST,
+      cluster: joinCluster({ store: gated, storeTimeout: 20_000 }),
+    });
     const seen: number[] = [];
     server.on('connection', (conn) =>
       conn.on('message', (data, info) => {
@@ -518,6 +521,66 @@ describe('commit before acknowledge', () => {
 });
 
 describe('cluster without Redis at hand', () => {
+  test('joinCluster() checks its options at the call, and createServer refuses the options it took over', () => {
+    assert.throws(() => joinCluster({}), {
+      code: 'HL_ERR_INVALID_ARGUMENT',
+      message: /needs option "store" or "redis"/,
+    });
+    for (const moved of ['store', 'redis', 'presenceTtl', 'storeTimeout']) {
+      assert.throws(() => startServerSync({ [moved]: moved === 'store' ? new MemoryStore() : 1 }), {
+        code: 'HL_ERR_INVALID_ARGUMENT',
+        message: new RegExp(
+          `option "${moved}" moved into the "cluster" option: cluster: joinCluster`,
+        ),
+      });
+    }
+    assert.throws(() => startServerSync({ cluster: {} }), {
+      code: 'HL_ERR_INVALID_ARGUMENT',
+      message: /option "cluster" must be what joinCluster\(\) of heartline\/cluster returns/,
+    });
+  });
+
+  test('a server closing while a handshake waits on the store sends that link CLOSE(going away) at once', async (t) => {
+    const memory = new MemoryStore();
+    let asked = false;
+    const stuck = new Proxy(memory, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (typeof value !== 'function') return value;
+        if (prop !== 'load') return value.bind(target);
+        return () => {
+          asked = true;
+          return new Promise<never>(() => {});
+        };
+      },
+    });
+    const server = createServer({
+      ...FAST,
+      handshakeTimeout: 60_000,
+      cluster: joinCluster({ store: stuck, storeTimeout: 3000 }),
+    });
+    const { port } = await server.listen(0, '127.0.0.1');
+    let closed = false;
+    t.after(() => (closed ? undefined : server.close()));
+    const rejected: string[] = [];
+    server.on('rejected', (e) => rejected.push(e.info.reason));
+    const peer = await RawPeer.connect(t, port);
+    const resume = { sessionId: randomBytes(16), token: randomBytes(16), lastReceived: 0 };
+    peer.socket.write(helloBytes({ resume }));
+    await waitFor(() => asked, { message: 'the store was never asked' });
+    const t0 = performance.now();
+    await server.close();
+    closed = true;
+    // Well under the handshake timeout (60 s) and the store timeout (3 s) it waited on.
+    assert.ok(performance.now() - t0 < 2500, `close took ${performance.now() - t0} ms`);
+    await waitFor(() => peer.closed);
+    const close = peer.frames.find((f) => f.type === FrameType.CLOSE);
+    assert.equal(close?.type === FrameType.CLOSE && close.code, CloseCode.GOING_AWAY);
+    // Reported by the accept owner once the socket is gone (after close() may resolve).
+    await waitFor(() => rejected.length > 0, { message: 'the closed handshake was not reported' });
+    assert.deepEqual(rejected, ['going-away']);
+  });
+
   test('a server without a store answers presence and sendTo for its own sessions', async (t) => {
     const { server, port } = await startServer(t, FAST);
     const events: PresenceEvent[] = [];
@@ -562,13 +625,15 @@ describe('cluster without Redis at hand', () => {
   });
 
   test('options refuse a store together with redis, and bad node ids', () => {
-    assert.throws(() => startServerSync({ store: new MemoryStore(), redis: 'redis://x:1' }), {
+    assert.throws(() => joinCluster({ store: new MemoryStore(), redis: 'redis://x:1' }), {
       code: 'HL_ERR_INVALID_ARGUMENT',
     });
     assert.throws(() => startServerSync({ nodeId: 'has space' }), {
       code: 'HL_ERR_INVALID_ARGUMENT',
     });
-    assert.throws(() => startServerSync({ presenceTtl: 5 }), { code: 'HL_ERR_INVALID_ARGUMENT' });
+    assert.throws(() => joinCluster({ store: new MemoryStore(), presenceTtl: 5 }), {
+      code: 'HL_ERR_INVALID_ARGUMENT',
+    });
   });
 });
 
@@ -579,7 +644,10 @@ function startServerSync(options: Record<string, unknown>): void {
 describe('cluster on Redis: outages', { skip }, () => {
   test('a Redis unreachable from the start: the node serves locally, says so, and closes in bounded time', async (t) => {
     const port = await freePort(); // nothing listens there
-    const server = createServer({ ...FAST, redis: `redis://127.0.0.1:${port}`, storeTimeout: 500 });
+    const server = createServer({
+      ...FAST,
+      cluster: joinCluster({ redis: `redis://127.0.0.1:${port}`, storeTimeout: 500 }),
+    });
     const events: StoreEvent[] = [];
     server.on('store', (e) => events.push(e));
     const { port: at } = await server.listen(0, '127.0.0.1');

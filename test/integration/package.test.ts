@@ -67,6 +67,7 @@ function run(command: string, args: string[], cwd: string): { stdout: string; st
 
 /** The plain consumer: a server and a client of the installed package, one message each way. */
 const CONSUMER = `import { connect, createServer, HeartlineError, type OpenEvent } from 'heartline';
+import { joinCluster } from 'heartline/cluster';
 
 const watchdog = setTimeout(() => {
   console.error('consumer: timed out');
@@ -75,7 +76,7 @@ const watchdog = setTimeout(() => {
 
 // The optional peers are not installed: asking for Redis says what to install.
 try {
-  createServer({ redis: 'redis://127.0.0.1:6379' });
+  createServer({ cluster: joinCluster({ redis: 'redis://127.0.0.1:6379' }) });
   throw new Error('the redis option was accepted without ioredis');
 } catch (err) {
   if (!(err instanceof HeartlineError) || err.code !== 'HL_ERR_MISSING_PACKAGE') throw err;
@@ -134,7 +135,7 @@ console.log('cjs ok');
 /** The consumer of every entry point, with the optional peers installed. */
 const FULL_CONSUMER = `import { connect, createServer } from 'heartline';
 import { type ChaosProxy, createChaosProxy } from 'heartline/chaos';
-import { type ClusterStore, MemoryStore, RedisStore } from 'heartline/cluster';
+import { joinCluster, MemoryStore, RedisStore, type ClusterStore } from 'heartline/cluster';
 import { Decoder, encodePing, type Frame, FrameType } from 'heartline/codec';
 import { createLogger, createRegistry, type Observer, observeServer } from 'heartline/observe';
 
@@ -147,7 +148,7 @@ const frames: Frame[] = new Decoder().push(encodePing(1, 2));
 if (frames[0]?.type !== FrameType.PING) throw new Error('codec: no PING decoded');
 
 const store: ClusterStore = new MemoryStore();
-const server = createServer({ store });
+const server = createServer({ cluster: joinCluster({ store }) });
 const registry = createRegistry();
 const observer: Observer = observeServer(server, {
   registry,

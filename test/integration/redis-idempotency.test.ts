@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { describe, type TestContext, test } from 'node:test';
 import type { Redis } from 'ioredis';
+import { joinCluster } from '../../src/cluster/node.js';
 import {
   createRedisWindow,
   type RedisIdempotencyWindow,
@@ -357,7 +358,7 @@ describe('Redis idempotency window: a flood of keys through a server', { skip },
     const maxKeysPerScope = 50;
     const maxBytes = 256 * 1024;
     const { server, port } = await startServer(t, {
-      redis: redis.url,
+      cluster: joinCluster({ redis: redis.url }),
       idempotency: { maxKeysPerScope, maxBytes },
     });
     const runs = new Map<string, number>();
