@@ -264,8 +264,8 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
   private closing: CloseInfo | null = null;
   private ackWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> | null = null;
   /**
-   * How messages are delivered and acknowledged: {@link LOCAL_DELIVERY} (shared by every
-   * connection) unless a session store journals this one (src/session/delivery.ts).
+   * @internal How messages are delivered and acknowledged: {@link LOCAL_DELIVERY} (shared
+   * by every connection) unless a session store journals this one (src/session/delivery.ts).
    */
   protected delivery: DeliveryStrategy<Connection> = LOCAL_DELIVERY;
   /** The protocol version of the session (its first handshake says; 2 until then). */

@@ -6,7 +6,8 @@
  * `presence` events.
  */
 
-import { CLUSTER_DEFAULTS, joinCluster } from '../cluster/node.js';
+import { CLUSTER_DEFAULTS } from '../cluster/defaults.js';
+import { joinCluster } from '../cluster/node.js';
 import type { ClusterPlugin } from '../server/directory.js';
 import type { Server } from '../server/server.js';
 import { intFlag, UsageError } from './args.js';

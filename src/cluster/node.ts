@@ -28,25 +28,12 @@ import type {
   Unsubscribe,
 } from '../session/store.js';
 import type { Clock, ClockTimer } from '../time/clock.js';
+import { CLUSTER_DEFAULTS } from './defaults.js';
 import { type JournalEvents, SessionJournal } from './journal.js';
-import { PRESENCE_DEFAULTS, Presence } from './presence.js';
+import { Presence } from './presence.js';
 import { createRedisWindow } from './redis-idempotency.js';
 import { type RedisConnectionOptions, RedisStore } from './redis-store.js';
 import { Router } from './router.js';
-
-/** Cluster defaults. */
-export const CLUSTER_DEFAULTS = Object.freeze({
-  /** See {@link PRESENCE_DEFAULTS}. */
-  presenceTtl: PRESENCE_DEFAULTS.ttl,
-  /**
-   * A store call slower than this (ms) counts as failed: the session serves its client
-   * locally meanwhile. Loopback Redis answers in well under a millisecond; 2 s rides out a
-   * failover without stalling a link for longer than a fraction of its heartbeat timeout.
-   */
-  storeTimeout: 2000,
-  /** What a resume refused while the store is down tells the client to wait (ms). */
-  storeRetryAfter: 1000,
-});
 
 /** Options of {@link joinCluster}: where the nodes share their sessions, and the timings. */
 export interface ClusterOptions {

@@ -66,8 +66,8 @@ import {
   maxReplyBytesOption,
 } from '../session/idempotency.js';
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
+import { CLUSTER_DEFAULTS } from './defaults.js';
 import { Script } from './lua-script.js';
-import { CLUSTER_DEFAULTS } from './node.js';
 import { keyPrefixOption, REDIS_STORE_DEFAULTS, type RedisClient } from './redis-store.js';
 
 /** Defaults of the Redis idempotency window. */

@@ -9,7 +9,8 @@
  * @packageDocumentation
  */
 
-export { CLUSTER_DEFAULTS, type ClusterOptions, joinCluster } from '../cluster/node.js';
+export { CLUSTER_DEFAULTS } from '../cluster/defaults.js';
+export { type ClusterOptions, joinCluster } from '../cluster/node.js';
 export {
   type RedisClient,
   type RedisConnectionOptions,

@@ -6,7 +6,8 @@
 
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { CLUSTER_DEFAULTS, joinCluster } from '../../src/cluster/node.js';
+import { CLUSTER_DEFAULTS } from '../../src/cluster/defaults.js';
+import { joinCluster } from '../../src/cluster/node.js';
 import { fixedDetector } from '../../src/health/index.js';
 import { resolveCommon } from '../../src/options.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';

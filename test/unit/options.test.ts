@@ -22,7 +22,7 @@ import { CONTROL_DEFAULTS } from '../../src/chaos/control.js';
 import { CHAOS_DEFAULTS } from '../../src/chaos/proxy.js';
 import { BACKOFF_DEFAULTS } from '../../src/client/backoff.js';
 import { CLIENT_DEFAULTS } from '../../src/client/client.js';
-import { CLUSTER_DEFAULTS } from '../../src/cluster/node.js';
+import { CLUSTER_DEFAULTS } from '../../src/cluster/defaults.js';
 import { REDIS_IDEMPOTENCY_DEFAULTS } from '../../src/cluster/redis-idempotency.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { PHI_ACCRUAL_DEFAULTS } from '../../src/health/phi.js';
