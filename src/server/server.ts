@@ -24,7 +24,7 @@ import { createRedisWindow } from '../cluster/redis-idempotency.js';
 import { RedisStore } from '../cluster/redis-store.js';
 import { HeartlineError, InvalidArgumentError, ProtocolError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
-import { type CloseInfo, Link, type LinkOwner } from '../link.js';
+import type { CloseInfo, Link, LinkOwner } from '../link.js';
 import {
   type CommonOptions,
   HEARTBEAT_DEFAULTS,
@@ -51,6 +51,7 @@ import {
   type MemoryWindowOptions,
 } from '../session/idempotency.js';
 import type { PresenceEvent, StoredSession } from '../session/store.js';
+import { TcpLink } from '../tcp-link.js';
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import { TimingWheel } from '../time/wheel.js';
 import {
@@ -745,7 +746,7 @@ export class Server extends EventEmitter<ServerEvents> {
         this.emit('rejected', { remote: link.remote, info });
       },
     };
-    const link = new Link(socket, this.config, this.wheel, owner);
+    const link = new TcpLink(socket, this.config, this.wheel, owner);
     this.handshaking.add(link);
     link.startHandshakeTimer(handshakeMs);
   }
@@ -777,7 +778,7 @@ export class Server extends EventEmitter<ServerEvents> {
     const danger = this.loadMonitor.level === 'danger';
     const refusal = this.admission.checkLoad(danger, this.config.load.recoverAfter);
     if (refusal) return refusal;
-    const key = addressKey(link.socket.remoteAddress ?? '?');
+    const key = addressKey(link.transport.remoteAddress ?? '?');
     // Each eviction removes a session, so this ends; the bound is a guard, not a limit.
     for (let i = 0; i < 4; i++) {
       const excess = this.quota.check(key, identity, this.sessions.size);
@@ -876,10 +877,11 @@ export class Server extends EventEmitter<ServerEvents> {
           resume: hello.resume !== null,
         },
         {
-          remoteAddress: link.socket.remoteAddress ?? '',
-          remotePort: link.socket.remotePort ?? 0,
-          socket: link.socket,
-          tls: link.socket instanceof TLSSocket ? tlsPeerInfo(link.socket) : null,
+          remoteAddress: link.transport.remoteAddress ?? '',
+          remotePort: link.transport.remotePort ?? 0,
+          // The server's links are TcpLinks: their transport is the accepted socket.
+          socket: link.transport as Socket,
+          tls: link.transport instanceof TLSSocket ? tlsPeerInfo(link.transport) : null,
         },
       );
       if (!link.open) return;
@@ -981,7 +983,7 @@ export class Server extends EventEmitter<ServerEvents> {
     // Before registering it: a throwing heartbeatPolicy must not leave a session behind.
     const settings = this.adaptive.settingsFor(conn, granted);
     this.sessions.set(conn.sessionKey, conn);
-    this.quota.added(conn, addressKey(link.socket.remoteAddress ?? '?'));
+    this.quota.added(conn, addressKey(link.transport.remoteAddress ?? '?'));
     this.live.set(conn.id, conn);
     this.cluster.adopt(conn, restored);
     link.write(
