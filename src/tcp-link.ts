@@ -53,6 +53,7 @@ export class TcpLink extends Link {
     }
   }
 
+  /** The options in force on the socket, read back with getsockopt (null where not possible). */
   override tcpOptions(): TcpOptionValues | null {
     return readTcpOptions(this.transport);
   }

@@ -5,9 +5,10 @@
  *
  * - bytes arrive on a later microtask, in order, one 'data' per write (or per cork ...
  *   uncork), never re-entrantly inside write();
- * - an end takes in up to `window` bytes while its reader is paused (the receive
- *   buffer); past it the writer's queue grows, write() returns false at `highWater`, and
- *   'drain' follows once the queue is empty again;
+ * - as a kernel does, the peer's receive buffer takes up to `window` bytes at once, in
+ *   write(), whether its reader is reading or paused: `writableLength` stays 0 while it
+ *   has room; past it the writer's queue grows, write() returns false at `highWater`,
+ *   and 'drain' follows once the queue is empty again;
  * - end() sends a FIN after what is queued: the peer gets 'end' once it has read
  *   everything, and ends its own side as a `net.Socket` does (allowHalfOpen off); an end
  *   whose FIN went out and came in emits 'close';
@@ -144,7 +145,7 @@ export class MemoryTransport extends EventEmitter implements Transport {
     if (this.corked !== null) this.corked.push(chunk);
     else this.queue.push(chunk);
     this.queued += chunk.length;
-    if (this.corks === 0) this.pair.schedule();
+    if (this.corks === 0) this.send();
     const below = this.queued < this.pair.highWater;
     if (!below) this.needDrain = true;
     return below;
@@ -163,14 +164,14 @@ export class MemoryTransport extends EventEmitter implements Transport {
     if (corked === null || corked.length === 0) return;
     // What was written corked leaves as one chunk, as one writev would.
     this.queue.push(corked.length === 1 ? corked[0]! : Buffer.concat(corked));
-    this.pair.schedule();
+    this.send();
   }
 
   end(): this {
     if (this.ending || this.isDestroyed) return this;
     this.uncorkAll();
     this.ending = true;
-    this.pair.schedule();
+    this.send();
     return this;
   }
 
@@ -225,6 +226,12 @@ export class MemoryTransport extends EventEmitter implements Transport {
   /** Does nothing (see {@link ref}). */
   unref(): this {
     return this;
+  }
+
+  /** Hands what fits to the peer's receive buffer now; it reads it on a later microtask. */
+  private send(): void {
+    if (!this.pair.dropped) this.transmit();
+    this.pair.schedule();
   }
 
   private uncorkAll(): void {

@@ -11,6 +11,7 @@ import { describe, it, type TestContext } from 'node:test';
 import type { Connection } from '../../src/connection.js';
 import type { HealthState } from '../../src/health/index.js';
 import type { CloseInfo } from '../../src/link.js';
+import type { CommonOptions } from '../../src/options.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
 import { linkOf, resetLink } from '../../src/testing.js';
 import {
@@ -31,8 +32,11 @@ function within(value: number, lo: number, hi: number, what: string): void {
 }
 
 /** A client, a server and the world they share; torn down (and checked for leaks) after. */
-function rig(t: TestContext): { world: MemoryWorld; client: MemoryClient; server: MemoryServer } {
-  const world = new MemoryWorld();
+function rig(
+  t: TestContext,
+  options: CommonOptions = {},
+): { world: MemoryWorld; client: MemoryClient; server: MemoryServer } {
+  const world = new MemoryWorld(options);
   const heartbeat = { interval: INTERVAL, timeout: TIMEOUT };
   const server = new MemoryServer(world, heartbeat);
   const client = new MemoryClient(world, heartbeat);
@@ -206,6 +210,27 @@ describe('a session over the memory transport (no sockets)', () => {
     );
     assert.deepEqual(atServer, ['c1', 'c2', 'c3', 'c4', 'c5']);
     assert.deepEqual(atClient, ['s1', 's2', 's3', 's4']);
+  });
+
+  it('a peer that stops reading: the writer fails with write-stall at writeTimeout, to the tick', async (t) => {
+    const WRITE_TIMEOUT = 2000;
+    const { world, client, server } = rig(t, { writeTimeout: WRITE_TIMEOUT });
+    const pair = connectOver(world, client, server, { window: 4096 });
+    await world.until(() => client.state === 'healthy', 'client healthy');
+    onlySession(server);
+    // The server's process stops reading its socket: its receive buffer fills, then the
+    // client's queue, which never drains.
+    pair.b.pause();
+    const lost = new Promise<{ info: CloseInfo; at: number }>((resolve) =>
+      client.once('disconnect', (info) => resolve({ info, at: world.clock.now() })),
+    );
+    const sentAt = world.clock.now();
+    for (let i = 0; i < 40; i++) client.send('z'.repeat(1000));
+    await world.until(() => client.state === 'disconnected', 'client disconnected', 2 * TIMEOUT);
+    const { info, at } = await lost;
+    assert.equal(info.reason, 'write-stall');
+    within(at, sentAt + WRITE_TIMEOUT, sentAt + WRITE_TIMEOUT + TICK, 'write-stall');
+    assert.equal(client.unackedCount, 40, 'the stalled messages are kept for a resume');
   });
 
   it('resetLink() (the suite hook) resets a memory link: the peer reads ECONNRESET and resumes', async (t) => {
