@@ -3,8 +3,9 @@
  * link (or a whole connection) on a fake clock. Each end behaves as a `net.Socket` does
  * where the link can tell:
  *
- * - bytes arrive on a later microtask, in order, one 'data' per write (or per cork ...
- *   uncork), never re-entrantly inside write();
+ * - bytes arrive on a later microtask, in order, never re-entrantly inside write(): one
+ *   'data' per write (or per cork ... uncork), in parts where the peer's window had
+ *   room for only part of it;
  * - as a kernel does, the peer's receive buffer takes up to `window` bytes at once, in
  *   write(), whether its reader is reading or paused: `writableLength` stays 0 while it
  *   has room; past it the writer's queue grows, write() returns false at `highWater`,
