@@ -20,7 +20,7 @@ import { type ErrorCode, HeartlineError, InvalidArgumentError, RequestError } fr
 import { HealthMachine, type HealthState, type StateChange } from './health/index.js';
 import type { HeartbeatRole, HeartbeatStats } from './heartbeat.js';
 import type { CloseInfo, Link } from './link.js';
-import { readTcpOptions, type TcpOptionValues } from './net/sockopts.js';
+import type { TcpOptionValues } from './net/sockopts.js';
 import type { HeartbeatSettings, ResolvedCommon } from './options.js';
 import { CloseCode, type CloseReason } from './protocol/close-codes.js';
 import { DATA_OVERHEAD, REPLY_OVERHEAD, requestOverhead } from './protocol/codec.js';
@@ -353,7 +353,7 @@ export abstract class Connection extends EventEmitter<ConnectionEvents> {
    * (see `tcpOptionsSupport()`).
    */
   tcpOptions(): TcpOptionValues | null {
-    return this.link ? readTcpOptions(this.link.socket) : null;
+    return this.link?.tcpOptions() ?? null;
   }
 
   /** Monotonic ms when anything was last heard from the peer. */

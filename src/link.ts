@@ -1,17 +1,18 @@
 /**
- * A link is one TCP (or TLS) connection: the one place that knows both a socket and the
- * codec. It decodes frames, answers PINGs at once, runs the heartbeat, keeps control
- * frames ahead of bulk data, watches for write stalls and classifies how it closed.
- * Everything session-shaped (sequence numbers, acks, resume) lives above it, in the
- * {@link LinkOwner}, which can change once the handshake has found the session.
+ * A link is one connection: the one place that knows both a transport (a TCP or TLS
+ * socket, or any other {@link Transport}) and the codec. It decodes frames, answers PINGs
+ * at once, runs the heartbeat, keeps control frames ahead of bulk data, watches for write
+ * stalls and classifies how it closed. Everything session-shaped (sequence numbers, acks,
+ * resume) lives above it, in the {@link LinkOwner}, which can change once the handshake
+ * has found the session. What only one kind of transport needs (TCP's socket options)
+ * lives in a subclass made for it (src/tcp-link.ts), behind {@link Link.tuneTransport}.
  */
 
-import type { Socket } from 'node:net';
 import { type ErrorCode, HeartlineError, ProtocolError } from './errors.js';
 import type { FailureDetector } from './health/index.js';
 import { Heartbeat, type HeartbeatRole } from './heartbeat.js';
 import { classifySocketError, errnoCode } from './net/classify.js';
-import { applyTcpOptions, TCP_OPTIONS_WARNING } from './net/sockopts.js';
+import type { TcpOptionValues } from './net/sockopts.js';
 import { isTlsError } from './net/tls.js';
 import {
   acquireBatch,
@@ -19,12 +20,7 @@ import {
   releaseBatch,
   type WriteBatch,
 } from './net/write-batch.js';
-import {
-  deriveTcpSettings,
-  type HeartbeatSettings,
-  type ResolvedCommon,
-  type SharedBudget,
-} from './options.js';
+import type { HeartbeatSettings, ResolvedCommon, SharedBudget } from './options.js';
 import { CloseCode, type CloseReason, reasonForCode } from './protocol/close-codes.js';
 import {
   ACK_FRAME_BYTES,
@@ -60,6 +56,7 @@ const PEER_GONE: ReadonlySet<CloseReason> = new Set<CloseReason>([
 ]);
 
 import type { TimingWheel, WheelTimer } from './time/wheel.js';
+import type { Transport } from './transport/transport.js';
 
 /** How a link ended. */
 export interface CloseInfo {
@@ -152,35 +149,36 @@ export type InputHold = 'store' | 'request' | 'consumer';
 const HOLD_BIT: Readonly<Record<InputHold, number>> = { store: 1, request: 2, consumer: 4 };
 
 /**
- * Socket listeners shared by every link: Node calls them with the socket as `this`, and
- * the socket's `heartlineLink` leads back to the link, so a link adds no closure per
- * event (see memory per connection in src/connection.ts).
+ * Transport listeners shared by every link: the transport calls them with itself as
+ * `this` (as an EventEmitter does), and its `heartlineLink` leads back to the link, so a
+ * link adds no closure per event and no wrapper around its transport (see memory per
+ * connection in src/connection.ts).
  */
-interface LinkedSocket extends Socket {
+interface LinkedTransport extends Transport {
   heartlineLink?: Link;
 }
-function onSocketData(this: LinkedSocket, chunk: Buffer): void {
+function onTransportData(this: LinkedTransport, chunk: Buffer): void {
   this.heartlineLink?.onData(chunk);
 }
-function onSocketEnd(this: LinkedSocket): void {
+function onTransportEnd(this: LinkedTransport): void {
   this.heartlineLink?.onEnd();
 }
-function onSocketError(this: LinkedSocket, err: Error): void {
+function onTransportError(this: LinkedTransport, err: Error): void {
   this.heartlineLink?.onError(err);
 }
-function onSocketClose(this: LinkedSocket): void {
-  this.heartlineLink?.onSocketClose();
+function onTransportClose(this: LinkedTransport): void {
+  this.heartlineLink?.onTransportClose();
 }
-function onSocketDrain(this: LinkedSocket): void {
+function onTransportDrain(this: LinkedTransport): void {
   this.heartlineLink?.onDrain();
 }
-function onSocketConnect(this: LinkedSocket): void {
-  // Read the address now: once the socket closes Node no longer reports it.
+function onTransportConnect(this: LinkedTransport): void {
+  // Read the address now: once a socket closes Node no longer reports it.
   void this.heartlineLink?.remote;
 }
 
 /**
- * One connection's socket, codec and heartbeat. It is its heartbeat's host and its
+ * One connection's transport, codec and heartbeat. It is its heartbeat's host and its
  * timers' target itself (no adapter objects or closures per link).
  */
 // No `implements` clause: its members are internal, stripped from the published
@@ -244,9 +242,13 @@ export class Link {
   private inputHolds = 0;
   private pausedAt = 0;
 
+  /**
+   * `transport` is held as it is (a `net.Socket` is one): the link listens to it with
+   * shared listeners and writes to it directly.
+   */
   constructor(
-    readonly socket: Socket,
-    private readonly config: ResolvedCommon,
+    readonly transport: Transport,
+    protected readonly config: ResolvedCommon,
     private readonly wheel: TimingWheel,
     owner: LinkOwner,
   ) {
@@ -255,18 +257,16 @@ export class Link {
     const now = config.clock.now();
     this.lastSent = now;
     this.lastReceived = now;
-    const linked = socket as LinkedSocket;
+    const linked = transport as LinkedTransport;
     linked.heartlineLink = this;
-    // Read the address now: once the socket closes Node no longer reports it.
-    if (socket.remoteAddress !== undefined) void this.remote;
-    else socket.once('connect', onSocketConnect);
-    socket.setNoDelay(true);
-    if (config.keepAliveDelay > 0) socket.setKeepAlive(true, config.keepAliveDelay);
-    socket.on('data', onSocketData);
-    socket.on('end', onSocketEnd);
-    socket.on('error', onSocketError);
-    socket.on('close', onSocketClose);
-    socket.on('drain', onSocketDrain);
+    // Read the address now: once a socket closes Node no longer reports it.
+    if (transport.remoteAddress !== undefined) void this.remote;
+    else transport.once('connect', onTransportConnect);
+    transport.on('data', onTransportData);
+    transport.on('end', onTransportEnd);
+    transport.on('error', onTransportError);
+    transport.on('close', onTransportClose);
+    transport.on('drain', onTransportDrain);
   }
 
   // The handlers of the link's wheel timers: static methods, shared by every link (no
@@ -281,13 +281,13 @@ export class Link {
     link.checkPartial();
   }
   private static graceDue(link: Link): void {
-    link.socket.destroy();
+    link.transport.destroy();
   }
 
   /** Remote address as host:port (kept after the socket closes). */
   get remote(): string {
     if (this.remoteText) return this.remoteText;
-    const { remoteAddress, remotePort } = this.socket;
+    const { remoteAddress, remotePort } = this.transport;
     if (remoteAddress === undefined) return '?';
     // join() builds one flat string; a template literal makes a cons string of two parts
     // (about 50 B more, kept for the link's life by the link and its connection).
@@ -307,7 +307,8 @@ export class Link {
   /** True while DATA may be written without queueing behind bulk bytes. */
   get writable(): boolean {
     return (
-      this.open && this.socket.writableLength + (this.out?.bytes ?? 0) < this.config.socketLowWater
+      this.open &&
+      this.transport.writableLength + (this.out?.bytes ?? 0) < this.config.socketLowWater
     );
   }
 
@@ -349,7 +350,7 @@ export class Link {
    */
   holdFrames(): void {
     this.held ??= [];
-    this.socket.pause();
+    this.transport.pause();
   }
 
   /**
@@ -367,14 +368,14 @@ export class Link {
     const now = this.config.clock.now();
     if (after !== 0) {
       this.pausedAt = now;
-      this.socket.pause();
+      this.transport.pause();
     } else {
       if (this.partialSince >= 0) {
         this.partialSince += now - this.pausedAt;
         // checkPartial() skipped its firing while paused: look again.
         if (this.partialTimer?.armed === false) this.partialTimer.arm(0);
       }
-      if (this.held === null) this.socket.resume();
+      if (this.held === null) this.transport.resume();
     }
     this.heartbeat?.pauseInput(after !== 0);
   }
@@ -389,7 +390,7 @@ export class Link {
     if (held === null) return;
     this.held = null;
     this.flushOut();
-    if (this.open && this.inputHolds === 0) this.socket.resume();
+    if (this.open && this.inputHolds === 0) this.transport.resume();
     for (const frame of held) {
       if (this.closed || (this.closing && !this.halfClosed)) return;
       this.dispatch(frame);
@@ -420,7 +421,7 @@ export class Link {
     this.heartbeat = heartbeat;
     heartbeat.start();
     if (this.inputHolds !== 0) heartbeat.pauseInput(true);
-    this.applyTcp(settings);
+    this.tuneTransport(settings);
     return heartbeat;
   }
 
@@ -436,30 +437,24 @@ export class Link {
     this.owner.onRtt(this, sampleMs);
   }
 
-  /** @internal A retune re-derives the TCP options from the new settings. */
+  /** @internal A retune re-tunes the transport to the new settings. */
   onRetune(settings: HeartbeatSettings): void {
-    this.applyTcp(settings);
+    this.tuneTransport(settings);
   }
 
   /**
-   * Sets keepalive and TCP_USER_TIMEOUT from the granted heartbeat (or the explicit `tcp`
-   * option): after the handshake, since the defaults derive from what the server granted,
-   * and again on each retune. Values were validated when the options were resolved, so
-   * a failure here means the socket is closing or the kernel refused: the heartbeat still
-   * bounds detection, so it is reported as a warning, not a failure of the link.
+   * The heartbeat settings were granted (handshake) or retuned: a transport that has its
+   * own liveness machinery derives it from them here (TCP keepalive and user timeout in
+   * src/tcp-link.ts). The generic link has none.
    */
-  private applyTcp(settings: HeartbeatSettings): void {
-    const tcp = this.config.tcp;
-    if (tcp === false || this.socket.destroyed) return;
-    try {
-      applyTcpOptions(this.socket, deriveTcpSettings(tcp, settings));
-    } catch (err) {
-      if (this.socket.destroyed) return;
-      process.emitWarning(`heartline could not set TCP options: ${(err as Error).message}`, {
-        code: TCP_OPTIONS_WARNING,
-        type: 'HeartlineWarning',
-      });
-    }
+  protected tuneTransport(_settings: HeartbeatSettings): void {}
+
+  /**
+   * The TCP options in force on the transport, read back from the kernel, or null where
+   * the transport is not a TCP socket (or they cannot be read).
+   */
+  tcpOptions(): TcpOptionValues | null {
+    return null;
   }
 
   /**
@@ -615,16 +610,16 @@ export class Link {
     }
     const bytes = out.take();
     releaseBatch(out);
-    const socket = this.socket;
-    if (bytes === null || socket.destroyed || !socket.writable) return;
-    if (!Array.isArray(bytes)) socket.write(bytes);
-    else if (bytes.length === 1) socket.write(bytes[0]!);
+    const transport = this.transport;
+    if (bytes === null || transport.destroyed || !transport.writable) return;
+    if (!Array.isArray(bytes)) transport.write(bytes);
+    else if (bytes.length === 1) transport.write(bytes[0]!);
     else {
-      socket.cork();
-      for (const b of bytes) socket.write(b);
-      socket.uncork();
+      transport.cork();
+      for (const b of bytes) transport.write(b);
+      transport.uncork();
     }
-    if (socket.writableLength > 0 && this.stallMark < 0) this.markStall();
+    if (transport.writableLength > 0 && this.stallMark < 0) this.markStall();
   }
 
   /**
@@ -650,20 +645,20 @@ export class Link {
       // Refused during the handshake: what waited behind HELLO is dropped, and reading
       // resumes so that the closing handshake sees the peer's FIN.
       this.held = null;
-      this.socket.resume();
+      this.transport.resume();
     }
     if (this.inputHolds !== 0) {
       // The closing handshake reads on until the peer's FIN, whatever held it.
       this.inputHolds = 0;
-      this.socket.resume();
+      this.transport.resume();
     }
     this.heartbeat?.stop();
     this.handshakeTimer?.cancel();
     this.stallTimer?.cancel();
     this.flushOut();
-    if (code !== undefined && !this.socket.destroyed) {
+    if (code !== undefined && !this.transport.destroyed) {
       try {
-        this.socket.write(this.closeFrame(code, message, retryAfter));
+        this.transport.write(this.closeFrame(code, message, retryAfter));
       } catch {
         // the socket may already be failing; the close below still runs
       }
@@ -671,10 +666,10 @@ export class Link {
     // After the handshake our FIN waits for the peer's (PROTOCOL.md 8): DATA it sent
     // before it saw our CLOSE is acknowledged meanwhile, so what it hands back is exactly
     // what we never received. Before it there is nothing to acknowledge.
-    if (code !== undefined && this.heartbeat !== null && !this.socket.destroyed) {
+    if (code !== undefined && this.heartbeat !== null && !this.transport.destroyed) {
       this.acking = true;
     } else {
-      this.socket.end();
+      this.transport.end();
     }
     this.armGrace();
   }
@@ -684,9 +679,9 @@ export class Link {
    * else goes out after a CLOSE). Ignored once our FIN is out.
    */
   ackAfterClose(seq: number): void {
-    if (!this.acking || this.closed || !this.socket.writable) return;
+    if (!this.acking || this.closed || !this.transport.writable) return;
     try {
-      this.socket.write(encodeAck(seq));
+      this.transport.write(encodeAck(seq));
       this.stats.bytesOut += ACK_FRAME_BYTES;
       this.stats.framesOut++;
     } catch {
@@ -713,9 +708,9 @@ export class Link {
     };
     this.heartbeat?.stop();
     this.flushOut();
-    if (code !== undefined && !this.socket.destroyed && this.socket.writable) {
+    if (code !== undefined && !this.transport.destroyed && this.transport.writable) {
       try {
-        this.socket.write(this.closeFrame(code, message));
+        this.transport.write(this.closeFrame(code, message));
       } catch {
         // best effort: the peer may be gone
       }
@@ -724,12 +719,12 @@ export class Link {
     // wait in the socket (over TLS they always pass through its encryption first), a
     // destroy would drop the CLOSE behind them, so the socket ends and the grace bounds
     // the wait. A dead or stalled peer cannot take them anyway: destroyed at once.
-    if (code !== undefined && this.socket.writableLength > 0 && !PEER_GONE.has(reason)) {
-      this.socket.end();
+    if (code !== undefined && this.transport.writableLength > 0 && !PEER_GONE.has(reason)) {
+      this.transport.end();
       this.armGrace();
       return;
     }
-    this.socket.destroy();
+    this.transport.destroy();
   }
 
   /** @internal The peer pinged faster than its grant allows, again and again: a final CLOSE. */
@@ -751,7 +746,7 @@ export class Link {
     }
   }
 
-  /** @internal (socket 'data') */
+  /** @internal (transport 'data') */
   onData(chunk: Buffer): void {
     if (this.closed) return;
     this.reading = true;
@@ -883,7 +878,7 @@ export class Link {
         }
         this.heartbeat?.stop();
         this.flushOut();
-        this.socket.end();
+        this.transport.end();
         this.armGrace();
         return;
       default:
@@ -958,18 +953,18 @@ export class Link {
     }
   }
 
-  /** @internal (socket 'end') */
+  /** @internal (transport 'end') */
   onEnd(): void {
     // FIN from the peer. After a CLOSE frame the reason is already set.
     if (!this.closing) this.closing = { reason: 'eof', message: 'the peer closed the connection' };
     this.acking = false;
     this.heartbeat?.stop();
     this.flushOut();
-    if (!this.socket.destroyed) this.socket.end();
+    if (!this.transport.destroyed) this.transport.end();
     if (!this.graceTimer?.armed) this.armGrace();
   }
 
-  /** @internal (socket 'error') */
+  /** @internal (transport 'error') */
   onError(err: Error): void {
     if (this.closing) return;
     const tls = isTlsError(err);
@@ -983,8 +978,8 @@ export class Link {
     };
   }
 
-  /** @internal (socket 'close') */
-  onSocketClose(): void {
+  /** @internal (transport 'close') */
+  onTransportClose(): void {
     if (this.closed) return;
     this.closed = true;
     if (this.charged > 0) {
@@ -1004,10 +999,10 @@ export class Link {
     this.owner.onClose(this, info);
   }
 
-  /** @internal (socket 'drain') */
+  /** @internal (transport 'drain') */
   onDrain(): void {
     this.drains++;
-    if (this.socket.writableLength === 0) {
+    if (this.transport.writableLength === 0) {
       this.stallMark = -1;
       this.stallTimer?.cancel();
     }
@@ -1015,7 +1010,7 @@ export class Link {
   }
 
   private markStall(): void {
-    this.stallMark = this.socket.writableLength;
+    this.stallMark = this.transport.writableLength;
     this.drainsAtMark = this.drains;
     this.stallTimer ??= this.wheel.timerFor(this, Link.stallDue);
     this.stallTimer.arm(this.config.writeTimeout);
@@ -1024,7 +1019,7 @@ export class Link {
   /** Stalled: bytes are buffered and none left the buffer since the mark. */
   private checkStall(): void {
     if (!this.open) return;
-    const pending = this.socket.writableLength;
+    const pending = this.transport.writableLength;
     if (pending === 0) {
       this.stallMark = -1;
       return;

@@ -15,7 +15,7 @@ import {
 } from '../connection.js';
 import { HeartlineError, InvalidArgumentError, ProtocolError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
-import { type CloseInfo, Link } from '../link.js';
+import type { CloseInfo, Link } from '../link.js';
 import {
   boolOption,
   type CommonOptions,
@@ -35,6 +35,7 @@ import {
   type WelcomeFrame,
 } from '../protocol/frames.js';
 import { asBuffer } from '../session/outbound.js';
+import { TcpLink } from '../tcp-link.js';
 import { type Clock, systemClock } from '../time/clock.js';
 import { MAX_TIMER_DELAY_MS, TimingWheel, type WheelTimer } from '../time/wheel.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
@@ -388,7 +389,7 @@ export class ClientConnection extends Connection {
 
   /** Puts the ref state on the sockets in use and on the process hold. */
   private applyRef(): void {
-    for (const socket of [this.link?.socket, this.pending?.socket]) {
+    for (const socket of [this.link?.transport, this.pending?.transport]) {
       if (!socket) continue;
       if (this.refed) socket.ref();
       else socket.unref();
@@ -558,7 +559,7 @@ export class ClientConnection extends Connection {
       return;
     }
     if (!this.refed) socket.unref();
-    const link = new Link(socket, this.config, this.wheel, this);
+    const link = new TcpLink(socket, this.config, this.wheel, this);
     this.pending = link;
     this.connectTimer ??= this.wheel.timerFor(this, ClientConnection.connectDue);
     this.connectTimer.arm(this.cfg.connectTimeout);

@@ -14,7 +14,7 @@ import {
 import type { TlsOptions } from 'node:tls';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
-import { type CloseInfo, Link, type LinkOwner } from '../link.js';
+import type { CloseInfo, Link, LinkOwner } from '../link.js';
 import {
   type CommonOptions,
   HEARTBEAT_DEFAULTS,
@@ -41,6 +41,7 @@ import {
   type MemoryWindowOptions,
 } from '../session/idempotency.js';
 import type { PresenceEvent } from '../session/store.js';
+import { TcpLink } from '../tcp-link.js';
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import { TimingWheel } from '../time/wheel.js';
 import {
@@ -702,7 +703,7 @@ export class Server extends EventEmitter<ServerEvents> {
         this.emit('rejected', { remote: link.remote, info });
       },
     };
-    const link = new Link(socket, this.config, this.wheel, owner);
+    const link = new TcpLink(socket, this.config, this.wheel, owner);
     this.handshaking.add(link);
     link.startHandshakeTimer(handshakeMs);
   }
@@ -769,8 +770,9 @@ export class Server extends EventEmitter<ServerEvents> {
       get open() {
         return link.open;
       },
-      remoteAddress: link.socket.remoteAddress,
-      info: () => peerInfo(link.socket),
+      remoteAddress: link.transport.remoteAddress,
+      // The server's links are TcpLinks: their transport is the accepted socket.
+      info: () => peerInfo(link.transport as Socket),
     };
     try {
       const decided = decideHandshake(frame, peer, this.handshakeHost);
@@ -864,7 +866,7 @@ export class Server extends EventEmitter<ServerEvents> {
     // Before registering it: a throwing heartbeatPolicy must not leave a session behind.
     const settings = this.adaptive.settingsFor(conn, granted);
     this.sessions.set(conn.sessionKey, conn);
-    this.quota.added(conn, addressKey(link.socket.remoteAddress ?? '?'));
+    this.quota.added(conn, addressKey(link.transport.remoteAddress ?? '?'));
     this.live.set(conn.id, conn);
     this.cluster.adopt(conn, restored);
     link.write(

@@ -13,6 +13,7 @@ import type { SessionLostEvent } from '../../src/connection.js';
 import { HeartlineError } from '../../src/errors.js';
 import { Decoder, encodeAck, encodePong } from '../../src/protocol/codec.js';
 import { type Frame, FrameType } from '../../src/protocol/frames.js';
+import { resetLink } from '../../src/testing.js';
 import { opened, startClient, startServer, welcomeBytes } from '../support/peers.js';
 import { onceEvent, waitFor, withTimeout } from '../support/wait.js';
 
@@ -192,9 +193,7 @@ test('on session loss the waits reject with HL_ERR_SESSION_LOST and the messages
 
   const disconnected = onceEvent(client, 'disconnect');
   for (const conn of first.server.connections.values()) {
-    (
-      conn as unknown as { link: { socket: { resetAndDestroy(): void } } }
-    ).link.socket.resetAndDestroy();
+    resetLink(conn);
   }
   await first.server.close();
   await disconnected;

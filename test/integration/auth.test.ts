@@ -15,6 +15,7 @@ import { encodePing } from '../../src/protocol/codec.js';
 import { type Frame, FrameType, type WelcomeFrame } from '../../src/protocol/frames.js';
 import type { RejectEvent } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
+import { resetLink } from '../../src/testing.js';
 import { opened, RawPeer, startClient, startServer } from '../support/peers.js';
 import { onceEvent, waitFor } from '../support/wait.js';
 
@@ -181,11 +182,11 @@ test('a client whose identity changed while it was away gets session-lost with e
   directory.set('token-1', 'mallory');
   // The server drops the link without a word; messages sent meanwhile stay unacknowledged.
   const disconnected = onceEvent(client, 'disconnect');
-  const serverSide = conns[0] as unknown as { link: { socket: { resetAndDestroy(): void } } };
+  const serverSide = conns[0]!;
   client.on('disconnect', () => {
     for (const m of ['p1', 'p2']) client.send(m);
   });
-  serverSide.link.socket.resetAndDestroy();
+  resetLink(serverSide);
   await disconnected;
 
   const [lost] = (await onceEvent(client, 'session-lost', { timeout: 5000 })) as [

@@ -21,6 +21,7 @@ import {
 } from '../../src/observe/index.js';
 import type { Server } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
+import { resetLink } from '../../src/testing.js';
 import { opened, RawPeer, startClient, startServer } from '../support/peers.js';
 import { type Exposition, parseExposition, sampleValue } from '../support/prom.js';
 import { onceEvent, waitFor } from '../support/wait.js';
@@ -204,10 +205,9 @@ test('a resumed session counts as a reconnect and a resume on both ends', async 
   await waitFor(() => client.unackedCount === 0);
 
   // Reset the client's TCP connection under it: it must reconnect and resume.
-  const link = (client as unknown as { link: { socket: { resetAndDestroy(): void } } }).link;
   const resumed = onceEvent(client, 'resumed', { timeout: SLOW });
   const lost = onceEvent(client, 'disconnect', { timeout: SLOW });
-  link.socket.resetAndDestroy();
+  resetLink(client);
   const [{ reason }] = (await lost) as [{ reason: string }];
   await resumed;
 

@@ -15,6 +15,7 @@ import { connect as netConnect } from 'node:net';
 import { test } from 'node:test';
 import type { ClientConnection } from '../../src/client/client.js';
 import { connect } from '../../src/client/client.js';
+import { resetLink } from '../../src/testing.js';
 import { startServer } from '../support/peers.js';
 import { waitFor } from '../support/wait.js';
 
@@ -65,9 +66,7 @@ test('500 clients reconnecting after a server restart spread over the backoff wi
 
   // The server dies: every socket is reset at once, then a new one listens on the port.
   for (const conn of first.server.connections.values()) {
-    (
-      conn as unknown as { link: { socket: { resetAndDestroy(): void } } }
-    ).link.socket.resetAndDestroy();
+    resetLink(conn);
   }
   await first.server.close();
   const diedAt = performance.now();

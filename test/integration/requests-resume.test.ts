@@ -12,6 +12,7 @@ import { type ChaosProxy, createChaosProxy } from '../../src/chaos/proxy.js';
 import type { MessageInfo, SessionLostEvent } from '../../src/connection.js';
 import { RequestError } from '../../src/errors.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
+import { currentLink, resetLink } from '../../src/testing.js';
 import { opened, startClient, startServer } from '../support/peers.js';
 import { mulberry32 } from '../support/prng.js';
 import { onceEvent, waitFor, withTimeout } from '../support/wait.js';
@@ -39,8 +40,7 @@ async function requestError(promise: Promise<unknown>, timeout = 10_000): Promis
 /** Resets the server end of every link of `conns` at once, as a crashing server would. */
 function resetLinks(conns: Iterable<ServerConnection>): void {
   for (const conn of conns) {
-    const link = (conn as unknown as { link: { socket: { resetAndDestroy(): void } } | null }).link;
-    link?.socket.resetAndDestroy();
+    if (currentLink(conn)) resetLink(conn);
   }
 }
 

@@ -13,6 +13,7 @@ import { CloseCode } from '../../src/protocol/close-codes.js';
 import { encodeClose } from '../../src/protocol/codec.js';
 import { FrameType } from '../../src/protocol/frames.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
+import { resetLink } from '../../src/testing.js';
 import { opened, RawPeer, startClient, startServer } from '../support/peers.js';
 import { mulberry32 } from '../support/prng.js';
 import { onceEvent, waitFor } from '../support/wait.js';
@@ -117,9 +118,7 @@ test('a server restart (in-memory store gone) gives "session-lost" with exactly 
   // The server dies without a word: every socket is reset.
   const disconnected = onceEvent(client, 'disconnect');
   for (const conn of first.server.connections.values()) {
-    (
-      conn as unknown as { link: { socket: { resetAndDestroy(): void } } }
-    ).link.socket.resetAndDestroy();
+    resetLink(conn);
   }
   await first.server.close();
   await disconnected;

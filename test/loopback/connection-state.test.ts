@@ -13,12 +13,13 @@ import { type TestContext, test } from 'node:test';
 import { type ClientConnection, type ClientOptions, connect } from '../../src/client/client.js';
 import type { Connection } from '../../src/connection.js';
 import type { HealthState } from '../../src/health/index.js';
-import type { CloseInfo, Link } from '../../src/link.js';
+import type { CloseInfo } from '../../src/link.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
 import { Decoder, encodePing } from '../../src/protocol/codec.js';
 import { type Frame, FrameType } from '../../src/protocol/frames.js';
 import { createServer, type Server, type ServerOptions } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
+import { linkOf } from '../../src/testing.js';
 import { FakeClock } from '../../src/time/fake-clock.js';
 import { RawPeer, welcomeBytes } from '../support/peers.js';
 import { onceEvent, waitFor } from '../support/wait.js';
@@ -53,13 +54,6 @@ function moves(seen: Seen[]): string[] {
 
 function within(value: number, lo: number, hi: number, what: string): void {
   assert.ok(value >= lo && value <= hi, `${what}: ${value} not in [${lo}, ${hi}]`);
-}
-
-/** The link under a connection (protected), to cut it as a network fault would. */
-function linkOf(conn: Connection): Link {
-  const link = (conn as unknown as { link: Link | null }).link;
-  assert.ok(link, 'the connection has no link');
-  return link;
 }
 
 /**
@@ -380,7 +374,7 @@ test('server drops the link: the client goes disconnected>connecting>healthy and
   let newSessions = 0;
   server.on('connection', () => newSessions++);
 
-  linkOf(conn).socket.destroy();
+  linkOf(conn).transport.destroy();
   await waitFor(() => client.state === 'disconnected' && conn.state === 'disconnected');
   const lostAt = rig.clock.now();
   assert.deepEqual(moves(serverSeen), ['connecting>healthy', 'healthy>disconnected']);
@@ -467,7 +461,7 @@ test('close() from every other state: connecting, suspect, disconnected, dead', 
   const waitingSeen = track(waiting, rig.clock);
   const { conn } = await serverSide;
   await waitFor(() => waiting.state === 'healthy');
-  linkOf(conn).socket.destroy();
+  linkOf(conn).transport.destroy();
   await waitFor(() => waiting.state === 'disconnected');
   waiting.close();
   await rig.until(() => waiting.state === 'closed');

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type HeartlineError, ProtocolError } from '../../src/errors.js';
 import { fixedDetector } from '../../src/health/index.js';
 import { RTT_REFRESH_INTERVALS } from '../../src/heartbeat.js';
-import { type CloseInfo, Link, type LinkOwner } from '../../src/link.js';
+import type { CloseInfo, Link, LinkOwner } from '../../src/link.js';
 import { type CommonOptions, heartbeatSettings, resolveCommon } from '../../src/options.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
 import {
@@ -26,6 +26,7 @@ import {
   encodePong,
 } from '../../src/protocol/codec.js';
 import { type Frame, FrameType } from '../../src/protocol/frames.js';
+import { TcpLink } from '../../src/tcp-link.js';
 import { type Clock, systemClock } from '../../src/time/clock.js';
 import { FakeClock } from '../../src/time/fake-clock.js';
 import { TimingWheel } from '../../src/time/wheel.js';
@@ -151,7 +152,7 @@ async function rig(
     onError: (err) => assert.fail(`a wheel callback threw: ${String(err)}`),
   });
   const owner = new StubOwner();
-  const link = new Link(local, config, wheel, owner);
+  const link = new TcpLink(local, config, wheel, owner);
   return { clock, wheel, owner, link, local, peer };
 }
 

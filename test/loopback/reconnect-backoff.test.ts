@@ -12,11 +12,11 @@ import { type Server as NetServer, createServer as netServer, type Socket } from
 import { type TestContext, test } from 'node:test';
 import { type ClientConnection, connect } from '../../src/client/client.js';
 import type { ReconnectingEvent } from '../../src/connection.js';
-import type { Link } from '../../src/link.js';
 import { Decoder } from '../../src/protocol/codec.js';
 import { FrameType } from '../../src/protocol/frames.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
+import { resetLink } from '../../src/testing.js';
 import { FakeClock } from '../../src/time/fake-clock.js';
 import { welcomeBytes } from '../support/peers.js';
 
@@ -74,13 +74,6 @@ class Rig {
   }
 }
 
-/** The server-side link of a connection, to cut it as a network fault would. */
-function socketOf(conn: ServerConnection): Socket {
-  const link = (conn as unknown as { link: Link | null }).link;
-  assert.ok(link, 'the server connection has no link');
-  return link.socket;
-}
-
 test('links that heard the server after their WELCOME keep every reconnect at the initial delay', async (t) => {
   const rig = new Rig(t);
   const server = createServer({ clock: rig.clock, interval: 1000, timeout: 3000 });
@@ -100,7 +93,7 @@ test('links that heard the server after their WELCOME keep every reconnect at th
     client.send(`m${i}`);
     await rig.until(() => client.unackedCount === 0, `ack of m${i}`);
     // With current as the server side of this session's live link, reset it.
-    socketOf(current!).resetAndDestroy();
+    resetLink(current!);
     await rig.until(() => delays.length === i, `reconnect ${i} scheduled`);
     await rig.until(() => client.state === 'healthy' && links === i, `link ${i + 1} open`);
   }
@@ -130,7 +123,7 @@ test('on an idle link a heartbeat heard after the WELCOME is proof enough', asyn
     // No message: only the heartbeat speaks (a PONG to the client's idle PING).
     const before = heard();
     await rig.until(() => heard() > before, `a heartbeat on link ${i}`);
-    socketOf(current!).resetAndDestroy();
+    resetLink(current!);
     await rig.until(() => delays.length === i, `reconnect ${i} scheduled`);
   }
   assert.deepEqual(delays, [495, 495, 495, 495]);

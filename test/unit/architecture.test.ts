@@ -23,13 +23,13 @@ const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
 const LAYERS: readonly (readonly string[])[] = [
   ['errors.ts'],
   ['protocol', 'time', 'optional-deps.ts', 'text.ts'],
-  ['health', 'net'],
+  ['health', 'net', 'transport'],
   ['options.ts'],
   ['session'],
   ['heartbeat.ts'],
   ['link.ts'],
-  ['connection.ts'],
-  ['client', 'server', 'chaos', 'conformance'],
+  ['connection.ts', 'tcp-link.ts'],
+  ['client', 'server', 'chaos', 'conformance', 'testing.ts'],
   ['cluster', 'observe'],
   ['cli', 'index.ts', 'entries'],
 ];
@@ -41,11 +41,13 @@ const CORE = [
   'time',
   'health',
   'net',
+  'transport',
   'options.ts',
   'session',
   'heartbeat.ts',
   'link.ts',
   'connection.ts',
+  'tcp-link.ts',
 ];
 
 /** Which units may load each package (static, dynamic or through createRequire). */
