@@ -1,13 +1,16 @@
 /**
  * @internal Hooks for heartline's own test suite, and for nothing else: no entry point
  * exports this file (package.json `exports` names none of it) and it is not part of the
- * API. Tests that cut a link as a network fault would, or read its heartbeat, reach the
- * link here, in one documented place, instead of each casting into a connection's
- * private members.
+ * API. Tests that cut a link as a network fault would, read its heartbeat, count what a
+ * server holds in its handshakes or set a heartbeat's counter near its wrap reach those
+ * private members here, in one documented place, instead of each casting its own way in.
  */
 
+import type { Server as TlsServer } from 'node:tls';
 import type { Connection } from './connection.js';
+import type { Heartbeat } from './heartbeat.js';
 import type { Link } from './link.js';
+import type { Server } from './server/server.js';
 
 /** What a connection keeps of its link (a protected member, read only here). */
 interface WithLink {
@@ -44,4 +47,40 @@ export function resetLink(conn: Connection): void {
     throw new Error(`the transport of connection ${conn.id} cannot reset`);
   }
   transport.resetAndDestroy();
+}
+
+/** What a server keeps of its sockets in their handshakes (private members, read only here). */
+interface ServerInternals {
+  readonly handshaking: ReadonlySet<Link>;
+  readonly tls: { readonly pending: ReadonlyMap<string, unknown>; readonly tls: TlsServer } | null;
+}
+
+/**
+ * @internal The decoder of every link the server holds (those still in their handshake
+ * and those of its connections): what each keeps of an incomplete frame.
+ */
+export function serverDecoders(server: Server): Array<{ readonly bufferedBytes: number }> {
+  const links = [...(server as unknown as ServerInternals).handshaking];
+  for (const conn of server.connections.values()) {
+    const link = currentLink(conn);
+    if (link) links.push(link);
+  }
+  return links.map((link) => (link as unknown as { decoder: { bufferedBytes: number } }).decoder);
+}
+
+/** @internal A TLS server's front: sockets in their TLS handshake, and the `tls.Server`. */
+export function tlsFront(server: Server): { pending(): number; tls: TlsServer } {
+  const front = (server as unknown as ServerInternals).tls;
+  if (!front) throw new Error('the server has no TLS');
+  return { pending: () => front.pending.size, tls: front.tls };
+}
+
+/**
+ * @internal Sets a heartbeat's PING counter (and what it counts as answered) to `seq`,
+ * so that a test reaches the 2^32 wrap without sending 2^32 PINGs. Call before start().
+ */
+export function setPingSeq(hb: Heartbeat, seq: number): void {
+  const counters = hb as unknown as { seq: number; answered: number };
+  counters.seq = seq;
+  counters.answered = seq;
 }

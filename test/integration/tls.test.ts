@@ -13,7 +13,7 @@ import {
   type Socket,
 } from 'node:net';
 import { after, before, describe, type TestContext, test } from 'node:test';
-import { type Server as TlsServer, connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect } from 'node:tls';
 import { createChaosProxy } from '../../src/chaos/proxy.js';
 import { connect } from '../../src/client/client.js';
 import type { ReconnectingEvent } from '../../src/connection.js';
@@ -23,6 +23,7 @@ import { CloseCode } from '../../src/protocol/close-codes.js';
 import { Decoder } from '../../src/protocol/codec.js';
 import { type Frame, FrameType } from '../../src/protocol/frames.js';
 import type { PeerInfo, RejectEvent } from '../../src/server/server.js';
+import { tlsFront } from '../../src/testing.js';
 import { makePki, pkiUnavailable, type TestPki } from '../support/certs.js';
 import { opened, startClient, startServer } from '../support/peers.js';
 import { onceEvent, waitFor, withTimeout } from '../support/wait.js';
@@ -276,8 +277,8 @@ describe('TLS', { skip }, () => {
     // Sockets stuck in TLS do not hold up a server that is closing.
     const stuck = await Promise.all([open(), open(), open()]);
     for (const s of stuck) s.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]));
-    const front = (server as unknown as { tls: { pending: Map<string, unknown> } }).tls;
-    await waitFor(() => front.pending.size === 3);
+    const front = tlsFront(server);
+    await waitFor(() => front.pending() === 3);
     const t0 = performance.now();
     await server.close();
     assert.ok(performance.now() - t0 < 900, 'close() destroyed the sockets still in TLS');
@@ -295,7 +296,7 @@ describe('TLS', { skip }, () => {
     const rejected: RejectEvent[] = [];
     server.on('rejected', (e) => rejected.push(e));
     // Sockets handed to the TLS server, the only place a handshake can start.
-    const inner = (server as unknown as { tls: { tls: TlsServer } }).tls.tls;
+    const inner = tlsFront(server).tls;
     let intoTls = 0;
     inner.on('connection', () => intoTls++);
 

@@ -26,6 +26,7 @@ import { CloseCode } from '../../src/protocol/close-codes.js';
 import { Decoder, encodeFrame } from '../../src/protocol/codec.js';
 import { type Frame, FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
 import { createServer, type Server } from '../../src/server/server.js';
+import { serverDecoders } from '../../src/testing.js';
 import { helloBytes } from '../support/peers.js';
 import { onceEvent, waitFor } from '../support/wait.js';
 
@@ -151,21 +152,6 @@ function chunks(bytes: Buffer, cuts: number[]): Buffer[] {
 
 // ---- the server and its internals ---------------------------------------------------------
 
-interface LinkView {
-  decoder: { bufferedBytes: number };
-}
-
-/** Every live link's decoder: handshaking ones and those attached to sessions. */
-function decoders(server: Server): Array<LinkView['decoder']> {
-  const s = server as unknown as {
-    handshaking: Set<LinkView>;
-    connections: Map<string, { link: LinkView | null }>;
-  };
-  const out = [...s.handshaking].map((l) => l.decoder);
-  for (const c of s.connections.values()) if (c.link) out.push(c.link.decoder);
-  return out;
-}
-
 describe('hostile bytes against the real server', () => {
   let server: Server;
   let port: number;
@@ -235,7 +221,7 @@ describe('hostile bytes against the real server', () => {
         if (closed || socket.destroyed) break;
         socket.write(chunk);
         await new Promise((r) => setImmediate(r));
-        for (const d of decoders(server)) {
+        for (const d of serverDecoders(server)) {
           assert.ok(d.bufferedBytes <= MAX_FRAME + 3, `a decoder holds ${d.bufferedBytes} bytes`);
         }
       }
@@ -254,7 +240,7 @@ describe('hostile bytes against the real server', () => {
         // Give the rest of the input a moment to be judged.
         await waitFor(() => closed, { timeout: 100 }).catch(() => {});
       }
-      for (const d of decoders(server)) assert.ok(d.bufferedBytes <= MAX_FRAME + 3);
+      for (const d of serverDecoders(server)) assert.ok(d.bufferedBytes <= MAX_FRAME + 3);
       const closeFrame = received.find((f) => f.type === FrameType.CLOSE);
       const outcome = `${welcomed() ? 'welcome+' : ''}${closeFrame?.type === FrameType.CLOSE ? `close:${closeFrame.code}` : closed ? 'closed' : 'open'}`;
       outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
@@ -286,7 +272,7 @@ describe('hostile bytes against the real server', () => {
       { numRuns: RUNS, ...(SEED !== undefined ? { seed: SEED } : {}) },
     );
     // Everything the fuzzing opened is gone.
-    await waitFor(() => decoders(server).length === 0 && server.connections.size === 0, {
+    await waitFor(() => serverDecoders(server).length === 0 && server.connections.size === 0, {
       timeout: HANDSHAKE_TIMEOUT + 5000,
     });
     assert.deepEqual(problems, []);

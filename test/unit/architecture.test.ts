@@ -29,9 +29,9 @@ const LAYERS: readonly (readonly string[])[] = [
   ['heartbeat.ts'],
   ['link.ts'],
   ['connection.ts', 'tcp-link.ts'],
-  ['client', 'server', 'chaos', 'conformance', 'testing.ts'],
+  ['client', 'server', 'chaos', 'conformance'],
   ['cluster', 'observe'],
-  ['cli', 'index.ts', 'entries'],
+  ['cli', 'index.ts', 'entries', 'testing.ts'],
 ];
 
 /** The core: what a plain TCP user runs. It never loads an optional part or its library. */

@@ -20,6 +20,7 @@ import {
   SERVER_PING_LAG,
 } from '../../src/heartbeat.js';
 import { type HeartbeatSettings, heartbeatSettings } from '../../src/options.js';
+import { setPingSeq } from '../../src/testing.js';
 import { FakeClock } from '../../src/time/fake-clock.js';
 import { type TimerHandler, TimingWheel } from '../../src/time/wheel.js';
 import { mulberry32 } from '../support/prng.js';
@@ -659,8 +660,7 @@ describe('Heartbeat', () => {
     it('seqs wrap from 2^32 - 1 to 0 and stay matched', () => {
       const { clock, host, hb } = setup();
       // The counter just below the wrap (tests reach into it rather than send 2^32 PINGs).
-      (hb as unknown as { seq: number; answered: number }).seq = 0xffff_fffe;
-      (hb as unknown as { seq: number; answered: number }).answered = 0xffff_fffe;
+      setPingSeq(hb, 0xffff_fffe);
       hb.start();
       host.echoRtt = 10;
       clock.advance(4 * INTERVAL + 100);
