@@ -13,6 +13,7 @@
 
 import { HeartlineError } from '../errors.js';
 import { maxPayload } from '../protocol/codec.js';
+import { SESSION_ID, sendToPayload } from '../server/directory.js';
 import type { ServerConnection } from '../server/server-connection.js';
 import type { SessionStore } from '../session/store.js';
 
@@ -25,8 +26,6 @@ export interface RouterHost {
   /** Bounds a store call by the store timeout. */
   call<T>(op: Promise<T>): Promise<T>;
 }
-
-const SESSION_ID = /^[0-9a-f]{32}$/;
 
 /** Sends messages to sessions wherever they are held. */
 export class Router {
@@ -47,13 +46,7 @@ export class Router {
    * nothing was queued in it) or HL_ERR_STORE.
    */
   async sendTo(id: string, payload: Uint8Array | string): Promise<number> {
-    const data = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
-    if (data.length > this.#maxPayload) {
-      throw new HeartlineError(
-        'HL_ERR_FRAME_TOO_LARGE',
-        `message of ${data.length} bytes exceeds the maximum of ${this.#maxPayload}`,
-      );
-    }
+    const data = sendToPayload(payload, this.#maxPayload);
     if (SESSION_ID.test(id) && (await this.#toSession(id, data))) return 1;
     const done = new Set<string>();
     for (const conn of this.#host.localByClient(id)) {

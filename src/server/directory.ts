@@ -164,7 +164,23 @@ export function resolveClusterPlugin(o: {
   return c;
 }
 
-const SESSION_ID = /^[0-9a-f]{32}$/;
+/** A session id as `sendTo()` takes it (32 hex digits); anything else is a client id. */
+export const SESSION_ID = /^[0-9a-f]{32}$/;
+
+/**
+ * What `sendTo()` sends: `payload` as bytes, if a DATA frame can carry it.
+ * @throws HeartlineError HL_ERR_FRAME_TOO_LARGE past `maxPayload`
+ */
+export function sendToPayload(payload: Uint8Array | string, maxPayload: number): Uint8Array {
+  const data = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
+  if (data.length > maxPayload) {
+    throw new HeartlineError(
+      'HL_ERR_FRAME_TOO_LARGE',
+      `message of ${data.length} bytes exceeds the maximum of ${maxPayload}`,
+    );
+  }
+  return data;
+}
 
 /**
  * The directory of a single server: presence and `sendTo` cover this server's sessions,
@@ -242,13 +258,7 @@ export class LocalDirectory implements SessionDirectory {
   tokenSettled(): void {}
 
   async sendTo(id: string, payload: Uint8Array | string): Promise<number> {
-    const data = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
-    if (data.length > this.#maxPayload) {
-      throw new HeartlineError(
-        'HL_ERR_FRAME_TOO_LARGE',
-        `message of ${data.length} bytes exceeds the maximum of ${this.#maxPayload}`,
-      );
-    }
+    const data = sendToPayload(payload, this.#maxPayload);
     if (SESSION_ID.test(id)) {
       const conn = this.#sessions.get(id);
       if (conn && !conn.closed && send(conn, data)) return 1;

@@ -189,6 +189,16 @@ function linkTail(head: TimerNode, node: TimerNode): void {
   head.prev = node;
 }
 
+/** Moves every node of the list at `head` onto the empty list `into`, in O(1). */
+function moveAll(head: TimerNode, into: TimerNode): void {
+  into.next = head.next;
+  into.prev = head.prev;
+  head.next!.prev = into;
+  head.prev!.next = into;
+  head.next = head;
+  head.prev = head;
+}
+
 const noop = (): void => {};
 
 function sentinel(core: WheelCore): TimerNode {
@@ -325,17 +335,21 @@ class WheelCore {
     const head = this.nextTurn;
     const firing = this.nextTurnFiring;
     if (head.next === head) return;
-    firing.next = head.next;
-    firing.prev = head.prev;
-    head.next!.prev = firing;
-    head.prev!.next = firing;
-    head.next = head;
-    head.prev = head;
+    moveAll(head, firing);
+    this.fireAll(firing, true);
+  }
+
+  /**
+   * Fires, in order, every timer on the detached list `firing`, each counted out of its
+   * list's size before its handler runs (a handler may arm timers again).
+   */
+  private fireAll(firing: TimerNode, nextTurn: boolean): void {
     while (firing.next !== firing) {
       const timer = firing.next!;
       unlink(timer);
       timer.due = -1;
-      this.nextTurnSize--;
+      if (nextTurn) this.nextTurnSize--;
+      else this.size--;
       try {
         timer.handler(timer.owner);
       } catch (err) {
@@ -440,12 +454,7 @@ class WheelCore {
     // here), then send back, in order, the far timers that only share the slot. Sorting
     // before any callback runs lets callbacks arm and cancel anything (themselves,
     // siblings in this slot) without disturbing the walk.
-    firing.next = head.next;
-    firing.prev = head.prev;
-    head.next!.prev = firing;
-    head.prev!.next = firing;
-    head.next = head;
-    head.prev = head;
+    moveAll(head, firing);
     let node = firing.next!;
     while (node !== firing) {
       const next = node.next!;
@@ -461,17 +470,7 @@ class WheelCore {
       }
       node = next;
     }
-    while (firing.next !== firing) {
-      const timer = firing.next!;
-      unlink(timer);
-      timer.due = -1;
-      this.size--;
-      try {
-        timer.handler(timer.owner);
-      } catch (err) {
-        this.report(err);
-      }
-    }
+    this.fireAll(firing, false);
   }
 
   private report(err: unknown): void {
