@@ -8,7 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { type ClientConnection, type ClientOptions, connect } from '../../src/client/client.js';
+import type { ClientConnection } from '../../src/client/client.js';
 import type {
   Connection,
   OpenEvent,
@@ -18,122 +18,29 @@ import type {
 import type { HealthState } from '../../src/health/index.js';
 import { type CloseInfo, Link } from '../../src/link.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
-import {
-  createServer,
-  type RejectEvent,
-  type Server,
-  type ServerOptions,
-} from '../../src/server/server.js';
-import type { ServerConnection } from '../../src/server/server-connection.js';
+import type { ServerOptions } from '../../src/server/server.js';
 import { TcpLink } from '../../src/tcp-link.js';
 import { linkOf } from '../../src/testing.js';
-import { FakeClock } from '../../src/time/fake-clock.js';
-import { MemoryPair } from '../../src/transport/memory.js';
-import type { Transport } from '../../src/transport/transport.js';
+import type { FakeClock } from '../../src/time/fake-clock.js';
+import { inbox, MemoryWorld, TICK } from '../support/memory-session.js';
 
 const INTERVAL = 1000;
 const TIMEOUT = 3000;
-/** The wheel's tick: deadlines hold to within one. */
-const TICK = 10;
 
 function within(value: number, lo: number, hi: number, what: string): void {
   assert.ok(value >= lo && value <= hi, `${what}: ${value} not in [${lo}, ${hi}]`);
 }
 
-/** One test's world: a fake clock, a real server, and the memory pairs its clients dial. */
-class World {
-  readonly clock = new FakeClock();
-  readonly server: Server;
-  /** Every pair a client dialled, in order. */
-  readonly pairs: MemoryPair[] = [];
-  /** While true, a dial finds nobody listening: the server end resets at once. */
-  away = false;
-  /** Sessions the server opened ('connection'), in order. */
-  readonly opened: ServerConnection[] = [];
-  /** What each session received, from its first message on. */
-  readonly received = new Map<ServerConnection, string[]>();
-  readonly rejected: RejectEvent[] = [];
-  private readonly clients: ClientConnection[] = [];
-
-  constructor(t: TestContext, options: ServerOptions = {}) {
-    this.server = createServer({
-      clock: this.clock,
-      interval: INTERVAL,
-      timeout: TIMEOUT,
-      ...options,
-    });
-    this.server.on('connection', (conn) => {
-      this.opened.push(conn);
-      this.received.set(conn, inbox(conn));
-    });
-    this.server.on('rejected', (e) => this.rejected.push(e));
-    t.after(async () => {
-      for (const client of this.clients) client.close();
-      const closed = this.server.close();
-      let done = false;
-      void closed.then(() => {
-        done = true;
-      });
-      await this.until(() => done, 'the server closed', 10_000);
-      for (const client of this.clients) assert.equal(client.closed, true);
-    });
-  }
-
-  /** A client whose every attempt dials a new memory pair into this world's server. */
-  client(options: Partial<ClientOptions> = {}): ClientConnection {
-    const client = connect({
-      port: 1,
-      clock: this.clock,
-      interval: INTERVAL,
-      timeout: TIMEOUT,
-      random: () => 0.5,
-      createSocket: () => this.dial(),
-      ...options,
-    });
-    this.clients.push(client);
-    return client;
-  }
-
-  /** A new pair: the client gets one end, the server accepts the other. */
-  dial(): Transport {
-    const pair = new MemoryPair();
-    this.pairs.push(pair);
-    // Nobody listens: as a refused TCP connect, the attempt fails at once.
-    if (this.away) pair.b.resetAndDestroy();
-    else this.server.acceptTransport(pair.b);
-    return pair.a;
-  }
-
-  /** The server's only session. */
-  only(): ServerConnection {
-    const conns = [...this.server.connections.values()];
-    assert.equal(conns.length, 1, 'sessions on the server');
-    return conns[0]!;
-  }
-
-  /** Moves fake time by `ms` one tick at a time, letting deliveries run between ticks. */
-  advance(ms: number): Promise<void> {
-    return this.clock.advanceAsync(ms, TICK);
-  }
-
-  /**
-   * Moves fake time a tick at a time until `predicate` holds.
-   * @throws Error after `limitMs` of fake time.
-   */
-  async until(predicate: () => boolean, what: string, limitMs = 60_000): Promise<void> {
-    const deadline = this.clock.now() + limitMs;
-    while (!predicate()) {
-      if (this.clock.now() >= deadline) throw new Error(`${what}: not within ${limitMs} ms`);
-      await this.advance(TICK);
-    }
-  }
+/** A world whose server grants INTERVAL and TIMEOUT, closed (and checked) after the test. */
+function worldOf(t: TestContext, options: ServerOptions = {}): MemoryWorld {
+  const w = new MemoryWorld({ interval: INTERVAL, timeout: TIMEOUT, ...options });
+  t.after(() => w.close());
+  return w;
 }
 
-/** Every message `conn` receives, as text. */
-function inbox(conn: Connection): string[] {
-  const got: string[] = [];
-  conn.on('message', (data) => got.push(data.toString()));
-  return got;
+/** A client of `w` that asks for INTERVAL and TIMEOUT. */
+function clientOf(w: MemoryWorld): ClientConnection {
+  return w.client({ interval: INTERVAL, timeout: TIMEOUT });
 }
 
 /** Fake time of each health state `conn` enters. */
@@ -145,8 +52,8 @@ function states(conn: Connection, clock: FakeClock): Array<{ to: HealthState; at
 
 describe('the real Client and Server over the memory transport (no sockets)', () => {
   it('handshake, then 200 messages each way arrive exactly once and in order', async (t) => {
-    const world = new World(t);
-    const client = world.client();
+    const world = worldOf(t);
+    const client = clientOf(world);
     const opens: unknown[] = [];
     client.on('open', (e) => opens.push(e));
     const atClient = inbox(client);
@@ -187,8 +94,8 @@ describe('the real Client and Server over the memory transport (no sockets)', ()
   });
 
   it('a pulled cable: both ends declare the peer dead at its timeout, the client resumes on a new pair', async (t) => {
-    const world = new World(t);
-    const client = world.client();
+    const world = worldOf(t);
+    const client = clientOf(world);
     const atClient = inbox(client);
     await world.until(() => client.state === 'healthy', 'client healthy');
     const conn = world.only();
@@ -247,8 +154,8 @@ describe('the real Client and Server over the memory transport (no sockets)', ()
 
   it("the server's sessionTtl expires while the client stays away: session-lost with the unacked messages", async (t) => {
     const TTL = 5000;
-    const world = new World(t, { sessionTtl: TTL });
-    const client = world.client();
+    const world = worldOf(t, { sessionTtl: TTL });
+    const client = clientOf(world);
     await world.until(() => client.state === 'healthy', 'client healthy');
     const conn = world.only();
     const firstSession = client.sessionId;
@@ -287,10 +194,10 @@ describe('the real Client and Server over the memory transport (no sockets)', ()
   });
 
   it('admission: a server at maxConnections refuses a memory peer with CLOSE(overloaded)', async (t) => {
-    const world = new World(t, { maxConnections: 1 });
-    const first = world.client();
+    const world = worldOf(t, { maxConnections: 1 });
+    const first = clientOf(world);
     await world.until(() => first.state === 'healthy', 'first client healthy');
-    const second = world.client();
+    const second = clientOf(world);
     const retries: ReconnectingEvent[] = [];
     second.on('reconnecting', (e) => retries.push(e));
     await world.until(() => retries.length > 0, 'the second client refused', 1000);
