@@ -18,10 +18,11 @@ import type {
 import type { HealthState } from '../../src/health/index.js';
 import { type CloseInfo, Link } from '../../src/link.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
-import type { ServerOptions } from '../../src/server/server.js';
+import type { PeerInfo, ServerOptions } from '../../src/server/server.js';
 import { TcpLink } from '../../src/tcp-link.js';
 import { linkOf } from '../../src/testing.js';
 import type { FakeClock } from '../../src/time/fake-clock.js';
+import { MemoryPair } from '../../src/transport/memory.js';
 import { inbox, MemoryWorld, TICK } from '../support/memory-session.js';
 
 const INTERVAL = 1000;
@@ -214,5 +215,44 @@ describe('the real Client and Server over the memory transport (no sockets)', ()
     assert.equal(world.server.admissionStats.connections, 1);
     assert.equal(world.only().sessionId, first.sessionId);
     assert.equal(first.state, 'healthy');
+  });
+
+  it('authenticate sees a memory peer: its name and port, and no socket', async (t) => {
+    const peers: PeerInfo[] = [];
+    const world = worldOf(t, {
+      authenticate: (hello, peer) => {
+        peers.push(peer);
+        return hello.auth.toString() === 'ok' ? 'alice' : false;
+      },
+    });
+    const client = world.client({ interval: INTERVAL, timeout: TIMEOUT, auth: 'ok' });
+    await world.until(() => client.state === 'healthy', 'client healthy');
+    assert.equal(peers.length, 1);
+    const [peer] = peers as [PeerInfo];
+    assert.equal(peer.remoteAddress, 'memory');
+    assert.equal(peer.remotePort, world.pairs[0]!.a.localPort);
+    assert.equal(peer.socket, null, 'a memory transport is no socket');
+    assert.equal(peer.tls, null);
+    assert.equal(world.only().identity, 'alice');
+  });
+
+  it('a memory peer that never sends HELLO is turned away at handshakeTimeout, to the tick', async (t) => {
+    const HANDSHAKE = 2000;
+    const world = worldOf(t, { handshakeTimeout: HANDSHAKE });
+    const pair = new MemoryPair();
+    const acceptedAt = world.clock.now();
+    world.server.acceptTransport(pair.b);
+    assert.equal(world.server.admissionStats.connections, 1);
+    let closedAt = -1;
+    pair.a.on('close', () => {
+      closedAt = world.clock.now();
+    });
+    pair.a.on('data', () => {});
+    await world.until(() => world.rejected.length === 1, 'the silent peer rejected', 2 * HANDSHAKE);
+    assert.equal(world.rejected[0]!.info.reason, 'handshake-timeout');
+    within(world.clock.now(), acceptedAt + HANDSHAKE, acceptedAt + HANDSHAKE + TICK, 'rejected');
+    await world.until(() => closedAt >= 0, 'the memory peer closed', 2 * HANDSHAKE);
+    assert.equal(world.server.admissionStats.connections, 0);
+    assert.equal(world.server.connections.size, 0);
   });
 });
