@@ -719,7 +719,8 @@ export class Server extends EventEmitter<ServerEvents> {
    * of the unit tests; a WebSocket's accept path later): the same admission, handshake
    * and sessions as a socket, on a plain {@link Link} (TCP's tuning does not apply). The
    * peer's address is the transport's own `remoteAddress` and `remotePort`, which
-   * admission counts by and `authenticate` sees (its `socket` is null).
+   * admission counts by and `authenticate` sees (its `socket` is null). For a server that
+   * holds its connections (standalone, or a worker), not the primary of the workers mode.
    */
   acceptTransport(transport: Transport): void {
     if (this.closing || this.drainStarted) {
