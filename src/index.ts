@@ -76,3 +76,4 @@ export type { TlsPeerInfo } from './server/tls.js';
 export type { WorkersOptions } from './server/workers/mode.js';
 export type { WorkerEvent, WorkerStats } from './server/workers/primary.js';
 export type { Clock } from './time/clock.js';
+export type { Transport, TransportEvents } from './transport/transport.js';

@@ -11,10 +11,12 @@ import type { Connection } from './connection.js';
 import type { Heartbeat } from './heartbeat.js';
 import type { Link } from './link.js';
 import type { Server } from './server/server.js';
+import type { TimingWheel } from './time/wheel.js';
 
-/** What a connection keeps of its link (a protected member, read only here). */
+/** What a connection keeps of its link and wheel (protected members, read only here). */
 interface WithLink {
   readonly link: Link | null;
+  readonly wheel: TimingWheel;
 }
 
 /**
@@ -23,6 +25,15 @@ interface WithLink {
  */
 export function currentLink(conn: Connection): Link | null {
   return (conn as unknown as WithLink).link;
+}
+
+/**
+ * @internal The timing wheel a connection's timers run on (a client's is shared by every
+ * client on its clock, a server connection's is its server's): a test checks that
+ * nothing is left armed once everything closed.
+ */
+export function wheelOf(conn: Connection): TimingWheel {
+  return (conn as unknown as WithLink).wheel;
 }
 
 /**

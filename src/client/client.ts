@@ -4,7 +4,7 @@
  * session so that nothing sent is lost or delivered twice.
  */
 
-import { isIP, connect as netConnect, type Socket } from 'node:net';
+import { isIP, connect as netConnect, Socket } from 'node:net';
 import { type ConnectionOptions, TLSSocket, connect as tlsConnect } from 'node:tls';
 import {
   type CircuitState,
@@ -15,7 +15,7 @@ import {
 } from '../connection.js';
 import { HeartlineError, InvalidArgumentError, ProtocolError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
-import type { CloseInfo, Link } from '../link.js';
+import { type CloseInfo, Link } from '../link.js';
 import {
   boolOption,
   type CommonOptions,
@@ -38,6 +38,7 @@ import { asBuffer } from '../session/outbound.js';
 import { TcpLink } from '../tcp-link.js';
 import { type Clock, systemClock } from '../time/clock.js';
 import { MAX_TIMER_DELAY_MS, TimingWheel, type WheelTimer } from '../time/wheel.js';
+import type { Transport } from '../transport/transport.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { holdProcess, releaseProcess } from './process-hold.js';
 import { parseServerList, type ServerAddress, ServerRotation } from './servers.js';
@@ -129,8 +130,13 @@ export interface ClientOptions extends CommonOptions {
   signal?: AbortSignal;
   /** Randomness for server shuffling and jitter. @default Math.random */
   random?: () => number;
-  /** Opens the socket to an address (a TLS socket, for instance). @default net.connect */
-  createSocket?: (address: ServerAddress) => Socket;
+  /**
+   * Opens the stream to an address: a `net.Socket` or `tls.TLSSocket` (HELLO waits for
+   * its 'connect' or 'secureConnect'; heartline sets its TCP options), or any other
+   * {@link Transport}, which runs as it is (HELLO goes out at once if it knows its
+   * `remoteAddress`, else on its 'connect'). Called for every attempt. @default net.connect
+   */
+  createSocket?: (address: ServerAddress) => Transport;
   /**
    * Connect over TLS (node:tls connect options: ca, cert and key for mutual TLS,
    * servername...); HELLO waits for the TLS handshake, and `connectTimeout` covers it.
@@ -260,7 +266,7 @@ export class ClientConnection extends Connection {
   private readonly cfg: ResolvedClient;
   private readonly rotation: ServerRotation;
   private readonly backoff: Backoff;
-  private readonly createSocket: (address: ServerAddress) => Socket;
+  private readonly createSocket: (address: ServerAddress) => Transport;
   private pending: Link | null = null;
   private token: Uint8Array | null = null;
   private attempts = 0;
@@ -545,9 +551,9 @@ export class ClientConnection extends Connection {
     this.health.transition(['disconnected'], 'connecting', 'reconnecting');
     if (this.circuitState === 'open') this.setCircuit('half-open');
     const address = this.rotation.current;
-    let socket: Socket;
+    let transport: Transport;
     try {
-      socket = this.createSocket(address);
+      transport = this.createSocket(address);
     } catch (err) {
       const error = new HeartlineError('HL_ERR_SOCKET', `cannot open a socket: ${String(err)}`, {
         cause: err,
@@ -558,37 +564,50 @@ export class ClientConnection extends Connection {
       });
       return;
     }
-    if (!this.refed) socket.unref();
-    const link = new TcpLink(socket, this.config, this.wheel, this);
+    if (!this.refed) transport.unref();
+    // A socket gets TCP's tuning; another transport (in memory, say) runs as it is.
+    const socket = transport instanceof Socket ? transport : null;
+    const link = socket
+      ? new TcpLink(socket, this.config, this.wheel, this)
+      : new Link(transport, this.config, this.wheel, this);
     this.pending = link;
     this.connectTimer ??= this.wheel.timerFor(this, ClientConnection.connectDue);
     this.connectTimer.arm(this.cfg.connectTimeout);
     // Over TLS the HELLO waits for the TLS handshake (and the connect deadline covers it).
-    socket.once(socket instanceof TLSSocket ? 'secureConnect' : 'connect', () => {
-      this.clearConnectTimer();
-      if (link !== this.pending) return;
-      const sessionId = this.sessionId;
-      link.write(
-        encodeHello({
-          version: PROTOCOL_VERSION,
-          interval: this.cfg.interval,
-          timeout: this.cfg.timeout,
-          auth: this.cfg.auth,
-          resume:
-            sessionId !== null && this.token
-              ? {
-                  sessionId: Buffer.from(sessionId, 'hex'),
-                  token: this.token,
-                  lastReceived: this.inbound.lastReceived,
-                }
-              : null,
-          clientId: this.cfg.clientId,
-          traceId: this.cfg.traceId,
-          maxFrame: this.config.maxFrame,
-        }),
+    if (socket) {
+      socket.once(socket instanceof TLSSocket ? 'secureConnect' : 'connect', () =>
+        this.sendHello(link),
       );
-      link.startHandshakeTimer();
-    });
+    } else if (transport.remoteAddress === undefined) {
+      transport.once('connect', () => this.sendHello(link));
+    } else this.sendHello(link);
+  }
+
+  /** The link's stream is connected: HELLO, then the handshake deadline. */
+  private sendHello(link: Link): void {
+    this.clearConnectTimer();
+    if (link !== this.pending) return;
+    const sessionId = this.sessionId;
+    link.write(
+      encodeHello({
+        version: PROTOCOL_VERSION,
+        interval: this.cfg.interval,
+        timeout: this.cfg.timeout,
+        auth: this.cfg.auth,
+        resume:
+          sessionId !== null && this.token
+            ? {
+                sessionId: Buffer.from(sessionId, 'hex'),
+                token: this.token,
+                lastReceived: this.inbound.lastReceived,
+              }
+            : null,
+        clientId: this.cfg.clientId,
+        traceId: this.cfg.traceId,
+        maxFrame: this.config.maxFrame,
+      }),
+    );
+    link.startHandshakeTimer();
   }
 
   private onWelcome(link: Link, welcome: WelcomeFrame): void {

@@ -4,7 +4,6 @@
  * writes a frame to a socket, so every refusal closes the same way.
  */
 
-import type { Socket } from 'node:net';
 import { closeReasonFor, encodeClose } from '../protocol/codec.js';
 import { MIN_MAX_FRAME } from '../protocol/frames.js';
 import type { TimingWheel } from '../time/wheel.js';
@@ -21,20 +20,41 @@ export interface RefusalClose {
 }
 
 /**
+ * What a refusal needs of the stream it turns away: a `net.Socket` as it is, or any
+ * transport a link could run on (src/transport/transport.ts, of the same layer, so named
+ * here by shape).
+ */
+export interface RefusedStream {
+  write(bytes: Uint8Array): boolean;
+  end(): unknown;
+  destroy(): unknown;
+  resume(): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  once(event: 'close', listener: () => void): unknown;
+}
+
+/**
  * Writes CLOSE(`close`) and half-closes (`close` null: the FIN alone, for a peer that
  * expects TLS and could not read a frame), reading and dropping whatever the peer still
  * sends so that its FIN is seen and the close is a FIN, not a reset that could destroy
  * the CLOSE in flight. The socket is destroyed if the peer has not closed within
  * {@link REFUSE_GRACE_MS}. Errors after this are the peer's (it may reset first): ignored.
  */
-export function refuseSocket(socket: Socket, wheel: TimingWheel, close: RefusalClose | null): void {
+export function refuseSocket(
+  socket: RefusedStream,
+  wheel: TimingWheel,
+  close: RefusalClose | null,
+): void {
   socket.on('error', ignore);
   const grace = wheel.timer(() => socket.destroy());
   socket.once('close', () => grace.cancel());
   grace.arm(REFUSE_GRACE_MS);
   socket.resume();
-  if (close === null) socket.end();
-  else socket.end(encodeClose(close.code, fitReason(close.reason), close.retryAfter ?? 0));
+  // write() then end() is what a socket's end(bytes) does.
+  if (close !== null) {
+    socket.write(encodeClose(close.code, fitReason(close.reason), close.retryAfter ?? 0));
+  }
+  socket.end();
 }
 
 /**

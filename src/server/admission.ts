@@ -15,17 +15,17 @@
  * The decisions are pure: {@link Admission} takes the time as an argument (the server reads
  * its injected clock) and randomness is injected, so unit tests drive it without sockets.
  * The socket helpers at the end ({@link trackSocket}, {@link refuseOverloaded}) are the only
- * I/O here.
+ * I/O here; they take any transport (a TCP socket is one), so every kind is admitted alike.
  */
 
 import { readFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import type { CloseInfo } from '../link.js';
 import { refuseSocket } from '../net/refuse.js';
 import { intOption, limitOption, positiveOption } from '../options.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import type { TimingWheel } from '../time/wheel.js';
+import type { Transport } from '../transport/transport.js';
 
 /**
  * Admission defaults and why:
@@ -511,7 +511,7 @@ export interface AdmissionStats {
 }
 
 /** A socket's remote address as host:port, [v6]:port, or '?' once it is gone. */
-export function socketRemote(socket: Socket): string {
+export function socketRemote(socket: Transport): string {
   const { remoteAddress: a, remotePort: p } = socket;
   if (a === undefined) return '?';
   return a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`;
@@ -571,7 +571,7 @@ export function refusalReport(refusal: Refusal, remote: string): RefusalReport {
  */
 export function admitSocket(
   admission: Admission,
-  socket: Socket,
+  socket: Transport,
   wheel: TimingWheel,
   now: number,
   plain = true,
@@ -589,7 +589,7 @@ export function admitSocket(
  */
 export function refuseIfOverLimit(
   admission: Admission,
-  socket: Socket,
+  socket: Transport,
   key: string,
   wheel: TimingWheel,
   now: number,
@@ -606,7 +606,7 @@ export function refuseIfOverLimit(
 
 const kAdmission = Symbol('heartline.admission');
 const kAddressKey = Symbol('heartline.addressKey');
-type TrackedSocket = Socket & { [kAdmission]?: Admission; [kAddressKey]?: string };
+type TrackedSocket = Transport & { [kAdmission]?: Admission; [kAddressKey]?: string };
 
 /** One 'close' listener for every tracked socket, not a closure each (see src/connection.ts). */
 function onTrackedClose(this: TrackedSocket): void {
@@ -615,7 +615,7 @@ function onTrackedClose(this: TrackedSocket): void {
 }
 
 /** Counts an admitted socket until it closes ('close' comes once: no once() wrapper). */
-export function trackSocket(admission: Admission, socket: Socket, key: string): void {
+export function trackSocket(admission: Admission, socket: Transport, key: string): void {
   admission.opened(key);
   const tracked = socket as TrackedSocket;
   tracked[kAdmission] = admission;
@@ -628,7 +628,7 @@ export function trackSocket(admission: Admission, socket: Socket, key: string): 
  * `plain` false (a peer expecting TLS, which could not read the frame) with the FIN alone.
  */
 export function refuseOverloaded(
-  socket: Socket,
+  socket: Transport,
   wheel: TimingWheel,
   refusal: Refusal,
   plain = true,

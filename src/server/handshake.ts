@@ -11,12 +11,13 @@
  * within the turn that read the HELLO, as it always has.
  */
 
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { HeartlineError, ProtocolError } from '../errors.js';
 import { CloseCode, type CloseReason } from '../protocol/close-codes.js';
 import type { HelloFrame } from '../protocol/frames.js';
 import type { StoredSession } from '../session/store.js';
+import type { Transport } from '../transport/transport.js';
 import { type AdmissionLimit, type Refusal, refusalInfo } from './admission.js';
 import type { ResumeRequest, SessionDirectory } from './directory.js';
 import { type GrantPolicy, grantHeartbeat } from './grant.js';
@@ -35,9 +36,15 @@ export interface HelloInfo {
 
 /** What the authenticate hook sees of the peer. */
 export interface PeerInfo {
+  /** The peer's address ('memory' for the in-memory transport of the tests). */
   remoteAddress: string;
+  /** The peer's port (0 where the transport has none). */
   remotePort: number;
-  socket: Socket;
+  /**
+   * The TCP or TLS socket the HELLO came on; null when the link runs on another
+   * transport (the in-memory pair of the tests, a WebSocket later), which has none.
+   */
+  socket: Socket | null;
   /** TLS facts (client certificate, protocol) when the server runs TLS; null otherwise. */
   tls: TlsPeerInfo | null;
 }
@@ -128,13 +135,13 @@ export interface HandshakePeer {
   info(): PeerInfo;
 }
 
-/** What `authenticate` sees of a socket. */
-export function peerInfo(socket: Socket): PeerInfo {
+/** What `authenticate` sees of the transport a HELLO came on (a socket, or another). */
+export function peerInfo(transport: Transport): PeerInfo {
   return {
-    remoteAddress: socket.remoteAddress ?? '',
-    remotePort: socket.remotePort ?? 0,
-    socket,
-    tls: socket instanceof TLSSocket ? tlsPeerInfo(socket) : null,
+    remoteAddress: transport.remoteAddress ?? '',
+    remotePort: transport.remotePort ?? 0,
+    socket: transport instanceof Socket ? transport : null,
+    tls: transport instanceof TLSSocket ? tlsPeerInfo(transport) : null,
   };
 }
 

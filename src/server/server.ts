@@ -14,7 +14,7 @@ import {
 import type { TlsOptions } from 'node:tls';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import { fixedDetector } from '../health/index.js';
-import type { CloseInfo, Link, LinkOwner } from '../link.js';
+import { type CloseInfo, Link, type LinkOwner } from '../link.js';
 import {
   type CommonOptions,
   HEARTBEAT_DEFAULTS,
@@ -44,6 +44,7 @@ import type { PresenceEvent } from '../session/store.js';
 import { TcpLink } from '../tcp-link.js';
 import { type Clock, type ClockTimer, systemClock } from '../time/clock.js';
 import { TimingWheel } from '../time/wheel.js';
+import type { Transport } from '../transport/transport.js';
 import {
   AdaptiveHeartbeat,
   type AdaptiveOptions,
@@ -383,6 +384,21 @@ export class Server extends EventEmitter<ServerEvents> {
     tokenSettled: (c) => this.cluster.tokenSettled(c),
     idempotency: null,
   };
+  /**
+   * The owner of every link in its handshake, until the server hands it to a session: one
+   * for all (it keeps nothing per link).
+   */
+  private readonly handshakeOwner: LinkOwner = {
+    onFrame: (link, frame) => this.onHandshakeFrame(link, frame),
+    onLiveness: () => {},
+    onRtt: () => {},
+    onWritable: () => {},
+    onClose: (link, info) => {
+      // Not handshaking any more: refused, and reported, by admission control.
+      if (!this.handshaking.delete(link)) return;
+      this.emit('rejected', { remote: link.remote, info });
+    },
+  };
   /** Standalone, a worker pool's primary or a worker: what listen(), close() and co. do. */
   private readonly mode: ServerMode;
 
@@ -692,18 +708,34 @@ export class Server extends EventEmitter<ServerEvents> {
       return;
     }
     if (!admitted && !this.admit(socket)) return;
-    const owner: LinkOwner = {
-      onFrame: (link, frame) => this.onHandshakeFrame(link, frame),
-      onLiveness: () => {},
-      onRtt: () => {},
-      onWritable: () => {},
-      onClose: (link, info) => {
-        // Not handshaking any more: refused, and reported, by admission control.
-        if (!this.handshaking.delete(link)) return;
-        this.emit('rejected', { remote: link.remote, info });
-      },
-    };
-    const link = new TcpLink(socket, this.config, this.wheel, owner);
+    this.startHandshake(
+      new TcpLink(socket, this.config, this.wheel, this.handshakeOwner),
+      handshakeMs,
+    );
+  }
+
+  /**
+   * @internal Accepts a connected transport that is not a TCP socket (the in-memory pair
+   * of the unit tests; a WebSocket's accept path later): the same admission, handshake
+   * and sessions as a socket, on a plain {@link Link} (TCP's tuning does not apply). The
+   * peer's address is the transport's own `remoteAddress` and `remotePort`, which
+   * admission counts by and `authenticate` sees (its `socket` is null). For a server that
+   * holds its connections (standalone, or a worker), not the primary of the workers mode.
+   */
+  acceptTransport(transport: Transport): void {
+    if (this.closing || this.drainStarted) {
+      transport.destroy();
+      return;
+    }
+    if (!this.admit(transport)) return;
+    this.startHandshake(
+      new Link(transport, this.config, this.wheel, this.handshakeOwner),
+      this.config.handshakeTimeout,
+    );
+  }
+
+  /** Holds an accepted link until its HELLO, within `handshakeMs`. */
+  private startHandshake(link: Link, handshakeMs: number): void {
     this.handshaking.add(link);
     link.startHandshakeTimer(handshakeMs);
   }
@@ -713,7 +745,7 @@ export class Server extends EventEmitter<ServerEvents> {
    * socket (`plain` false) is admitted at its TCP accept, before TLS: refused, it is only
    * closed.
    */
-  private admit(socket: Socket, plain = true): boolean {
+  private admit(socket: Transport, plain = true): boolean {
     if (this.closing || this.drainStarted) {
       socket.destroy();
       return false;
@@ -771,8 +803,7 @@ export class Server extends EventEmitter<ServerEvents> {
         return link.open;
       },
       remoteAddress: link.transport.remoteAddress,
-      // The server's links are TcpLinks: their transport is the accepted socket.
-      info: () => peerInfo(link.transport as Socket),
+      info: () => peerInfo(link.transport),
     };
     try {
       const decided = decideHandshake(frame, peer, this.handshakeHost);

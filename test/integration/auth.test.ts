@@ -7,13 +7,14 @@
  */
 
 import assert from 'node:assert/strict';
+import { Socket } from 'node:net';
 import { test } from 'node:test';
 import type { ReconnectingEvent } from '../../src/connection.js';
 import type { CloseInfo } from '../../src/link.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
 import { encodePing } from '../../src/protocol/codec.js';
 import { type Frame, FrameType, type WelcomeFrame } from '../../src/protocol/frames.js';
-import type { RejectEvent } from '../../src/server/server.js';
+import type { PeerInfo, RejectEvent } from '../../src/server/server.js';
 import type { ServerConnection } from '../../src/server/server-connection.js';
 import { resetLink } from '../../src/testing.js';
 import { opened, RawPeer, startClient, startServer } from '../support/peers.js';
@@ -201,4 +202,23 @@ test('a client whose identity changed while it was away gets session-lost with e
   assert.notEqual(client.sessionId, firstSession);
   assert.equal(conns[1]!.identity, 'mallory');
   assert.equal(conns[0]!.closed, false, "alice's session waits for alice, until its TTL");
+});
+
+test('authenticate sees the TCP peer: its address and port, and its socket', async (t) => {
+  const peers: PeerInfo[] = [];
+  const { port } = await startServer(t, {
+    ...FAST,
+    authenticate: (_hello, peer) => {
+      peers.push(peer);
+      return true;
+    },
+  });
+  const client = startClient(t, { port, backoff: FAST_BACKOFF });
+  await client.ready();
+  assert.equal(peers.length, 1);
+  const [peer] = peers as [PeerInfo];
+  assert.equal(peer.remoteAddress, '127.0.0.1');
+  assert.ok(peer.socket instanceof Socket, 'a net.Socket over TCP');
+  assert.equal(peer.remotePort, peer.socket.remotePort);
+  assert.equal(peer.tls, null);
 });

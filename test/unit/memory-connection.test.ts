@@ -1,72 +1,54 @@
 /**
- * The transport seam, proved: a client-side and a server-side Connection, each on a real
- * Link, over the in-memory transport pair on one FakeClock, with no socket anywhere. The
- * handshake, DATA exactly once and in order under backpressure, the heartbeat timeout of
- * a peer gone silent (a pulled cable) to the wheel tick, and resume after it. The ends'
- * handshake halves are test/support/memory-session.ts; the rest is the library's code.
+ * The transport seam, proved: the real Client and Server, each end on a real Link, over
+ * the in-memory transport pair on one FakeClock, with no socket anywhere. The handshake,
+ * DATA exactly once and in order under backpressure, the heartbeat timeout of a peer gone
+ * silent (a pulled cable) to the wheel tick, and resume after it. The world they run in
+ * (a client whose every attempt dials a new pair, the server accepting the other end) is
+ * test/support/memory-session.ts.
  */
 
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
+import type { ClientConnection } from '../../src/client/client.js';
 import type { Connection } from '../../src/connection.js';
 import type { HealthState } from '../../src/health/index.js';
 import type { CloseInfo } from '../../src/link.js';
 import type { CommonOptions } from '../../src/options.js';
-import type { ServerConnection } from '../../src/server/server-connection.js';
 import { linkOf, resetLink } from '../../src/testing.js';
-import {
-  connectOver,
-  MemoryClient,
-  MemoryServer,
-  MemoryWorld,
-  TICK,
-} from '../support/memory-session.js';
+import type { MemoryPairOptions } from '../../src/transport/memory.js';
+import { inbox, MemoryWorld, TICK } from '../support/memory-session.js';
 
 const INTERVAL = 1000;
 const TIMEOUT = 3000;
-/** The close grace of a link (src/link.ts CLOSE_GRACE_MS). */
-const CLOSE_GRACE = 1000;
+/**
+ * The client's first reconnect delay: long, so that a test that cuts a link sees the
+ * client wait, disconnected, before it redials by itself (full jitter, random 0.5: half).
+ */
+const REDIAL = 20_000;
 
 function within(value: number, lo: number, hi: number, what: string): void {
   assert.ok(value >= lo && value <= hi, `${what}: ${value} not in [${lo}, ${hi}]`);
 }
 
-/** A client, a server and the world they share; torn down (and checked for leaks) after. */
+/**
+ * A client and the world (the server) it runs in, with `options` on both ends and `pair`
+ * for the memory pairs; torn down (and checked for timers left armed) after.
+ */
 function rig(
   t: TestContext,
   options: CommonOptions = {},
-): { world: MemoryWorld; client: MemoryClient; server: MemoryServer } {
-  const world = new MemoryWorld(options);
+  pair: MemoryPairOptions = {},
+): { world: MemoryWorld; client: ClientConnection } {
   const heartbeat = { interval: INTERVAL, timeout: TIMEOUT };
-  const server = new MemoryServer(world, heartbeat);
-  const client = new MemoryClient(world, heartbeat);
-  t.after(async () => {
-    client.close();
-    for (const conn of server.sessions.values()) conn.close();
-    await world.until(
-      () => client.closed && server.sessions.size === 0,
-      'both ends closed',
-      10 * CLOSE_GRACE,
-    );
-    await world.advance(2 * CLOSE_GRACE);
-    assert.deepEqual(world.errors, [], 'a wheel callback threw');
-    assert.equal(world.wheel.size, 0, 'timers left armed after both ends closed');
+  const world = new MemoryWorld({ ...options, ...heartbeat });
+  world.pairOptions = pair;
+  const client = world.client({
+    ...options,
+    ...heartbeat,
+    backoff: { initialDelay: REDIAL, maxDelay: REDIAL },
   });
-  return { world, client, server };
-}
-
-/** The server's only session. */
-function onlySession(server: MemoryServer): ServerConnection {
-  assert.equal(server.sessions.size, 1);
-  const [conn] = server.sessions.values();
-  return conn!;
-}
-
-/** Every message `conn` receives, as text. */
-function inbox(conn: Connection): string[] {
-  const got: string[] = [];
-  conn.on('message', (data) => got.push(data.toString()));
-  return got;
+  t.after(() => world.close());
+  return { world, client };
 }
 
 /** Fake time of each health state `conn` enters. */
@@ -83,12 +65,12 @@ function nextDisconnect(conn: Connection): Promise<CloseInfo> {
 
 describe('a session over the memory transport (no sockets)', () => {
   it('handshakes: both ends open the same session, healthy, on memory links', async (t) => {
-    const { world, client, server } = rig(t);
+    const { world, client } = rig(t);
     const opened: unknown[] = [];
     client.on('open', (e) => opened.push(e));
-    const pair = connectOver(world, client, server);
     await world.until(() => client.state === 'healthy', 'client healthy');
-    const conn = onlySession(server);
+    const pair = world.pairs[0]!;
+    const conn = world.only();
     assert.equal(conn.state, 'healthy');
     assert.equal(conn.sessionId, client.sessionId);
     assert.deepEqual(opened, [{ sessionId: client.sessionId, resumed: false, replayed: 0 }]);
@@ -105,11 +87,10 @@ describe('a session over the memory transport (no sockets)', () => {
   });
 
   it('DATA both ways arrives exactly once and in order through backpressure', async (t) => {
-    const { world, client, server } = rig(t);
     // A small window and high-water: the writers queue, drain and resume many times.
-    connectOver(world, client, server, { highWater: 512, window: 2048 });
+    const { world, client } = rig(t, {}, { highWater: 512, window: 2048 });
     await world.until(() => client.state === 'healthy', 'client healthy');
-    const conn = onlySession(server);
+    const conn = world.only();
     const atServer = inbox(conn);
     const atClient = inbox(client);
     const N = 400;
@@ -137,10 +118,10 @@ describe('a session over the memory transport (no sockets)', () => {
   });
 
   it('a pulled cable: each end declares the silent peer dead at its timeout, to the tick', async (t) => {
-    const { world, client, server } = rig(t);
-    const pair = connectOver(world, client, server);
+    const { world, client } = rig(t);
     await world.until(() => client.state === 'healthy', 'client healthy');
-    const conn = onlySession(server);
+    const pair = world.pairs[0]!;
+    const conn = world.only();
     await world.advance(2.5 * INTERVAL);
     const clientStates = states(client, world);
     const serverStates = states(conn, world);
@@ -173,10 +154,10 @@ describe('a session over the memory transport (no sockets)', () => {
   });
 
   it('resumes after a silent drop: what was sent into the dead link arrives once, in order', async (t) => {
-    const { world, client, server } = rig(t);
-    const pair = connectOver(world, client, server);
+    const { world, client } = rig(t);
     await world.until(() => client.state === 'healthy', 'client healthy');
-    const conn = onlySession(server);
+    const pair = world.pairs[0]!;
+    const conn = world.only();
     const atServer = inbox(conn);
     const atClient = inbox(client);
     client.send('c1');
@@ -196,12 +177,12 @@ describe('a session over the memory transport (no sockets)', () => {
     const resumed = new Promise<{ replayed: number; resumed: boolean }>((resolve) =>
       client.once('resumed', resolve),
     );
-    connectOver(world, client, server);
+    // The client redials by itself, on a new pair, after its backoff.
     await world.until(() => client.state === 'healthy', 'client healthy again');
     const event = await resumed;
     assert.equal(event.resumed, true);
     assert.equal(event.replayed, 3);
-    assert.equal(onlySession(server), conn, 'the resume made a new session');
+    assert.equal(world.only(), conn, 'the resume made a new session');
     client.send('c5');
     conn.send('s4');
     await world.until(
@@ -214,10 +195,10 @@ describe('a session over the memory transport (no sockets)', () => {
 
   it('a peer that stops reading: the writer fails with write-stall at writeTimeout, to the tick', async (t) => {
     const WRITE_TIMEOUT = 2000;
-    const { world, client, server } = rig(t, { writeTimeout: WRITE_TIMEOUT });
-    const pair = connectOver(world, client, server, { window: 4096 });
+    const { world, client } = rig(t, { writeTimeout: WRITE_TIMEOUT }, { window: 4096 });
     await world.until(() => client.state === 'healthy', 'client healthy');
-    onlySession(server);
+    const pair = world.pairs[0]!;
+    world.only();
     // The server's process stops reading its socket: its receive buffer fills, then the
     // client's queue, which never drains.
     pair.b.pause();
@@ -234,10 +215,9 @@ describe('a session over the memory transport (no sockets)', () => {
   });
 
   it('resetLink() (the suite hook) resets a memory link: the peer reads ECONNRESET and resumes', async (t) => {
-    const { world, client, server } = rig(t);
-    connectOver(world, client, server);
+    const { world, client } = rig(t);
     await world.until(() => client.state === 'healthy', 'client healthy');
-    const conn = onlySession(server);
+    const conn = world.only();
     const atServer = inbox(conn);
     const clientLost = nextDisconnect(client);
     resetLink(conn);
@@ -245,9 +225,9 @@ describe('a session over the memory transport (no sockets)', () => {
     assert.equal(info.reason, 'reset');
     assert.equal(info.errno, 'ECONNRESET');
     client.send('after reset');
-    connectOver(world, client, server);
+    // The client redials by itself, on a new pair, after its backoff.
     await world.until(() => atServer.length === 1, 'the message sent while disconnected');
     assert.deepEqual(atServer, ['after reset']);
-    assert.equal(onlySession(server), conn);
+    assert.equal(world.only(), conn);
   });
 });
