@@ -126,7 +126,8 @@ const ERROR_FOR_REASON: Partial<Record<CloseReason, ErrorCode>> = {
   'tls-error': 'HL_ERR_TLS',
 };
 
-function errorFor(reason: CloseReason, message: string): HeartlineError | undefined {
+/** The typed error of a close for `reason` that is a failure, else undefined. */
+export function errorFor(reason: CloseReason, message: string): HeartlineError | undefined {
   const code = ERROR_FOR_REASON[reason];
   return code ? new HeartlineError(code, message) : undefined;
 }

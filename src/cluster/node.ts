@@ -7,6 +7,7 @@
  */
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { sessionIdString } from '../connection.js';
 import { HeartlineError, InvalidArgumentError } from '../errors.js';
 import { intOption } from '../options.js';
 import { ID_BYTES } from '../protocol/frames.js';
@@ -382,7 +383,7 @@ export class ClusterNode implements SessionDirectory {
    */
   async takeOver(resume: ResumeRequest, identity: string | null): Promise<StoredSession | null> {
     const store = this.store;
-    const sessionId = Buffer.from(resume.sessionId).toString('hex');
+    const sessionId = sessionIdString(resume.sessionId);
     const loaded = await this.#call(store.load(sessionId));
     if (!loaded || !this.#resumable(loaded, resume, identity)) return null;
     const claimed = await this.#call(store.claim(sessionId, this.nodeId));

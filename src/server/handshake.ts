@@ -13,7 +13,9 @@
 
 import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { HeartlineError, ProtocolError } from '../errors.js';
+import { sessionIdString } from '../connection.js';
+import { type HeartlineError, ProtocolError } from '../errors.js';
+import { errorFor } from '../link.js';
 import { CloseCode, type CloseReason } from '../protocol/close-codes.js';
 import type { HelloFrame } from '../protocol/frames.js';
 import type { StoredSession } from '../session/store.js';
@@ -294,20 +296,13 @@ function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
 
 const GONE: HandshakeDecision = Object.freeze({ kind: 'gone' });
 
-/** A refusal whose error is the one the link gives a close for `reason`. */
+/** A refusal whose error is the one the link gives a close for `reason` ({@link errorFor}). */
 function refuse(reason: CloseReason, code: number, message: string): HandshakeDecision {
   const error = errorFor(reason, message);
   return {
     kind: 'refuse',
     refusal: { reason, code, message, retryAfter: 0, ...(error ? { error } : {}) },
   };
-}
-
-/** The errors of these refusals, as the link gives its closes for the same reasons. */
-function errorFor(reason: CloseReason, message: string): HeartlineError | undefined {
-  if (reason === 'policy-violation') return new HeartlineError('HL_ERR_POLICY_VIOLATION', message);
-  if (reason === 'auth-failed') return new HeartlineError('HL_ERR_AUTH_FAILED', message);
-  return undefined;
 }
 
 /** An admission refusal: CLOSE(overloaded) with its retry hint, reported with its limit. */
@@ -362,7 +357,7 @@ export function findSession(
   identity: string | null | undefined,
   version: number,
 ): ServerConnection | null {
-  const conn = sessions.get(Buffer.from(resume.sessionId).toString('hex'));
+  const conn = sessions.get(sessionIdString(resume.sessionId));
   if (!conn || conn.closed) return null;
   if (!conn.acceptsToken(resume.token)) return null;
   // A session speaks the version it began with: a resume in another is a new session.

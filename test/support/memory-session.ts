@@ -86,7 +86,7 @@ export class MemoryWorld {
   }
 
   /** The server's only session. */
-  only(): ServerConnection {
+  session(): ServerConnection {
     const conns = [...this.server.connections.values()];
     assert.equal(conns.length, 1, 'sessions on the server');
     return conns[0]!;

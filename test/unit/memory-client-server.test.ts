@@ -64,7 +64,7 @@ describe('the real Client and Server over the memory transport (no sockets)', ()
     for (let i = 1; i <= 100; i++) up.push(`c${i}`);
     for (const m of up) client.send(m);
     await world.until(() => client.state === 'healthy', 'client healthy');
-    const conn = world.only();
+    const conn = world.session();
     const atServer = world.received.get(conn)!;
     assert.equal(conn.sessionId, client.sessionId);
     // What was queued before the WELCOME goes out behind it, counted as replayed.
@@ -99,7 +99,7 @@ describe('the real Client and Server over the memory transport (no sockets)', ()
     const client = clientOf(world);
     const atClient = inbox(client);
     await world.until(() => client.state === 'healthy', 'client healthy');
-    const conn = world.only();
+    const conn = world.session();
     const atServer = world.received.get(conn)!;
     client.send('c1');
     conn.send('s1');
@@ -138,7 +138,7 @@ describe('the real Client and Server over the memory transport (no sockets)', ()
     assert.equal(world.pairs.length, 2, 'the client dialled a new pair');
     assert.equal(resumed[0]!.resumed, true);
     assert.equal(resumed[0]!.replayed, 3);
-    assert.equal(world.only(), conn, 'the resume kept the session');
+    assert.equal(world.session(), conn, 'the resume kept the session');
     assert.deepEqual(world.opened, [conn], 'the server opened no second session');
     assert.equal(linkOf(conn).transport, world.pairs[1]!.b, 'the session runs on the new pair');
     client.send('c5');
@@ -158,7 +158,7 @@ describe('the real Client and Server over the memory transport (no sockets)', ()
     const world = worldOf(t, { sessionTtl: TTL });
     const client = clientOf(world);
     await world.until(() => client.state === 'healthy', 'client healthy');
-    const conn = world.only();
+    const conn = world.session();
     const firstSession = client.sessionId;
     client.send('c1');
     await world.until(() => client.unackedCount === 0, 'c1 acknowledged');
@@ -190,7 +190,7 @@ describe('the real Client and Server over the memory transport (no sockets)', ()
       ['c2', 'c3'],
     );
     assert.notEqual(client.sessionId, firstSession, 'a new session');
-    assert.equal(world.only().sessionId, client.sessionId);
+    assert.equal(world.session().sessionId, client.sessionId);
     assert.equal(world.opened.length, 2);
   });
 
@@ -213,7 +213,7 @@ describe('the real Client and Server over the memory transport (no sockets)', ()
     assert.equal(world.rejected[0]!.info.reason, 'overloaded');
     assert.equal(world.server.admissionStats.refused['max-connections'], 1);
     assert.equal(world.server.admissionStats.connections, 1);
-    assert.equal(world.only().sessionId, first.sessionId);
+    assert.equal(world.session().sessionId, first.sessionId);
     assert.equal(first.state, 'healthy');
   });
 
@@ -233,7 +233,7 @@ describe('the real Client and Server over the memory transport (no sockets)', ()
     assert.equal(peer.remotePort, world.pairs[0]!.a.localPort);
     assert.equal(peer.socket, null, 'a memory transport is no socket');
     assert.equal(peer.tls, null);
-    assert.equal(world.only().identity, 'alice');
+    assert.equal(world.session().identity, 'alice');
   });
 
   it('a memory peer that never sends HELLO is turned away at handshakeTimeout, to the tick', async (t) => {

@@ -70,7 +70,7 @@ describe('a session over the memory transport (no sockets)', () => {
     client.on('open', (e) => opened.push(e));
     await world.until(() => client.state === 'healthy', 'client healthy');
     const pair = world.pairs[0]!;
-    const conn = world.only();
+    const conn = world.session();
     assert.equal(conn.state, 'healthy');
     assert.equal(conn.sessionId, client.sessionId);
     assert.deepEqual(opened, [{ sessionId: client.sessionId, resumed: false, replayed: 0 }]);
@@ -90,7 +90,7 @@ describe('a session over the memory transport (no sockets)', () => {
     // A small window and high-water: the writers queue, drain and resume many times.
     const { world, client } = rig(t, {}, { highWater: 512, window: 2048 });
     await world.until(() => client.state === 'healthy', 'client healthy');
-    const conn = world.only();
+    const conn = world.session();
     const atServer = inbox(conn);
     const atClient = inbox(client);
     const N = 400;
@@ -121,7 +121,7 @@ describe('a session over the memory transport (no sockets)', () => {
     const { world, client } = rig(t);
     await world.until(() => client.state === 'healthy', 'client healthy');
     const pair = world.pairs[0]!;
-    const conn = world.only();
+    const conn = world.session();
     await world.advance(2.5 * INTERVAL);
     const clientStates = states(client, world);
     const serverStates = states(conn, world);
@@ -157,7 +157,7 @@ describe('a session over the memory transport (no sockets)', () => {
     const { world, client } = rig(t);
     await world.until(() => client.state === 'healthy', 'client healthy');
     const pair = world.pairs[0]!;
-    const conn = world.only();
+    const conn = world.session();
     const atServer = inbox(conn);
     const atClient = inbox(client);
     client.send('c1');
@@ -182,7 +182,7 @@ describe('a session over the memory transport (no sockets)', () => {
     const event = await resumed;
     assert.equal(event.resumed, true);
     assert.equal(event.replayed, 3);
-    assert.equal(world.only(), conn, 'the resume made a new session');
+    assert.equal(world.session(), conn, 'the resume made a new session');
     client.send('c5');
     conn.send('s4');
     await world.until(
@@ -198,7 +198,7 @@ describe('a session over the memory transport (no sockets)', () => {
     const { world, client } = rig(t, { writeTimeout: WRITE_TIMEOUT }, { window: 4096 });
     await world.until(() => client.state === 'healthy', 'client healthy');
     const pair = world.pairs[0]!;
-    world.only();
+    world.session();
     // The server's process stops reading its socket: its receive buffer fills, then the
     // client's queue, which never drains.
     pair.b.pause();
@@ -217,7 +217,7 @@ describe('a session over the memory transport (no sockets)', () => {
   it('resetLink() (the suite hook) resets a memory link: the peer reads ECONNRESET and resumes', async (t) => {
     const { world, client } = rig(t);
     await world.until(() => client.state === 'healthy', 'client healthy');
-    const conn = world.only();
+    const conn = world.session();
     const atServer = inbox(conn);
     const clientLost = nextDisconnect(client);
     resetLink(conn);
@@ -228,6 +228,6 @@ describe('a session over the memory transport (no sockets)', () => {
     // The client redials by itself, on a new pair, after its backoff.
     await world.until(() => atServer.length === 1, 'the message sent while disconnected');
     assert.deepEqual(atServer, ['after reset']);
-    assert.equal(world.only(), conn);
+    assert.equal(world.session(), conn);
   });
 });
