@@ -365,7 +365,7 @@ export class Server extends EventEmitter<ServerEvents> {
   private readonly loadMonitor: LoadMonitor;
   private readonly adaptive: AdaptiveHeartbeat;
   /** Where sessions live beyond this server's memory: this node alone, or the cluster. */
-  private readonly cluster: SessionDirectory;
+  private readonly directory: SessionDirectory;
   private readonly handshakeHost: HandshakeHost;
   /** One host for every connection (a closure each would cost memory per connection). */
   private readonly connectionHost: ServerConnectionHost & {
@@ -373,15 +373,15 @@ export class Server extends EventEmitter<ServerEvents> {
   } = {
     opened: (c) => {
       this.quota.connected(c);
-      this.cluster.opened(c);
+      this.directory.opened(c);
     },
     disconnected: (c) => {
       this.quota.disconnected(c);
       this.adaptive.forget(c);
-      this.cluster.disconnected(c);
+      this.directory.disconnected(c);
     },
     release: (c) => this.release(c),
-    tokenSettled: (c) => this.cluster.tokenSettled(c),
+    tokenSettled: (c) => this.directory.tokenSettled(c),
     idempotency: null,
   };
   /**
@@ -437,13 +437,13 @@ export class Server extends EventEmitter<ServerEvents> {
       presence: (e) => this.emit('presence', e),
       store: (e) => this.emit('store', e),
     };
-    this.cluster =
+    this.directory =
       this.config.cluster?.createDirectory(directoryHost) ??
       new LocalDirectory(directoryHost, this.sessions);
     this.handshakeHost = {
       config: this.config,
       sessions: this.sessions,
-      directory: this.cluster,
+      directory: this.directory,
       closing: () => this.closing !== null,
       admitSession: (hello, address, identity) => this.admitSession(hello, address, identity),
     };
@@ -530,7 +530,7 @@ export class Server extends EventEmitter<ServerEvents> {
    * HL_ERR_BUFFER_FULL or HL_ERR_STORE.
    */
   sendTo(id: string, payload: Uint8Array | string): Promise<number> {
-    return this.cluster.sendTo(id, payload);
+    return this.directory.sendTo(id, payload);
   }
 
   /**
@@ -538,7 +538,7 @@ export class Server extends EventEmitter<ServerEvents> {
    * any node (with a store) or this server. Rejects with HL_ERR_STORE.
    */
   presence(id: string): Promise<PresenceInfo> {
-    return this.cluster.presence(id);
+    return this.directory.presence(id);
   }
 
   /** The heartbeat policy in force. */
@@ -671,7 +671,7 @@ export class Server extends EventEmitter<ServerEvents> {
       }
       void Promise.all([modeClosed, connsClosed])
         .then(() => this.connectionHost.idempotency?.close())
-        .then(() => this.cluster.close())
+        .then(() => this.directory.close())
         .then(() => this.mode.closed())
         .then(() => {
           this.wheel.clear();
@@ -691,7 +691,7 @@ export class Server extends EventEmitter<ServerEvents> {
     const o = this.config.idempotency;
     if (o === null) return null;
     const { clock } = this.config;
-    return this.cluster.idempotencyWindow(o, clock) ?? createMemoryWindow(o, clock);
+    return this.directory.idempotencyWindow(o, clock) ?? createMemoryWindow(o, clock);
   }
 
   /**
@@ -899,7 +899,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.sessions.set(conn.sessionKey, conn);
     this.quota.added(conn, addressKey(link.transport.remoteAddress ?? '?'));
     this.live.set(conn.id, conn);
-    this.cluster.adopt(conn, restored);
+    this.directory.adopt(conn, restored);
     link.write(
       encodeWelcome({
         version: hello.version,
@@ -970,7 +970,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.live.delete(conn.id);
     this.sessions.delete(conn.sessionKey);
     this.quota.removed(conn);
-    this.cluster.released(conn);
+    this.directory.released(conn);
     this.adaptive.forget(conn);
   }
 }
